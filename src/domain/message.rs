@@ -1,0 +1,160 @@
+//! Turns a delivery order and its PIN into the words the user receives.
+
+use super::texts::{LocaleTexts, LOCALE_TEXTS};
+use super::verification::{DeliveryOrder, Purpose};
+use super::workflow::EventKind;
+
+/// The text of one SMS or the script of one call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderedMessage {
+    pub kind: EventKind,
+    pub text: String,
+}
+
+/// Renders the message for `order` with the clear `pin`. Voice scripts read the code one character
+/// at a time (`4, 8, 1, 5`) so a speech engine never reads it as a number.
+pub fn render(order: &DeliveryOrder, pin: &str) -> RenderedMessage {
+    let texts = texts_for(&order.locale);
+    let code = match order.kind {
+        EventKind::Sms => pin.to_owned(),
+        EventKind::Tts => spell(pin),
+    };
+    let template = match (&order.purpose, order.kind) {
+        (Purpose::Brand { .. }, EventKind::Sms) => texts.sms,
+        (Purpose::Brand { .. }, EventKind::Tts) => texts.tts,
+        (Purpose::Payment { .. }, EventKind::Sms) => texts.psd2_sms,
+        (Purpose::Payment { .. }, EventKind::Tts) => texts.psd2_tts,
+    };
+    let (brand, payee, amount) = match &order.purpose {
+        Purpose::Brand { brand, .. } => (brand.as_str(), "", ""),
+        Purpose::Payment { payee, amount } => ("", payee.as_str(), amount.as_str()),
+    };
+    let text = fill(template, |name| match name {
+        "brand" => Some(brand),
+        "payee" => Some(payee),
+        "amount" => Some(amount),
+        "code" => Some(code.as_str()),
+        _ => None,
+    });
+    RenderedMessage {
+        kind: order.kind,
+        text,
+    }
+}
+
+/// Writes the characters of `pin` separated so that they are read one by one.
+pub fn spell(pin: &str) -> String {
+    let mut out = String::with_capacity(pin.len() * 3);
+    for (i, c) in pin.chars().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn texts_for(locale: &str) -> &'static LocaleTexts {
+    LOCALE_TEXTS
+        .iter()
+        .find(|t| t.tag == locale)
+        .or_else(|| LOCALE_TEXTS.iter().find(|t| t.tag == "en-us"))
+        .expect("en-us texts exist")
+}
+
+/// Substitutes `{name}` placeholders in one pass, so a brand that itself contains `{code}` is
+/// printed as written and never expanded.
+fn fill<'a>(template: &str, value: impl Fn(&str) -> Option<&'a str>) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}').and_then(|close| value(&after[..close]).map(|v| (close, v))) {
+            Some((close, v)) => {
+                out.push_str(v);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::types::{EventId, PhoneNumber, RequestId};
+    use chrono::DateTime;
+
+    fn order(kind: EventKind, purpose: Purpose, locale: &str) -> DeliveryOrder {
+        DeliveryOrder {
+            event_id: EventId::from_bytes([1; 8]),
+            request_id: RequestId::from_bytes([2; 16]),
+            kind,
+            to: PhoneNumber::parse("447700123456", None).unwrap(),
+            purpose,
+            locale: locale.to_owned(),
+            sealed_pin: vec![],
+            created_at: DateTime::from_timestamp(0, 0).unwrap(),
+        }
+    }
+
+    fn brand(b: &str) -> Purpose {
+        Purpose::Brand {
+            brand: b.into(),
+            sender_id: "VERIFY".into(),
+        }
+    }
+
+    #[test]
+    fn an_sms_names_the_brand_and_the_code() {
+        let m = render(&order(EventKind::Sms, brand("AcmeInc"), "en-us"), "4815");
+        assert!(m.text.contains("AcmeInc"), "{}", m.text);
+        assert!(m.text.contains("4815"), "{}", m.text);
+    }
+
+    #[test]
+    fn a_voice_script_reads_the_digits_one_by_one_twice() {
+        let m = render(&order(EventKind::Tts, brand("AcmeInc"), "en-gb"), "4815");
+        assert_eq!(m.text.matches("4, 8, 1, 5").count(), 2, "{}", m.text);
+        assert!(!m.text.contains("4815"));
+    }
+
+    #[test]
+    fn a_payment_message_names_the_payee_and_the_amount() {
+        let p = Purpose::Payment {
+            payee: "Acme Shop".into(),
+            amount: "48.00".into(),
+        };
+        let m = render(&order(EventKind::Sms, p, "de-de"), "123456");
+        assert!(m.text.contains("Acme Shop") && m.text.contains("48.00") && m.text.contains("123456"));
+    }
+
+    #[test]
+    fn a_brand_containing_a_placeholder_is_not_expanded() {
+        let m = render(&order(EventKind::Sms, brand("{code}"), "en-us"), "4815");
+        assert_eq!(m.text.matches("4815").count(), 1, "{}", m.text);
+        assert!(m.text.contains("{code}"));
+    }
+
+    #[test]
+    fn every_locale_renders_both_kinds_without_leftover_braces() {
+        for t in LOCALE_TEXTS {
+            for kind in [EventKind::Sms, EventKind::Tts] {
+                let m = render(&order(kind, brand("Acme"), t.tag), "9876");
+                assert!(!m.text.contains('{'), "{}: {}", t.tag, m.text);
+                let p = Purpose::Payment {
+                    payee: "Shop".into(),
+                    amount: "1.00".into(),
+                };
+                let m = render(&order(kind, p, t.tag), "9876");
+                assert!(!m.text.contains('{'), "{}: {}", t.tag, m.text);
+            }
+        }
+    }
+}

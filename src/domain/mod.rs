@@ -1,0 +1,14 @@
+//! The verification domain: pure code, no I/O, no clock. Every function that depends on time takes
+//! `now` as an argument, and everything random comes through [`Minter`], so the whole state machine
+//! is tested by passing times and deterministic minters.
+
+pub mod locale;
+pub mod message;
+pub mod texts;
+pub mod types;
+pub mod verification;
+pub mod workflow;
+
+pub use types::*;
+pub use verification::*;
+pub use workflow::{EventKind, Workflow};

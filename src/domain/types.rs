@@ -1,0 +1,318 @@
+//! Value types parsed once at the edge. Each has a private field and one fallible constructor.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A verification's identifier: 32 lowercase hex characters drawn from the OS RNG.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// Accepts only the exact shape verifyd issues, so lookups never see other strings.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = raw.len() == 32 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        ok.then(|| Self(raw.to_owned()))
+    }
+
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(hex::encode(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RequestId {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value).ok_or(value)
+    }
+}
+
+impl From<RequestId> for String {
+    fn from(value: RequestId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A delivery event's identifier (one SMS or one call), as search and check report it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EventId(String);
+
+impl EventId {
+    pub fn from_bytes(bytes: [u8; 8]) -> Self {
+        Self(hex::encode_upper(bytes))
+    }
+
+    pub fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A phone number in E.164, stored without the leading `+` as the Verify API writes it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PhoneNumber {
+    digits: String,
+    /// ISO 3166 alpha-2 region of the number, upper case, when the number plan names one.
+    region: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid phone number")]
+pub struct InvalidPhoneNumber;
+
+impl PhoneNumber {
+    /// Parses `raw` as an international number (with or without `+`), or as a national number of
+    /// `country` when one is given. Validity is decided by libphonenumber's metadata.
+    pub fn parse(raw: &str, country: Option<&str>) -> Result<Self, InvalidPhoneNumber> {
+        let raw = raw.trim();
+        if raw.is_empty() || raw.len() > 32 {
+            return Err(InvalidPhoneNumber);
+        }
+        let region = match country {
+            Some(c) => Some(
+                c.to_ascii_uppercase()
+                    .parse::<phonenumber::country::Id>()
+                    .map_err(|_| InvalidPhoneNumber)?,
+            ),
+            None => None,
+        };
+        let international = if raw.starts_with('+') {
+            raw.to_owned()
+        } else {
+            format!("+{raw}")
+        };
+        // With a country the number may be national ("07700 123456"); the API also sends
+        // international numbers without "+" alongside a country, so both readings are tried.
+        let candidates: Vec<(Option<phonenumber::country::Id>, &str)> = match region {
+            Some(r) => vec![(Some(r), raw), (None, international.as_str())],
+            None => vec![(None, international.as_str())],
+        };
+        for (region, text) in candidates {
+            if let Ok(number) = phonenumber::parse(region, text) {
+                if phonenumber::is_valid(&number) {
+                    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+                    let digits = e164.trim_start_matches('+').to_owned();
+                    let region = number.country().id().map(|id| id.as_ref().to_owned());
+                    return Ok(Self { digits, region });
+                }
+            }
+        }
+        Err(InvalidPhoneNumber)
+    }
+
+    /// Rebuilds a number that was parsed before (read back from the store).
+    pub fn from_stored(digits: String, region: Option<String>) -> Self {
+        Self { digits, region }
+    }
+
+    /// E.164 digits without `+`.
+    pub fn digits(&self) -> &str {
+        &self.digits
+    }
+
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    /// A form safe for logs: country code and the last two digits only.
+    pub fn masked(&self) -> String {
+        mask_digits(&self.digits)
+    }
+}
+
+/// Masks all but the first two and last two characters; used for any number that reaches a log.
+pub fn mask_digits(digits: &str) -> String {
+    let n = digits.chars().count();
+    if n <= 4 {
+        return "*".repeat(n);
+    }
+    digits
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i < 2 || i >= n - 2 { c } else { '*' })
+        .collect()
+}
+
+/// Length of generated PINs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeLength(u8);
+
+impl CodeLength {
+    pub const DEFAULT: CodeLength = CodeLength(4);
+
+    pub fn parse(n: i64) -> Option<Self> {
+        matches!(n, 4 | 6).then_some(Self(n as u8))
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+/// A PIN chosen by the API caller (`pin_code`): 4–10 ASCII letters or digits.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CustomPin(String);
+
+impl CustomPin {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = (4..=10).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric());
+        ok.then(|| Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CustomPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CustomPin(***)")
+    }
+}
+
+/// A code typed by the user on check: 4–10 ASCII letters or digits (custom PINs reach 10).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Candidate(String);
+
+impl Candidate {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = (4..=10).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric());
+        ok.then(|| Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Candidate(***)")
+    }
+}
+
+/// A money amount in 1e-8 units of the configured currency, printed the way the Verify API prints
+/// prices (`"0.10000000"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Price(u64);
+
+impl Price {
+    pub const ZERO: Price = Price(0);
+    const SCALE: u64 = 100_000_000;
+
+    /// Parses a non-negative decimal with up to 8 fractional digits.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (int, frac) = raw.split_once('.').unwrap_or((raw, ""));
+        if int.is_empty() || frac.len() > 8 || !int.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let int: u64 = int.parse().ok()?;
+        let frac_units: u64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse::<u64>().ok()? * 10u64.pow(8 - frac.len() as u32)
+        };
+        int.checked_mul(Self::SCALE)?
+            .checked_add(frac_units)
+            .map(Self)
+    }
+
+    pub fn times(self, n: u64) -> Price {
+        Price(self.0.saturating_mul(n))
+    }
+
+    pub fn plus(self, other: Price) -> Price {
+        Price(self.0.saturating_add(other.0))
+    }
+}
+
+impl fmt::Display for Price {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:08}", self.0 / Self::SCALE, self.0 % Self::SCALE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_international_number_without_plus_is_accepted_and_normalised() {
+        let n = PhoneNumber::parse("447700123456", None).unwrap();
+        assert_eq!(n.digits(), "447700123456");
+        assert_eq!(n.region(), Some("GB"));
+    }
+
+    #[test]
+    fn a_national_number_is_accepted_with_its_country() {
+        let n = PhoneNumber::parse("07700 123456", Some("gb")).unwrap();
+        assert_eq!(n.digits(), "447700123456");
+        let n = PhoneNumber::parse("447700123456", Some("GB")).unwrap();
+        assert_eq!(n.digits(), "447700123456");
+    }
+
+    #[test]
+    fn a_national_number_without_country_is_refused() {
+        assert_eq!(PhoneNumber::parse("07700123456", None), Err(InvalidPhoneNumber));
+        assert!(PhoneNumber::parse("12", None).is_err());
+        assert!(PhoneNumber::parse("abc", None).is_err());
+        assert!(PhoneNumber::parse("", None).is_err());
+    }
+
+    #[test]
+    fn an_australian_number_knows_its_region() {
+        let n = PhoneNumber::parse("61412345678", None).unwrap();
+        assert_eq!(n.region(), Some("AU"));
+    }
+
+    #[test]
+    fn masking_keeps_only_the_ends() {
+        assert_eq!(mask_digits("447700900123"), "44********23");
+        assert_eq!(mask_digits("123"), "***");
+    }
+
+    #[test]
+    fn request_ids_must_be_32_lowercase_hex() {
+        assert!(RequestId::parse("abcdef0123456789abcdef0123456789").is_some());
+        assert!(RequestId::parse("ABCDEF0123456789abcdef0123456789").is_none());
+        assert!(RequestId::parse("abcdef0123456789abcdef012345678").is_none());
+        assert!(RequestId::parse("zbcdef0123456789abcdef0123456789").is_none());
+    }
+
+    #[test]
+    fn prices_parse_and_print_with_eight_decimals() {
+        assert_eq!(Price::parse("0.1").unwrap().to_string(), "0.10000000");
+        assert_eq!(Price::parse("0").unwrap().to_string(), "0.00000000");
+        assert_eq!(Price::parse("1.0333").unwrap().times(2).to_string(), "2.06660000");
+        assert!(Price::parse("-1").is_none());
+        assert!(Price::parse("0.123456789").is_none());
+        assert!(Price::parse("x").is_none());
+    }
+
+    #[test]
+    fn pins_and_candidates_are_4_to_10_alphanumerics() {
+        assert!(CustomPin::parse("AKFG3424").is_some());
+        assert!(CustomPin::parse("AKFG-3424").is_none());
+        assert!(CustomPin::parse("123").is_none());
+        assert!(CustomPin::parse("12345678901").is_none());
+        assert!(Candidate::parse("1234").is_some());
+        assert_eq!(format!("{:?}", Candidate::parse("1234").unwrap()), "Candidate(***)");
+    }
+}

@@ -1,0 +1,3 @@
+//! verifyd: a self-hosted phone verification service, wire-compatible with the Vonage Verify API.
+
+pub mod domain;
