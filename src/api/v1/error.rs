@@ -1,0 +1,147 @@
+//! Every v1 failure and the `status` / `error_text` it is answered with: the only place that
+//! picks v1 status codes.
+
+use crate::domain::RequestId;
+
+/// Which endpoint answers; some texts differ between endpoints in the API's own examples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Request,
+    Psd2,
+    Check,
+    Search,
+    Control,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum V1Error {
+    #[error("missing parameter {0}")]
+    Missing(&'static str),
+    #[error("invalid parameter {0}")]
+    Invalid(&'static str),
+    #[error("bad credentials")]
+    BadCredentials,
+    #[error("internal error")]
+    Internal,
+    #[error("the key is disabled")]
+    Barred,
+    #[error("a verification to this number is in progress")]
+    Concurrent(RequestId),
+    #[error("this key may not set pin_code")]
+    CustomPinNotAllowed,
+    #[error("check on an unknown or finished request")]
+    CheckNotFound(String),
+    #[error("wrong code")]
+    WrongCode,
+    #[error("too many wrong codes")]
+    TooManyWrongCodes,
+    #[error("more than 10 request_ids")]
+    TooManyRequestIds,
+    #[error("search found nothing")]
+    SearchNotFound,
+    #[error("control on an unknown or finished request")]
+    ControlNotFound(String),
+    #[error("cancel within the first 30 seconds")]
+    CancelTooEarly(String),
+    #[error("cancel after the second event")]
+    CancelTooLate(String),
+    #[error("no events left")]
+    NoMoreEvents(String),
+}
+
+impl V1Error {
+    pub fn status(&self) -> &'static str {
+        match self {
+            V1Error::Missing(_) => "2",
+            V1Error::Invalid(_) => "3",
+            V1Error::BadCredentials => "4",
+            V1Error::Internal => "5",
+            V1Error::CheckNotFound(_) | V1Error::ControlNotFound(_) => "6",
+            V1Error::Barred => "8",
+            V1Error::Concurrent(_) => "10",
+            V1Error::WrongCode => "16",
+            V1Error::TooManyWrongCodes => "17",
+            V1Error::TooManyRequestIds => "18",
+            V1Error::CancelTooEarly(_) | V1Error::CancelTooLate(_) | V1Error::NoMoreEvents(_) => {
+                "19"
+            }
+            V1Error::CustomPinNotAllowed => "20",
+            V1Error::SearchNotFound => "101",
+        }
+    }
+
+    /// The texts are the API's own (spec examples), byte for byte, including the double space
+    /// and the "its" of two of them.
+    pub fn text(&self, endpoint: Endpoint) -> String {
+        match self {
+            V1Error::Missing(p @ ("api_key" | "api_secret")) => format!("Missing {p}"),
+            V1Error::Missing(p) => {
+                format!("Your request is incomplete and missing the mandatory parameter `{p}`")
+            }
+            V1Error::Invalid("number") => "Invalid value for number".into(),
+            V1Error::Invalid(p) => format!("Invalid value for param: {p}"),
+            V1Error::BadCredentials => match endpoint {
+                Endpoint::Request | Endpoint::Psd2 => "Invalid credentials were provided".into(),
+                _ => "Bad credentials".into(),
+            },
+            V1Error::Internal => "Internal Error".into(),
+            V1Error::Barred => {
+                "The api_key you supplied is for an account that has been barred from submitting messages."
+                    .into()
+            }
+            V1Error::Concurrent(_) => {
+                "Concurrent verifications to the same number are not allowed".into()
+            }
+            V1Error::CustomPinNotAllowed => {
+                "This account does not support the parameter: pin_code.".into()
+            }
+            V1Error::CheckNotFound(id) => format!(
+                "The Vonage platform was unable to process this message for the following reason: \
+                 Request '{id}' was not found or it has been verified already."
+            ),
+            V1Error::WrongCode => "The code inserted does not match the expected value".into(),
+            V1Error::TooManyWrongCodes => {
+                "The wrong code was provided too many times. Request terminated".into()
+            }
+            V1Error::TooManyRequestIds => "Too many request_ids provided".into(),
+            V1Error::SearchNotFound => "No response found".into(),
+            V1Error::ControlNotFound(id) => {
+                format!("The requestId '{id}' does not exist or its no longer active.")
+            }
+            V1Error::CancelTooEarly(id) => format!(
+                "Verification request ['{id}'] can't be cancelled within the first 30 seconds."
+            ),
+            V1Error::CancelTooLate(id) => format!(
+                "Verification request  ['{id}'] can't be cancelled now. Too many attempts to \
+                 re-deliver have already been made."
+            ),
+            V1Error::NoMoreEvents(id) => {
+                format!("No more events are left to execute for the request ['{id}']")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_texts_match_the_spec_examples_exactly() {
+        let id = "abcdef0123456789abcdef0123456789".to_owned();
+        assert_eq!(
+            V1Error::CancelTooLate(id.clone()).text(Endpoint::Control),
+            "Verification request  ['abcdef0123456789abcdef0123456789'] can't be cancelled now. \
+             Too many attempts to re-deliver have already been made."
+        );
+        assert_eq!(
+            V1Error::CheckNotFound(id.clone()).text(Endpoint::Check),
+            "The Vonage platform was unable to process this message for the following reason: \
+             Request 'abcdef0123456789abcdef0123456789' was not found or it has been verified already."
+        );
+        assert_eq!(
+            V1Error::ControlNotFound("abcdef0123456789abcdef".into()).text(Endpoint::Control),
+            "The requestId 'abcdef0123456789abcdef' does not exist or its no longer active."
+        );
+    }
+}

@@ -1,0 +1,408 @@
+//! The Vonage Verify v1 surface: `/verify/{json,xml}`, `/verify/check/…`, `/verify/search/…`,
+//! `/verify/control/…` and `/verify/psd2/json`, on GET and POST alike.
+
+pub mod error;
+pub mod params;
+pub mod response;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use self::error::{Endpoint, V1Error};
+use self::params::{parse_int, Params};
+use self::response::{Fields, Format, Reply};
+use super::AppState;
+use crate::auth::{Account, AuthError};
+use crate::domain::locale::LocaleSet;
+use crate::domain::{
+    Candidate, CodeLength, CustomPin, Instant, PhoneNumber, Purpose, RequestId, Timing, Workflow,
+    DEFAULT_SENDER_ID, NEXT_EVENT_WAIT_RANGE, PIN_EXPIRY_RANGE,
+};
+use crate::service::{
+    CheckResult, ControlCommand, ControlResult, Report, StartOutcome, StartRequest,
+};
+
+const MAX_BRAND: usize = 18;
+const MAX_SENDER_ID: usize = 11;
+const MAX_PAYEE: usize = 18;
+const MAX_SEARCH_IDS: usize = 10;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/verify/{format}", get(request).post(request))
+        .route("/verify/psd2/{format}", get(psd2).post(psd2))
+        .route("/verify/check/{format}", get(check).post(check))
+        .route("/verify/search/{format}", get(search).post(search))
+        .route("/verify/control/{format}", get(control).post(control))
+        .layer(DefaultBodyLimit::max(params::MAX_BODY))
+}
+
+/// Writes the reply or the error in the endpoint's own shape, and logs the error: this is the one
+/// place a v1 error is logged.
+fn finish(endpoint: Endpoint, format: Format, result: Result<Reply, V1Error>, echo_id: &str) -> Response {
+    match result {
+        Ok(reply) => reply.render(format),
+        Err(e) => {
+            let status = e.status();
+            if e != V1Error::Internal {
+                tracing::info!(status, reason = %e, "v1 request refused");
+            }
+            let text = e.text(endpoint);
+            let (root, fields) = match endpoint {
+                Endpoint::Request | Endpoint::Psd2 => {
+                    let id = match &e {
+                        V1Error::Concurrent(id) => id.as_str().to_owned(),
+                        _ => String::new(),
+                    };
+                    ("verify_response", Fields::new().text("request_id", id))
+                }
+                Endpoint::Check => (
+                    "verify_response",
+                    Fields::new().text("request_id", echo_id.to_owned()),
+                ),
+                Endpoint::Search => ("verify_request", Fields::new().text("request_id", "")),
+                Endpoint::Control => ("response", Fields::new()),
+            };
+            let fields = fields.text("status", status).text("error_text", text);
+            Reply { root, fields }.render(format)
+        }
+    }
+}
+
+/// Logs a failure the caller cannot fix, with its cause, and answers status 5.
+fn internal(e: impl std::fmt::Display) -> V1Error {
+    tracing::error!(error = %e, "internal error");
+    V1Error::Internal
+}
+
+async fn authenticate(app: &AppState, p: &Params) -> Result<Account, V1Error> {
+    let (key, secret) = match p.basic() {
+        Some(credentials) => credentials,
+        None => (
+            p.get("api_key").ok_or(V1Error::Missing("api_key"))?,
+            p.get("api_secret").ok_or(V1Error::Missing("api_secret"))?,
+        ),
+    };
+    app.keys.authenticate(key, secret).await.map_err(|e| match e {
+        AuthError::BadCredentials => V1Error::BadCredentials,
+        AuthError::Disabled => V1Error::Barred,
+        AuthError::Store(e) => internal(e),
+    })
+}
+
+fn required<'a>(p: &'a Params, name: &'static str) -> Result<&'a str, V1Error> {
+    p.get(name).ok_or(V1Error::Missing(name))
+}
+
+fn optional_int(
+    p: &Params,
+    name: &'static str,
+    valid: impl Fn(i64) -> bool,
+) -> Result<Option<i64>, V1Error> {
+    match p.get(name) {
+        None => Ok(None),
+        Some(raw) => parse_int(raw)
+            .filter(|n| valid(*n))
+            .map(Some)
+            .ok_or(V1Error::Invalid(name)),
+    }
+}
+
+fn max_chars(text: &str, n: usize) -> bool {
+    text.chars().count() <= n
+}
+
+/// The parameters `/verify` and `/verify/psd2` share: number, country, code length, locale and
+/// timings.
+fn parse_common(p: &Params, locales: LocaleSet) -> Result<(PhoneNumber, CodeLength, String, Workflow, Timing), V1Error> {
+    let number = required(p, "number")?;
+    let country = match p.get("country") {
+        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => Some(c),
+        Some(_) => return Err(V1Error::Invalid("country")),
+        None => None,
+    };
+    let number = PhoneNumber::parse(number, country).map_err(|_| V1Error::Invalid("number"))?;
+    let code_length = optional_int(p, "code_length", |n| CodeLength::parse(n).is_some())?
+        .and_then(CodeLength::parse)
+        .unwrap_or(CodeLength::DEFAULT);
+    let locale = match p.get("lg") {
+        Some(lg) => locales.parse(lg).ok_or(V1Error::Invalid("lg"))?,
+        None => locales.for_region(number.region()),
+    };
+    let pin_expiry = optional_int(p, "pin_expiry", |n| PIN_EXPIRY_RANGE.contains(&n))?;
+    let next_event_wait = optional_int(p, "next_event_wait", |n| NEXT_EVENT_WAIT_RANGE.contains(&n))?;
+    let workflow = optional_int(p, "workflow_id", |n| Workflow::parse(n).is_some())?
+        .and_then(Workflow::parse)
+        .unwrap_or(Workflow::DEFAULT);
+    let timing = Timing::new(pin_expiry.map(|n| n as u32), next_event_wait.map(|n| n as u32));
+    Ok((number, code_length, locale.to_owned(), workflow, timing))
+}
+
+fn started(outcome: StartOutcome) -> Result<Reply, V1Error> {
+    match outcome {
+        StartOutcome::Started(id) => Ok(Reply {
+            root: "verify_response",
+            fields: Fields::new()
+                .text("request_id", id.as_str())
+                .text("status", "0"),
+        }),
+        StartOutcome::Concurrent(id) => Err(V1Error::Concurrent(id)),
+        StartOutcome::CustomPinNotAllowed => Err(V1Error::CustomPinNotAllowed),
+    }
+}
+
+async fn request(State(app): State<AppState>, Path(format): Path<String>, p: Params) -> Response {
+    let Some(format) = Format::parse(&format) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let result = async {
+        let account = authenticate(&app, &p).await?;
+        let (number, code_length, locale, workflow, timing) = parse_common(&p, LocaleSet::Standard)?;
+        let brand = required(&p, "brand")?;
+        if !max_chars(brand, MAX_BRAND) {
+            return Err(V1Error::Invalid("brand"));
+        }
+        let sender_id = p.get("sender_id").unwrap_or(DEFAULT_SENDER_ID);
+        if !max_chars(sender_id, MAX_SENDER_ID) {
+            return Err(V1Error::Invalid("sender_id"));
+        }
+        let custom_pin = match p.get("pin_code") {
+            Some(raw) => Some(CustomPin::parse(raw).ok_or(V1Error::Invalid("pin_code"))?),
+            None => None,
+        };
+        let req = StartRequest {
+            number,
+            purpose: Purpose::Brand {
+                brand: brand.to_owned(),
+                sender_id: sender_id.to_owned(),
+            },
+            locale,
+            code_length,
+            workflow,
+            timing,
+            custom_pin,
+        };
+        started(app.service.start(&account, req).await.map_err(internal)?)
+    }
+    .await;
+    finish(Endpoint::Request, format, result, "")
+}
+
+/// Formats a payment amount in euro with two decimals; it must be a positive number.
+fn parse_amount(raw: &str) -> Option<String> {
+    let amount: f64 = raw.trim().parse().ok()?;
+    (amount.is_finite() && amount > 0.0 && amount < 1e12).then(|| format!("{amount:.2}"))
+}
+
+async fn psd2(State(app): State<AppState>, Path(format): Path<String>, p: Params) -> Response {
+    // The API documents no XML for PSD2.
+    if format != "json" {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let result = async {
+        let account = authenticate(&app, &p).await?;
+        let (number, code_length, locale, workflow, timing) = parse_common(&p, LocaleSet::Psd2)?;
+        let payee = required(&p, "payee")?;
+        if !max_chars(payee, MAX_PAYEE) {
+            return Err(V1Error::Invalid("payee"));
+        }
+        let amount = parse_amount(required(&p, "amount")?).ok_or(V1Error::Invalid("amount"))?;
+        let req = StartRequest {
+            number,
+            purpose: Purpose::Payment {
+                payee: payee.to_owned(),
+                amount,
+            },
+            locale,
+            code_length,
+            workflow,
+            timing,
+            custom_pin: None,
+        };
+        started(app.service.start(&account, req).await.map_err(internal)?)
+    }
+    .await;
+    finish(Endpoint::Psd2, Format::Json, result, "")
+}
+
+/// A `request_id` parameter: longer than the API's 32 characters is invalid; any other string
+/// that is not one of ours is simply not found.
+fn request_id_param(p: &Params) -> Result<(String, Option<RequestId>), V1Error> {
+    let raw = required(p, "request_id")?;
+    if raw.len() > 32 {
+        return Err(V1Error::Invalid("request_id"));
+    }
+    Ok((raw.to_owned(), RequestId::parse(raw)))
+}
+
+async fn check(State(app): State<AppState>, Path(format): Path<String>, p: Params) -> Response {
+    let Some(format) = Format::parse(&format) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let echo = p.get("request_id").unwrap_or("").to_owned();
+    let result = async {
+        let account = authenticate(&app, &p).await?;
+        let (raw, id) = request_id_param(&p)?;
+        let code = Candidate::parse(required(&p, "code")?).ok_or(V1Error::Invalid("code"))?;
+        let Some(id) = id else {
+            return Err(V1Error::CheckNotFound(raw));
+        };
+        match app.service.check(&account, &id, &code).await.map_err(internal)? {
+            CheckResult::Verified {
+                event_id,
+                price,
+                estimated_messages,
+            } => Ok(Reply {
+                root: "verify_response",
+                fields: Fields::new()
+                    .text("request_id", id.as_str())
+                    .text("event_id", event_id.as_str())
+                    .text("status", "0")
+                    .text("price", price.to_string())
+                    .text("currency", app.service.pricing().currency.clone())
+                    .text("estimated_price_messages_sent", estimated_messages.to_string()),
+            }),
+            CheckResult::WrongCode => Err(V1Error::WrongCode),
+            CheckResult::TooManyWrongCodes => Err(V1Error::TooManyWrongCodes),
+            CheckResult::NotActive => Err(V1Error::CheckNotFound(raw)),
+        }
+    }
+    .await;
+    finish(Endpoint::Check, format, result, &echo)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC, as search writes every date.
+fn date(t: Instant) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn report_fields(r: &Report, currency: &str) -> Fields {
+    let v = &r.verification;
+    let checks = v
+        .checks()
+        .iter()
+        .map(|c| {
+            Fields::new()
+                .text("date_received", date(c.at))
+                // The code typed is never stored; its length is shown masked.
+                .text("code", "*".repeat(usize::from(c.code_len)))
+                .text("status", if c.valid { "VALID" } else { "INVALID" })
+                .text("ip_address", "")
+        })
+        .collect();
+    let events = v
+        .events()
+        .iter()
+        .map(|e| {
+            Fields::new()
+                .text("type", e.kind.as_str())
+                .text("id", e.id.as_str())
+        })
+        .collect();
+    let first = v.events().first().map(|e| date(e.at)).unwrap_or_default();
+    let last = v.events().last().map(|e| date(e.at)).unwrap_or_default();
+    Fields::new()
+        .text("request_id", v.id.as_str())
+        .text("account_id", v.account.clone())
+        .text("status", r.status.as_str())
+        .text("number", v.number.digits())
+        .text("price", r.price.to_string())
+        .text("currency", currency)
+        .text("sender_id", v.purpose.sender_id())
+        .text("date_submitted", date(v.submitted_at))
+        .text("date_finalized", r.finalized_at.map(date).unwrap_or_default())
+        .text("first_event_date", first)
+        .text("last_event_date", last)
+        .list("checks", "check", checks)
+        .list("events", "event", events)
+        .text("estimated_price_messages_sent", r.estimated_messages.to_string())
+}
+
+async fn search(State(app): State<AppState>, Path(format): Path<String>, p: Params) -> Response {
+    let Some(format) = Format::parse(&format) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let result = async {
+        let account = authenticate(&app, &p).await?;
+        let many = p.all("request_ids");
+        let (raws, several) = if !many.is_empty() {
+            (many, true)
+        } else {
+            (vec![required(&p, "request_id")?], false)
+        };
+        if raws.len() > MAX_SEARCH_IDS {
+            return Err(V1Error::TooManyRequestIds);
+        }
+        if raws.iter().any(|r| r.len() > 32) {
+            return Err(V1Error::Invalid(if several { "request_ids" } else { "request_id" }));
+        }
+        let ids: Vec<RequestId> = raws.iter().filter_map(|r| RequestId::parse(r)).collect();
+        let reports = app.service.search(&account, &ids).await.map_err(internal)?;
+        if reports.is_empty() {
+            return Err(V1Error::SearchNotFound);
+        }
+        let currency = app.service.pricing().currency.clone();
+        if several {
+            let records = reports.iter().map(|r| report_fields(r, &currency)).collect();
+            Ok(Reply {
+                root: "verification_requests",
+                fields: Fields::new().list("verification_requests", "verify_request", records),
+            })
+        } else {
+            Ok(Reply {
+                root: "verify_request",
+                fields: report_fields(&reports[0], &currency),
+            })
+        }
+    }
+    .await;
+    finish(Endpoint::Search, format, result, "")
+}
+
+async fn control(State(app): State<AppState>, Path(format): Path<String>, p: Params) -> Response {
+    let Some(format) = Format::parse(&format) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let result = async {
+        let account = authenticate(&app, &p).await?;
+        let (raw, id) = request_id_param(&p)?;
+        let (cmd, command) = match required(&p, "cmd")? {
+            "cancel" => ("cancel", ControlCommand::Cancel),
+            "trigger_next_event" => ("trigger_next_event", ControlCommand::TriggerNextEvent),
+            _ => return Err(V1Error::Invalid("cmd")),
+        };
+        let Some(id) = id else {
+            return Err(V1Error::ControlNotFound(raw));
+        };
+        match app.service.control(&account, &id, command).await.map_err(internal)? {
+            ControlResult::Done => Ok(Reply {
+                root: "response",
+                fields: Fields::new().text("status", "0").text("command", cmd),
+            }),
+            ControlResult::NotActive => Err(V1Error::ControlNotFound(raw)),
+            ControlResult::CancelTooEarly => Err(V1Error::CancelTooEarly(raw)),
+            ControlResult::CancelTooLate => Err(V1Error::CancelTooLate(raw)),
+            ControlResult::NoMoreEvents => Err(V1Error::NoMoreEvents(raw)),
+        }
+    }
+    .await;
+    finish(Endpoint::Control, format, result, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_positive_numbers_printed_with_two_decimals() {
+        assert_eq!(parse_amount("48").as_deref(), Some("48.00"));
+        assert_eq!(parse_amount("48.5").as_deref(), Some("48.50"));
+        assert_eq!(parse_amount("0"), None);
+        assert_eq!(parse_amount("-1"), None);
+        assert_eq!(parse_amount("NaN"), None);
+        assert_eq!(parse_amount("abc"), None);
+    }
+}

@@ -1,0 +1,220 @@
+//! The command line: `verifyd serve` (the default), `verifyd keys …`, `verifyd migrate`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth;
+use crate::config::{ChannelKind, DatabaseUrl, KeySource, Settings, Tls};
+use crate::domain::Price;
+use crate::service::Pricing;
+use crate::startup::Application;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{KeyState, KeyStore};
+
+#[derive(Debug, Parser)]
+#[command(name = "verifyd", version, about = "Self-hosted phone verification, compatible with the Vonage Verify API")]
+pub struct Cli {
+    /// Database URL: sqlite://PATH
+    #[arg(long, global = true, env = "VERIFYD_DATABASE_URL", default_value = "sqlite://verifyd.db")]
+    pub database: String,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Flags of `serve`, accepted without the word `serve` too.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API, the scheduler and the delivery channels (the default command).
+    Serve(ServeArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "VERIFYD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// PEM certificate chain; with --tls-key serves HTTPS on the same port.
+    #[arg(long, env = "VERIFYD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "VERIFYD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Run workflow time N times faster than real time (inbox channel only), to try expiry flows
+    /// in seconds. Continues across restarts.
+    #[arg(long, env = "VERIFYD_CLOCK_SPEED", default_value_t = 1.0)]
+    pub clock_speed: f64,
+
+    /// Delivery channel. `inbox` shows every message at /inbox instead of sending it.
+    #[arg(long = "channel", env = "VERIFYD_CHANNEL", value_enum, default_value = "inbox")]
+    pub channel: ChannelArg,
+
+    /// File with the server key (64 hex characters) that protects PINs; created if missing.
+    /// Default: the database path plus `.key`. VERIFYD_SECRET_KEY (the hex itself) takes
+    /// precedence.
+    #[arg(long, env = "VERIFYD_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+
+    /// Currency that check and search report prices in.
+    #[arg(long, env = "VERIFYD_CURRENCY", default_value = "EUR")]
+    pub currency: String,
+
+    /// Price reported for a successful verification.
+    #[arg(long, env = "VERIFYD_PRICE_VERIFICATION", default_value = "0")]
+    pub price_verification: String,
+
+    /// Price reported per SMS sent (in estimated_price_messages_sent).
+    #[arg(long, env = "VERIFYD_PRICE_SMS", default_value = "0")]
+    pub price_sms: String,
+
+    /// Price reported per call placed (in estimated_price_messages_sent).
+    #[arg(long, env = "VERIFYD_PRICE_CALL", default_value = "0")]
+    pub price_call: String,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ChannelArg {
+    Inbox,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints {"api_key":…,"api_secret":…}. The secret is shown only here.
+    Create {
+        /// A name to recognise the key by.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Refuse `pin_code` (caller-chosen PINs) for this key: status 20.
+        #[arg(long)]
+        no_custom_pin: bool,
+    },
+    /// List keys (never their secrets), one JSON object per line.
+    List,
+    /// Revoke a key for good: it is answered like an unknown key (status 4).
+    Revoke { key: String },
+    /// Disable a key: it is answered with status 8 until enabled again.
+    Disable { key: String },
+    /// Enable a disabled key.
+    Enable { key: String },
+}
+
+fn price(flag: &str, raw: &str) -> anyhow::Result<Price> {
+    Price::parse(raw).with_context(|| {
+        format!("--{flag} must be a non-negative decimal with at most 8 decimals, not {raw:?}")
+    })
+}
+
+fn settings(database: DatabaseUrl, args: &ServeArgs) -> anyhow::Result<Settings> {
+    let key = match std::env::var("VERIFYD_SECRET_KEY") {
+        Ok(hex) if !hex.trim().is_empty() => KeySource::Hex(hex),
+        _ => KeySource::File(
+            args.secret_key_file
+                .clone()
+                .unwrap_or_else(|| database.default_key_file()),
+        ),
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    let currency = args.currency.trim().to_ascii_uppercase();
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
+        bail!("--currency must be a three-letter code such as EUR");
+    }
+    Ok(Settings {
+        listen: args.listen,
+        database,
+        key,
+        tls,
+        clock_speed: args.clock_speed,
+        channels: match args.channel {
+            ChannelArg::Inbox => vec![ChannelKind::Inbox],
+        },
+        pricing: Pricing {
+            currency,
+            verification: price("price-verification", &args.price_verification)?,
+            per_sms: price("price-sms", &args.price_sms)?,
+            per_call: price("price-call", &args.price_call)?,
+        },
+    })
+}
+
+fn open_for_admin(database: &DatabaseUrl) -> anyhow::Result<Arc<SqliteStore>> {
+    let path = database.sqlite_path();
+    Ok(Arc::new(SqliteStore::open(path)?))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let database = DatabaseUrl::parse(&cli.database)?;
+    match cli.command {
+        None => serve(database, &cli.serve).await,
+        Some(Command::Serve(args)) => serve(database, &args).await,
+        Some(Command::Migrate) => {
+            open_for_admin(&database)?;
+            eprintln!("the database schema is up to date");
+            Ok(())
+        }
+        Some(Command::Keys(cmd)) => keys(database, cmd).await,
+    }
+}
+
+async fn serve(database: DatabaseUrl, args: &ServeArgs) -> anyhow::Result<()> {
+    let app = Application::build(settings(database, args)?).await?;
+    app.run_until_stopped().await
+}
+
+async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
+    let store = open_for_admin(&database)?;
+    let now = chrono::Utc::now();
+    match cmd {
+        KeysCommand::Create {
+            name,
+            no_custom_pin,
+        } => {
+            let key = auth::create_key(store.as_ref(), &name, !no_custom_pin, now).await?;
+            println!("{}", serde_json::to_string(&key)?);
+        }
+        KeysCommand::List => {
+            for k in store.list_keys().await? {
+                let line = serde_json::json!({
+                    "api_key": k.api_key,
+                    "name": k.name,
+                    "state": k.state.as_str(),
+                    "custom_pin": k.allow_custom_pin,
+                    "created_at": k.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                });
+                println!("{line}");
+            }
+        }
+        KeysCommand::Revoke { key } => set_state(store.as_ref(), &key, KeyState::Revoked).await?,
+        KeysCommand::Disable { key } => set_state(store.as_ref(), &key, KeyState::Disabled).await?,
+        KeysCommand::Enable { key } => set_state(store.as_ref(), &key, KeyState::Active).await?,
+    }
+    Ok(())
+}
+
+async fn set_state(store: &dyn KeyStore, key: &str, state: KeyState) -> anyhow::Result<()> {
+    if !store.set_key_state(key, state).await? {
+        bail!("no API key {key:?} in this database");
+    }
+    eprintln!("key {key} is now {}", state.as_str());
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! Keys, PIN hashing and sealing, identifiers and API secrets.
+//!
+//! One 32-byte server key (a file beside the database, or `VERIFYD_SECRET_KEY`) is the root of
+//! everything secret. Separate subkeys are derived for PIN hashing and PIN sealing, so neither use
+//! can be turned against the other.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::domain::{CodeLength, EventId, IssuedPin, Minter, RequestId};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Fills `buf` from the operating system's RNG. Failure here means the OS cannot provide
+/// randomness, and no code may be issued without it.
+pub fn os_random(buf: &mut [u8]) {
+    getrandom::fill(buf).expect("the operating system RNG failed");
+}
+
+/// The server's root key and the subkeys derived from it.
+#[derive(Clone)]
+pub struct ServerKey {
+    pin_hash: [u8; 32],
+    seal: XChaCha20Poly1305,
+    fingerprint: String,
+}
+
+impl std::fmt::Debug for ServerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerKey({})", self.fingerprint)
+    }
+}
+
+fn derive(root: &[u8; 32], label: &str) -> [u8; 32] {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(root).expect("HMAC takes any key length");
+    mac.update(label.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+impl ServerKey {
+    pub fn from_bytes(root: [u8; 32]) -> Self {
+        let seal_key = derive(&root, "verifyd/pin-seal/v1");
+        Self {
+            pin_hash: derive(&root, "verifyd/pin-hash/v1"),
+            seal: XChaCha20Poly1305::new((&seal_key).into()),
+            fingerprint: hex::encode(&derive(&root, "verifyd/fingerprint/v1")[..8]),
+        }
+    }
+
+    /// Parses 64 hex characters.
+    pub fn from_hex(text: &str) -> anyhow::Result<Self> {
+        let bytes = hex::decode(text.trim()).context("the secret key is not hex")?;
+        let root: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("the secret key must be 32 bytes (64 hex characters)"))?;
+        Ok(Self::from_bytes(root))
+    }
+
+    /// Reads the key file, or creates it (mode 0600) with a fresh random key when it is missing.
+    pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_hex(&text)
+                .with_context(|| format!("while reading the secret key file {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut root = [0u8; 32];
+                os_random(&mut root);
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.mode(0o600);
+                }
+                let mut file = options.open(path).with_context(|| {
+                    format!("while creating the secret key file {}", path.display())
+                })?;
+                writeln!(file, "{}", hex::encode(root))?;
+                file.sync_all()?;
+                Ok(Self::from_bytes(root))
+            }
+            Err(e) => Err(e)
+                .with_context(|| format!("while reading the secret key file {}", path.display())),
+        }
+    }
+
+    /// A short public identifier of the key, stored in the database to catch a node started with
+    /// the wrong key (every check would silently fail otherwise).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// HMAC-SHA256 of the code, bound to the request so equal PINs never share a hash.
+    pub fn hash_pin(&self, request_id: &RequestId, code: &str) -> [u8; 32] {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.pin_hash).expect("HMAC takes any key length");
+        mac.update(request_id.as_str().as_bytes());
+        mac.update(&[0]);
+        mac.update(code.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Encrypts the PIN for later re-delivery: 24-byte random nonce, then ciphertext and tag.
+    pub fn seal_pin(&self, request_id: &RequestId, code: &str) -> Vec<u8> {
+        let mut nonce = [0u8; 24];
+        os_random(&mut nonce);
+        let payload = Payload {
+            msg: code.as_bytes(),
+            aad: request_id.as_str().as_bytes(),
+        };
+        let ciphertext = self
+            .seal
+            .encrypt(XNonce::from_slice(&nonce), payload)
+            .expect("XChaCha20-Poly1305 encryption cannot fail for short inputs");
+        let mut out = Vec::with_capacity(24 + ciphertext.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        out
+    }
+
+    pub fn unseal_pin(&self, request_id: &RequestId, sealed: &[u8]) -> anyhow::Result<String> {
+        if sealed.len() < 24 {
+            bail!("sealed PIN too short");
+        }
+        let (nonce, ciphertext) = sealed.split_at(24);
+        let payload = Payload {
+            msg: ciphertext,
+            aad: request_id.as_str().as_bytes(),
+        };
+        let clear = self
+            .seal
+            .decrypt(XNonce::from_slice(nonce), payload)
+            .map_err(|_| anyhow::anyhow!("sealed PIN does not open with this server key"))?;
+        String::from_utf8(clear).context("sealed PIN is not text")
+    }
+
+    /// Hashes and seals a PIN the caller chose.
+    pub fn issue(&self, request_id: &RequestId, code: &str) -> IssuedPin {
+        IssuedPin {
+            hash: self.hash_pin(request_id, code),
+            sealed: self.seal_pin(request_id, code),
+        }
+    }
+}
+
+/// Draws PINs and event ids from the OS RNG.
+pub struct OsMinter {
+    key: ServerKey,
+}
+
+impl OsMinter {
+    pub fn new(key: ServerKey) -> Self {
+        Self { key }
+    }
+}
+
+impl Minter for OsMinter {
+    fn pin(&mut self, request_id: &RequestId, length: CodeLength) -> IssuedPin {
+        let code = random_digits(usize::from(length.get()));
+        self.key.issue(request_id, &code)
+    }
+
+    fn event_id(&mut self) -> EventId {
+        let mut bytes = [0u8; 8];
+        os_random(&mut bytes);
+        EventId::from_bytes(bytes)
+    }
+}
+
+/// Uniform decimal digits: bytes ≥ 250 are rejected so every digit has probability exactly 1/10.
+pub fn random_digits(n: usize) -> String {
+    let mut out = String::with_capacity(n);
+    let mut buf = [0u8; 16];
+    while out.len() < n {
+        os_random(&mut buf);
+        for b in buf {
+            if b < 250 && out.len() < n {
+                out.push(char::from(b'0' + b % 10));
+            }
+        }
+    }
+    out
+}
+
+pub fn new_request_id() -> RequestId {
+    let mut bytes = [0u8; 16];
+    os_random(&mut bytes);
+    RequestId::from_bytes(bytes)
+}
+
+/// A new API key: 8 lowercase hex characters, like the keys the Verify API issues.
+pub fn new_api_key() -> String {
+    let mut bytes = [0u8; 4];
+    os_random(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// A new API secret: 16 letters and digits (about 95 bits from the OS RNG).
+pub fn new_api_secret() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(16);
+    let mut buf = [0u8; 32];
+    while out.len() < 16 {
+        os_random(&mut buf);
+        for b in buf {
+            // 248 = 4 * 62: rejecting above it keeps the choice uniform.
+            if b < 248 && out.len() < 16 {
+                out.push(char::from(ALPHABET[usize::from(b % 62)]));
+            }
+        }
+    }
+    out
+}
+
+/// Secrets are generated by verifyd with ~95 bits of entropy, so a plain SHA-256 is enough: a slow
+/// password hash would only add latency to every request.
+pub fn hash_secret(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+pub fn secret_matches(secret: &str, stored_hash: &[u8; 32]) -> bool {
+    hash_secret(secret).ct_eq(stored_hash).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ServerKey {
+        ServerKey::from_bytes([9; 32])
+    }
+
+    #[test]
+    fn a_sealed_pin_opens_only_for_its_request() {
+        let a = RequestId::from_bytes([1; 16]);
+        let b = RequestId::from_bytes([2; 16]);
+        let sealed = key().seal_pin(&a, "4815");
+        assert_eq!(key().unseal_pin(&a, &sealed).unwrap(), "4815");
+        assert!(key().unseal_pin(&b, &sealed).is_err());
+        assert!(ServerKey::from_bytes([8; 32]).unseal_pin(&a, &sealed).is_err());
+        assert!(!sealed.windows(4).any(|w| w == b"4815"), "no clear text in the sealed form");
+    }
+
+    #[test]
+    fn the_same_pin_hashes_differently_per_request_and_per_key() {
+        let a = RequestId::from_bytes([1; 16]);
+        let b = RequestId::from_bytes([2; 16]);
+        assert_eq!(key().hash_pin(&a, "1234"), key().hash_pin(&a, "1234"));
+        assert_ne!(key().hash_pin(&a, "1234"), key().hash_pin(&b, "1234"));
+        assert_ne!(key().hash_pin(&a, "1234"), ServerKey::from_bytes([8; 32]).hash_pin(&a, "1234"));
+    }
+
+    #[test]
+    fn random_digits_have_the_asked_length_and_use_every_digit() {
+        let s = random_digits(6000);
+        assert_eq!(s.len(), 6000);
+        for d in '0'..='9' {
+            let n = s.chars().filter(|c| *c == d).count();
+            assert!((400..800).contains(&n), "digit {d} appeared {n} times in 6000");
+        }
+    }
+
+    #[test]
+    fn secrets_are_16_alphanumerics_and_match_only_their_hash() {
+        let s = new_api_secret();
+        assert_eq!(s.len(), 16);
+        assert!(s.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let h = hash_secret(&s);
+        assert!(secret_matches(&s, &h));
+        assert!(!secret_matches("wrong", &h));
+        assert_eq!(new_api_key().len(), 8);
+        assert_eq!(new_request_id().as_str().len(), 32);
+    }
+
+    #[test]
+    fn a_key_file_is_created_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let a = ServerKey::load_or_create(&path).unwrap();
+        let b = ServerKey::load_or_create(&path).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Moves verifications along in time and hands their messages to channels.
+//!
+//! Two parts: the [`Scheduler`] asks the store for verifications whose next step is due (the store
+//! fires the event or records the expiry and stores the delivery in the same transaction), and the
+//! [`Dispatcher`] renders each delivery and passes it to its channel, then tells the store it was
+//! sent. Deliveries a crash interrupts stay in the store and are dispatched again on start; the
+//! inbox drops duplicates by event id, so nothing shows twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::channel::{ChannelError, Channels, OutgoingMessage};
+use crate::clock::Clock;
+use crate::crypto::{OsMinter, ServerKey};
+use crate::domain::{message, DeliveryOrder, EventId};
+use crate::store::VerificationStore;
+
+/// Verifications advanced per store call.
+const CLAIM_BATCH: usize = 512;
+/// Longest real-time sleep between looks at the store; bounds how late a step can be when the
+/// store changed without telling us (another process, a clock change).
+const MAX_IDLE: Duration = Duration::from_millis(500);
+/// Deliveries in flight at once.
+const MAX_IN_FLIGHT: usize = 256;
+/// Tries of a delivery that fails transiently, with doubling pauses from one second.
+const MAX_TRIES: u32 = 6;
+
+/// Handle to the delivery worker.
+#[derive(Clone)]
+pub struct Dispatcher {
+    tx: mpsc::UnboundedSender<DeliveryOrder>,
+}
+
+impl Dispatcher {
+    pub fn dispatch(&self, orders: impl IntoIterator<Item = DeliveryOrder>) {
+        for order in orders {
+            // The worker only stops at shutdown; what it misses stays in the store for next start.
+            let _ = self.tx.send(order);
+        }
+    }
+}
+
+/// Starts the delivery worker. It runs until every [`Dispatcher`] is dropped.
+pub fn spawn_dispatcher(
+    store: Arc<dyn VerificationStore>,
+    channels: Channels,
+    key: ServerKey,
+) -> (Dispatcher, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<DeliveryOrder>();
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<EventId>();
+    let marker = tokio::spawn(mark_delivered_loop(store, done_rx));
+    let handle = tokio::spawn(async move {
+        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        while let Some(order) = rx.recv().await {
+            let permit = permits.clone().acquire_owned().await.expect("never closed");
+            let channels = channels.clone();
+            let key = key.clone();
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                if deliver(&channels, &key, &order).await {
+                    let _ = done.send(order.event_id);
+                }
+                drop(permit);
+            });
+        }
+        drop(done_tx);
+        let _ = marker.await;
+    });
+    (Dispatcher { tx }, handle)
+}
+
+/// Confirms sent deliveries to the store in batches.
+async fn mark_delivered_loop(
+    store: Arc<dyn VerificationStore>,
+    mut rx: mpsc::UnboundedReceiver<EventId>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut ids = vec![first];
+        while let Ok(id) = rx.try_recv() {
+            ids.push(id);
+        }
+        for attempt in 0..5u32 {
+            match store.mark_delivered(ids.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "could not record sent deliveries; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Returns whether the delivery is finished with (sent, or given up on) and can leave the store.
+async fn deliver(channels: &Channels, key: &ServerKey, order: &DeliveryOrder) -> bool {
+    let span = tracing::info_span!(
+        "deliver",
+        request_id = %order.request_id,
+        event_id = order.event_id.as_str(),
+        kind = order.kind.as_str(),
+        to = %order.to.masked(),
+    );
+    deliver_in_span(channels, key, order).instrument(span).await
+}
+
+async fn deliver_in_span(channels: &Channels, key: &ServerKey, order: &DeliveryOrder) -> bool {
+    let Some(channel) = channels.for_kind(order.kind) else {
+        tracing::error!("no channel delivers this kind of event; dropping it");
+        return true;
+    };
+    let pin = match key.unseal_pin(&order.request_id, &order.sealed_pin) {
+        Ok(pin) => pin,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the PIN of this delivery; dropping it");
+            return true;
+        }
+    };
+    let rendered = message::render(order, &pin);
+    let outgoing = OutgoingMessage {
+        id: order.event_id.clone(),
+        kind: order.kind,
+        to: order.to.clone(),
+        from: order.purpose.sender_id().to_owned(),
+        text: rendered.text,
+        locale: order.locale.clone(),
+        request_id: order.request_id.clone(),
+        created_at: order.created_at,
+    };
+    let channel_name = channel.name();
+    let mut attempt = 1;
+    loop {
+        match channel.send(&outgoing).await {
+            Ok(()) => {
+                tracing::info!(channel = channel_name, "delivered");
+                return true;
+            }
+            Err(ChannelError::Rejected(reason)) => {
+                tracing::error!(channel = channel_name, %reason, "delivery rejected");
+                return true;
+            }
+            Err(ChannelError::Transient(reason)) if attempt < MAX_TRIES => {
+                tracing::warn!(channel = channel_name, %reason, attempt, "delivery failed; will retry");
+                tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+                attempt += 1;
+            }
+            Err(ChannelError::Transient(reason)) => {
+                tracing::error!(channel = channel_name, %reason, "delivery failed; giving up");
+                return true;
+            }
+        }
+    }
+}
+
+/// Claims due steps from the store and feeds the dispatcher.
+pub struct Scheduler {
+    store: Arc<dyn VerificationStore>,
+    clock: Arc<dyn Clock>,
+    key: ServerKey,
+    dispatcher: Dispatcher,
+    wake: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Arc<dyn VerificationStore>,
+        clock: Arc<dyn Clock>,
+        key: ServerKey,
+        dispatcher: Dispatcher,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            key,
+            dispatcher,
+            wake,
+        }
+    }
+
+    /// Runs every step due now once. Returns how many deliveries it started.
+    pub async fn tick(&self) -> Result<usize, crate::store::StoreError> {
+        let mut total = 0;
+        loop {
+            let now = self.clock.now();
+            let minter = Box::new(OsMinter::new(self.key.clone()));
+            let orders = self.store.claim_due(now, CLAIM_BATCH, minter).await?;
+            total += orders.len();
+            self.dispatcher.dispatch(orders);
+            match self.store.next_due().await? {
+                Some(t) if t <= now => continue,
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    /// Delivers what a previous run left undelivered, then runs steps as they come due, forever.
+    pub async fn run(self) {
+        match self.store.undelivered(usize::MAX >> 1).await {
+            Ok(left) if !left.is_empty() => {
+                tracing::info!(count = left.len(), "delivering what the last run left undelivered");
+                self.dispatcher.dispatch(left);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "could not read undelivered messages"),
+        }
+        loop {
+            let wait = match self.tick().await {
+                Ok(_) => match self.store.next_due().await {
+                    Ok(Some(t)) => self.clock.real_until(t).min(MAX_IDLE),
+                    Ok(None) => MAX_IDLE,
+                    Err(e) => {
+                        tracing::error!(error = %e, "scheduler could not read the next due time");
+                        MAX_IDLE
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduler could not advance due verifications");
+                    MAX_IDLE
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The application service: what each API operation does, independent of any wire format. It
+//! joins the domain, the store, the clock and the dispatcher; the API surfaces only parse, call
+//! one of these methods and map its outcome to their own codes.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::auth::Account;
+use crate::clock::Clock;
+use crate::crypto::{self, OsMinter, ServerKey};
+use crate::domain::{
+    Candidate, CheckOutcome, CodeLength, ControlError, CustomPin, EventId, EventKind, Instant,
+    NewVerification, PhoneNumber, Price, Purpose, RequestId, Status, Timing, Verification, Workflow,
+};
+use crate::scheduler::Dispatcher;
+use crate::store::{Command, CommandOutcome, CreateOutcome, StoreError, VerificationStore};
+
+/// Prices reported by check and search; the Verify API reports them, a self-hosted service can
+/// set them to its own costs (default 0 EUR).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pricing {
+    pub currency: String,
+    /// Charged for a successful verification.
+    pub verification: Price,
+    pub per_sms: Price,
+    pub per_call: Price,
+}
+
+impl Default for Pricing {
+    fn default() -> Self {
+        Self {
+            currency: "EUR".into(),
+            verification: Price::ZERO,
+            per_sms: Price::ZERO,
+            per_call: Price::ZERO,
+        }
+    }
+}
+
+/// A validated start request.
+#[derive(Clone, Debug)]
+pub struct StartRequest {
+    pub number: PhoneNumber,
+    pub purpose: Purpose,
+    pub locale: String,
+    pub code_length: CodeLength,
+    pub workflow: Workflow,
+    pub timing: Timing,
+    pub custom_pin: Option<CustomPin>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartOutcome {
+    Started(RequestId),
+    /// The account already has this verification in progress for the number.
+    Concurrent(RequestId),
+    /// `pin_code` was given but this key may not choose its PIN.
+    CustomPinNotAllowed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckResult {
+    Verified {
+        event_id: EventId,
+        price: Price,
+        estimated_messages: Price,
+    },
+    WrongCode,
+    TooManyWrongCodes,
+    /// Unknown to this account, or no longer in progress.
+    NotActive,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlCommand {
+    Cancel,
+    TriggerNextEvent,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlResult {
+    Done,
+    /// Unknown to this account, or no longer in progress.
+    NotActive,
+    CancelTooEarly,
+    CancelTooLate,
+    NoMoreEvents,
+}
+
+/// A verification as search reports it, at one moment.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub verification: Verification,
+    pub status: Status,
+    pub finalized_at: Option<Instant>,
+    pub price: Price,
+    pub estimated_messages: Price,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct VerifyService {
+    store: Arc<dyn VerificationStore>,
+    clock: Arc<dyn Clock>,
+    key: ServerKey,
+    dispatcher: Dispatcher,
+    scheduler_wake: Arc<Notify>,
+    pricing: Pricing,
+}
+
+impl VerifyService {
+    pub fn new(
+        store: Arc<dyn VerificationStore>,
+        clock: Arc<dyn Clock>,
+        key: ServerKey,
+        dispatcher: Dispatcher,
+        scheduler_wake: Arc<Notify>,
+        pricing: Pricing,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            key,
+            dispatcher,
+            scheduler_wake,
+            pricing,
+        }
+    }
+
+    pub fn pricing(&self) -> &Pricing {
+        &self.pricing
+    }
+
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    fn minter(&self) -> Box<OsMinter> {
+        Box::new(OsMinter::new(self.key.clone()))
+    }
+
+    /// Starts a verification. When this returns `Started`, the verification and its first
+    /// delivery are durable.
+    pub async fn start(
+        &self,
+        account: &Account,
+        req: StartRequest,
+    ) -> Result<StartOutcome, ServiceError> {
+        if req.custom_pin.is_some() && !account.allow_custom_pin {
+            return Ok(StartOutcome::CustomPinNotAllowed);
+        }
+        let id = crypto::new_request_id();
+        let custom_pin = req.custom_pin.map(|pin| self.key.issue(&id, pin.as_str()));
+        let new = NewVerification {
+            id: id.clone(),
+            account: account.api_key.clone(),
+            number: req.number,
+            purpose: req.purpose,
+            locale: req.locale,
+            code_length: req.code_length,
+            workflow: req.workflow,
+            timing: req.timing,
+            custom_pin,
+        };
+        let now = self.clock.now();
+        let (verification, first) = Verification::start(new, now, self.minter().as_mut());
+        match self.store.create(verification, first.clone(), now).await? {
+            CreateOutcome::Created => {
+                self.dispatcher.dispatch([first]);
+                self.scheduler_wake.notify_one();
+                Ok(StartOutcome::Started(id))
+            }
+            CreateOutcome::Concurrent(existing) => Ok(StartOutcome::Concurrent(existing)),
+        }
+    }
+
+    pub async fn check(
+        &self,
+        account: &Account,
+        id: &RequestId,
+        code: &Candidate,
+    ) -> Result<CheckResult, ServiceError> {
+        let command = Command::Check {
+            code_hash: self.key.hash_pin(id, code.as_str()),
+            code_len: code.as_str().len() as u8,
+        };
+        let now = self.clock.now();
+        let outcome = self
+            .store
+            .apply(&account.api_key, id, command, now, self.minter())
+            .await?;
+        let Some((outcome, verification)) = outcome else {
+            return Ok(CheckResult::NotActive);
+        };
+        Ok(match outcome {
+            CommandOutcome::Checked(CheckOutcome::Verified { event_id }) => {
+                let report = self.report(verification, now);
+                CheckResult::Verified {
+                    event_id,
+                    price: report.price,
+                    estimated_messages: report.estimated_messages,
+                }
+            }
+            CommandOutcome::Checked(CheckOutcome::Mismatch { .. }) => CheckResult::WrongCode,
+            CommandOutcome::Checked(CheckOutcome::TooManyAttempts) => CheckResult::TooManyWrongCodes,
+            CommandOutcome::Checked(CheckOutcome::NotActive) => CheckResult::NotActive,
+            other => unreachable!("a check answered {other:?}"),
+        })
+    }
+
+    pub async fn control(
+        &self,
+        account: &Account,
+        id: &RequestId,
+        command: ControlCommand,
+    ) -> Result<ControlResult, ServiceError> {
+        let store_command = match command {
+            ControlCommand::Cancel => Command::Cancel,
+            ControlCommand::TriggerNextEvent => Command::TriggerNext,
+        };
+        let now = self.clock.now();
+        let outcome = self
+            .store
+            .apply(&account.api_key, id, store_command, now, self.minter())
+            .await?;
+        let result = match outcome {
+            None => return Ok(ControlResult::NotActive),
+            Some((CommandOutcome::Cancelled(r), _)) => r.map(|()| None),
+            Some((CommandOutcome::Triggered(r), _)) => r.map(Some),
+            Some((other, _)) => unreachable!("a control command answered {other:?}"),
+        };
+        Ok(match result {
+            Ok(order) => {
+                if let Some(order) = order {
+                    self.dispatcher.dispatch([order]);
+                }
+                self.scheduler_wake.notify_one();
+                ControlResult::Done
+            }
+            Err(ControlError::NotActive) => ControlResult::NotActive,
+            Err(ControlError::CancelTooEarly) => ControlResult::CancelTooEarly,
+            Err(ControlError::CancelTooLate) => ControlResult::CancelTooLate,
+            Err(ControlError::NoMoreEvents) => ControlResult::NoMoreEvents,
+        })
+    }
+
+    /// The account's verifications among `ids`, as of now; unknown ids are left out.
+    pub async fn search(
+        &self,
+        account: &Account,
+        ids: &[RequestId],
+    ) -> Result<Vec<Report>, ServiceError> {
+        let now = self.clock.now();
+        let found = self.store.find(&account.api_key, ids).await?;
+        Ok(found.into_iter().map(|v| self.report(v, now)).collect())
+    }
+
+    fn report(&self, verification: Verification, now: Instant) -> Report {
+        let status = verification.status_at(now);
+        let finalized_at = verification.finalized_at(now);
+        let (sms, calls) = verification
+            .events()
+            .iter()
+            .fold((0u64, 0u64), |(s, c), e| match e.kind {
+                EventKind::Sms => (s + 1, c),
+                EventKind::Tts => (s, c + 1),
+            });
+        let estimated_messages = self
+            .pricing
+            .per_sms
+            .times(sms)
+            .plus(self.pricing.per_call.times(calls));
+        let price = if status == Status::Success {
+            self.pricing.verification
+        } else {
+            Price::ZERO
+        };
+        Report {
+            verification,
+            status,
+            finalized_at,
+            price,
+            estimated_messages,
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Builds a running server from [`Settings`]: store, key, clock, channels, scheduler and HTTP.
+//! `main` stays thin; tests build the same [`Application`] on port 0.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::Router;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::api::{self, AppState};
+use crate::auth::{self, KeyCache};
+use crate::channel::inbox::InboxChannel;
+use crate::channel::{Channels, DeliveryChannel};
+use crate::clock::{Clock, ClockAnchor, ScaledClock};
+use crate::config::{ChannelKind, DatabaseUrl, KeySource, Settings};
+use crate::crypto::{self, ServerKey};
+use crate::scheduler::{spawn_dispatcher, Scheduler};
+use crate::service::VerifyService;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{InboxLog, KeyStore, MetaStore, Store};
+
+const META_KEY_FINGERPRINT: &str = "server_key_fingerprint";
+const META_CLOCK_ANCHOR: &str = "clock_anchor";
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A server that is listening; [`Application::run_until_stopped`] serves until shutdown.
+pub struct Application {
+    addr: SocketAddr,
+    handle: axum_server::Handle<SocketAddr>,
+    server: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+    store: Arc<SqliteStore>,
+    /// Held for the server's lifetime: one `serve` per SQLite file.
+    _lock: File,
+}
+
+/// Everything a start needs that is not in [`Settings`]: tests replace the clock.
+#[derive(Default)]
+pub struct Overrides {
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+fn open_store(database: &DatabaseUrl) -> anyhow::Result<(Arc<SqliteStore>, File)> {
+    let path = database.sqlite_path();
+    let lock = lock_database(path)?;
+    let store = SqliteStore::open(path)?;
+    Ok((Arc::new(store), lock))
+}
+
+/// Two servers on one SQLite file would both deliver every event; a lock file next to it stops
+/// the second. Command-line tools (`verifyd keys`) do not take it.
+fn lock_database(path: &Path) -> anyhow::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            bail!(
+                "cannot open the database {}: the directory {} does not exist",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot create the lock file {}", Path::new(&lock_path).display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another verifyd serve is already using {}; stop it first",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).context("cannot lock the database"),
+    }
+}
+
+async fn load_server_key(source: &KeySource, meta: &dyn MetaStore) -> anyhow::Result<ServerKey> {
+    let key = match source {
+        KeySource::File(path) => ServerKey::load_or_create(path)?,
+        KeySource::Hex(hex) => ServerKey::from_hex(hex).context("VERIFYD_SECRET_KEY")?,
+    };
+    match meta.get_meta(META_KEY_FINGERPRINT).await? {
+        None => meta.set_meta(META_KEY_FINGERPRINT, key.fingerprint()).await?,
+        Some(stored) if stored == key.fingerprint() => {}
+        Some(stored) => bail!(
+            "the secret key (fingerprint {}) is not the one this database was created with \
+             (fingerprint {stored}); every stored PIN would fail. Start with the original key \
+             file or VERIFYD_SECRET_KEY.",
+            key.fingerprint()
+        ),
+    }
+    Ok(key)
+}
+
+async fn load_clock(speed: f64, meta: &dyn MetaStore) -> anyhow::Result<ScaledClock> {
+    let stored = match meta.get_meta(META_CLOCK_ANCHOR).await? {
+        Some(json) => Some(serde_json::from_str(&json).context("stored clock anchor")?),
+        None => None,
+    };
+    let real_ms = chrono::Utc::now().timestamp_millis();
+    let (anchor, changed) = ClockAnchor::resume(stored, speed, real_ms);
+    if changed {
+        meta.set_meta(META_CLOCK_ANCHOR, &serde_json::to_string(&anchor)?)
+            .await?;
+    }
+    Ok(ScaledClock::new(anchor))
+}
+
+/// Creates the first key of an empty database and prints it once, on stdout.
+async fn ensure_first_key(keys: &dyn KeyStore, now: crate::domain::Instant) -> anyhow::Result<()> {
+    if !keys.list_keys().await?.is_empty() {
+        return Ok(());
+    }
+    let key = auth::create_key(keys, "default", true, now).await?;
+    eprintln!(
+        "No API key existed, so one was created. Its secret is shown only this once (stdout):"
+    );
+    println!("{}", serde_json::to_string(&key)?);
+    Ok(())
+}
+
+#[derive(Clone, Default)]
+struct ShortRequestId;
+
+impl MakeRequestId for ShortRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut bytes = [0u8; 8];
+        crypto::os_random(&mut bytes);
+        HeaderValue::from_str(&hex::encode(bytes)).ok().map(RequestId::new)
+    }
+}
+
+/// The whole HTTP surface for `state`; handler tests can drive it without a socket.
+pub fn router(state: AppState) -> Router {
+    let mut app = Router::new().merge(api::v1::routes());
+    if state.inbox.is_some() {
+        app = app.merge(api::inbox::routes());
+    }
+    let header = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
+    app.with_state(state)
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                // The path only: the query string carries credentials and numbers.
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(header.clone()))
+        .layer(SetRequestIdLayer::new(header, ShortRequestId))
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, Overrides::default()).await
+    }
+
+    pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
+        let only_inbox = settings.channels.iter().all(|c| *c == ChannelKind::Inbox);
+        if !(settings.clock_speed.is_finite() && settings.clock_speed > 0.0) {
+            bail!("--clock-speed must be a positive number");
+        }
+        if settings.clock_speed != 1.0 && !only_inbox {
+            bail!("--clock-speed is only allowed with the inbox channel: real users would get calls at the wrong times");
+        }
+        // Bind first: a port in use is the most common start failure and needs no database.
+        let listener = std::net::TcpListener::bind(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+
+        let (store, lock) = open_store(&settings.database)?;
+        let key = load_server_key(&settings.key, store.as_ref()).await?;
+        let clock: Arc<dyn Clock> = match overrides.clock {
+            Some(clock) => clock,
+            None => {
+                let clock = load_clock(settings.clock_speed, store.as_ref()).await?;
+                if clock.speed() != 1.0 {
+                    tracing::warn!(speed = clock.speed(), "workflow time runs faster than real time");
+                }
+                Arc::new(clock)
+            }
+        };
+        ensure_first_key(store.as_ref(), clock.now()).await?;
+
+        let mut channel_list: Vec<Arc<dyn DeliveryChannel>> = Vec::new();
+        let mut inbox: Option<Arc<dyn InboxLog>> = None;
+        for kind in &settings.channels {
+            match kind {
+                ChannelKind::Inbox => {
+                    let log: Arc<dyn InboxLog> = store.clone();
+                    channel_list.push(Arc::new(InboxChannel::new(log.clone())));
+                    inbox = Some(log);
+                }
+            }
+        }
+        let channels = Channels::new(channel_list);
+        if inbox.is_some() && !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "the inbox (GET /inbox) shows every PIN in clear and is served on a non-loopback address"
+            );
+        }
+
+        let store_dyn: Arc<dyn Store> = store.clone();
+        let (dispatcher, dispatch_task) =
+            spawn_dispatcher(store_dyn.clone(), channels.clone(), key.clone());
+        let wake = Arc::new(Notify::new());
+        let scheduler = Scheduler::new(
+            store_dyn.clone(),
+            clock.clone(),
+            key.clone(),
+            dispatcher.clone(),
+            wake.clone(),
+        );
+        let keys = KeyCache::load(store_dyn.clone()).await?;
+        let service = Arc::new(VerifyService::new(
+            store_dyn.clone(),
+            clock,
+            key,
+            dispatcher,
+            wake,
+            settings.pricing.clone(),
+        ));
+        let state = AppState {
+            service,
+            keys: keys.clone(),
+            inbox,
+        };
+        let app = router(state);
+
+        let handle = axum_server::Handle::new();
+        let server = match &settings.tls {
+            Some(tls) => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot load the TLS certificate {} or key {}",
+                            tls.cert.display(),
+                            tls.key.display()
+                        )
+                    })?;
+                let server = axum_server::from_tcp_rustls(listener, config)?.handle(handle.clone());
+                tokio::spawn(server.serve(app.into_make_service()))
+            }
+            None => {
+                let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+                tokio::spawn(server.serve(app.into_make_service()))
+            }
+        };
+        tracing::info!(
+            %addr,
+            tls = settings.tls.is_some(),
+            database = %settings.database.sqlite_path().display(),
+            channels = ?channels.names(),
+            "verifyd is listening"
+        );
+        let background = vec![
+            tokio::spawn(scheduler.run()),
+            tokio::spawn(keys.refresh_forever()),
+            dispatch_task,
+        ];
+        Ok(Self {
+            addr,
+            handle,
+            server,
+            background,
+            store,
+            _lock: lock,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> Arc<SqliteStore> {
+        self.store.clone()
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops accepting and lets requests in flight finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
+        let result = self.server_result().await;
+        result
+    }
+
+    async fn server_result(mut self) -> anyhow::Result<()> {
+        let server = std::mem::replace(&mut self.server, tokio::spawn(async { Ok(()) }));
+        let result = server.await.context("the HTTP server task failed")?;
+        self.stop_background();
+        result.context("the HTTP server stopped with an error")
+    }
+
+    /// Stops serving and every background task; for tests that start many servers.
+    pub async fn stop(mut self) {
+        self.handle.shutdown();
+        let server = std::mem::replace(&mut self.server, tokio::spawn(async { Ok(()) }));
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        self.stop_background();
+    }
+
+    fn stop_background(&mut self) {
+        for task in self.background.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Application {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        self.server.abort();
+        self.stop_background();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,194 @@
+//! Storage: one trait per concern, one implementation per engine. Every engine runs the same
+//! suite (tests/store_contract.rs).
+//!
+//! The verification store works at the level of domain operations ("apply this check at `now`"),
+//! not rows, so that an engine can batch many operations into one transaction (SQLite: one writer
+//! thread with group commit) or lock one row per operation (PostgreSQL) without the callers knowing.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    CheckOutcome, ControlError, DeliveryOrder, EventId, Instant, Minter, RequestId, Verification,
+};
+
+/// Why a store operation failed. Clone, because one failed group commit fails every operation in
+/// the group.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The disk is full; nothing of the failed operation was written.
+    #[error("the database disk is full: {0}")]
+    DiskFull(String),
+    /// Any other failure of the engine or its files.
+    #[error("database error: {0}")]
+    Backend(String),
+    /// The stored data could not be read back as the domain expects.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The store is shutting down or its worker has stopped.
+    #[error("the store is not running")]
+    Closed,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A minter handed to one store operation; the store runs domain code that may need new PINs.
+pub type BoxMinter = Box<dyn Minter + Send>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// The caller already has a verification in progress for this number.
+    Concurrent(RequestId),
+}
+
+/// A state change requested through the API.
+#[derive(Clone, Debug)]
+pub enum Command {
+    Check { code_hash: [u8; 32], code_len: u8 },
+    Cancel,
+    TriggerNext,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandOutcome {
+    Checked(CheckOutcome),
+    Cancelled(Result<(), ControlError>),
+    Triggered(Result<DeliveryOrder, ControlError>),
+}
+
+#[async_trait]
+pub trait VerificationStore: Send + Sync + 'static {
+    /// Stores a new verification and its first delivery, unless the account already has one in
+    /// progress for the same number. Returns once both are durable.
+    async fn create(
+        &self,
+        verification: Verification,
+        first: DeliveryOrder,
+        now: Instant,
+    ) -> StoreResult<CreateOutcome>;
+
+    /// Applies `command` to the account's verification `id` at `now` and returns the outcome with
+    /// the verification as it now is. `None` when the account has no such verification.
+    /// Deliveries the command produces are stored before returning.
+    async fn apply(
+        &self,
+        account: &str,
+        id: &RequestId,
+        command: Command,
+        now: Instant,
+        minter: BoxMinter,
+    ) -> StoreResult<Option<(CommandOutcome, Verification)>>;
+
+    /// The account's verifications among `ids`, in the order asked; unknown ids are left out.
+    async fn find(&self, account: &str, ids: &[RequestId]) -> StoreResult<Vec<Verification>>;
+
+    /// Advances up to `limit` verifications whose next step is due at `now`: fires due events and
+    /// records expiries. Returns the deliveries to make, already stored.
+    async fn claim_due(
+        &self,
+        now: Instant,
+        limit: usize,
+        minter: BoxMinter,
+    ) -> StoreResult<Vec<DeliveryOrder>>;
+
+    /// The earliest time any verification needs the scheduler.
+    async fn next_due(&self) -> StoreResult<Option<Instant>>;
+
+    /// Deliveries stored but not yet confirmed sent (left over by a crash, or failed).
+    async fn undelivered(&self, limit: usize) -> StoreResult<Vec<DeliveryOrder>>;
+
+    /// Forgets deliveries that were handed to their channel.
+    async fn mark_delivered(&self, ids: Vec<EventId>) -> StoreResult<()>;
+}
+
+/// An API key as stored: the secret only as a hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub api_key: String,
+    pub name: String,
+    pub secret_hash: [u8; 32],
+    pub state: KeyState,
+    /// Whether this key may send its own PIN (`pin_code`); status 20 otherwise.
+    pub allow_custom_pin: bool,
+    pub created_at: Instant,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    Active,
+    /// Answered with status 8: the account is barred.
+    Disabled,
+    /// Answered like an unknown key (status 4).
+    Revoked,
+}
+
+impl KeyState {
+    pub fn code(self) -> i64 {
+        match self {
+            KeyState::Active => 0,
+            KeyState::Disabled => 1,
+            KeyState::Revoked => 2,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<Self> {
+        match code {
+            0 => Some(KeyState::Active),
+            1 => Some(KeyState::Disabled),
+            2 => Some(KeyState::Revoked),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Active => "active",
+            KeyState::Disabled => "disabled",
+            KeyState::Revoked => "revoked",
+        }
+    }
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    async fn insert_key(&self, key: ApiKeyRecord) -> StoreResult<()>;
+    async fn list_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Returns false when the key does not exist.
+    async fn set_key_state(&self, api_key: &str, state: KeyState) -> StoreResult<bool>;
+}
+
+/// Small named values the server keeps about itself (clock anchor, key fingerprint).
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    async fn get_meta(&self, name: &str) -> StoreResult<Option<String>>;
+    async fn set_meta(&self, name: &str, value: &str) -> StoreResult<()>;
+}
+
+/// One message as the inbox channel keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct InboxMessage {
+    pub id: String,
+    /// `sms` or `voice`.
+    pub channel: String,
+    pub to: String,
+    pub from: String,
+    pub text: String,
+    pub locale: String,
+    pub request_id: String,
+    pub created_at: String,
+}
+
+/// The inbox channel's own log of messages. Appending the same id twice keeps one copy, so a
+/// delivery retried after a crash shows once.
+#[async_trait]
+pub trait InboxLog: Send + Sync + 'static {
+    async fn append(&self, message: InboxMessage) -> StoreResult<()>;
+    /// Newest first; only messages to `to` when given.
+    async fn list(&self, to: Option<&str>, limit: usize) -> StoreResult<Vec<InboxMessage>>;
+}
+
+/// Everything a running server needs from one engine.
+pub trait Store: VerificationStore + KeyStore + MetaStore + InboxLog {}
+impl<T: VerificationStore + KeyStore + MetaStore + InboxLog> Store for T {}
