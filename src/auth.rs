@@ -14,8 +14,9 @@ use crate::crypto;
 use crate::store::{ApiKeyRecord, KeyState, KeyStore, StoreError};
 
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
-/// A miss reloads the table at most this often, so unknown keys cannot hammer the database.
-const MISS_RELOAD_MIN_GAP_MS: i64 = 250;
+/// Misses reload the table at most this often, so unknown keys cannot hammer the database; a miss
+/// inside the gap waits for it to pass (which also slows down guessing).
+const MISS_RELOAD_MIN_GAP_MS: i64 = 100;
 
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,11 +39,16 @@ pub struct KeyCache {
     store: Arc<dyn KeyStore>,
     keys: ArcSwap<HashMap<String, ApiKeyRecord>>,
     last_reload_ms: AtomicI64,
+    /// Serialises reloads; the hit path never touches it.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 fn monotonic_ms() -> i64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as i64
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as i64
 }
 
 impl KeyCache {
@@ -51,16 +57,25 @@ impl KeyCache {
             store,
             keys: ArcSwap::from_pointee(HashMap::new()),
             last_reload_ms: AtomicI64::new(i64::MIN / 2),
+            reloading: tokio::sync::Mutex::new(()),
         });
         cache.reload().await?;
         Ok(cache)
     }
 
     pub async fn reload(&self) -> Result<(), StoreError> {
-        self.last_reload_ms.store(monotonic_ms(), Ordering::Relaxed);
+        let _one_at_a_time = self.reloading.lock().await;
+        self.reload_locked().await
+    }
+
+    /// `last_reload_ms` records when the read *started*, once the snapshot is in place: the
+    /// snapshot holds every key that existed at that time.
+    async fn reload_locked(&self) -> Result<(), StoreError> {
+        let started = monotonic_ms();
         let keys = self.store.list_keys().await?;
         let map = keys.into_iter().map(|k| (k.api_key.clone(), k)).collect();
         self.keys.store(Arc::new(map));
+        self.last_reload_ms.store(started, Ordering::Relaxed);
         Ok(())
     }
 
@@ -76,22 +91,30 @@ impl KeyCache {
         }
     }
 
+    /// Reloads the keys once for a key not in the snapshot, e.g. one `verifyd keys create` just
+    /// made, and looks it up again.
+    async fn reload_for_miss(&self, api_key: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let started = monotonic_ms();
+        let _one_at_a_time = self.reloading.lock().await;
+        if self.last_reload_ms.load(Ordering::Relaxed) < started {
+            let since = monotonic_ms() - self.last_reload_ms.load(Ordering::Relaxed);
+            if since < MISS_RELOAD_MIN_GAP_MS {
+                let wait = (MISS_RELOAD_MIN_GAP_MS - since) as u64;
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+            self.reload_locked().await?;
+        }
+        Ok(self.keys.load().get(api_key).cloned())
+    }
+
     pub async fn authenticate(&self, api_key: &str, secret: &str) -> Result<Account, AuthError> {
         let found = self.keys.load().get(api_key).cloned();
         let record = match found {
             Some(r) => r,
-            None => {
-                let since = monotonic_ms() - self.last_reload_ms.load(Ordering::Relaxed);
-                if since < MISS_RELOAD_MIN_GAP_MS {
-                    return Err(AuthError::BadCredentials);
-                }
-                self.reload().await?;
-                self.keys
-                    .load()
-                    .get(api_key)
-                    .cloned()
-                    .ok_or(AuthError::BadCredentials)?
-            }
+            None => self
+                .reload_for_miss(api_key)
+                .await?
+                .ok_or(AuthError::BadCredentials)?,
         };
         if !crypto::secret_matches(secret, &record.secret_hash) {
             return Err(AuthError::BadCredentials);

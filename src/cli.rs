@@ -16,10 +16,19 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{KeyState, KeyStore};
 
 #[derive(Debug, Parser)]
-#[command(name = "verifyd", version, about = "Self-hosted phone verification, compatible with the Vonage Verify API")]
+#[command(
+    name = "verifyd",
+    version,
+    about = "Self-hosted phone verification, compatible with the Vonage Verify API"
+)]
 pub struct Cli {
     /// Database URL: sqlite://PATH
-    #[arg(long, global = true, env = "VERIFYD_DATABASE_URL", default_value = "sqlite://verifyd.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "VERIFYD_DATABASE_URL",
+        default_value = "sqlite://verifyd.db"
+    )]
     pub database: String,
 
     #[command(subcommand)]
@@ -61,7 +70,12 @@ pub struct ServeArgs {
     pub clock_speed: f64,
 
     /// Delivery channel. `inbox` shows every message at /inbox instead of sending it.
-    #[arg(long = "channel", env = "VERIFYD_CHANNEL", value_enum, default_value = "inbox")]
+    #[arg(
+        long = "channel",
+        env = "VERIFYD_CHANNEL",
+        value_enum,
+        default_value = "inbox"
+    )]
     pub channel: ChannelArg,
 
     /// File with the server key (64 hex characters) that protects PINs; created if missing.

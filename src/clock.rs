@@ -152,7 +152,11 @@ mod tests {
         let (a, _) = ClockAnchor::resume(None, 10.0, 1_000);
         let (b, changed) = ClockAnchor::resume(Some(a), 1.0, 2_000);
         assert!(changed);
-        assert_eq!(b.virtual_at(2_000), 11_000, "continues from where 10x time was");
+        assert_eq!(
+            b.virtual_at(2_000),
+            11_000,
+            "continues from where 10x time was"
+        );
         assert_eq!(b.virtual_at(3_000), 12_000, "then at real speed");
     }
 }

@@ -114,7 +114,9 @@ mod tests {
             DatabaseUrl::Sqlite("/var/x.db".into())
         );
         assert_eq!(
-            DatabaseUrl::parse("sqlite://verifyd.db").unwrap().default_key_file(),
+            DatabaseUrl::parse("sqlite://verifyd.db")
+                .unwrap()
+                .default_key_file(),
             PathBuf::from("verifyd.db.key")
         );
     }

@@ -98,7 +98,8 @@ impl ServerKey {
 
     /// HMAC-SHA256 of the code, bound to the request so equal PINs never share a hash.
     pub fn hash_pin(&self, request_id: &RequestId, code: &str) -> [u8; 32] {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.pin_hash).expect("HMAC takes any key length");
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(&self.pin_hash).expect("HMAC takes any key length");
         mac.update(request_id.as_str().as_bytes());
         mac.update(&[0]);
         mac.update(code.as_bytes());
@@ -242,8 +243,13 @@ mod tests {
         let sealed = key().seal_pin(&a, "4815");
         assert_eq!(key().unseal_pin(&a, &sealed).unwrap(), "4815");
         assert!(key().unseal_pin(&b, &sealed).is_err());
-        assert!(ServerKey::from_bytes([8; 32]).unseal_pin(&a, &sealed).is_err());
-        assert!(!sealed.windows(4).any(|w| w == b"4815"), "no clear text in the sealed form");
+        assert!(ServerKey::from_bytes([8; 32])
+            .unseal_pin(&a, &sealed)
+            .is_err());
+        assert!(
+            !sealed.windows(4).any(|w| w == b"4815"),
+            "no clear text in the sealed form"
+        );
     }
 
     #[test]
@@ -252,7 +258,10 @@ mod tests {
         let b = RequestId::from_bytes([2; 16]);
         assert_eq!(key().hash_pin(&a, "1234"), key().hash_pin(&a, "1234"));
         assert_ne!(key().hash_pin(&a, "1234"), key().hash_pin(&b, "1234"));
-        assert_ne!(key().hash_pin(&a, "1234"), ServerKey::from_bytes([8; 32]).hash_pin(&a, "1234"));
+        assert_ne!(
+            key().hash_pin(&a, "1234"),
+            ServerKey::from_bytes([8; 32]).hash_pin(&a, "1234")
+        );
     }
 
     #[test]
@@ -261,7 +270,10 @@ mod tests {
         assert_eq!(s.len(), 6000);
         for d in '0'..='9' {
             let n = s.chars().filter(|c| *c == d).count();
-            assert!((400..800).contains(&n), "digit {d} appeared {n} times in 6000");
+            assert!(
+                (400..800).contains(&n),
+                "digit {d} appeared {n} times in 6000"
+            );
         }
     }
 

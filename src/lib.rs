@@ -1,15 +1,15 @@
 //! verifyd: a self-hosted phone verification service, wire-compatible with the Vonage Verify API.
 
-pub mod domain;
-pub mod clock;
-pub mod crypto;
-pub mod store;
+pub mod api;
 pub mod auth;
 pub mod channel;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
 pub mod scheduler;
 pub mod service;
-pub mod api;
-pub mod config;
-pub mod telemetry;
 pub mod startup;
-pub mod cli;
+pub mod store;
+pub mod telemetry;

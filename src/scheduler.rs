@@ -201,7 +201,10 @@ impl Scheduler {
     pub async fn run(self) {
         match self.store.undelivered(usize::MAX >> 1).await {
             Ok(left) if !left.is_empty() => {
-                tracing::info!(count = left.len(), "delivering what the last run left undelivered");
+                tracing::info!(
+                    count = left.len(),
+                    "delivering what the last run left undelivered"
+                );
                 self.dispatcher.dispatch(left);
             }
             Ok(_) => {}

@@ -11,7 +11,8 @@ use crate::clock::Clock;
 use crate::crypto::{self, OsMinter, ServerKey};
 use crate::domain::{
     Candidate, CheckOutcome, CodeLength, ControlError, CustomPin, EventId, EventKind, Instant,
-    NewVerification, PhoneNumber, Price, Purpose, RequestId, Status, Timing, Verification, Workflow,
+    NewVerification, PhoneNumber, Price, Purpose, RequestId, Status, Timing, Verification,
+    Workflow,
 };
 use crate::scheduler::Dispatcher;
 use crate::store::{Command, CommandOutcome, CreateOutcome, StoreError, VerificationStore};
@@ -207,7 +208,9 @@ impl VerifyService {
                 }
             }
             CommandOutcome::Checked(CheckOutcome::Mismatch { .. }) => CheckResult::WrongCode,
-            CommandOutcome::Checked(CheckOutcome::TooManyAttempts) => CheckResult::TooManyWrongCodes,
+            CommandOutcome::Checked(CheckOutcome::TooManyAttempts) => {
+                CheckResult::TooManyWrongCodes
+            }
             CommandOutcome::Checked(CheckOutcome::NotActive) => CheckResult::NotActive,
             other => unreachable!("a check answered {other:?}"),
         })

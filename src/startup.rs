@@ -13,7 +13,9 @@ use axum::http::HeaderValue;
 use axum::Router;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::api::{self, AppState};
@@ -75,7 +77,12 @@ fn lock_database(path: &Path) -> anyhow::Result<File> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .with_context(|| format!("cannot create the lock file {}", Path::new(&lock_path).display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create the lock file {}",
+                Path::new(&lock_path).display()
+            )
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => bail!(
@@ -92,7 +99,10 @@ async fn load_server_key(source: &KeySource, meta: &dyn MetaStore) -> anyhow::Re
         KeySource::Hex(hex) => ServerKey::from_hex(hex).context("VERIFYD_SECRET_KEY")?,
     };
     match meta.get_meta(META_KEY_FINGERPRINT).await? {
-        None => meta.set_meta(META_KEY_FINGERPRINT, key.fingerprint()).await?,
+        None => {
+            meta.set_meta(META_KEY_FINGERPRINT, key.fingerprint())
+                .await?
+        }
         Some(stored) if stored == key.fingerprint() => {}
         Some(stored) => bail!(
             "the secret key (fingerprint {}) is not the one this database was created with \
@@ -138,7 +148,9 @@ impl MakeRequestId for ShortRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
         let mut bytes = [0u8; 8];
         crypto::os_random(&mut bytes);
-        HeaderValue::from_str(&hex::encode(bytes)).ok().map(RequestId::new)
+        HeaderValue::from_str(&hex::encode(bytes))
+            .ok()
+            .map(RequestId::new)
     }
 }
 
@@ -191,7 +203,10 @@ impl Application {
             None => {
                 let clock = load_clock(settings.clock_speed, store.as_ref()).await?;
                 if clock.speed() != 1.0 {
-                    tracing::warn!(speed = clock.speed(), "workflow time runs faster than real time");
+                    tracing::warn!(
+                        speed = clock.speed(),
+                        "workflow time runs faster than real time"
+                    );
                 }
                 Arc::new(clock)
             }
@@ -248,15 +263,16 @@ impl Application {
         let server = match &settings.tls {
             Some(tls) => {
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot load the TLS certificate {} or key {}",
-                            tls.cert.display(),
-                            tls.key.display()
-                        )
-                    })?;
+                let config =
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "cannot load the TLS certificate {} or key {}",
+                                tls.cert.display(),
+                                tls.key.display()
+                            )
+                        })?;
                 let server = axum_server::from_tcp_rustls(listener, config)?.handle(handle.clone());
                 tokio::spawn(server.serve(app.into_make_service()))
             }

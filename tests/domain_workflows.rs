@@ -65,7 +65,10 @@ fn new_request(workflow: u8, timing: Timing) -> NewVerification {
 
 /// Runs the scheduler's view of a request: advance at every due time until it ends. Returns
 /// (time, kind, pin) per delivered event and the time it ended.
-fn run_to_end(v: &mut Verification, m: &mut CountingMinter) -> (Vec<(i64, EventKind, String)>, i64) {
+fn run_to_end(
+    v: &mut Verification,
+    m: &mut CountingMinter,
+) -> (Vec<(i64, EventKind, String)>, i64) {
     let mut out = Vec::new();
     while let Some(due) = v.next_due() {
         if let Some(order) = v.advance(due, m) {
@@ -77,7 +80,11 @@ fn run_to_end(v: &mut Verification, m: &mut CountingMinter) -> (Vec<(i64, EventK
     (out, end)
 }
 
-fn start(workflow: u8, timing: Timing, m: &mut CountingMinter) -> (Verification, Vec<(i64, EventKind, String)>) {
+fn start(
+    workflow: u8,
+    timing: Timing,
+    m: &mut CountingMinter,
+) -> (Verification, Vec<(i64, EventKind, String)>) {
     let (v, first) = Verification::start(new_request(workflow, timing), t(0), m);
     let first = vec![(0, first.kind, String::from_utf8(first.sealed_pin).unwrap())];
     (v, first)
@@ -102,7 +109,11 @@ fn workflow_1_sends_sms_then_two_calls_with_a_new_pin_for_the_last_and_expires_3
     let (events, end, status) = timeline(1, Timing::default());
     assert_eq!(
         events,
-        vec![ev(0, Sms, "0001"), ev(125, Tts, "0001"), ev(305, Tts, "0002")]
+        vec![
+            ev(0, Sms, "0001"),
+            ev(125, Tts, "0001"),
+            ev(305, Tts, "0002")
+        ]
     );
     assert_eq!(end, 605);
     assert_eq!(status, Status::Expired);
@@ -113,7 +124,11 @@ fn workflow_2_sends_two_sms_then_a_call() {
     let (events, end, _) = timeline(2, Timing::default());
     assert_eq!(
         events,
-        vec![ev(0, Sms, "0001"), ev(125, Sms, "0001"), ev(305, Tts, "0002")]
+        vec![
+            ev(0, Sms, "0001"),
+            ev(125, Sms, "0001"),
+            ev(305, Tts, "0002")
+        ]
     );
     assert_eq!(end, 605);
 }
@@ -158,7 +173,11 @@ fn next_event_wait_replaces_every_default_wait() {
     let (events, end, _) = timeline(1, Timing::new(Some(360), Some(120)));
     assert_eq!(
         events,
-        vec![ev(0, Sms, "0001"), ev(120, Tts, "0001"), ev(240, Tts, "0001")],
+        vec![
+            ev(0, Sms, "0001"),
+            ev(120, Tts, "0001"),
+            ev(240, Tts, "0001")
+        ],
         "pin_expiry 360 / next_event_wait 120: all three events use one code"
     );
     assert_eq!(end, 360);
@@ -169,7 +188,11 @@ fn a_pin_expiry_of_two_waits_renews_the_pin_for_the_third_event() {
     let (events, end, _) = timeline(1, Timing::new(Some(240), Some(120)));
     assert_eq!(
         events,
-        vec![ev(0, Sms, "0001"), ev(120, Tts, "0001"), ev(240, Tts, "0002")]
+        vec![
+            ev(0, Sms, "0001"),
+            ev(120, Tts, "0001"),
+            ev(240, Tts, "0002")
+        ]
     );
     assert_eq!(end, 480);
 }
@@ -183,7 +206,11 @@ fn a_pin_expiry_that_is_not_a_multiple_of_the_wait_becomes_the_wait() {
     assert_eq!(Timing::new(None, Some(120)).pin_expiry, 300);
     let (events, _, _) = timeline(1, Timing::new(Some(200), Some(120)));
     let pins: Vec<&str> = events.iter().map(|e| e.2.as_str()).collect();
-    assert_eq!(pins, ["0001", "0002", "0003"], "every event gets a new code");
+    assert_eq!(
+        pins,
+        ["0001", "0002", "0003"],
+        "every event gets a new code"
+    );
 }
 
 #[test]
@@ -202,11 +229,24 @@ fn the_right_code_verifies_and_stops_the_workflow() {
 fn two_wrong_codes_leave_a_third_try_and_the_third_wrong_code_fails_the_request() {
     let mut m = CountingMinter::new();
     let (mut v, _) = start(1, Timing::default(), &mut m);
-    assert_eq!(v.check(&hash_of("9999"), 4, t(1)), CheckOutcome::Mismatch { checks_left: 2 });
-    assert_eq!(v.check(&hash_of("9998"), 4, t(2)), CheckOutcome::Mismatch { checks_left: 1 });
-    assert_eq!(v.check(&hash_of("9997"), 4, t(3)), CheckOutcome::TooManyAttempts);
+    assert_eq!(
+        v.check(&hash_of("9999"), 4, t(1)),
+        CheckOutcome::Mismatch { checks_left: 2 }
+    );
+    assert_eq!(
+        v.check(&hash_of("9998"), 4, t(2)),
+        CheckOutcome::Mismatch { checks_left: 1 }
+    );
+    assert_eq!(
+        v.check(&hash_of("9997"), 4, t(3)),
+        CheckOutcome::TooManyAttempts
+    );
     assert_eq!(v.status(), Status::Failed);
-    assert_eq!(v.check(&hash_of("0001"), 4, t(4)), CheckOutcome::NotActive, "even the right code");
+    assert_eq!(
+        v.check(&hash_of("0001"), 4, t(4)),
+        CheckOutcome::NotActive,
+        "even the right code"
+    );
     assert_eq!(v.checks().len(), 3);
 }
 
@@ -216,7 +256,10 @@ fn the_right_code_on_the_third_try_still_verifies() {
     let (mut v, _) = start(1, Timing::default(), &mut m);
     v.check(&hash_of("9999"), 4, t(1));
     v.check(&hash_of("9998"), 4, t(2));
-    assert!(matches!(v.check(&hash_of("0001"), 4, t(3)), CheckOutcome::Verified { .. }));
+    assert!(matches!(
+        v.check(&hash_of("0001"), 4, t(3)),
+        CheckOutcome::Verified { .. }
+    ));
 }
 
 #[test]
@@ -227,9 +270,18 @@ fn a_new_pin_gives_three_new_tries_and_the_old_pin_stops_working() {
     v.check(&hash_of("9998"), 4, t(2));
     let order = v.advance(t(120), &mut m).expect("second event is due");
     assert_eq!(order.sealed_pin, b"0002");
-    assert_eq!(v.check(&hash_of("0001"), 4, t(121)), CheckOutcome::Mismatch { checks_left: 2 });
-    assert_eq!(v.check(&hash_of("9998"), 4, t(122)), CheckOutcome::Mismatch { checks_left: 1 });
-    assert!(matches!(v.check(&hash_of("0002"), 4, t(123)), CheckOutcome::Verified { .. }));
+    assert_eq!(
+        v.check(&hash_of("0001"), 4, t(121)),
+        CheckOutcome::Mismatch { checks_left: 2 }
+    );
+    assert_eq!(
+        v.check(&hash_of("9998"), 4, t(122)),
+        CheckOutcome::Mismatch { checks_left: 1 }
+    );
+    assert!(matches!(
+        v.check(&hash_of("0002"), 4, t(123)),
+        CheckOutcome::Verified { .. }
+    ));
 }
 
 #[test]
@@ -238,7 +290,10 @@ fn an_expired_pin_never_matches_even_before_the_next_event() {
     // Workflow 1 defaults: the first PIN expires at 300, the last call is at 305.
     let (mut v, _) = start(1, Timing::default(), &mut m);
     v.advance(t(125), &mut m);
-    assert_eq!(v.check(&hash_of("0001"), 4, t(301)), CheckOutcome::Mismatch { checks_left: 2 });
+    assert_eq!(
+        v.check(&hash_of("0001"), 4, t(301)),
+        CheckOutcome::Mismatch { checks_left: 2 }
+    );
     assert_eq!(v.status_at(t(301)), Status::InProgress);
 }
 
@@ -249,7 +304,10 @@ fn a_check_after_the_last_pin_expired_finds_the_request_expired() {
     assert_eq!(v.status_at(t(299)), Status::InProgress);
     assert_eq!(v.status_at(t(300)), Status::Expired);
     assert_eq!(v.finalized_at(t(400)), Some(t(300)));
-    assert_eq!(v.check(&hash_of("0001"), 4, t(301)), CheckOutcome::NotActive);
+    assert_eq!(
+        v.check(&hash_of("0001"), 4, t(301)),
+        CheckOutcome::NotActive
+    );
     assert_eq!(v.status(), Status::Expired);
 }
 
@@ -280,11 +338,22 @@ fn trigger_runs_the_next_event_now_and_the_workflow_continues_from_there() {
     let order = v.trigger_next(t(10), &mut m).unwrap();
     assert_eq!((order.kind, order.created_at), (Tts, t(10)));
     assert_eq!(order.sealed_pin, b"0001", "the PIN is still valid");
-    assert_eq!(v.next_event_at(), Some(t(190)), "180 s after the triggered call");
+    assert_eq!(
+        v.next_event_at(),
+        Some(t(190)),
+        "180 s after the triggered call"
+    );
     let order = v.trigger_next(t(20), &mut m).unwrap();
     assert_eq!(order.kind, Tts);
-    assert_eq!(v.trigger_next(t(30), &mut m), Err(ControlError::NoMoreEvents));
-    assert_eq!(v.next_due(), Some(t(300)), "the first PIN still bounds the request");
+    assert_eq!(
+        v.trigger_next(t(30), &mut m),
+        Err(ControlError::NoMoreEvents)
+    );
+    assert_eq!(
+        v.next_due(),
+        Some(t(300)),
+        "the first PIN still bounds the request"
+    );
 }
 
 #[test]
@@ -321,7 +390,10 @@ fn a_custom_pin_is_reused_when_a_new_pin_is_due() {
     let second = v.advance(t(120), &mut m).unwrap();
     assert_eq!(second.sealed_pin, b"AKFG3424");
     assert_eq!(m.pins, 0, "no PIN was generated");
-    assert_eq!(v.check(&hash_of("1111"), 4, t(121)), CheckOutcome::Mismatch { checks_left: 2 });
+    assert_eq!(
+        v.check(&hash_of("1111"), 4, t(121)),
+        CheckOutcome::Mismatch { checks_left: 2 }
+    );
 }
 
 #[test]

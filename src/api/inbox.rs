@@ -64,7 +64,11 @@ async fn page(State(app): State<AppState>, Query(q): Query<InboxQuery>) -> Respo
     };
     let mut rows = String::new();
     for m in &list {
-        let icon = if m.channel == "voice" { "📞 call" } else { "✉️ SMS" };
+        let icon = if m.channel == "voice" {
+            "📞 call"
+        } else {
+            "✉️ SMS"
+        };
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>+{}</td><td>{}</td><td class=text>{}</td><td>{}</td><td><code>{}</code></td></tr>\n",
             escape(&m.created_at),

@@ -2,16 +2,17 @@
 
 /// The 39 values of `lg` for a normal verification.
 pub const STANDARD_LOCALES: [&str; 39] = [
-    "ar-xa", "cs-cz", "cy-cy", "cy-gb", "da-dk", "de-de", "el-gr", "en-au", "en-gb", "en-in", "en-us",
-    "es-es", "es-mx", "es-us", "fi-fi", "fil-ph", "fr-ca", "fr-fr", "hi-in", "hu-hu", "id-id", "is-is",
-    "it-it", "ja-jp", "ko-kr", "nb-no", "nl-nl", "pl-pl", "pt-br", "pt-pt", "ro-ro", "ru-ru", "sv-se",
-    "th-th", "tr-tr", "vi-vn", "yue-cn", "zh-cn", "zh-tw",
+    "ar-xa", "cs-cz", "cy-cy", "cy-gb", "da-dk", "de-de", "el-gr", "en-au", "en-gb", "en-in",
+    "en-us", "es-es", "es-mx", "es-us", "fi-fi", "fil-ph", "fr-ca", "fr-fr", "hi-in", "hu-hu",
+    "id-id", "is-is", "it-it", "ja-jp", "ko-kr", "nb-no", "nl-nl", "pl-pl", "pt-br", "pt-pt",
+    "ro-ro", "ru-ru", "sv-se", "th-th", "tr-tr", "vi-vn", "yue-cn", "zh-cn", "zh-tw",
 ];
 
 /// The values of `lg` for a PSD2 payment confirmation.
 pub const PSD2_LOCALES: [&str; 21] = [
-    "en-gb", "bg-bg", "cs-cz", "da-dk", "de-de", "ee-et", "el-gr", "es-es", "fi-fi", "fr-fr", "ga-ie",
-    "hu-hu", "it-it", "lv-lv", "lt-lt", "mt-mt", "nl-nl", "pl-pl", "sk-sk", "sl-si", "sv-se",
+    "en-gb", "bg-bg", "cs-cz", "da-dk", "de-de", "ee-et", "el-gr", "es-es", "fi-fi", "fr-fr",
+    "ga-ie", "hu-hu", "it-it", "lv-lv", "lt-lt", "mt-mt", "nl-nl", "pl-pl", "sk-sk", "sl-si",
+    "sv-se",
 ];
 
 pub const STANDARD_DEFAULT: &str = "en-us";
@@ -59,7 +60,10 @@ impl LocaleSet {
 /// most of their mobile users read; callers override with `lg`.
 const REGION_LOCALES: &[(&[&str], &str)] = &[
     (
-        &["AE", "SA", "EG", "QA", "KW", "BH", "OM", "JO", "LB", "IQ", "SY", "YE", "LY", "DZ", "MA", "TN", "SD", "PS"],
+        &[
+            "AE", "SA", "EG", "QA", "KW", "BH", "OM", "JO", "LB", "IQ", "SY", "YE", "LY", "DZ",
+            "MA", "TN", "SD", "PS",
+        ],
         "ar-xa",
     ),
     (&["CZ"], "cs-cz"),
@@ -72,12 +76,20 @@ const REGION_LOCALES: &[(&[&str], &str)] = &[
     (&["US", "CA", "PR"], "en-us"),
     (&["ES", "AD"], "es-es"),
     (
-        &["MX", "AR", "CO", "CL", "PE", "VE", "EC", "GT", "CU", "BO", "DO", "HN", "PY", "SV", "NI", "CR", "PA", "UY"],
+        &[
+            "MX", "AR", "CO", "CL", "PE", "VE", "EC", "GT", "CU", "BO", "DO", "HN", "PY", "SV",
+            "NI", "CR", "PA", "UY",
+        ],
         "es-mx",
     ),
     (&["FI", "AX"], "fi-fi"),
     (&["PH"], "fil-ph"),
-    (&["FR", "BE", "LU", "MC", "CH", "RE", "GP", "MQ", "GF", "YT", "PF", "NC"], "fr-fr"),
+    (
+        &[
+            "FR", "BE", "LU", "MC", "CH", "RE", "GP", "MQ", "GF", "YT", "PF", "NC",
+        ],
+        "fr-fr",
+    ),
     (&["HU"], "hu-hu"),
     (&["ID"], "id-id"),
     (&["IS"], "is-is"),
@@ -137,14 +149,20 @@ mod tests {
     #[test]
     fn every_country_mapping_names_a_locale_of_some_list() {
         for (_, tag) in REGION_LOCALES {
-            assert!(STANDARD_LOCALES.contains(tag) || PSD2_LOCALES.contains(tag), "{tag}");
+            assert!(
+                STANDARD_LOCALES.contains(tag) || PSD2_LOCALES.contains(tag),
+                "{tag}"
+            );
         }
     }
 
     #[test]
     fn every_accepted_locale_has_texts() {
         for tag in STANDARD_LOCALES.iter().chain(PSD2_LOCALES.iter()) {
-            assert!(LOCALE_TEXTS.iter().any(|t| t.tag == *tag), "no texts for {tag}");
+            assert!(
+                LOCALE_TEXTS.iter().any(|t| t.tag == *tag),
+                "no texts for {tag}"
+            );
         }
     }
 }

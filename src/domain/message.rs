@@ -70,7 +70,10 @@ fn fill<'a>(template: &str, value: impl Fn(&str) -> Option<&'a str>) -> String {
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        match after.find('}').and_then(|close| value(&after[..close]).map(|v| (close, v))) {
+        match after
+            .find('}')
+            .and_then(|close| value(&after[..close]).map(|v| (close, v)))
+        {
             Some((close, v)) => {
                 out.push_str(v);
                 rest = &after[close + 1..];
@@ -132,7 +135,9 @@ mod tests {
             amount: "48.00".into(),
         };
         let m = render(&order(EventKind::Sms, p, "de-de"), "123456");
-        assert!(m.text.contains("Acme Shop") && m.text.contains("48.00") && m.text.contains("123456"));
+        assert!(
+            m.text.contains("Acme Shop") && m.text.contains("48.00") && m.text.contains("123456")
+        );
     }
 
     #[test]

@@ -270,7 +270,10 @@ mod tests {
 
     #[test]
     fn a_national_number_without_country_is_refused() {
-        assert_eq!(PhoneNumber::parse("07700123456", None), Err(InvalidPhoneNumber));
+        assert_eq!(
+            PhoneNumber::parse("07700123456", None),
+            Err(InvalidPhoneNumber)
+        );
         assert!(PhoneNumber::parse("12", None).is_err());
         assert!(PhoneNumber::parse("abc", None).is_err());
         assert!(PhoneNumber::parse("", None).is_err());
@@ -300,7 +303,10 @@ mod tests {
     fn prices_parse_and_print_with_eight_decimals() {
         assert_eq!(Price::parse("0.1").unwrap().to_string(), "0.10000000");
         assert_eq!(Price::parse("0").unwrap().to_string(), "0.00000000");
-        assert_eq!(Price::parse("1.0333").unwrap().times(2).to_string(), "2.06660000");
+        assert_eq!(
+            Price::parse("1.0333").unwrap().times(2).to_string(),
+            "2.06660000"
+        );
         assert!(Price::parse("-1").is_none());
         assert!(Price::parse("0.123456789").is_none());
         assert!(Price::parse("x").is_none());
@@ -313,6 +319,9 @@ mod tests {
         assert!(CustomPin::parse("123").is_none());
         assert!(CustomPin::parse("12345678901").is_none());
         assert!(Candidate::parse("1234").is_some());
-        assert_eq!(format!("{:?}", Candidate::parse("1234").unwrap()), "Candidate(***)");
+        assert_eq!(
+            format!("{:?}", Candidate::parse("1234").unwrap()),
+            "Candidate(***)"
+        );
     }
 }

@@ -426,7 +426,8 @@ impl Verification {
             kind,
             at: now,
         });
-        self.next_event_at = (index + 1 < events.len()).then(|| now + secs(self.wait_before(index + 1)));
+        self.next_event_at =
+            (index + 1 < events.len()).then(|| now + secs(self.wait_before(index + 1)));
         DeliveryOrder {
             event_id,
             request_id: self.id.clone(),
@@ -500,7 +501,9 @@ pub(crate) mod ms_opt {
         }
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Instant>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Instant>, D::Error> {
         match Option::<i64>::deserialize(d)? {
             Some(v) => chrono::DateTime::from_timestamp_millis(v)
                 .map(Some)
@@ -532,7 +535,9 @@ mod hex_opt_vec {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
         Option::<String>::deserialize(d)?
             .map(|h| hex::decode(h).map_err(serde::de::Error::custom))
             .transpose()

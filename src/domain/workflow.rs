@@ -72,7 +72,10 @@ mod tests {
             let wf = Workflow::parse(id).unwrap();
             let n = wf.events().len();
             for i in 1..n {
-                assert!(wf.default_wait_before(i).is_some(), "workflow {id} event {i}");
+                assert!(
+                    wf.default_wait_before(i).is_some(),
+                    "workflow {id} event {i}"
+                );
             }
             assert_eq!(wf.default_wait_before(n), None, "workflow {id}");
         }

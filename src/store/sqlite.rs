@@ -42,7 +42,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -76,7 +78,10 @@ pub fn open_and_migrate(path: &Path) -> anyhow::Result<Connection> {
         .query_row("pragma journal_mode = wal", [], |r| r.get(0))
         .with_context(|| format!("{} is not a usable SQLite database", path.display()))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        anyhow::bail!("{} cannot use WAL mode (journal_mode is {mode})", path.display());
+        anyhow::bail!(
+            "{} cannot use WAL mode (journal_mode is {mode})",
+            path.display()
+        );
     }
     // FULL: a commit is on disk (WAL fsync'd) before any caller hears "0".
     conn.execute_batch("pragma synchronous = full; pragma foreign_keys = on;")?;
@@ -148,7 +153,10 @@ impl SqliteStore {
             });
             (ok, finish)
         });
-        self.writer.send(job).await.map_err(|_| StoreError::Closed)?;
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -215,14 +223,19 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>) {
     }
 }
 
-fn load(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<Option<Verification>> {
+fn load(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Option<Verification>> {
     let body: Option<String> = conn
         .prepare_cached(sql)
         .map_err(db_err)?
         .query_row(params, |r| r.get(0))
         .optional()
         .map_err(db_err)?;
-    body.map(|b| serde_json::from_str(&b).map_err(corrupt)).transpose()
+    body.map(|b| serde_json::from_str(&b).map_err(corrupt))
+        .transpose()
 }
 
 fn save(conn: &Connection, v: &Verification) -> StoreResult<()> {
@@ -459,8 +472,17 @@ impl VerificationStore for SqliteStore {
     }
 }
 
-fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Vec<u8>, i64, bool, i64)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+fn key_from_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, Vec<u8>, i64, bool, i64)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 #[async_trait]
@@ -496,7 +518,8 @@ impl KeyStore for SqliteStore {
             let rows = stmt.query_map([], key_from_row).map_err(db_err)?;
             let mut out = Vec::new();
             for row in rows {
-                let (api_key, name, hash, state, allow_custom_pin, created) = row.map_err(db_err)?;
+                let (api_key, name, hash, state, allow_custom_pin, created) =
+                    row.map_err(db_err)?;
                 out.push(ApiKeyRecord {
                     api_key,
                     name,
@@ -531,9 +554,13 @@ impl MetaStore for SqliteStore {
     async fn get_meta(&self, name: &str) -> StoreResult<Option<String>> {
         let name = name.to_owned();
         self.read(move |conn| {
-            conn.query_row("select value from meta where name = ?1", params![name], |r| r.get(0))
-                .optional()
-                .map_err(db_err)
+            conn.query_row(
+                "select value from meta where name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)
         })
         .await
     }
@@ -566,7 +593,16 @@ impl InboxLog for SqliteStore {
                  values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) on conflict (message_id) do nothing",
             )
             .map_err(db_err)?
-            .execute(params![m.id, m.channel, m.to, m.from, m.text, m.locale, m.request_id, created])
+            .execute(params![
+                m.id,
+                m.channel,
+                m.to,
+                m.from,
+                m.text,
+                m.locale,
+                m.request_id,
+                created
+            ])
             .map_err(db_err)?;
             Ok(())
         })

@@ -135,7 +135,7 @@ mod tests {
              Too many attempts to re-deliver have already been made."
         );
         assert_eq!(
-            V1Error::CheckNotFound(id.clone()).text(Endpoint::Check),
+            V1Error::CheckNotFound(id).text(Endpoint::Check),
             "The Vonage platform was unable to process this message for the following reason: \
              Request 'abcdef0123456789abcdef0123456789' was not found or it has been verified already."
         );

@@ -42,7 +42,12 @@ pub fn routes() -> Router<AppState> {
 
 /// Writes the reply or the error in the endpoint's own shape, and logs the error: this is the one
 /// place a v1 error is logged.
-fn finish(endpoint: Endpoint, format: Format, result: Result<Reply, V1Error>, echo_id: &str) -> Response {
+fn finish(
+    endpoint: Endpoint,
+    format: Format,
+    result: Result<Reply, V1Error>,
+    echo_id: &str,
+) -> Response {
     match result {
         Ok(reply) => reply.render(format),
         Err(e) => {
@@ -67,7 +72,11 @@ fn finish(endpoint: Endpoint, format: Format, result: Result<Reply, V1Error>, ec
                 Endpoint::Control => ("response", Fields::new()),
             };
             let fields = fields.text("status", status).text("error_text", text);
-            Reply { root, fields }.render(format)
+            Reply {
+                root: Some(root),
+                fields,
+            }
+            .render(format)
         }
     }
 }
@@ -86,11 +95,14 @@ async fn authenticate(app: &AppState, p: &Params) -> Result<Account, V1Error> {
             p.get("api_secret").ok_or(V1Error::Missing("api_secret"))?,
         ),
     };
-    app.keys.authenticate(key, secret).await.map_err(|e| match e {
-        AuthError::BadCredentials => V1Error::BadCredentials,
-        AuthError::Disabled => V1Error::Barred,
-        AuthError::Store(e) => internal(e),
-    })
+    app.keys
+        .authenticate(key, secret)
+        .await
+        .map_err(|e| match e {
+            AuthError::BadCredentials => V1Error::BadCredentials,
+            AuthError::Disabled => V1Error::Barred,
+            AuthError::Store(e) => internal(e),
+        })
 }
 
 fn required<'a>(p: &'a Params, name: &'static str) -> Result<&'a str, V1Error> {
@@ -117,7 +129,10 @@ fn max_chars(text: &str, n: usize) -> bool {
 
 /// The parameters `/verify` and `/verify/psd2` share: number, country, code length, locale and
 /// timings.
-fn parse_common(p: &Params, locales: LocaleSet) -> Result<(PhoneNumber, CodeLength, String, Workflow, Timing), V1Error> {
+fn parse_common(
+    p: &Params,
+    locales: LocaleSet,
+) -> Result<(PhoneNumber, CodeLength, String, Workflow, Timing), V1Error> {
     let number = required(p, "number")?;
     let country = match p.get("country") {
         Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => Some(c),
@@ -133,18 +148,22 @@ fn parse_common(p: &Params, locales: LocaleSet) -> Result<(PhoneNumber, CodeLeng
         None => locales.for_region(number.region()),
     };
     let pin_expiry = optional_int(p, "pin_expiry", |n| PIN_EXPIRY_RANGE.contains(&n))?;
-    let next_event_wait = optional_int(p, "next_event_wait", |n| NEXT_EVENT_WAIT_RANGE.contains(&n))?;
+    let next_event_wait =
+        optional_int(p, "next_event_wait", |n| NEXT_EVENT_WAIT_RANGE.contains(&n))?;
     let workflow = optional_int(p, "workflow_id", |n| Workflow::parse(n).is_some())?
         .and_then(Workflow::parse)
         .unwrap_or(Workflow::DEFAULT);
-    let timing = Timing::new(pin_expiry.map(|n| n as u32), next_event_wait.map(|n| n as u32));
+    let timing = Timing::new(
+        pin_expiry.map(|n| n as u32),
+        next_event_wait.map(|n| n as u32),
+    );
     Ok((number, code_length, locale.to_owned(), workflow, timing))
 }
 
 fn started(outcome: StartOutcome) -> Result<Reply, V1Error> {
     match outcome {
         StartOutcome::Started(id) => Ok(Reply {
-            root: "verify_response",
+            root: Some("verify_response"),
             fields: Fields::new()
                 .text("request_id", id.as_str())
                 .text("status", "0"),
@@ -160,7 +179,8 @@ async fn request(State(app): State<AppState>, Path(format): Path<String>, p: Par
     };
     let result = async {
         let account = authenticate(&app, &p).await?;
-        let (number, code_length, locale, workflow, timing) = parse_common(&p, LocaleSet::Standard)?;
+        let (number, code_length, locale, workflow, timing) =
+            parse_common(&p, LocaleSet::Standard)?;
         let brand = required(&p, "brand")?;
         if !max_chars(brand, MAX_BRAND) {
             return Err(V1Error::Invalid("brand"));
@@ -250,20 +270,28 @@ async fn check(State(app): State<AppState>, Path(format): Path<String>, p: Param
         let Some(id) = id else {
             return Err(V1Error::CheckNotFound(raw));
         };
-        match app.service.check(&account, &id, &code).await.map_err(internal)? {
+        match app
+            .service
+            .check(&account, &id, &code)
+            .await
+            .map_err(internal)?
+        {
             CheckResult::Verified {
                 event_id,
                 price,
                 estimated_messages,
             } => Ok(Reply {
-                root: "verify_response",
+                root: Some("verify_response"),
                 fields: Fields::new()
                     .text("request_id", id.as_str())
                     .text("event_id", event_id.as_str())
                     .text("status", "0")
                     .text("price", price.to_string())
                     .text("currency", app.service.pricing().currency.clone())
-                    .text("estimated_price_messages_sent", estimated_messages.to_string()),
+                    .text(
+                        "estimated_price_messages_sent",
+                        estimated_messages.to_string(),
+                    ),
             }),
             CheckResult::WrongCode => Err(V1Error::WrongCode),
             CheckResult::TooManyWrongCodes => Err(V1Error::TooManyWrongCodes),
@@ -313,12 +341,18 @@ fn report_fields(r: &Report, currency: &str) -> Fields {
         .text("currency", currency)
         .text("sender_id", v.purpose.sender_id())
         .text("date_submitted", date(v.submitted_at))
-        .text("date_finalized", r.finalized_at.map(date).unwrap_or_default())
+        .text(
+            "date_finalized",
+            r.finalized_at.map(date).unwrap_or_default(),
+        )
         .text("first_event_date", first)
         .text("last_event_date", last)
         .list("checks", "check", checks)
         .list("events", "event", events)
-        .text("estimated_price_messages_sent", r.estimated_messages.to_string())
+        .text(
+            "estimated_price_messages_sent",
+            r.estimated_messages.to_string(),
+        )
 }
 
 async fn search(State(app): State<AppState>, Path(format): Path<String>, p: Params) -> Response {
@@ -337,23 +371,35 @@ async fn search(State(app): State<AppState>, Path(format): Path<String>, p: Para
             return Err(V1Error::TooManyRequestIds);
         }
         if raws.iter().any(|r| r.len() > 32) {
-            return Err(V1Error::Invalid(if several { "request_ids" } else { "request_id" }));
+            return Err(V1Error::Invalid(if several {
+                "request_ids"
+            } else {
+                "request_id"
+            }));
         }
-        let ids: Vec<RequestId> = raws.iter().filter_map(|r| RequestId::parse(r)).collect();
+        let mut ids: Vec<RequestId> = Vec::with_capacity(raws.len());
+        for id in raws.iter().filter_map(|r| RequestId::parse(r)) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
         let reports = app.service.search(&account, &ids).await.map_err(internal)?;
         if reports.is_empty() {
             return Err(V1Error::SearchNotFound);
         }
         let currency = app.service.pricing().currency.clone();
         if several {
-            let records = reports.iter().map(|r| report_fields(r, &currency)).collect();
+            let records = reports
+                .iter()
+                .map(|r| report_fields(r, &currency))
+                .collect();
             Ok(Reply {
-                root: "verification_requests",
+                root: None,
                 fields: Fields::new().list("verification_requests", "verify_request", records),
             })
         } else {
             Ok(Reply {
-                root: "verify_request",
+                root: Some("verify_request"),
                 fields: report_fields(&reports[0], &currency),
             })
         }
@@ -377,9 +423,14 @@ async fn control(State(app): State<AppState>, Path(format): Path<String>, p: Par
         let Some(id) = id else {
             return Err(V1Error::ControlNotFound(raw));
         };
-        match app.service.control(&account, &id, command).await.map_err(internal)? {
+        match app
+            .service
+            .control(&account, &id, command)
+            .await
+            .map_err(internal)?
+        {
             ControlResult::Done => Ok(Reply {
-                root: "response",
+                root: Some("response"),
                 fields: Fields::new().text("status", "0").text("command", cmd),
             }),
             ControlResult::NotActive => Err(V1Error::ControlNotFound(raw)),

@@ -51,10 +51,11 @@ impl Fields {
     }
 }
 
-/// A whole response: the XML root element name and its fields.
+/// A whole response: the XML root element name and its fields. Without a root, the XML document
+/// is the fields themselves, which then must be exactly one list (several search results).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reply {
-    pub root: &'static str,
+    pub root: Option<&'static str>,
     pub fields: Fields,
 }
 
@@ -68,7 +69,10 @@ impl Reply {
             }
             Format::Xml => {
                 let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-                write_xml(&mut out, self.root, &self.fields);
+                match self.root {
+                    Some(root) => write_xml(&mut out, root, &self.fields),
+                    None => write_fields(&mut out, &self.fields),
+                }
                 with_type(out.into_bytes(), "text/xml")
             }
         }
@@ -101,6 +105,13 @@ fn write_xml(out: &mut String, name: &str, fields: &Fields) {
     out.push('<');
     out.push_str(name);
     out.push('>');
+    write_fields(out, fields);
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+fn write_fields(out: &mut String, fields: &Fields) {
     for (field, value) in &fields.0 {
         match value {
             Value::Text(t) => {
@@ -125,9 +136,6 @@ fn write_xml(out: &mut String, name: &str, fields: &Fields) {
             }
         }
     }
-    out.push_str("</");
-    out.push_str(name);
-    out.push('>');
 }
 
 fn escape_into(out: &mut String, text: &str) {
@@ -165,6 +173,9 @@ mod tests {
     #[test]
     fn json_keeps_field_order() {
         let f = Fields::new().text("request_id", "a").text("status", "0");
-        assert_eq!(to_json(&f).to_string(), r#"{"request_id":"a","status":"0"}"#);
+        assert_eq!(
+            to_json(&f).to_string(),
+            r#"{"request_id":"a","status":"0"}"#
+        );
     }
 }

@@ -1,0 +1,13 @@
+//! The v1 HTTP surface, end to end: a real server on a random loopback port, a real SQLite file,
+//! the real scheduler and inbox channel, and a manual clock moved by the tests.
+
+mod helpers;
+
+mod check;
+mod control;
+mod credentials;
+mod inbox;
+mod psd2;
+mod request;
+mod search;
+mod timing;

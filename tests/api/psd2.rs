@@ -1,0 +1,140 @@
+use serde_json::json;
+
+use crate::helpers::{number, spawn_app, v1_json};
+
+#[tokio::test]
+async fn a_psd2_request_names_the_payee_and_the_amount() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/verify/psd2/json"))
+        .basic_auth(&app.key, Some(&app.secret))
+        .json(&json!({"number": number(500), "payee": "Acme Shop", "amount": 48}))
+        .send()
+        .await
+        .unwrap();
+    let body = v1_json(response).await;
+    assert_eq!(body["status"], "0", "{body}");
+    let id = body["request_id"].as_str().unwrap();
+    let sms = &app.messages_for(&number(500), id, 1).await[0];
+    let text = sms["text"].as_str().unwrap();
+    assert!(
+        text.contains("Acme Shop") && text.contains("48.00"),
+        "{text}"
+    );
+    assert_eq!(sms["locale"], "en-gb", "PSD2's default locale");
+    let pin = crate::helpers::pin_in(text);
+    let ok = app
+        .call("/verify/check/json", &[("request_id", id), ("code", &pin)])
+        .await;
+    assert_eq!(ok["status"], "0");
+}
+
+#[tokio::test]
+async fn a_psd2_amount_may_be_a_string_and_the_locale_comes_from_its_own_list() {
+    let app = spawn_app().await;
+    let body = app
+        .call(
+            "/verify/psd2/json",
+            &[
+                ("number", "359881234567"),
+                ("payee", "Shop"),
+                ("amount", "12.5"),
+            ],
+        )
+        .await;
+    assert_eq!(body["status"], "0", "{body}");
+    let id = body["request_id"].as_str().unwrap();
+    let m = &app.messages_for("359881234567", id, 1).await[0];
+    assert_eq!(
+        m["locale"], "bg-bg",
+        "a Bulgarian number reads in Bulgarian"
+    );
+    assert!(m["text"].as_str().unwrap().contains("12.50"));
+
+    let body = app
+        .call(
+            "/verify/psd2/json",
+            &[
+                ("number", &number(501)),
+                ("payee", "Shop"),
+                ("amount", "1"),
+                ("lg", "ga-ie"),
+            ],
+        )
+        .await;
+    assert_eq!(body["status"], "0");
+    let body = app
+        .call(
+            "/verify/psd2/json",
+            &[
+                ("number", &number(502)),
+                ("payee", "Shop"),
+                ("amount", "1"),
+                ("lg", "en-us"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (body["status"].as_str(), body["error_text"].as_str()),
+        (Some("3"), Some("Invalid value for param: lg"))
+    );
+}
+
+#[tokio::test]
+async fn psd2_parameters_are_validated() {
+    let app = spawn_app().await;
+    let n = number(503);
+    let body = app
+        .call("/verify/psd2/json", &[("number", &n), ("amount", "1")])
+        .await;
+    assert_eq!(body["status"], "2");
+    assert_eq!(
+        body["error_text"],
+        "Your request is incomplete and missing the mandatory parameter `payee`"
+    );
+    let body = app
+        .call("/verify/psd2/json", &[("number", &n), ("payee", "Shop")])
+        .await;
+    assert_eq!(
+        body["error_text"],
+        "Your request is incomplete and missing the mandatory parameter `amount`"
+    );
+    let body = app
+        .call(
+            "/verify/psd2/json",
+            &[("number", &n), ("payee", "Shop"), ("amount", "-3")],
+        )
+        .await;
+    assert_eq!(body["error_text"], "Invalid value for param: amount");
+    let body = app
+        .call(
+            "/verify/psd2/json",
+            &[
+                ("number", &n),
+                ("payee", "1234567890123456789"),
+                ("amount", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(body["error_text"], "Invalid value for param: payee");
+    let body = app
+        .call("/verify/psd2/json", &[("payee", "Shop"), ("amount", "1")])
+        .await;
+    assert_eq!(
+        body["error_text"],
+        "Your request is incomplete and missing the mandatory parameter `number`"
+    );
+}
+
+#[tokio::test]
+async fn psd2_has_no_xml() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/verify/psd2/xml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
