@@ -197,19 +197,8 @@ impl Scheduler {
         }
     }
 
-    /// Delivers what a previous run left undelivered, then runs steps as they come due, forever.
+    /// Runs steps as they come due, forever.
     pub async fn run(self) {
-        match self.store.undelivered(usize::MAX >> 1).await {
-            Ok(left) if !left.is_empty() => {
-                tracing::info!(
-                    count = left.len(),
-                    "delivering what the last run left undelivered"
-                );
-                self.dispatcher.dispatch(left);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "could not read undelivered messages"),
-        }
         loop {
             let wait = match self.tick().await {
                 Ok(_) => match self.store.next_due().await {

@@ -28,7 +28,7 @@ use crate::crypto::{self, ServerKey};
 use crate::scheduler::{spawn_dispatcher, Scheduler};
 use crate::service::VerifyService;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{InboxLog, KeyStore, MetaStore, Store};
+use crate::store::{InboxLog, KeyStore, MetaStore, Store, VerificationStore};
 
 const META_KEY_FINGERPRINT: &str = "server_key_fingerprint";
 const META_CLOCK_ANCHOR: &str = "clock_anchor";
@@ -235,6 +235,16 @@ impl Application {
         let store_dyn: Arc<dyn Store> = store.clone();
         let (dispatcher, dispatch_task) =
             spawn_dispatcher(store_dyn.clone(), channels.clone(), key.clone());
+        // Before any request can add deliveries: what is undelivered now was left by the last run
+        // (a crash between commit and send), and is sent exactly once more.
+        let leftovers = store.undelivered(usize::MAX >> 1).await?;
+        if !leftovers.is_empty() {
+            tracing::info!(
+                count = leftovers.len(),
+                "delivering what the last run left undelivered"
+            );
+            dispatcher.dispatch(leftovers);
+        }
         let wake = Arc::new(Notify::new());
         let scheduler = Scheduler::new(
             store_dyn.clone(),

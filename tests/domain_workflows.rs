@@ -1,45 +1,16 @@
 //! The verification state machine, driven by passing times: no clock, no sleeping.
 
 use chrono::{DateTime, Duration};
+use verifyd::domain::testing::SequenceMinter;
 use verifyd::domain::{
-    CheckOutcome, CodeLength, ControlError, EventId, EventKind, Instant, IssuedPin, Minter,
-    NewVerification, PhoneNumber, Purpose, RequestId, Status, Timing, Verification, Workflow,
+    CheckOutcome, CodeLength, ControlError, EventKind, Instant, IssuedPin, NewVerification,
+    PhoneNumber, Purpose, RequestId, Status, Timing, Verification, Workflow,
 };
 
-/// Hands out PINs "0001", "0002", ... so each test knows which PIN an event carried.
-struct CountingMinter {
-    pins: u32,
-    events: u64,
-}
-
-impl CountingMinter {
-    fn new() -> Self {
-        Self { pins: 0, events: 0 }
-    }
-}
+type CountingMinter = SequenceMinter;
 
 fn hash_of(code: &str) -> [u8; 32] {
-    let mut h = [0u8; 32];
-    for (i, b) in code.bytes().enumerate() {
-        h[i] = b;
-    }
-    h
-}
-
-impl Minter for CountingMinter {
-    fn pin(&mut self, _: &RequestId, length: CodeLength) -> IssuedPin {
-        self.pins += 1;
-        let code = format!("{:0width$}", self.pins, width = usize::from(length.get()));
-        IssuedPin {
-            hash: hash_of(&code),
-            sealed: code.into_bytes(),
-        }
-    }
-
-    fn event_id(&mut self) -> EventId {
-        self.events += 1;
-        EventId::from_bytes(self.events.to_be_bytes())
-    }
+    SequenceMinter::hash(code)
 }
 
 fn t(secs: i64) -> Instant {

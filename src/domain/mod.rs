@@ -4,6 +4,7 @@
 
 pub mod locale;
 pub mod message;
+pub mod testing;
 pub mod texts;
 pub mod types;
 pub mod verification;

@@ -6,9 +6,10 @@ pub mod params;
 pub mod response;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use self::error::{Endpoint, V1Error};
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/verify/check/{format}", get(check).post(check))
         .route("/verify/search/{format}", get(search).post(search))
         .route("/verify/control/{format}", get(control).post(control))
+        .route("/verify/network-unblock", post(network_unblock))
         .layer(DefaultBodyLimit::max(params::MAX_BODY))
 }
 
@@ -456,4 +458,45 @@ mod tests {
         assert_eq!(parse_amount("NaN"), None);
         assert_eq!(parse_amount("abc"), None);
     }
+}
+
+/// Network unblock lifts a fraud block on a mobile network. verifyd blocks no networks yet, and
+/// the API documents the feature as "switched off by default", so an authenticated caller gets the
+/// API's answer for an account without it: 403 in the API's problem format.
+async fn network_unblock(State(app): State<AppState>, headers: HeaderMap, p: Params) -> Response {
+    let instance = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let (status, kind, title, detail) = match authenticate(&app, &p).await {
+        Ok(_) => (
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            "Your account does not have permission to perform this action.",
+        ),
+        Err(V1Error::Internal) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal-error",
+            "Internal Error",
+            "An error occurred processing this request.",
+        ),
+        Err(e) => {
+            tracing::info!(reason = %e, "network unblock refused");
+            (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                "You did not provide correct credentials.",
+            )
+        }
+    };
+    let body = serde_json::json!({
+        "type": format!("https://developer.vonage.com/api-errors#{kind}"),
+        "title": title,
+        "detail": detail,
+        "instance": instance,
+    });
+    (status, axum::Json(body)).into_response()
 }

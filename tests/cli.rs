@@ -1,0 +1,171 @@
+//! The command line as operators use it: keys, errors, exit codes.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::{run_bounded, BIN};
+
+fn verifyd(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn keys_create_list_disable_enable_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/v.db", dir.path().display());
+    let (ok, out, _) = verifyd(&["keys", "create", "--name", "shop", "--database", &db]);
+    assert!(ok);
+    let key: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let api_key = key["api_key"].as_str().unwrap();
+    assert_eq!(api_key.len(), 8);
+    assert_eq!(key["api_secret"].as_str().unwrap().len(), 16);
+
+    let (ok, out, _) = verifyd(&["keys", "list", "--database", &db]);
+    assert!(ok);
+    assert!(
+        out.contains(api_key) && out.contains("\"shop\"") && out.contains("active"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(key["api_secret"].as_str().unwrap()),
+        "secrets are never listed"
+    );
+
+    for (cmd, state) in [
+        ("disable", "disabled"),
+        ("enable", "active"),
+        ("revoke", "revoked"),
+    ] {
+        let (ok, _, err) = verifyd(&["keys", cmd, api_key, "--database", &db]);
+        assert!(ok, "{cmd}: {err}");
+        let (_, out, _) = verifyd(&["keys", "list", "--database", &db]);
+        assert!(out.contains(state), "{cmd}: {out}");
+    }
+    let (ok, _, err) = verifyd(&["keys", "disable", "nosuchkey", "--database", &db]);
+    assert!(!ok);
+    assert!(err.contains("no API key"), "{err}");
+}
+
+#[test]
+fn a_bad_flag_fails_with_a_message() {
+    let (ok, _, err) = verifyd(&["serve", "--no-such-flag"]);
+    assert!(!ok);
+    assert!(err.contains("--no-such-flag"), "{err}");
+    let (ok, _, err) = verifyd(&["serve", "--listen", "not-an-address"]);
+    assert!(!ok);
+    assert!(err.contains("--listen"), "{err}");
+}
+
+#[test]
+fn an_unusable_database_path_fails_with_a_message() {
+    let (ok, _, err) = verifyd(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        "sqlite:///no/such/dir/v.db",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("/no/such/dir"), "{err}");
+    let (ok, _, err) = verifyd(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        "mysql://x",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("sqlite://"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let not_db = dir.path().join("notes.txt");
+    std::fs::write(
+        &not_db,
+        "this is not a database, just text long enough to look like a header",
+    )
+    .unwrap();
+    let (ok, _, err) = verifyd(&[
+        "keys",
+        "list",
+        "--database",
+        &format!("sqlite://{}", not_db.display()),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("notes.txt"), "{err}");
+}
+
+#[test]
+fn a_port_in_use_fails_with_a_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/v.db", dir.path().display());
+    let (ok, out) = run_bounded(
+        Command::new(BIN).args(["serve", "--listen", &addr, "--database", &db]),
+        Duration::from_secs(20),
+    );
+    assert!(!ok);
+    assert!(out.contains(&format!("cannot listen on {addr}")), "{out}");
+}
+
+#[test]
+fn a_second_server_on_the_same_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let _first = support::start(dir.path(), &db, &[]);
+    let (ok, out) = run_bounded(
+        Command::new(BIN).args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &format!("sqlite://{}", db.display()),
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(!ok);
+    assert!(out.contains("another verifyd serve"), "{out}");
+}
+
+#[test]
+fn the_first_start_prints_one_key_and_later_starts_print_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let mut first = support::start(dir.path(), &db, &[]);
+    assert!(first.first_key.is_some());
+    first.kill9();
+    let second = support::start(dir.path(), &db, &[]);
+    assert!(second.first_key.is_none());
+}
+
+#[test]
+fn clock_speed_must_be_positive() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/v.db", dir.path().display());
+    let (ok, _, err) = verifyd(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &db,
+        "--clock-speed",
+        "0",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("--clock-speed"), "{err}");
+}
+
+#[test]
+fn migrate_creates_the_schema_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/v.db", dir.path().display());
+    let (ok, _, err) = verifyd(&["migrate", "--database", &db]);
+    assert!(ok, "{err}");
+    assert!(dir.path().join("v.db").exists());
+}

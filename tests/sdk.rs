@@ -1,0 +1,159 @@
+//! The official SDKs, installed from npm and PyPI by this test, run unchanged against a real
+//! `verifyd serve`: Node `@vonage/verify` over HTTP, Python `vonage` 4.x over HTTPS (it cannot
+//! speak plain HTTP) with a certificate this test makes.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use support::run_bounded;
+
+const CLOCK_SPEED: &str = "30";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `npm ci` from the committed lock file, unless the exact packages are already there.
+fn node_modules() {
+    let dir = repo().join("tests/sdk/node");
+    if dir
+        .join("node_modules/@vonage/verify/package.json")
+        .exists()
+    {
+        return;
+    }
+    let (ok, out) = run_bounded(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir),
+        Duration::from_secs(600),
+    );
+    assert!(ok, "npm ci failed in {}:\n{out}", dir.display());
+}
+
+/// A virtualenv with the pinned Python SDK, kept in the target directory between runs.
+fn python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-venv");
+    let python = venv.join("bin/python");
+    let requirements = repo().join("tests/sdk/python/requirements.txt");
+    let stamp = venv.join("requirements.installed");
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return python;
+    }
+    let (ok, out) = run_bounded(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+        Duration::from_secs(300),
+    );
+    assert!(
+        ok,
+        "python3 -m venv failed (on Debian: apt-get install python3-venv):\n{out}"
+    );
+    let (ok, out) = run_bounded(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements),
+        Duration::from_secs(600),
+    );
+    assert!(ok, "pip install failed:\n{out}");
+    std::fs::write(&stamp, wanted).unwrap();
+    python
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost.
+fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+fn assert_script(ok: bool, out: &str, server: &support::Server) {
+    println!("{out}");
+    assert!(
+        ok,
+        "SDK script failed:\n{out}\n--- server log ---\n{}",
+        server.log()
+    );
+    assert!(!out.contains("not ok"), "{out}");
+}
+
+#[test]
+fn the_node_sdk_starts_checks_searches_cancels_and_triggers_unchanged() {
+    node_modules();
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start(
+        dir.path(),
+        &dir.path().join("node.db"),
+        &["--clock-speed", CLOCK_SPEED],
+    );
+    let (key, secret) = server
+        .first_key
+        .clone()
+        .expect("a new database prints its key");
+    let (ok, out) = run_bounded(
+        Command::new("node")
+            .arg("tests/sdk/node/verify_sdk.mjs")
+            .current_dir(repo())
+            .env("VERIFYD_URL", server.base("http"))
+            .env("VERIFYD_API_KEY", key)
+            .env("VERIFYD_API_SECRET", secret)
+            .env("VERIFYD_CLOCK_SPEED", CLOCK_SPEED),
+        Duration::from_secs(120),
+    );
+    assert_script(ok, &out, &server);
+    assert!(out.contains("15 of 15 steps passed"), "{out}");
+}
+
+#[test]
+fn the_python_sdk_works_unchanged_over_https() {
+    let python = python();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key_pem) = certificate(dir.path());
+    let server = support::start(
+        dir.path(),
+        &dir.path().join("python.db"),
+        &[
+            "--clock-speed",
+            CLOCK_SPEED,
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key_pem.to_str().unwrap(),
+        ],
+    );
+    let (key, secret) = server
+        .first_key
+        .clone()
+        .expect("a new database prints its key");
+    let (ok, out) = run_bounded(
+        Command::new(python)
+            .arg("tests/sdk/python/verify_sdk.py")
+            .current_dir(repo())
+            .env("VERIFYD_URL", server.base("https"))
+            .env("VERIFYD_HOST", format!("127.0.0.1:{}", server.port))
+            .env("REQUESTS_CA_BUNDLE", &cert)
+            .env("VERIFYD_API_KEY", key)
+            .env("VERIFYD_API_SECRET", secret)
+            .env("VERIFYD_CLOCK_SPEED", CLOCK_SPEED),
+        Duration::from_secs(120),
+    );
+    assert_script(ok, &out, &server);
+    assert!(out.contains("17 of 17 steps passed"), "{out}");
+}

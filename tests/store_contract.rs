@@ -1,0 +1,427 @@
+//! One suite for every storage engine: each test takes a fresh store from each engine in
+//! [`engines`] and checks the contract of the store traits against it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration};
+use verifyd::domain::testing::SequenceMinter;
+use verifyd::domain::{
+    CheckOutcome, CodeLength, ControlError, DeliveryOrder, Instant, NewVerification, PhoneNumber,
+    Purpose, RequestId, Status, Timing, Verification, Workflow,
+};
+use verifyd::store::sqlite::SqliteStore;
+use verifyd::store::{
+    ApiKeyRecord, Command, CommandOutcome, CreateOutcome, InboxMessage, KeyState, Store,
+    VerificationStore,
+};
+
+/// A fresh, empty store per engine, with a name for failure messages. The temp dir lives as long
+/// as the store is used.
+fn engines() -> Vec<(&'static str, Arc<dyn Store>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("contract.db")).unwrap());
+    vec![("sqlite", sqlite, dir)]
+}
+
+fn t(secs: i64) -> Instant {
+    DateTime::from_timestamp(1_750_000_000, 0).unwrap() + Duration::seconds(secs)
+}
+
+/// Event ids are random in production; here every minter counts from its own range.
+fn minter() -> Box<SequenceMinter> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT_RANGE: AtomicU64 = AtomicU64::new(1);
+    Box::new(SequenceMinter {
+        pins: 0,
+        events: NEXT_RANGE.fetch_add(1, Ordering::Relaxed) << 32,
+    })
+}
+
+fn new_verification(
+    account: &str,
+    number: &str,
+    id_byte: u8,
+    workflow: i64,
+) -> (Verification, DeliveryOrder) {
+    let new = NewVerification {
+        id: RequestId::from_bytes([id_byte; 16]),
+        account: account.into(),
+        number: PhoneNumber::parse(number, None).unwrap(),
+        purpose: Purpose::Brand {
+            brand: "Acme".into(),
+            sender_id: "VERIFY".into(),
+        },
+        locale: "en-gb".into(),
+        code_length: CodeLength::DEFAULT,
+        workflow: Workflow::parse(workflow).unwrap(),
+        timing: Timing::default(),
+        custom_pin: None,
+    };
+    Verification::start(new, t(0), minter().as_mut())
+}
+
+#[tokio::test]
+async fn a_created_verification_reads_back_identically_and_only_for_its_account() {
+    for (engine, store, _dir) in engines() {
+        let (v, first) = new_verification("k1", "447700100001", 1, 1);
+        assert_eq!(
+            store.create(v.clone(), first.clone(), t(0)).await.unwrap(),
+            CreateOutcome::Created,
+            "{engine}"
+        );
+        assert_eq!(
+            store.find("k1", &[v.id.clone()]).await.unwrap(),
+            vec![v.clone()],
+            "{engine}"
+        );
+        assert!(
+            store.find("k2", &[v.id.clone()]).await.unwrap().is_empty(),
+            "{engine}"
+        );
+        assert_eq!(
+            store.undelivered(10).await.unwrap(),
+            vec![first],
+            "{engine}: the first delivery is stored with it"
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_verification_in_progress_per_account_and_number() {
+    for (engine, store, _dir) in engines() {
+        let (a, fa) = new_verification("k1", "447700100002", 2, 1);
+        let (b, fb) = new_verification("k1", "447700100002", 3, 1);
+        let (c, fc) = new_verification("k2", "447700100002", 4, 1);
+        store.create(a.clone(), fa, t(0)).await.unwrap();
+        assert_eq!(
+            store.create(b, fb, t(1)).await.unwrap(),
+            CreateOutcome::Concurrent(a.id.clone()),
+            "{engine}"
+        );
+        assert_eq!(
+            store.create(c, fc, t(1)).await.unwrap(),
+            CreateOutcome::Created,
+            "{engine}: other account"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_number_is_free_again_once_its_verification_has_expired_even_if_not_yet_recorded() {
+    for (engine, store, _dir) in engines() {
+        let (a, fa) = new_verification("k1", "447700100003", 5, 6);
+        store.create(a.clone(), fa, t(0)).await.unwrap();
+        let (b, fb) = new_verification("k1", "447700100003", 6, 6);
+        assert_eq!(
+            store.create(b, fb, t(301)).await.unwrap(),
+            CreateOutcome::Created,
+            "{engine}"
+        );
+        let old = store.find("k1", &[a.id.clone()]).await.unwrap();
+        assert_eq!(
+            old[0].status(),
+            Status::Expired,
+            "{engine}: the old one is stored as expired"
+        );
+    }
+}
+
+#[tokio::test]
+async fn many_concurrent_creates_for_one_number_let_exactly_one_through() {
+    for (engine, store, _dir) in engines() {
+        let mut tasks = Vec::new();
+        for i in 0..20u8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let (v, f) = new_verification("k1", "447700100004", 100 + i, 1);
+                store.create(v, f, t(0)).await.unwrap()
+            }));
+        }
+        let mut created = 0;
+        for task in tasks {
+            if task.await.unwrap() == CreateOutcome::Created {
+                created += 1;
+            }
+        }
+        assert_eq!(created, 1, "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn checks_are_persisted_and_the_third_wrong_code_fails_the_request() {
+    for (engine, store, _dir) in engines() {
+        let (v, f) = new_verification("k1", "447700100005", 7, 1);
+        store.create(v.clone(), f, t(0)).await.unwrap();
+        let wrong = Command::Check {
+            code_hash: SequenceMinter::hash("9999"),
+            code_len: 4,
+        };
+        for i in 0..2 {
+            let (outcome, _) = store
+                .apply("k1", &v.id, wrong.clone(), t(i), minter())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                matches!(
+                    outcome,
+                    CommandOutcome::Checked(CheckOutcome::Mismatch { .. })
+                ),
+                "{engine}"
+            );
+        }
+        let (outcome, after) = store
+            .apply("k1", &v.id, wrong.clone(), t(3), minter())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            outcome,
+            CommandOutcome::Checked(CheckOutcome::TooManyAttempts),
+            "{engine}"
+        );
+        assert_eq!(after.status(), Status::Failed);
+        let stored = store.find("k1", &[v.id.clone()]).await.unwrap();
+        assert_eq!(stored[0].status(), Status::Failed, "{engine}");
+        assert_eq!(stored[0].checks().len(), 3, "{engine}");
+        assert!(
+            store
+                .apply("k2", &v.id, wrong, t(4), minter())
+                .await
+                .unwrap()
+                .is_none(),
+            "{engine}: other account"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_right_code_verifies_and_frees_the_number() {
+    for (engine, store, _dir) in engines() {
+        let (v, f) = new_verification("k1", "447700100006", 8, 1);
+        store.create(v.clone(), f, t(0)).await.unwrap();
+        let right = Command::Check {
+            code_hash: SequenceMinter::hash("0001"),
+            code_len: 4,
+        };
+        let (outcome, _) = store
+            .apply("k1", &v.id, right, t(5), minter())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(
+                outcome,
+                CommandOutcome::Checked(CheckOutcome::Verified { .. })
+            ),
+            "{engine}"
+        );
+        let (again, fa) = new_verification("k1", "447700100006", 9, 1);
+        assert_eq!(
+            store.create(again, fa, t(6)).await.unwrap(),
+            CreateOutcome::Created,
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn due_events_are_claimed_once_and_their_deliveries_stored_until_marked() {
+    for (engine, store, _dir) in engines() {
+        let (v, f) = new_verification("k1", "447700100007", 10, 1);
+        store.create(v.clone(), f.clone(), t(0)).await.unwrap();
+        store
+            .mark_delivered(vec![f.event_id.clone()])
+            .await
+            .unwrap();
+        assert!(store.undelivered(10).await.unwrap().is_empty(), "{engine}");
+        assert_eq!(store.next_due().await.unwrap(), Some(t(125)), "{engine}");
+
+        assert!(
+            store
+                .claim_due(t(124), 100, minter())
+                .await
+                .unwrap()
+                .is_empty(),
+            "{engine}: not due yet"
+        );
+        let orders = store.claim_due(t(125), 100, minter()).await.unwrap();
+        assert_eq!(orders.len(), 1, "{engine}");
+        assert!(
+            store
+                .claim_due(t(125), 100, minter())
+                .await
+                .unwrap()
+                .is_empty(),
+            "{engine}: claimed once"
+        );
+        assert_eq!(store.undelivered(10).await.unwrap(), orders, "{engine}");
+        assert_eq!(store.next_due().await.unwrap(), Some(t(305)), "{engine}");
+
+        store
+            .mark_delivered(vec![orders[0].event_id.clone()])
+            .await
+            .unwrap();
+        assert!(store.undelivered(10).await.unwrap().is_empty(), "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn claiming_records_expiry_when_no_event_is_left() {
+    for (engine, store, _dir) in engines() {
+        let (v, f) = new_verification("k1", "447700100008", 11, 6);
+        store.create(v.clone(), f, t(0)).await.unwrap();
+        assert_eq!(store.next_due().await.unwrap(), Some(t(300)), "{engine}");
+        assert!(
+            store
+                .claim_due(t(300), 100, minter())
+                .await
+                .unwrap()
+                .is_empty(),
+            "{engine}"
+        );
+        assert_eq!(
+            store.find("k1", &[v.id.clone()]).await.unwrap()[0].status(),
+            Status::Expired,
+            "{engine}"
+        );
+        assert_eq!(store.next_due().await.unwrap(), None, "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn control_commands_are_persisted_with_their_deliveries() {
+    for (engine, store, _dir) in engines() {
+        let (v, f) = new_verification("k1", "447700100009", 12, 5);
+        store.create(v.clone(), f.clone(), t(0)).await.unwrap();
+        store.mark_delivered(vec![f.event_id]).await.unwrap();
+        let (outcome, _) = store
+            .apply("k1", &v.id, Command::TriggerNext, t(10), minter())
+            .await
+            .unwrap()
+            .unwrap();
+        let CommandOutcome::Triggered(Ok(order)) = outcome else {
+            panic!("{engine}: {outcome:?}")
+        };
+        assert_eq!(
+            store.undelivered(10).await.unwrap(),
+            vec![order],
+            "{engine}"
+        );
+        let (outcome, _) = store
+            .apply("k1", &v.id, Command::TriggerNext, t(11), minter())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            outcome,
+            CommandOutcome::Triggered(Err(ControlError::NoMoreEvents)),
+            "{engine}"
+        );
+        let (outcome, _) = store
+            .apply("k1", &v.id, Command::Cancel, t(40), minter())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            outcome,
+            CommandOutcome::Cancelled(Err(ControlError::CancelTooLate)),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn keys_are_stored_with_their_state() {
+    for (engine, store, _dir) in engines() {
+        let key = ApiKeyRecord {
+            api_key: "abcd1234".into(),
+            name: "shop".into(),
+            secret_hash: [7; 32],
+            state: KeyState::Active,
+            allow_custom_pin: false,
+            created_at: t(0),
+        };
+        store.insert_key(key.clone()).await.unwrap();
+        assert!(
+            store.insert_key(key.clone()).await.is_err(),
+            "{engine}: keys are unique"
+        );
+        assert_eq!(
+            store.list_keys().await.unwrap(),
+            vec![key.clone()],
+            "{engine}"
+        );
+        assert!(store
+            .set_key_state("abcd1234", KeyState::Disabled)
+            .await
+            .unwrap());
+        assert!(!store
+            .set_key_state("nope", KeyState::Disabled)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.list_keys().await.unwrap()[0].state,
+            KeyState::Disabled,
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn meta_values_are_replaced() {
+    for (engine, store, _dir) in engines() {
+        assert_eq!(store.get_meta("x").await.unwrap(), None, "{engine}");
+        store.set_meta("x", "1").await.unwrap();
+        store.set_meta("x", "2").await.unwrap();
+        assert_eq!(
+            store.get_meta("x").await.unwrap().as_deref(),
+            Some("2"),
+            "{engine}"
+        );
+    }
+}
+
+fn message(id: &str, to: &str) -> InboxMessage {
+    InboxMessage {
+        id: id.into(),
+        channel: "sms".into(),
+        to: to.into(),
+        from: "VERIFY".into(),
+        text: format!("text {id}"),
+        locale: "en-gb".into(),
+        request_id: "r".into(),
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_inbox_keeps_one_copy_per_id_newest_first() {
+    for (engine, store, _dir) in engines() {
+        store.append(message("a", "1")).await.unwrap();
+        store.append(message("b", "2")).await.unwrap();
+        store.append(message("c", "1")).await.unwrap();
+        store.append(message("a", "1")).await.unwrap();
+        let all = store.list(None, 10).await.unwrap();
+        let ids: Vec<&str> = all.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["c", "b", "a"], "{engine}");
+        let to_1 = store.list(Some("1"), 10).await.unwrap();
+        assert_eq!(to_1.len(), 2, "{engine}");
+        assert_eq!(store.list(None, 1).await.unwrap().len(), 1, "{engine}");
+        assert_eq!(all[2], message("a", "1"), "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_data_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reopen.db");
+    let (v, f) = new_verification("k1", "447700100010", 13, 1);
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.create(v.clone(), f, t(0)).await.unwrap();
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    assert_eq!(store.find("k1", &[v.id.clone()]).await.unwrap(), vec![v]);
+}
