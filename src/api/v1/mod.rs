@@ -445,21 +445,6 @@ async fn control(State(app): State<AppState>, Path(format): Path<String>, p: Par
     finish(Endpoint::Control, format, result, "")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amounts_are_positive_numbers_printed_with_two_decimals() {
-        assert_eq!(parse_amount("48").as_deref(), Some("48.00"));
-        assert_eq!(parse_amount("48.5").as_deref(), Some("48.50"));
-        assert_eq!(parse_amount("0"), None);
-        assert_eq!(parse_amount("-1"), None);
-        assert_eq!(parse_amount("NaN"), None);
-        assert_eq!(parse_amount("abc"), None);
-    }
-}
-
 /// Network unblock lifts a fraud block on a mobile network. verifyd blocks no networks yet, and
 /// the API documents the feature as "switched off by default", so an authenticated caller gets the
 /// API's answer for an account without it: 403 in the API's problem format.
@@ -499,4 +484,19 @@ async fn network_unblock(State(app): State<AppState>, headers: HeaderMap, p: Par
         "instance": instance,
     });
     (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_positive_numbers_printed_with_two_decimals() {
+        assert_eq!(parse_amount("48").as_deref(), Some("48.00"));
+        assert_eq!(parse_amount("48.5").as_deref(), Some("48.50"));
+        assert_eq!(parse_amount("0"), None);
+        assert_eq!(parse_amount("-1"), None);
+        assert_eq!(parse_amount("NaN"), None);
+        assert_eq!(parse_amount("abc"), None);
+    }
 }
