@@ -71,12 +71,16 @@ async fn a_created_verification_reads_back_identically_and_only_for_its_account(
             "{engine}"
         );
         assert_eq!(
-            store.find("k1", &[v.id.clone()]).await.unwrap(),
+            store.find("k1", std::slice::from_ref(&v.id)).await.unwrap(),
             vec![v.clone()],
             "{engine}"
         );
         assert!(
-            store.find("k2", &[v.id.clone()]).await.unwrap().is_empty(),
+            store
+                .find("k2", std::slice::from_ref(&v.id))
+                .await
+                .unwrap()
+                .is_empty(),
             "{engine}"
         );
         assert_eq!(
@@ -118,7 +122,7 @@ async fn a_number_is_free_again_once_its_verification_has_expired_even_if_not_ye
             CreateOutcome::Created,
             "{engine}"
         );
-        let old = store.find("k1", &[a.id.clone()]).await.unwrap();
+        let old = store.find("k1", std::slice::from_ref(&a.id)).await.unwrap();
         assert_eq!(
             old[0].status(),
             Status::Expired,
@@ -182,7 +186,7 @@ async fn checks_are_persisted_and_the_third_wrong_code_fails_the_request() {
             "{engine}"
         );
         assert_eq!(after.status(), Status::Failed);
-        let stored = store.find("k1", &[v.id.clone()]).await.unwrap();
+        let stored = store.find("k1", std::slice::from_ref(&v.id)).await.unwrap();
         assert_eq!(stored[0].status(), Status::Failed, "{engine}");
         assert_eq!(stored[0].checks().len(), 3, "{engine}");
         assert!(
@@ -282,7 +286,7 @@ async fn claiming_records_expiry_when_no_event_is_left() {
             "{engine}"
         );
         assert_eq!(
-            store.find("k1", &[v.id.clone()]).await.unwrap()[0].status(),
+            store.find("k1", std::slice::from_ref(&v.id)).await.unwrap()[0].status(),
             Status::Expired,
             "{engine}"
         );
@@ -423,5 +427,8 @@ async fn sqlite_data_survives_reopening_the_file() {
         store.create(v.clone(), f, t(0)).await.unwrap();
     }
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
-    assert_eq!(store.find("k1", &[v.id.clone()]).await.unwrap(), vec![v]);
+    assert_eq!(
+        store.find("k1", std::slice::from_ref(&v.id)).await.unwrap(),
+        vec![v]
+    );
 }
