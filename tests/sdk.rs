@@ -16,13 +16,12 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `npm ci` from the committed lock file, unless the exact packages are already there.
+/// `npm ci` from the committed lock file, unless that exact lock file was installed already.
 fn node_modules() {
     let dir = repo().join("tests/sdk/node");
-    if dir
-        .join("node_modules/@vonage/verify/package.json")
-        .exists()
-    {
+    let lock = std::fs::read_to_string(dir.join("package-lock.json")).unwrap();
+    let stamp = dir.join("node_modules/.verifyd-installed-lock");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(lock.as_str()) {
         return;
     }
     let (ok, out) = run_bounded(
@@ -32,6 +31,7 @@ fn node_modules() {
         Duration::from_secs(600),
     );
     assert!(ok, "npm ci failed in {}:\n{out}", dir.display());
+    std::fs::write(&stamp, lock).unwrap();
 }
 
 /// A virtualenv with the pinned Python SDK, kept in the target directory between runs.
