@@ -1,10 +1,9 @@
 //! API keys: who is calling. Keys are read from the store into an in-memory snapshot that is
-//! refreshed every few seconds and on a miss, so a request never waits for the database to
-//! authenticate, and a key changed by `verifyd keys` (or another node) takes effect within
-//! [`REFRESH_EVERY`].
+//! refreshed every [`REFRESH_EVERY`], so a known key never waits for the database, and a key
+//! disabled or revoked by `verifyd keys` (or on another node) stops working within that time. A key
+//! missing from the snapshot (just created) is looked up by itself, without any lock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +13,6 @@ use crate::crypto;
 use crate::store::{ApiKeyRecord, KeyState, KeyStore, StoreError};
 
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
-/// Misses reload the table at most this often, so unknown keys cannot hammer the database; a miss
-/// inside the gap waits for it to pass (which also slows down guessing).
-const MISS_RELOAD_MIN_GAP_MS: i64 = 100;
 
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,17 +34,6 @@ pub enum AuthError {
 pub struct KeyCache {
     store: Arc<dyn KeyStore>,
     keys: ArcSwap<HashMap<String, ApiKeyRecord>>,
-    last_reload_ms: AtomicI64,
-    /// Serialises reloads; the hit path never touches it.
-    reloading: tokio::sync::Mutex<()>,
-}
-
-fn monotonic_ms() -> i64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as i64
 }
 
 impl KeyCache {
@@ -56,26 +41,15 @@ impl KeyCache {
         let cache = Arc::new(Self {
             store,
             keys: ArcSwap::from_pointee(HashMap::new()),
-            last_reload_ms: AtomicI64::new(i64::MIN / 2),
-            reloading: tokio::sync::Mutex::new(()),
         });
         cache.reload().await?;
         Ok(cache)
     }
 
     pub async fn reload(&self) -> Result<(), StoreError> {
-        let _one_at_a_time = self.reloading.lock().await;
-        self.reload_locked().await
-    }
-
-    /// `last_reload_ms` records when the read *started*, once the snapshot is in place: the
-    /// snapshot holds every key that existed at that time.
-    async fn reload_locked(&self) -> Result<(), StoreError> {
-        let started = monotonic_ms();
         let keys = self.store.list_keys().await?;
         let map = keys.into_iter().map(|k| (k.api_key.clone(), k)).collect();
         self.keys.store(Arc::new(map));
-        self.last_reload_ms.store(started, Ordering::Relaxed);
         Ok(())
     }
 
@@ -91,20 +65,18 @@ impl KeyCache {
         }
     }
 
-    /// Reloads the keys once for a key not in the snapshot, e.g. one `verifyd keys create` just
-    /// made, and looks it up again.
-    async fn reload_for_miss(&self, api_key: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let started = monotonic_ms();
-        let _one_at_a_time = self.reloading.lock().await;
-        if self.last_reload_ms.load(Ordering::Relaxed) < started {
-            let since = monotonic_ms() - self.last_reload_ms.load(Ordering::Relaxed);
-            if since < MISS_RELOAD_MIN_GAP_MS {
-                let wait = (MISS_RELOAD_MIN_GAP_MS - since) as u64;
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-            }
-            self.reload_locked().await?;
-        }
-        Ok(self.keys.load().get(api_key).cloned())
+    /// Looks up one key missing from the snapshot (e.g. one `verifyd keys create` just made) and
+    /// adds it, so the next request finds it in memory.
+    async fn lookup_missing(&self, api_key: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let Some(record) = self.store.get_key(api_key).await? else {
+            return Ok(None);
+        };
+        self.keys.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.insert(record.api_key.clone(), record.clone());
+            map
+        });
+        Ok(Some(record))
     }
 
     pub async fn authenticate(&self, api_key: &str, secret: &str) -> Result<Account, AuthError> {
@@ -112,7 +84,7 @@ impl KeyCache {
         let record = match found {
             Some(r) => r,
             None => self
-                .reload_for_miss(api_key)
+                .lookup_missing(api_key)
                 .await?
                 .ok_or(AuthError::BadCredentials)?,
         };

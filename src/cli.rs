@@ -32,11 +32,23 @@ pub struct Cli {
     pub database: String,
 
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Command,
+}
 
-    /// Flags of `serve`, accepted without the word `serve` too.
-    #[command(flatten)]
-    pub serve: ServeArgs,
+/// `verifyd` with no command (only flags, or nothing) means `verifyd serve`, which is what
+/// `cargo run --release` starts. Flags must then belong to `serve`; clap reports any that do not.
+pub fn with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const COMMANDS: [&str; 4] = ["serve", "keys", "migrate", "help"];
+    const TOP_LEVEL_ONLY: [&str; 4] = ["-h", "--help", "-V", "--version"];
+    let named = |list: &[&str]| {
+        args.iter()
+            .skip(1)
+            .any(|a| a.to_str().is_some_and(|a| list.contains(&a)))
+    };
+    if !named(&COMMANDS) && !named(&TOP_LEVEL_ONLY) {
+        args.insert(1.min(args.len()), "serve".into());
+    }
+    args
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,14 +191,13 @@ fn open_for_admin(database: &DatabaseUrl) -> anyhow::Result<Arc<SqliteStore>> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let database = DatabaseUrl::parse(&cli.database)?;
     match cli.command {
-        None => serve(database, &cli.serve).await,
-        Some(Command::Serve(args)) => serve(database, &args).await,
-        Some(Command::Migrate) => {
+        Command::Serve(args) => serve(database, &args).await,
+        Command::Migrate => {
             open_for_admin(&database)?;
             eprintln!("the database schema is up to date");
             Ok(())
         }
-        Some(Command::Keys(cmd)) => keys(database, cmd).await,
+        Command::Keys(cmd) => keys(database, cmd).await,
     }
 }
 
@@ -231,4 +242,44 @@ async fn set_state(store: &dyn KeyStore, key: &str, state: KeyState) -> anyhow::
     }
     eprintln!("key {key} is now {}", state.as_str());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        let os = list.iter().map(std::ffi::OsString::from).collect();
+        with_default_command(os)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn no_command_means_serve() {
+        assert_eq!(args(&["verifyd"]), ["verifyd", "serve"]);
+        assert_eq!(
+            args(&["verifyd", "--listen", "0.0.0.0:80"]),
+            ["verifyd", "serve", "--listen", "0.0.0.0:80"]
+        );
+        assert_eq!(
+            args(&["verifyd", "keys", "list"]),
+            ["verifyd", "keys", "list"]
+        );
+        assert_eq!(args(&["verifyd", "--help"]), ["verifyd", "--help"]);
+    }
+
+    #[test]
+    fn a_serve_flag_before_the_command_is_an_error_not_ignored() {
+        let parsed = Cli::try_parse_from(args(&["verifyd", "--listen", "127.0.0.1:1", "serve"]));
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn serve_settings_from_the_environment_do_not_affect_other_commands() {
+        // `keys` has no --listen, so VERIFYD_LISTEN is never parsed for it.
+        let parsed = Cli::try_parse_from(args(&["verifyd", "keys", "list"])).unwrap();
+        assert!(matches!(parsed.command, Command::Keys(KeysCommand::List)));
+    }
 }

@@ -1,7 +1,8 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = verifyd::cli::Cli::parse();
+    let args = verifyd::cli::with_default_command(std::env::args_os().collect());
+    let cli = verifyd::cli::Cli::parse_from(args);
     verifyd::telemetry::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

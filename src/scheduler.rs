@@ -1,10 +1,11 @@
 //! Moves verifications along in time and hands their messages to channels.
 //!
-//! Two parts: the [`Scheduler`] asks the store for verifications whose next step is due (the store
-//! fires the event or records the expiry and stores the delivery in the same transaction), and the
-//! [`Dispatcher`] renders each delivery and passes it to its channel, then tells the store it was
-//! sent. Deliveries a crash interrupts stay in the store and are dispatched again on start; the
-//! inbox drops duplicates by event id, so nothing shows twice.
+//! The [`Scheduler`] asks the store for verifications whose next step is due (the store fires the
+//! event or records the expiry and stores the delivery, leased to this process, in the same
+//! transaction), and sweeps up deliveries whose lease ran out: those a crashed process left, or
+//! that this one could not send. The [`Dispatcher`] renders each delivery, passes it to its channel
+//! and then deletes it from the store. Delivery is at least once; the inbox drops a repeated event
+//! id, so it shows every message once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,29 +18,40 @@ use crate::channel::{ChannelError, Channels, OutgoingMessage};
 use crate::clock::Clock;
 use crate::crypto::{OsMinter, ServerKey};
 use crate::domain::{message, DeliveryOrder, EventId};
-use crate::store::VerificationStore;
+use crate::store::{StoreError, VerificationStore};
 
 /// Verifications advanced per store call.
 const CLAIM_BATCH: usize = 512;
+/// Deliveries taken over per sweep.
+const SWEEP_BATCH: usize = 512;
 /// Longest real-time sleep between looks at the store; bounds how late a step can be when the
 /// store changed without telling us (another process, a clock change).
 const MAX_IDLE: Duration = Duration::from_millis(500);
+/// Deliveries waiting for the dispatcher; beyond this they wait in the store for a sweep.
+const DISPATCH_QUEUE: usize = 16_384;
 /// Deliveries in flight at once.
 const MAX_IN_FLIGHT: usize = 256;
-/// Tries of a delivery that fails transiently, with doubling pauses from one second.
-const MAX_TRIES: u32 = 6;
+/// Tries of a delivery that fails transiently, with doubling pauses from one second; after that
+/// it stays in the store and is tried again when its lease runs out.
+const MAX_TRIES: u32 = 5;
 
 /// Handle to the delivery worker.
 #[derive(Clone)]
 pub struct Dispatcher {
-    tx: mpsc::UnboundedSender<DeliveryOrder>,
+    tx: mpsc::Sender<DeliveryOrder>,
 }
 
 impl Dispatcher {
     pub fn dispatch(&self, orders: impl IntoIterator<Item = DeliveryOrder>) {
         for order in orders {
-            // The worker only stops at shutdown; what it misses stays in the store for next start.
-            let _ = self.tx.send(order);
+            // A full queue (or a stopping worker) leaves the delivery in the store, leased;
+            // the sweep sends it when the lease runs out.
+            if let Err(e) = self.tx.try_send(order) {
+                tracing::warn!(
+                    event_id = e.into_inner().event_id.as_str(),
+                    "delivery queue full; the delivery waits in the store"
+                );
+            }
         }
     }
 }
@@ -50,7 +62,7 @@ pub fn spawn_dispatcher(
     channels: Channels,
     key: ServerKey,
 ) -> (Dispatcher, JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<DeliveryOrder>();
+    let (tx, mut rx) = mpsc::channel::<DeliveryOrder>(DISPATCH_QUEUE);
     let (done_tx, done_rx) = mpsc::unbounded_channel::<EventId>();
     let marker = tokio::spawn(mark_delivered_loop(store, done_rx));
     let handle = tokio::spawn(async move {
@@ -73,7 +85,8 @@ pub fn spawn_dispatcher(
     (Dispatcher { tx }, handle)
 }
 
-/// Confirms sent deliveries to the store in batches.
+/// Confirms finished deliveries to the store in batches. If that keeps failing the deliveries
+/// stay in the store and are sent again after their lease: at least once, never lost.
 async fn mark_delivered_loop(
     store: Arc<dyn VerificationStore>,
     mut rx: mpsc::UnboundedReceiver<EventId>,
@@ -95,7 +108,8 @@ async fn mark_delivered_loop(
     }
 }
 
-/// Returns whether the delivery is finished with (sent, or given up on) and can leave the store.
+/// Returns whether the delivery is finished with (sent, or refused for good) and can leave the
+/// store.
 async fn deliver(channels: &Channels, key: &ServerKey, order: &DeliveryOrder) -> bool {
     let span = tracing::info_span!(
         "deliver",
@@ -126,7 +140,7 @@ async fn deliver_in_span(channels: &Channels, key: &ServerKey, order: &DeliveryO
         to: order.to.clone(),
         from: order.purpose.sender_id().to_owned(),
         text: rendered.text,
-        locale: order.locale.clone(),
+        locale: order.locale.as_str().to_owned(),
         request_id: order.request_id.clone(),
         created_at: order.created_at,
     };
@@ -148,14 +162,18 @@ async fn deliver_in_span(channels: &Channels, key: &ServerKey, order: &DeliveryO
                 attempt += 1;
             }
             Err(ChannelError::Transient(reason)) => {
-                tracing::error!(channel = channel_name, %reason, "delivery failed; giving up");
-                return true;
+                tracing::error!(
+                    channel = channel_name,
+                    %reason,
+                    "delivery failed; it stays stored and is tried again when its lease runs out"
+                );
+                return false;
             }
         }
     }
 }
 
-/// Claims due steps from the store and feeds the dispatcher.
+/// Claims due steps and stale deliveries from the store and feeds the dispatcher.
 pub struct Scheduler {
     store: Arc<dyn VerificationStore>,
     clock: Arc<dyn Clock>,
@@ -181,24 +199,42 @@ impl Scheduler {
         }
     }
 
-    /// Runs every step due now once. Returns how many deliveries it started.
-    pub async fn tick(&self) -> Result<usize, crate::store::StoreError> {
+    /// Runs every step due now, and takes over deliveries whose lease ran out. Returns how many
+    /// deliveries it started.
+    pub async fn tick(&self) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let now = self.clock.now();
             let minter = Box::new(OsMinter::new(self.key.clone()));
-            let orders = self.store.claim_due(now, CLAIM_BATCH, minter).await?;
+            let orders = self
+                .store
+                .claim_due(self.clock.clone(), CLAIM_BATCH, minter)
+                .await?;
             total += orders.len();
             self.dispatcher.dispatch(orders);
             match self.store.next_due().await? {
-                Some(t) if t <= now => continue,
-                _ => return Ok(total),
+                Some(t) if t <= self.clock.now() => continue,
+                _ => break,
+            }
+        }
+        loop {
+            let stale = self.store.claim_stale_deliveries(SWEEP_BATCH).await?;
+            let full = stale.len() == SWEEP_BATCH;
+            if !stale.is_empty() {
+                tracing::info!(
+                    count = stale.len(),
+                    "sending deliveries whose lease ran out"
+                );
+            }
+            total += stale.len();
+            self.dispatcher.dispatch(stale);
+            if !full {
+                return Ok(total);
             }
         }
     }
 
     /// Runs steps as they come due, forever.
-    pub async fn run(self) {
+    pub async fn run(self: Arc<Self>) {
         loop {
             let wait = match self.tick().await {
                 Ok(_) => match self.store.next_due().await {

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use crate::auth::Account;
 use crate::clock::Clock;
 use crate::crypto::{self, OsMinter, ServerKey};
+use crate::domain::locale::Locale;
 use crate::domain::{
     Candidate, CheckOutcome, CodeLength, ControlError, CustomPin, EventId, EventKind, Instant,
     NewVerification, PhoneNumber, Price, Purpose, RequestId, Status, Timing, Verification,
@@ -44,7 +45,7 @@ impl Default for Pricing {
 pub struct StartRequest {
     pub number: PhoneNumber,
     pub purpose: Purpose,
-    pub locale: String,
+    pub locale: Locale,
     pub code_length: CodeLength,
     pub workflow: Workflow,
     pub timing: Timing,
@@ -103,6 +104,18 @@ pub struct Report {
 pub enum ServiceError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("an operation failed unexpectedly: {0}")]
+    Task(String),
+}
+
+/// Runs `work` to completion even if the caller stops waiting (a client that hangs up cancels its
+/// handler): a verification that is committed must also be dispatched.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ServiceError>> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| ServiceError::Task(e.to_string()))?
 }
 
 pub struct VerifyService {
@@ -170,14 +183,20 @@ impl VerifyService {
         };
         let now = self.clock.now();
         let (verification, first) = Verification::start(new, now, self.minter().as_mut());
-        match self.store.create(verification, first.clone(), now).await? {
-            CreateOutcome::Created => {
-                self.dispatcher.dispatch([first]);
-                self.scheduler_wake.notify_one();
-                Ok(StartOutcome::Started(id))
+        let store = self.store.clone();
+        let dispatcher = self.dispatcher.clone();
+        let wake = self.scheduler_wake.clone();
+        detached(async move {
+            match store.create(verification, first.clone(), now).await? {
+                CreateOutcome::Created => {
+                    dispatcher.dispatch([first]);
+                    wake.notify_one();
+                    Ok(StartOutcome::Started(id))
+                }
+                CreateOutcome::Concurrent(existing) => Ok(StartOutcome::Concurrent(existing)),
             }
-            CreateOutcome::Concurrent(existing) => Ok(StartOutcome::Concurrent(existing)),
-        }
+        })
+        .await
     }
 
     pub async fn check(
@@ -190,17 +209,22 @@ impl VerifyService {
             code_hash: self.key.hash_pin(id, code.as_str()),
             code_len: code.as_str().len() as u8,
         };
-        let now = self.clock.now();
         let outcome = self
             .store
-            .apply(&account.api_key, id, command, now, self.minter())
+            .apply(
+                &account.api_key,
+                id,
+                command,
+                self.clock.clone(),
+                self.minter(),
+            )
             .await?;
         let Some((outcome, verification)) = outcome else {
             return Ok(CheckResult::NotActive);
         };
         Ok(match outcome {
             CommandOutcome::Checked(CheckOutcome::Verified { event_id }) => {
-                let report = self.report(verification, now);
+                let report = self.report(verification, self.clock.now());
                 CheckResult::Verified {
                     event_id,
                     price: report.price,
@@ -226,25 +250,31 @@ impl VerifyService {
             ControlCommand::Cancel => Command::Cancel,
             ControlCommand::TriggerNextEvent => Command::TriggerNext,
         };
-        let now = self.clock.now();
-        let outcome = self
-            .store
-            .apply(&account.api_key, id, store_command, now, self.minter())
-            .await?;
-        let result = match outcome {
-            None => return Ok(ControlResult::NotActive),
-            Some((CommandOutcome::Cancelled(r), _)) => r.map(|()| None),
-            Some((CommandOutcome::Triggered(r), _)) => r.map(Some),
-            Some((other, _)) => unreachable!("a control command answered {other:?}"),
-        };
-        Ok(match result {
-            Ok(order) => {
-                if let Some(order) = order {
-                    self.dispatcher.dispatch([order]);
-                }
-                self.scheduler_wake.notify_one();
-                ControlResult::Done
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let minter = self.minter();
+        let dispatcher = self.dispatcher.clone();
+        let wake = self.scheduler_wake.clone();
+        let (account, id) = (account.api_key.clone(), id.clone());
+        let result = detached(async move {
+            let outcome = store
+                .apply(&account, &id, store_command, clock, minter)
+                .await?;
+            let result = match outcome {
+                None => Err(ControlError::NotActive),
+                Some((CommandOutcome::Cancelled(r), _)) => r.map(|()| None),
+                Some((CommandOutcome::Triggered(r), _)) => r.map(Some),
+                Some((other, _)) => unreachable!("a control command answered {other:?}"),
+            };
+            if let Ok(order) = &result {
+                dispatcher.dispatch(order.clone());
+                wake.notify_one();
             }
+            Ok(result)
+        })
+        .await?;
+        Ok(match result {
+            Ok(_) => ControlResult::Done,
             Err(ControlError::NotActive) => ControlResult::NotActive,
             Err(ControlError::CancelTooEarly) => ControlResult::CancelTooEarly,
             Err(ControlError::CancelTooLate) => ControlResult::CancelTooLate,

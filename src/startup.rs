@@ -28,7 +28,7 @@ use crate::crypto::{self, ServerKey};
 use crate::scheduler::{spawn_dispatcher, Scheduler};
 use crate::service::VerifyService;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{InboxLog, KeyStore, MetaStore, Store, VerificationStore};
+use crate::store::{InboxLog, KeyStore, MetaStore, Store};
 
 const META_KEY_FINGERPRINT: &str = "server_key_fingerprint";
 const META_CLOCK_ANCHOR: &str = "clock_anchor";
@@ -41,6 +41,7 @@ pub struct Application {
     server: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
     store: Arc<SqliteStore>,
+    scheduler: Arc<Scheduler>,
     /// Held for the server's lifetime: one `serve` per SQLite file.
     _lock: File,
 }
@@ -56,6 +57,28 @@ fn open_store(database: &DatabaseUrl) -> anyhow::Result<(Arc<SqliteStore>, File)
     let lock = lock_database(path)?;
     let store = SqliteStore::open(path)?;
     Ok((Arc::new(store), lock))
+}
+
+/// A caller's `X-Request-Id` is kept only if it is a short token: it goes into every log line of
+/// the request, where a caller must not be able to write arbitrary text.
+fn acceptable_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    (1..=64).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+async fn drop_unusable_request_id(
+    mut req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(value) = req.headers().get(REQUEST_ID_HEADER) {
+        if !acceptable_request_id(value) {
+            req.headers_mut().remove(REQUEST_ID_HEADER);
+        }
+    }
+    next.run(req).await
 }
 
 /// Two servers on one SQLite file would both deliver every event; a lock file next to it stops
@@ -128,7 +151,8 @@ async fn load_clock(speed: f64, meta: &dyn MetaStore) -> anyhow::Result<ScaledCl
     Ok(ScaledClock::new(anchor))
 }
 
-/// Creates the first key of an empty database and prints it once, on stdout.
+/// Creates the first key of an empty database and prints it once, on stdout (before the server
+/// logs that it is listening).
 async fn ensure_first_key(keys: &dyn KeyStore, now: crate::domain::Instant) -> anyhow::Result<()> {
     if !keys.list_keys().await?.is_empty() {
         return Ok(());
@@ -175,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(header.clone()))
         .layer(SetRequestIdLayer::new(header, ShortRequestId))
+        .layer(axum::middleware::from_fn(drop_unusable_request_id))
 }
 
 impl Application {
@@ -197,6 +222,15 @@ impl Application {
         let addr = listener.local_addr()?;
 
         let (store, lock) = open_store(&settings.database)?;
+        // This process holds the file alone (the lock): leases of a previous run mean nothing,
+        // and its unsent deliveries go out with the first sweep.
+        let released = store.release_leases().await?;
+        if released > 0 {
+            tracing::info!(
+                count = released,
+                "deliveries left unsent by the last run will be sent now"
+            );
+        }
         let key = load_server_key(&settings.key, store.as_ref()).await?;
         let clock: Arc<dyn Clock> = match overrides.clock {
             Some(clock) => clock,
@@ -235,24 +269,14 @@ impl Application {
         let store_dyn: Arc<dyn Store> = store.clone();
         let (dispatcher, dispatch_task) =
             spawn_dispatcher(store_dyn.clone(), channels.clone(), key.clone());
-        // Before any request can add deliveries: what is undelivered now was left by the last run
-        // (a crash between commit and send), and is sent exactly once more.
-        let leftovers = store.undelivered(usize::MAX >> 1).await?;
-        if !leftovers.is_empty() {
-            tracing::info!(
-                count = leftovers.len(),
-                "delivering what the last run left undelivered"
-            );
-            dispatcher.dispatch(leftovers);
-        }
         let wake = Arc::new(Notify::new());
-        let scheduler = Scheduler::new(
+        let scheduler = Arc::new(Scheduler::new(
             store_dyn.clone(),
             clock.clone(),
             key.clone(),
             dispatcher.clone(),
             wake.clone(),
-        );
+        ));
         let keys = KeyCache::load(store_dyn.clone()).await?;
         let service = Arc::new(VerifyService::new(
             store_dyn.clone(),
@@ -299,7 +323,7 @@ impl Application {
             "verifyd is listening"
         );
         let background = vec![
-            tokio::spawn(scheduler.run()),
+            tokio::spawn(scheduler.clone().run()),
             tokio::spawn(keys.refresh_forever()),
             dispatch_task,
         ];
@@ -309,8 +333,15 @@ impl Application {
             server,
             background,
             store,
+            scheduler,
             _lock: lock,
         })
+    }
+
+    /// Runs the scheduler's step once, now: tests use it to know that everything due has been
+    /// handled, instead of waiting for the background loop.
+    pub async fn run_due_steps(&self) -> Result<usize, crate::store::StoreError> {
+        self.scheduler.tick().await
     }
 
     pub fn port(&self) -> u16 {

@@ -1,6 +1,7 @@
 //! The verification state machine, driven by passing times: no clock, no sleeping.
 
 use chrono::{DateTime, Duration};
+use verifyd::domain::locale::Locale;
 use verifyd::domain::testing::SequenceMinter;
 use verifyd::domain::{
     CheckOutcome, CodeLength, ControlError, EventKind, Instant, IssuedPin, NewVerification,
@@ -26,7 +27,7 @@ fn new_request(workflow: u8, timing: Timing) -> NewVerification {
             brand: "Acme".into(),
             sender_id: "VERIFY".into(),
         },
-        locale: "en-gb".into(),
+        locale: Locale::from_tag("en-gb").unwrap(),
         code_length: CodeLength::DEFAULT,
         workflow: Workflow::parse(i64::from(workflow)).unwrap(),
         timing,
@@ -174,7 +175,21 @@ fn a_pin_expiry_that_is_not_a_multiple_of_the_wait_becomes_the_wait() {
     assert_eq!(Timing::new(Some(90), Some(120)).pin_expiry, 120);
     assert_eq!(Timing::new(Some(240), Some(120)).pin_expiry, 240);
     assert_eq!(Timing::new(Some(200), None).pin_expiry, 200);
-    assert_eq!(Timing::new(None, Some(120)).pin_expiry, 300);
+    assert_eq!(
+        Timing::new(None, Some(120)).pin_expiry,
+        120,
+        "the default 300 too"
+    );
+    assert_eq!(
+        Timing::new(None, Some(100)).pin_expiry,
+        300,
+        "300 is a multiple of 100"
+    );
+    assert_eq!(
+        Timing::new(None, Some(900)).pin_expiry,
+        900,
+        "no stretch without a valid PIN"
+    );
     let (events, _, _) = timeline(1, Timing::new(Some(200), Some(120)));
     let pins: Vec<&str> = events.iter().map(|e| e.2.as_str()).collect();
     assert_eq!(

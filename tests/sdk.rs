@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::run_bounded;
 
-const CLOCK_SPEED: &str = "30";
+const CLOCK_SPEED: &str = "20";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration};
+use verifyd::clock::ManualClock;
+use verifyd::domain::locale::Locale;
 use verifyd::domain::testing::SequenceMinter;
 use verifyd::domain::{
     CheckOutcome, CodeLength, ControlError, DeliveryOrder, Instant, NewVerification, PhoneNumber,
@@ -11,21 +13,34 @@ use verifyd::domain::{
 };
 use verifyd::store::sqlite::SqliteStore;
 use verifyd::store::{
-    ApiKeyRecord, Command, CommandOutcome, CreateOutcome, InboxMessage, KeyState, Store,
-    VerificationStore,
+    ApiKeyRecord, Command, CommandOutcome, CreateOutcome, InboxMessage, KeyState, SharedClock,
+    Store, VerificationStore,
 };
 
 /// A fresh, empty store per engine, with a name for failure messages. The temp dir lives as long
 /// as the store is used.
 fn engines() -> Vec<(&'static str, Arc<dyn Store>, tempfile::TempDir)> {
+    engines_with_lease(verifyd::store::sqlite::DEFAULT_DELIVERY_LEASE)
+}
+
+/// Engines whose deliveries stay leased to their maker for `lease`.
+fn engines_with_lease(
+    lease: std::time::Duration,
+) -> Vec<(&'static str, Arc<dyn Store>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("contract.db")).unwrap());
-    vec![("sqlite", sqlite, dir)]
+    let sqlite = SqliteStore::open(&dir.path().join("contract.db"))
+        .unwrap()
+        .with_delivery_lease(lease);
+    vec![("sqlite", Arc::new(sqlite) as Arc<dyn Store>, dir)]
 }
 
 fn t(secs: i64) -> Instant {
     DateTime::from_timestamp(1_750_000_000, 0).unwrap() + Duration::seconds(secs)
+}
+
+/// A clock standing at `t(secs)`, for operations that read the time once they hold the row.
+fn at(secs: i64) -> SharedClock {
+    Arc::new(ManualClock::new(t(secs)))
 }
 
 /// Event ids are random in production; here every minter counts from its own range.
@@ -52,7 +67,7 @@ fn new_verification(
             brand: "Acme".into(),
             sender_id: "VERIFY".into(),
         },
-        locale: "en-gb".into(),
+        locale: Locale::from_tag("en-gb").unwrap(),
         code_length: CodeLength::DEFAULT,
         workflow: Workflow::parse(workflow).unwrap(),
         timing: Timing::default(),
@@ -163,7 +178,7 @@ async fn checks_are_persisted_and_the_third_wrong_code_fails_the_request() {
         };
         for i in 0..2 {
             let (outcome, _) = store
-                .apply("k1", &v.id, wrong.clone(), t(i), minter())
+                .apply("k1", &v.id, wrong.clone(), at(i), minter())
                 .await
                 .unwrap()
                 .unwrap();
@@ -176,7 +191,7 @@ async fn checks_are_persisted_and_the_third_wrong_code_fails_the_request() {
             );
         }
         let (outcome, after) = store
-            .apply("k1", &v.id, wrong.clone(), t(3), minter())
+            .apply("k1", &v.id, wrong.clone(), at(3), minter())
             .await
             .unwrap()
             .unwrap();
@@ -191,7 +206,7 @@ async fn checks_are_persisted_and_the_third_wrong_code_fails_the_request() {
         assert_eq!(stored[0].checks().len(), 3, "{engine}");
         assert!(
             store
-                .apply("k2", &v.id, wrong, t(4), minter())
+                .apply("k2", &v.id, wrong, at(4), minter())
                 .await
                 .unwrap()
                 .is_none(),
@@ -210,7 +225,7 @@ async fn the_right_code_verifies_and_frees_the_number() {
             code_len: 4,
         };
         let (outcome, _) = store
-            .apply("k1", &v.id, right, t(5), minter())
+            .apply("k1", &v.id, right, at(5), minter())
             .await
             .unwrap()
             .unwrap();
@@ -244,17 +259,17 @@ async fn due_events_are_claimed_once_and_their_deliveries_stored_until_marked() 
 
         assert!(
             store
-                .claim_due(t(124), 100, minter())
+                .claim_due(at(124), 100, minter())
                 .await
                 .unwrap()
                 .is_empty(),
             "{engine}: not due yet"
         );
-        let orders = store.claim_due(t(125), 100, minter()).await.unwrap();
+        let orders = store.claim_due(at(125), 100, minter()).await.unwrap();
         assert_eq!(orders.len(), 1, "{engine}");
         assert!(
             store
-                .claim_due(t(125), 100, minter())
+                .claim_due(at(125), 100, minter())
                 .await
                 .unwrap()
                 .is_empty(),
@@ -279,7 +294,7 @@ async fn claiming_records_expiry_when_no_event_is_left() {
         assert_eq!(store.next_due().await.unwrap(), Some(t(300)), "{engine}");
         assert!(
             store
-                .claim_due(t(300), 100, minter())
+                .claim_due(at(300), 100, minter())
                 .await
                 .unwrap()
                 .is_empty(),
@@ -301,7 +316,7 @@ async fn control_commands_are_persisted_with_their_deliveries() {
         store.create(v.clone(), f.clone(), t(0)).await.unwrap();
         store.mark_delivered(vec![f.event_id]).await.unwrap();
         let (outcome, _) = store
-            .apply("k1", &v.id, Command::TriggerNext, t(10), minter())
+            .apply("k1", &v.id, Command::TriggerNext, at(10), minter())
             .await
             .unwrap()
             .unwrap();
@@ -314,7 +329,7 @@ async fn control_commands_are_persisted_with_their_deliveries() {
             "{engine}"
         );
         let (outcome, _) = store
-            .apply("k1", &v.id, Command::TriggerNext, t(11), minter())
+            .apply("k1", &v.id, Command::TriggerNext, at(11), minter())
             .await
             .unwrap()
             .unwrap();
@@ -324,13 +339,64 @@ async fn control_commands_are_persisted_with_their_deliveries() {
             "{engine}"
         );
         let (outcome, _) = store
-            .apply("k1", &v.id, Command::Cancel, t(40), minter())
+            .apply("k1", &v.id, Command::Cancel, at(40), minter())
             .await
             .unwrap()
             .unwrap();
         assert_eq!(
             outcome,
             CommandOutcome::Cancelled(Err(ControlError::CancelTooLate)),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_is_swept_up_only_once_its_lease_has_run_out() {
+    for (engine, store, _dir) in engines() {
+        let (v, f) = new_verification("k1", "447700100011", 14, 1);
+        store.create(v, f, t(0)).await.unwrap();
+        assert!(
+            store.claim_stale_deliveries(10).await.unwrap().is_empty(),
+            "{engine}: still leased"
+        );
+    }
+    for (engine, store, _dir) in engines_with_lease(std::time::Duration::ZERO) {
+        let (v, f) = new_verification("k1", "447700100012", 15, 1);
+        store.create(v, f.clone(), t(0)).await.unwrap();
+        assert_eq!(
+            store.claim_stale_deliveries(10).await.unwrap(),
+            vec![f.clone()],
+            "{engine}"
+        );
+        store.mark_delivered(vec![f.event_id]).await.unwrap();
+        assert!(
+            store.claim_stale_deliveries(10).await.unwrap().is_empty(),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_deliveries_of_an_ended_request_are_dropped() {
+    for (engine, store, _dir) in engines_with_lease(std::time::Duration::ZERO) {
+        let (v, f) = new_verification("k1", "447700100013", 16, 1);
+        store.create(v.clone(), f, t(0)).await.unwrap();
+        let right = Command::Check {
+            code_hash: SequenceMinter::hash("0001"),
+            code_len: 4,
+        };
+        store
+            .apply("k1", &v.id, right, at(1), minter())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store.undelivered(10).await.unwrap().is_empty(),
+            "{engine}: gone with the request"
+        );
+        assert!(
+            store.claim_stale_deliveries(10).await.unwrap().is_empty(),
             "{engine}"
         );
     }

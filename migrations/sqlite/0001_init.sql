@@ -4,7 +4,8 @@ create table verification (
     request_id text primary key,
     account text not null,
     number text not null,
-    -- 0 in progress, 1 success, 2 failed, 3 expired, 4 cancelled (domain::Status::code)
+    -- 0 in progress, 1 success, 2 failed, 3 expired, 4 cancelled (domain::Status::code);
+    -- -1 set aside because its body could not be read (logged when it happens)
     state integer not null,
     -- when the scheduler must look at this row again; null once it has ended
     next_due_at integer,
@@ -18,14 +19,18 @@ create table verification (
 create unique index verification_active_number on verification (account, number) where state = 0;
 create index verification_due on verification (next_due_at) where state = 0;
 
--- Deliveries committed with the step that produced them and removed once the channel took them:
--- what a crash leaves here is delivered again on start.
+-- Deliveries committed with the step that produced them and removed once the channel took them.
+-- Each is leased (real time) to the process that will send it; one whose lease ran out is sent by
+-- the next sweep. Removed as well when its request ends: they hold a sealed copy of the PIN.
 create table delivery (
     event_id text primary key,
     request_id text not null,
     body text not null,
-    created_at integer not null
+    created_at integer not null,
+    lease_until integer not null
 );
+create index delivery_request on delivery (request_id);
+create index delivery_lease on delivery (lease_until);
 
 create table inbox_message (
     seq integer primary key autoincrement,

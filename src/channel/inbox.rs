@@ -1,5 +1,8 @@
 //! The development channel: every SMS and call lands in an inbox that a person reads at
 //! `GET /inbox`, and tests read at `GET /inbox/messages`. Nothing leaves the machine.
+//!
+//! The channel keeps its messages through [`InboxLog`]; the server's store engine implements it
+//! (so the inbox survives restarts and is shared by nodes), but the channel sees nothing else.
 
 use std::sync::Arc;
 
@@ -7,7 +10,47 @@ use async_trait::async_trait;
 
 use super::{ChannelError, DeliveryChannel, OutgoingMessage};
 use crate::domain::EventKind;
-use crate::store::{InboxLog, InboxMessage, StoreError};
+
+/// One message as the inbox keeps it. It holds the PIN in clear, so `Debug` leaves the text out.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InboxMessage {
+    pub id: String,
+    /// `sms` or `voice`.
+    pub channel: String,
+    pub to: String,
+    pub from: String,
+    pub text: String,
+    pub locale: String,
+    pub request_id: String,
+    pub created_at: String,
+}
+
+impl std::fmt::Debug for InboxMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxMessage")
+            .field("id", &self.id)
+            .field("channel", &self.channel)
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("inbox log: {0}")]
+pub struct InboxLogError(pub String);
+
+/// Where the inbox keeps its messages. Appending an id twice keeps one copy, so a delivery
+/// retried after a crash shows once.
+#[async_trait]
+pub trait InboxLog: Send + Sync + 'static {
+    async fn append(&self, message: InboxMessage) -> Result<(), InboxLogError>;
+    /// Newest first; only messages to `to` when given.
+    async fn list(
+        &self,
+        to: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InboxMessage>, InboxLogError>;
+}
 
 pub struct InboxChannel {
     log: Arc<dyn InboxLog>,
@@ -46,9 +89,10 @@ impl DeliveryChannel for InboxChannel {
                 .created_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
-        self.log.append(message).await.map_err(|e| match e {
-            StoreError::Corrupt(e) => ChannelError::Rejected(e),
-            other => ChannelError::Transient(other.to_string()),
-        })
+        // Storage failures pass (disk space returns, a lock clears): retry.
+        self.log
+            .append(message)
+            .await
+            .map_err(|e| ChannelError::Transient(e.to_string()))
     }
 }

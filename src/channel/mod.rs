@@ -9,8 +9,8 @@ use async_trait::async_trait;
 
 use crate::domain::{EventId, EventKind, Instant, PhoneNumber, RequestId};
 
-/// One message ready to go out.
-#[derive(Clone, Debug)]
+/// One message ready to go out. It holds the PIN in clear, so `Debug` leaves the text out.
+#[derive(Clone)]
 pub struct OutgoingMessage {
     /// The event's id; a channel can use it to drop duplicates of a retried delivery.
     pub id: EventId,
@@ -21,6 +21,17 @@ pub struct OutgoingMessage {
     pub locale: String,
     pub request_id: RequestId,
     pub created_at: Instant,
+}
+
+impl std::fmt::Debug for OutgoingMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingMessage")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("to", &self.to.masked())
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a delivery failed; decides whether it is retried.

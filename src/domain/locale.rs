@@ -18,6 +18,45 @@ pub const PSD2_LOCALES: [&str; 21] = [
 pub const STANDARD_DEFAULT: &str = "en-us";
 pub const PSD2_DEFAULT: &str = "en-gb";
 
+/// A locale verifyd has texts for: one of [`STANDARD_LOCALES`] or [`PSD2_LOCALES`], lower case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Locale(&'static str);
+
+impl Locale {
+    /// Any tag of either list (what the store holds), case-insensitively.
+    pub fn from_tag(tag: &str) -> Option<Self> {
+        let tag = tag.to_ascii_lowercase();
+        STANDARD_LOCALES
+            .iter()
+            .chain(PSD2_LOCALES.iter())
+            .find(|t| **t == tag)
+            .map(|t| Locale(t))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Locale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl serde::Serialize for Locale {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Locale {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let tag = String::deserialize(d)?;
+        Locale::from_tag(&tag).ok_or_else(|| serde::de::Error::custom("unknown locale"))
+    }
+}
+
 /// Which list a locale must come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LocaleSet {
@@ -33,15 +72,15 @@ impl LocaleSet {
         }
     }
 
-    /// Accepts `lg` case-insensitively and returns the canonical lower-case tag.
-    pub fn parse(self, lg: &str) -> Option<&'static str> {
+    /// Accepts `lg` case-insensitively, from this set only.
+    pub fn parse(self, lg: &str) -> Option<Locale> {
         let lg = lg.to_ascii_lowercase();
-        self.list().iter().copied().find(|t| *t == lg)
+        self.list().iter().find(|t| **t == lg).map(|t| Locale(t))
     }
 
     /// The locale for a number from `region` (ISO alpha-2) when the caller gave no `lg`: the main
     /// language of that country if this set has it, otherwise the set's default.
-    pub fn for_region(self, region: Option<&str>) -> &'static str {
+    pub fn for_region(self, region: Option<&str>) -> Locale {
         let default = match self {
             LocaleSet::Standard => STANDARD_DEFAULT,
             LocaleSet::Psd2 => PSD2_DEFAULT,
@@ -52,7 +91,7 @@ impl LocaleSet {
                     .iter()
                     .find(|(regions, tag)| regions.contains(&r) && self.list().contains(tag))
             })
-            .map_or(default, |(_, tag)| *tag)
+            .map_or(Locale(default), |(_, tag)| Locale(tag))
     }
 }
 
@@ -126,24 +165,32 @@ mod tests {
 
     #[test]
     fn a_61_number_reads_in_australian_english() {
-        assert_eq!(LocaleSet::Standard.for_region(Some("AU")), "en-au");
+        assert_eq!(LocaleSet::Standard.for_region(Some("AU")).as_str(), "en-au");
     }
 
     #[test]
     fn unknown_countries_fall_back_to_the_documented_defaults() {
-        assert_eq!(LocaleSet::Standard.for_region(Some("ZZ")), "en-us");
-        assert_eq!(LocaleSet::Standard.for_region(None), "en-us");
-        assert_eq!(LocaleSet::Psd2.for_region(Some("JP")), "en-gb");
+        assert_eq!(LocaleSet::Standard.for_region(Some("ZZ")).as_str(), "en-us");
+        assert_eq!(LocaleSet::Standard.for_region(None).as_str(), "en-us");
+        assert_eq!(LocaleSet::Psd2.for_region(Some("JP")).as_str(), "en-gb");
     }
 
     #[test]
     fn psd2_uses_its_own_list() {
-        assert_eq!(LocaleSet::Psd2.for_region(Some("BG")), "bg-bg");
-        assert_eq!(LocaleSet::Standard.for_region(Some("BG")), "en-us");
-        assert_eq!(LocaleSet::Psd2.for_region(Some("US")), "en-gb");
-        assert_eq!(LocaleSet::Psd2.parse("GA-IE"), Some("ga-ie"));
+        assert_eq!(LocaleSet::Psd2.for_region(Some("BG")).as_str(), "bg-bg");
+        assert_eq!(LocaleSet::Standard.for_region(Some("BG")).as_str(), "en-us");
+        assert_eq!(LocaleSet::Psd2.for_region(Some("US")).as_str(), "en-gb");
+        assert_eq!(
+            LocaleSet::Psd2.parse("GA-IE").map(Locale::as_str),
+            Some("ga-ie")
+        );
         assert_eq!(LocaleSet::Psd2.parse("en-us"), None);
-        assert_eq!(LocaleSet::Standard.parse("en-US"), Some("en-us"));
+        assert_eq!(
+            LocaleSet::Standard.parse("en-US").map(Locale::as_str),
+            Some("en-us")
+        );
+        assert_eq!(Locale::from_tag("sl-si").map(Locale::as_str), Some("sl-si"));
+        assert_eq!(Locale::from_tag("xx-yy"), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Turns a delivery order and its PIN into the words the user receives.
 
+use super::locale::Locale;
 use super::texts::{LocaleTexts, LOCALE_TEXTS};
 use super::verification::{DeliveryOrder, Purpose};
 use super::workflow::EventKind;
@@ -14,7 +15,7 @@ pub struct RenderedMessage {
 /// Renders the message for `order` with the clear `pin`. Voice scripts read the code one character
 /// at a time (`4, 8, 1, 5`) so a speech engine never reads it as a number.
 pub fn render(order: &DeliveryOrder, pin: &str) -> RenderedMessage {
-    let texts = texts_for(&order.locale);
+    let texts = texts_for(order.locale);
     let code = match order.kind {
         EventKind::Sms => pin.to_owned(),
         EventKind::Tts => spell(pin),
@@ -54,12 +55,11 @@ pub fn spell(pin: &str) -> String {
     out
 }
 
-fn texts_for(locale: &str) -> &'static LocaleTexts {
+fn texts_for(locale: Locale) -> &'static LocaleTexts {
     LOCALE_TEXTS
         .iter()
-        .find(|t| t.tag == locale)
-        .or_else(|| LOCALE_TEXTS.iter().find(|t| t.tag == "en-us"))
-        .expect("en-us texts exist")
+        .find(|t| t.tag == locale.as_str())
+        .expect("every locale has texts (locale::tests::every_accepted_locale_has_texts)")
 }
 
 /// Substitutes `{name}` placeholders in one pass, so a brand that itself contains `{code}` is
@@ -101,7 +101,7 @@ mod tests {
             kind,
             to: PhoneNumber::parse("447700123456", None).unwrap(),
             purpose,
-            locale: locale.to_owned(),
+            locale: Locale::from_tag(locale).unwrap(),
             sealed_pin: vec![],
             created_at: DateTime::from_timestamp(0, 0).unwrap(),
         }

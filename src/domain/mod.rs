@@ -4,6 +4,7 @@
 
 pub mod locale;
 pub mod message;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod texts;
 pub mod types;

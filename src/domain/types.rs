@@ -62,6 +62,19 @@ impl EventId {
     }
 }
 
+/// An ISO 3166 alpha-2 country known to the number plan (`country` parameter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Country(phonenumber::country::Id);
+
+impl Country {
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw.len() != 2 || !raw.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return None;
+        }
+        raw.to_ascii_uppercase().parse().ok().map(Country)
+    }
+}
+
 /// A phone number in E.164, stored without the leading `+` as the Verify API writes it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PhoneNumber {
@@ -77,19 +90,12 @@ pub struct InvalidPhoneNumber;
 impl PhoneNumber {
     /// Parses `raw` as an international number (with or without `+`), or as a national number of
     /// `country` when one is given. Validity is decided by libphonenumber's metadata.
-    pub fn parse(raw: &str, country: Option<&str>) -> Result<Self, InvalidPhoneNumber> {
+    pub fn parse(raw: &str, country: Option<Country>) -> Result<Self, InvalidPhoneNumber> {
         let raw = raw.trim();
         if raw.is_empty() || raw.len() > 32 {
             return Err(InvalidPhoneNumber);
         }
-        let region = match country {
-            Some(c) => Some(
-                c.to_ascii_uppercase()
-                    .parse::<phonenumber::country::Id>()
-                    .map_err(|_| InvalidPhoneNumber)?,
-            ),
-            None => None,
-        };
+        let region = country.map(|c| c.0);
         let international = if raw.starts_with('+') {
             raw.to_owned()
         } else {
@@ -262,9 +268,9 @@ mod tests {
 
     #[test]
     fn a_national_number_is_accepted_with_its_country() {
-        let n = PhoneNumber::parse("07700 123456", Some("gb")).unwrap();
+        let n = PhoneNumber::parse("07700 123456", Country::parse("gb")).unwrap();
         assert_eq!(n.digits(), "447700123456");
-        let n = PhoneNumber::parse("447700123456", Some("GB")).unwrap();
+        let n = PhoneNumber::parse("447700123456", Country::parse("GB")).unwrap();
         assert_eq!(n.digits(), "447700123456");
     }
 
@@ -277,6 +283,14 @@ mod tests {
         assert!(PhoneNumber::parse("12", None).is_err());
         assert!(PhoneNumber::parse("abc", None).is_err());
         assert!(PhoneNumber::parse("", None).is_err());
+    }
+
+    #[test]
+    fn countries_are_two_letters_known_to_the_number_plan() {
+        assert!(Country::parse("gb").is_some());
+        assert!(Country::parse("ZZ").is_none());
+        assert!(Country::parse("GBR").is_none());
+        assert!(Country::parse("1A").is_none());
     }
 
     #[test]

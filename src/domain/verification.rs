@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
+use super::locale::Locale;
 use super::types::{CodeLength, EventId, PhoneNumber, RequestId};
 use super::workflow::{EventKind, Workflow};
 
@@ -74,13 +75,15 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// Applies the API's rule: when both are given and `pin_expiry` is not a multiple of
-    /// `next_event_wait`, `pin_expiry` becomes `next_event_wait`. Ranges are checked at the edge.
+    /// Applies the rule that `pin_expiry` (given or the default 300) is a multiple of
+    /// `next_event_wait`, or else becomes `next_event_wait`. Applying it to the default too means a
+    /// long `next_event_wait` alone never leaves a stretch with no valid PIN. Ranges are checked
+    /// at the edge.
     pub fn new(pin_expiry: Option<u32>, next_event_wait: Option<u32>) -> Self {
-        let pin_expiry = match (pin_expiry, next_event_wait) {
-            (Some(p), Some(w)) if w > 0 && p % w != 0 => w,
-            (Some(p), _) => p,
-            (None, _) => DEFAULT_PIN_EXPIRY_SECS,
+        let given = pin_expiry.unwrap_or(DEFAULT_PIN_EXPIRY_SECS);
+        let pin_expiry = match next_event_wait {
+            Some(w) if w > 0 && !given.is_multiple_of(w) => w,
+            _ => given,
         };
         Self {
             next_event_wait,
@@ -171,7 +174,7 @@ pub struct DeliveryOrder {
     pub kind: EventKind,
     pub to: PhoneNumber,
     pub purpose: Purpose,
-    pub locale: String,
+    pub locale: Locale,
     #[serde(with = "hex_vec")]
     pub sealed_pin: Vec<u8>,
     #[serde(with = "ms")]
@@ -185,7 +188,7 @@ pub struct NewVerification {
     pub account: String,
     pub number: PhoneNumber,
     pub purpose: Purpose,
-    pub locale: String,
+    pub locale: Locale,
     pub code_length: CodeLength,
     pub workflow: Workflow,
     pub timing: Timing,
@@ -224,7 +227,7 @@ pub struct Verification {
     pub account: String,
     pub number: PhoneNumber,
     pub purpose: Purpose,
-    pub locale: String,
+    pub locale: Locale,
     pub code_length: CodeLength,
     pub workflow: Workflow,
     pub timing: Timing,
@@ -434,7 +437,7 @@ impl Verification {
             kind,
             to: self.number.clone(),
             purpose: self.purpose.clone(),
-            locale: self.locale.clone(),
+            locale: self.locale,
             sealed_pin: self
                 .pin
                 .sealed

@@ -1,17 +1,31 @@
 //! Storage: one trait per concern, one implementation per engine. Every engine runs the same
 //! suite (tests/store_contract.rs).
 //!
-//! The verification store works at the level of domain operations ("apply this check at `now`"),
-//! not rows, so that an engine can batch many operations into one transaction (SQLite: one writer
+//! The verification store works at the level of domain operations ("apply this check now"), not
+//! rows, so that an engine can batch many operations into one transaction (SQLite: one writer
 //! thread with group commit) or lock one row per operation (PostgreSQL) without the callers knowing.
+//! Operations that depend on time get the clock, not a time: the engine reads it once it holds the
+//! row, so operations on one verification see time in the order they are applied.
+//!
+//! Deliveries are stored with the step that produced them and *leased* (in real time) to the
+//! process that made them. That process hands them to a channel and deletes them; a delivery whose
+//! lease ran out (the process died, or lost it) is claimed again by whoever sweeps next.
 
 pub mod sqlite;
 
+pub use crate::channel::inbox::{InboxLog, InboxMessage};
+
 use async_trait::async_trait;
 
+use std::sync::Arc;
+
+use crate::clock::Clock;
 use crate::domain::{
     CheckOutcome, ControlError, DeliveryOrder, EventId, Instant, Minter, RequestId, Verification,
 };
+
+/// The clock handed to store operations.
+pub type SharedClock = Arc<dyn Clock>;
 
 /// Why a store operation failed. Clone, because one failed group commit fails every operation in
 /// the group.
@@ -69,26 +83,28 @@ pub trait VerificationStore: Send + Sync + 'static {
         now: Instant,
     ) -> StoreResult<CreateOutcome>;
 
-    /// Applies `command` to the account's verification `id` at `now` and returns the outcome with
-    /// the verification as it now is. `None` when the account has no such verification.
-    /// Deliveries the command produces are stored before returning.
+    /// Applies `command` to the account's verification `id` at the clock's time once the
+    /// verification is held, and returns the outcome with the verification as it now is. `None`
+    /// when the account has no such verification. Deliveries the command produces are stored
+    /// (leased to the caller) before returning.
     async fn apply(
         &self,
         account: &str,
         id: &RequestId,
         command: Command,
-        now: Instant,
+        clock: SharedClock,
         minter: BoxMinter,
     ) -> StoreResult<Option<(CommandOutcome, Verification)>>;
 
     /// The account's verifications among `ids`, in the order asked; unknown ids are left out.
     async fn find(&self, account: &str, ids: &[RequestId]) -> StoreResult<Vec<Verification>>;
 
-    /// Advances up to `limit` verifications whose next step is due at `now`: fires due events and
-    /// records expiries. Returns the deliveries to make, already stored.
+    /// Advances up to `limit` verifications whose next step is due: fires due events and records
+    /// expiries. Returns the deliveries to make, already stored and leased to the caller. Each due
+    /// step is claimed by exactly one caller.
     async fn claim_due(
         &self,
-        now: Instant,
+        clock: SharedClock,
         limit: usize,
         minter: BoxMinter,
     ) -> StoreResult<Vec<DeliveryOrder>>;
@@ -96,10 +112,14 @@ pub trait VerificationStore: Send + Sync + 'static {
     /// The earliest time any verification needs the scheduler.
     async fn next_due(&self) -> StoreResult<Option<Instant>>;
 
-    /// Deliveries stored but not yet confirmed sent (left over by a crash, or failed).
+    /// Deliveries stored and not yet handed to a channel, leased or not, oldest first.
     async fn undelivered(&self, limit: usize) -> StoreResult<Vec<DeliveryOrder>>;
 
-    /// Forgets deliveries that were handed to their channel.
+    /// Leases to the caller up to `limit` deliveries whose lease has run out, for requests still in
+    /// progress, and drops those of requests that have ended.
+    async fn claim_stale_deliveries(&self, limit: usize) -> StoreResult<Vec<DeliveryOrder>>;
+
+    /// Forgets deliveries that were handed to their channel (or refused by it for good).
     async fn mark_delivered(&self, ids: Vec<EventId>) -> StoreResult<()>;
 }
 
@@ -155,6 +175,7 @@ impl KeyState {
 pub trait KeyStore: Send + Sync + 'static {
     async fn insert_key(&self, key: ApiKeyRecord) -> StoreResult<()>;
     async fn list_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+    async fn get_key(&self, api_key: &str) -> StoreResult<Option<ApiKeyRecord>>;
     /// Returns false when the key does not exist.
     async fn set_key_state(&self, api_key: &str, state: KeyState) -> StoreResult<bool>;
 }
@@ -166,29 +187,7 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn set_meta(&self, name: &str, value: &str) -> StoreResult<()>;
 }
 
-/// One message as the inbox channel keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct InboxMessage {
-    pub id: String,
-    /// `sms` or `voice`.
-    pub channel: String,
-    pub to: String,
-    pub from: String,
-    pub text: String,
-    pub locale: String,
-    pub request_id: String,
-    pub created_at: String,
-}
-
-/// The inbox channel's own log of messages. Appending the same id twice keeps one copy, so a
-/// delivery retried after a crash shows once.
-#[async_trait]
-pub trait InboxLog: Send + Sync + 'static {
-    async fn append(&self, message: InboxMessage) -> StoreResult<()>;
-    /// Newest first; only messages to `to` when given.
-    async fn list(&self, to: Option<&str>, limit: usize) -> StoreResult<Vec<InboxMessage>>;
-}
-
-/// Everything a running server needs from one engine.
+/// Everything a running server needs from one engine. The engine also keeps the inbox channel's
+/// log ([`InboxLog`]), which the channel sees only through that trait.
 pub trait Store: VerificationStore + KeyStore + MetaStore + InboxLog {}
 impl<T: VerificationStore + KeyStore + MetaStore + InboxLog> Store for T {}

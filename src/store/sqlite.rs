@@ -2,12 +2,15 @@
 //!
 //! Every write goes to the writer thread, which takes whatever has queued up (up to
 //! [`MAX_BATCH`] operations) and commits it in one transaction: one fsync for many requests
-//! (group commit). Each operation runs inside its own savepoint, so one failing operation does not
-//! undo the others in its group. Reads run on reader threads, each with its own connection, and
-//! never wait for the writer (WAL).
+//! (group commit). Each operation runs inside its own savepoint, so an operation that fails on
+//! its own is undone without undoing the others. When SQLite itself abandons the transaction
+//! (disk full, I/O error), every operation of the group fails and nothing of it is kept. Reads run
+//! on reader threads, each with its own connection, and never wait for the writer (WAL).
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::thread;
+use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -16,8 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     ApiKeyRecord, BoxMinter, Command, CommandOutcome, CreateOutcome, InboxLog, InboxMessage,
-    KeyState, KeyStore, MetaStore, StoreError, StoreResult, VerificationStore,
+    KeyState, KeyStore, MetaStore, SharedClock, StoreError, StoreResult, VerificationStore,
 };
+use crate::channel::inbox::InboxLogError;
 use crate::domain::{DeliveryOrder, EventId, Instant, RequestId, Status, Verification};
 
 /// Most operations committed by one transaction.
@@ -25,12 +29,16 @@ const MAX_BATCH: usize = 512;
 /// Operations queued for the writer before callers wait (back-pressure).
 const WRITE_QUEUE: usize = 8192;
 const READERS: usize = 4;
+/// How long a process owns a delivery it stored before a sweep may take it over.
+pub const DEFAULT_DELIVERY_LEASE: Duration = Duration::from_secs(60);
+/// `state` of a row whose body could not be read; it leaves every index of live rows.
+const STATE_SET_ASIDE: i64 = -1;
 
 const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
 
 type Finish = Box<dyn FnOnce(StoreResult<()>) + Send>;
-/// A write operation. It receives the connection, or the error that kept its transaction from
-/// starting, and returns whether it succeeded plus how to answer its caller once the commit is known.
+/// A write operation. It receives the connection, or the error that kept it from running, and
+/// returns whether it succeeded plus how to answer its caller once the commit is known.
 type WriteJob = Box<dyn FnOnce(Result<&Connection, StoreError>) -> (bool, Finish) + Send>;
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
@@ -38,6 +46,7 @@ pub struct SqliteStore {
     writer: mpsc::Sender<WriteJob>,
     readers: crossbeam_channel::Sender<ReadJob>,
     path: PathBuf,
+    lease: Duration,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -57,14 +66,29 @@ fn db_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
+/// A stored body that does not decode. serde's message can quote the stored value (a number, a
+/// hash), so only the kind and position of the error are kept.
+fn corrupt_json(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!(
+        "JSON {:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    ))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(corrupt_json)
+}
+
+fn real_now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 fn open_connection(path: &Path, flags: OpenFlags) -> anyhow::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)
         .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
     Ok(conn)
 }
 
@@ -83,8 +107,12 @@ pub fn open_and_migrate(path: &Path) -> anyhow::Result<Connection> {
             path.display()
         );
     }
-    // FULL: a commit is on disk (WAL fsync'd) before any caller hears "0".
-    conn.execute_batch("pragma synchronous = full; pragma foreign_keys = on;")?;
+    // synchronous=full: a commit is on disk (WAL fsync'd) before any caller hears "0".
+    // secure_delete: deleted rows (sealed PINs of finished requests) are zeroed, not left in
+    // free pages.
+    conn.execute_batch(
+        "pragma synchronous = full; pragma foreign_keys = on; pragma secure_delete = on;",
+    )?;
     migrate(&conn).with_context(|| format!("while migrating {}", path.display()))?;
     Ok(conn)
 }
@@ -133,11 +161,32 @@ impl SqliteStore {
             writer,
             readers,
             path: path.to_owned(),
+            lease: DEFAULT_DELIVERY_LEASE,
         })
+    }
+
+    /// How long deliveries stay leased to this process before a sweep may resend them.
+    pub fn with_delivery_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn lease_until(&self) -> i64 {
+        real_now_ms() + self.lease.as_millis() as i64
+    }
+
+    /// Ends every lease. Only for a process that holds the database alone (the server's lock
+    /// file): leases of a process that died mean nothing, and its deliveries are due now.
+    pub async fn release_leases(&self) -> StoreResult<usize> {
+        self.write(|conn| {
+            conn.execute("update delivery set lease_until = 0", [])
+                .map_err(db_err)
+        })
+        .await
     }
 
     async fn write<T: Send + 'static>(
@@ -188,39 +237,86 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
     }
 }
 
+/// Runs one job inside its own savepoint. A panicking job fails alone (its savepoint is rolled
+/// back) instead of taking the writer thread down.
+fn run_job(conn: &Connection, job: WriteJob) -> Finish {
+    if let Err(e) = conn.execute_batch("savepoint op") {
+        return job(Err(db_err(e))).1;
+    }
+    let outcome = catch_unwind(AssertUnwindSafe(|| job(Ok(conn))));
+    let (ok, finish) = match outcome {
+        Ok(done) => done,
+        Err(_) => {
+            tracing::error!("a store operation panicked; it is undone and reported as failed");
+            let failed: Finish = Box::new(|_| {});
+            (false, failed)
+        }
+    };
+    if !conn.is_autocommit() {
+        let end = if ok {
+            "release op"
+        } else {
+            "rollback to op; release op"
+        };
+        if let Err(e) = conn.execute_batch(end) {
+            tracing::error!(error = %e, "could not end a savepoint");
+        }
+    }
+    finish
+}
+
 fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>) {
     if let Err(e) = conn.execute_batch("begin immediate") {
         let err = db_err(e);
         for job in batch.drain(..) {
-            let (_, finish) = job(Err(err.clone()));
-            finish(Err(err.clone()));
+            job(Err(err.clone())).1(Err(err.clone()));
         }
         return;
     }
     let mut finishers: Vec<Finish> = Vec::with_capacity(batch.len());
-    for job in batch.drain(..) {
-        let savepoint = conn.execute_batch("savepoint op");
-        let (ok, finish) = job(Ok(conn));
-        if savepoint.is_ok() {
-            let end = if ok {
-                "release op"
-            } else {
-                "rollback to op; release op"
-            };
-            if let Err(e) = conn.execute_batch(end) {
-                tracing::error!(error = %e, "savepoint end failed");
-            }
+    let mut jobs = batch.drain(..);
+    let mut abandoned = None;
+    for job in jobs.by_ref() {
+        finishers.push(run_job(conn, job));
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (disk full, I/O error): what ran is gone,
+            // and what has not run must not run outside a transaction.
+            abandoned = Some(StoreError::Backend(
+                "the transaction was rolled back by SQLite".into(),
+            ));
+            break;
         }
-        finishers.push(finish);
     }
+    if let Some(err) = abandoned {
+        for job in jobs {
+            job(Err(err.clone())).1(Err(err.clone()));
+        }
+        tracing::error!(error = %err, "a group of writes failed");
+        finishers.into_iter().for_each(|f| f(Err(err.clone())));
+        return;
+    }
+    drop(jobs);
     match conn.execute_batch("commit") {
         Ok(()) => finishers.into_iter().for_each(|f| f(Ok(()))),
         Err(e) => {
             let err = db_err(e);
+            tracing::error!(error = %err, "a group of writes could not be committed");
             let _ = conn.execute_batch("rollback");
             finishers.into_iter().for_each(|f| f(Err(err.clone())));
         }
     }
+}
+
+fn load_body(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Option<String>> {
+    conn.prepare_cached(sql)
+        .map_err(db_err)?
+        .query_row(params, |r| r.get(0))
+        .optional()
+        .map_err(db_err)
 }
 
 fn load(
@@ -228,18 +324,13 @@ fn load(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> StoreResult<Option<Verification>> {
-    let body: Option<String> = conn
-        .prepare_cached(sql)
-        .map_err(db_err)?
-        .query_row(params, |r| r.get(0))
-        .optional()
-        .map_err(db_err)?;
-    body.map(|b| serde_json::from_str(&b).map_err(corrupt))
+    load_body(conn, sql, params)?
+        .map(|b| serde_json::from_str(&b).map_err(corrupt_json))
         .transpose()
 }
 
 fn save(conn: &Connection, v: &Verification) -> StoreResult<()> {
-    let body = serde_json::to_string(v).map_err(corrupt)?;
+    let body = encode(v)?;
     conn.prepare_cached(
         "update verification set state = ?1, next_due_at = ?2, body = ?3 where request_id = ?4",
     )
@@ -251,20 +342,42 @@ fn save(conn: &Connection, v: &Verification) -> StoreResult<()> {
         v.id.as_str()
     ])
     .map_err(db_err)?;
+    if v.status() != Status::InProgress {
+        // Nothing is delivered for an ended request, and its sealed PIN copies go with it.
+        conn.prepare_cached("delete from delivery where request_id = ?1")
+            .map_err(db_err)?
+            .execute(params![v.id.as_str()])
+            .map_err(db_err)?;
+    }
     Ok(())
 }
 
-fn insert_delivery(conn: &Connection, order: &DeliveryOrder) -> StoreResult<()> {
-    let body = serde_json::to_string(order).map_err(corrupt)?;
+/// Takes a row whose body does not decode out of every live index, so it cannot stall the
+/// scheduler or block its number; logged once, by request id only.
+fn set_aside(conn: &Connection, request_id: &str, error: &StoreError) -> StoreResult<()> {
+    tracing::error!(request_id, %error, "a stored verification cannot be read; it is set aside");
     conn.prepare_cached(
-        "insert into delivery (event_id, request_id, body, created_at) values (?1, ?2, ?3, ?4)",
+        "update verification set state = ?1, next_due_at = null where request_id = ?2",
+    )
+    .map_err(db_err)?
+    .execute(params![STATE_SET_ASIDE, request_id])
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn insert_delivery(conn: &Connection, order: &DeliveryOrder, lease_until: i64) -> StoreResult<()> {
+    let body = encode(order)?;
+    conn.prepare_cached(
+        "insert into delivery (event_id, request_id, body, created_at, lease_until) \
+         values (?1, ?2, ?3, ?4, ?5)",
     )
     .map_err(db_err)?
     .execute(params![
         order.event_id.as_str(),
         order.request_id.as_str(),
         body,
-        order.created_at.timestamp_millis()
+        order.created_at.timestamp_millis(),
+        lease_until
     ])
     .map_err(db_err)?;
     Ok(())
@@ -275,20 +388,31 @@ fn create_in(
     v: &Verification,
     first: &DeliveryOrder,
     now: Instant,
+    lease_until: i64,
 ) -> StoreResult<CreateOutcome> {
-    let existing = load(
-        conn,
-        "select body from verification where account = ?1 and number = ?2 and state = 0",
-        params![v.account, v.number.digits()],
-    )?;
-    if let Some(mut existing) = existing {
-        existing.settle(now);
-        if existing.status() == Status::InProgress {
-            return Ok(CreateOutcome::Concurrent(existing.id));
+    let holder = conn
+        .prepare_cached(
+            "select request_id, body from verification where account = ?1 and number = ?2 and state = 0",
+        )
+        .map_err(db_err)?
+        .query_row(params![v.account, v.number.digits()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()
+        .map_err(db_err)?;
+    if let Some((holder_id, body)) = holder {
+        match serde_json::from_str::<Verification>(&body) {
+            Ok(mut existing) => {
+                existing.settle(now);
+                if existing.status() == Status::InProgress {
+                    return Ok(CreateOutcome::Concurrent(existing.id));
+                }
+                save(conn, &existing)?;
+            }
+            Err(e) => set_aside(conn, &holder_id, &corrupt_json(e))?,
         }
-        save(conn, &existing)?;
     }
-    let body = serde_json::to_string(v).map_err(corrupt)?;
+    let body = encode(v)?;
     conn.prepare_cached(
         "insert into verification (request_id, account, number, state, next_due_at, submitted_at, body) \
          values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -304,7 +428,7 @@ fn create_in(
         body
     ])
     .map_err(db_err)?;
-    insert_delivery(conn, first)?;
+    insert_delivery(conn, first, lease_until)?;
     Ok(CreateOutcome::Created)
 }
 
@@ -315,6 +439,7 @@ fn apply_in(
     command: Command,
     now: Instant,
     mut minter: BoxMinter,
+    lease_until: i64,
 ) -> StoreResult<Option<(CommandOutcome, Verification)>> {
     let Some(mut v) = load(
         conn,
@@ -334,7 +459,7 @@ fn apply_in(
     };
     save(conn, &v)?;
     if let CommandOutcome::Triggered(Ok(order)) = &outcome {
-        insert_delivery(conn, order)?;
+        insert_delivery(conn, order, lease_until)?;
     }
     Ok(Some((outcome, v)))
 }
@@ -344,34 +469,94 @@ fn claim_due_in(
     now: Instant,
     limit: usize,
     mut minter: BoxMinter,
+    lease_until: i64,
 ) -> StoreResult<Vec<DeliveryOrder>> {
-    let bodies: Vec<String> = {
+    let rows: Vec<(String, String)> = {
         let mut stmt = conn
             .prepare_cached(
-                "select body from verification where state = 0 and next_due_at <= ?1 \
+                "select request_id, body from verification where state = 0 and next_due_at <= ?1 \
                  order by next_due_at limit ?2",
             )
             .map_err(db_err)?;
         let rows = stmt
-            .query_map(params![now.timestamp_millis(), limit as i64], |r| r.get(0))
+            .query_map(params![now.timestamp_millis(), limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .map_err(db_err)?;
         rows.collect::<Result<_, _>>().map_err(db_err)?
     };
     let mut orders = Vec::new();
-    for body in bodies {
-        let mut v: Verification = serde_json::from_str(&body).map_err(corrupt)?;
+    for (request_id, body) in rows {
+        let mut v: Verification = match serde_json::from_str(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                set_aside(conn, &request_id, &corrupt_json(e))?;
+                continue;
+            }
+        };
         let order = v.advance(now, minter.as_mut());
         save(conn, &v)?;
         if let Some(order) = order {
-            insert_delivery(conn, &order)?;
+            insert_delivery(conn, &order, lease_until)?;
             orders.push(order);
         }
     }
     Ok(orders)
 }
 
+fn claim_stale_in(
+    conn: &Connection,
+    limit: usize,
+    lease_until: i64,
+) -> StoreResult<Vec<DeliveryOrder>> {
+    let now = real_now_ms();
+    // Deliveries of requests that ended (or were set aside) are not sent.
+    conn.prepare_cached(
+        "delete from delivery where lease_until <= ?1 and not exists \
+         (select 1 from verification v where v.request_id = delivery.request_id and v.state = 0)",
+    )
+    .map_err(db_err)?
+    .execute(params![now])
+    .map_err(db_err)?;
+    let rows: Vec<(String, String)> = {
+        let mut stmt = conn
+            .prepare_cached(
+                "select event_id, body from delivery where lease_until <= ?1 \
+                 order by created_at limit ?2",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)?
+    };
+    let mut orders = Vec::with_capacity(rows.len());
+    let mut lease = conn
+        .prepare_cached("update delivery set lease_until = ?1 where event_id = ?2")
+        .map_err(db_err)?;
+    let mut drop_row = conn
+        .prepare_cached("delete from delivery where event_id = ?1")
+        .map_err(db_err)?;
+    for (event_id, body) in rows {
+        match serde_json::from_str::<DeliveryOrder>(&body) {
+            Ok(order) => {
+                lease
+                    .execute(params![lease_until, event_id])
+                    .map_err(db_err)?;
+                orders.push(order);
+            }
+            Err(e) => {
+                tracing::error!(event_id, error = %corrupt_json(e), "a stored delivery cannot be read; dropped");
+                drop_row.execute(params![event_id]).map_err(db_err)?;
+            }
+        }
+    }
+    Ok(orders)
+}
+
 fn ms_to_instant(ms: i64) -> StoreResult<Instant> {
-    chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt("timestamp out of range"))
+    chrono::DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt("timestamp out of range".into()))
 }
 
 #[async_trait]
@@ -382,7 +567,8 @@ impl VerificationStore for SqliteStore {
         first: DeliveryOrder,
         now: Instant,
     ) -> StoreResult<CreateOutcome> {
-        self.write(move |conn| create_in(conn, &verification, &first, now))
+        let lease_until = self.lease_until();
+        self.write(move |conn| create_in(conn, &verification, &first, now, lease_until))
             .await
     }
 
@@ -391,13 +577,24 @@ impl VerificationStore for SqliteStore {
         account: &str,
         id: &RequestId,
         command: Command,
-        now: Instant,
+        clock: SharedClock,
         minter: BoxMinter,
     ) -> StoreResult<Option<(CommandOutcome, Verification)>> {
         let account = account.to_owned();
         let id = id.clone();
-        self.write(move |conn| apply_in(conn, &account, &id, command, now, minter))
-            .await
+        let lease_until = self.lease_until();
+        self.write(move |conn| {
+            apply_in(
+                conn,
+                &account,
+                &id,
+                command,
+                clock.now(),
+                minter,
+                lease_until,
+            )
+        })
+        .await
     }
 
     async fn find(&self, account: &str, ids: &[RequestId]) -> StoreResult<Vec<Verification>> {
@@ -421,11 +618,12 @@ impl VerificationStore for SqliteStore {
 
     async fn claim_due(
         &self,
-        now: Instant,
+        clock: SharedClock,
         limit: usize,
         minter: BoxMinter,
     ) -> StoreResult<Vec<DeliveryOrder>> {
-        self.write(move |conn| claim_due_in(conn, now, limit, minter))
+        let lease_until = self.lease_until();
+        self.write(move |conn| claim_due_in(conn, clock.now(), limit, minter, lease_until))
             .await
     }
 
@@ -451,11 +649,17 @@ impl VerificationStore for SqliteStore {
                 .map_err(db_err)?;
             let mut out = Vec::new();
             for body in rows {
-                out.push(serde_json::from_str(&body.map_err(db_err)?).map_err(corrupt)?);
+                out.push(serde_json::from_str(&body.map_err(db_err)?).map_err(corrupt_json)?);
             }
             Ok(out)
         })
         .await
+    }
+
+    async fn claim_stale_deliveries(&self, limit: usize) -> StoreResult<Vec<DeliveryOrder>> {
+        let lease_until = self.lease_until();
+        self.write(move |conn| claim_stale_in(conn, limit, lease_until))
+            .await
     }
 
     async fn mark_delivered(&self, ids: Vec<EventId>) -> StoreResult<()> {
@@ -472,6 +676,8 @@ impl VerificationStore for SqliteStore {
     }
 }
 
+const KEY_COLUMNS: &str = "api_key, name, secret_hash, state, allow_custom_pin, created_at";
+
 fn key_from_row(
     r: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<(String, String, Vec<u8>, i64, bool, i64)> {
@@ -485,13 +691,26 @@ fn key_from_row(
     ))
 }
 
+fn key_record(row: (String, String, Vec<u8>, i64, bool, i64)) -> StoreResult<ApiKeyRecord> {
+    let (api_key, name, hash, state, allow_custom_pin, created) = row;
+    Ok(ApiKeyRecord {
+        api_key,
+        name,
+        secret_hash: hash
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("secret hash size".into()))?,
+        state: KeyState::from_code(state).ok_or_else(|| StoreError::Corrupt("key state".into()))?,
+        allow_custom_pin,
+        created_at: ms_to_instant(created)?,
+    })
+}
+
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn insert_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
         self.write(move |conn| {
             conn.execute(
-                "insert into api_key (api_key, name, secret_hash, state, allow_custom_pin, created_at) \
-                 values (?1, ?2, ?3, ?4, ?5, ?6)",
+                &format!("insert into api_key ({KEY_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6)"),
                 params![
                     key.api_key,
                     key.name,
@@ -510,26 +729,28 @@ impl KeyStore for SqliteStore {
     async fn list_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "select api_key, name, secret_hash, state, allow_custom_pin, created_at \
-                     from api_key order by created_at, api_key",
-                )
+                .prepare_cached(&format!(
+                    "select {KEY_COLUMNS} from api_key order by created_at, api_key"
+                ))
                 .map_err(db_err)?;
             let rows = stmt.query_map([], key_from_row).map_err(db_err)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (api_key, name, hash, state, allow_custom_pin, created) =
-                    row.map_err(db_err)?;
-                out.push(ApiKeyRecord {
-                    api_key,
-                    name,
-                    secret_hash: hash.try_into().map_err(|_| corrupt("secret hash size"))?,
-                    state: KeyState::from_code(state).ok_or_else(|| corrupt("key state"))?,
-                    allow_custom_pin,
-                    created_at: ms_to_instant(created)?,
-                });
-            }
-            Ok(out)
+            rows.map(|row| key_record(row.map_err(db_err)?)).collect()
+        })
+        .await
+    }
+
+    async fn get_key(&self, api_key: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let api_key = api_key.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "select {KEY_COLUMNS} from api_key where api_key = ?1"
+            ))
+            .map_err(db_err)?
+            .query_row(params![api_key], key_from_row)
+            .optional()
+            .map_err(db_err)?
+            .map(key_record)
+            .transpose()
         })
         .await
     }
@@ -580,11 +801,15 @@ impl MetaStore for SqliteStore {
     }
 }
 
+fn inbox_err(e: StoreError) -> InboxLogError {
+    InboxLogError(e.to_string())
+}
+
 #[async_trait]
 impl InboxLog for SqliteStore {
-    async fn append(&self, m: InboxMessage) -> StoreResult<()> {
+    async fn append(&self, m: InboxMessage) -> Result<(), InboxLogError> {
         let created = chrono::DateTime::parse_from_rfc3339(&m.created_at)
-            .map_err(corrupt)?
+            .map_err(|e| InboxLogError(format!("created_at: {e}")))?
             .timestamp_millis();
         self.write(move |conn| {
             conn.prepare_cached(
@@ -607,9 +832,14 @@ impl InboxLog for SqliteStore {
             Ok(())
         })
         .await
+        .map_err(inbox_err)
     }
 
-    async fn list(&self, to: Option<&str>, limit: usize) -> StoreResult<Vec<InboxMessage>> {
+    async fn list(
+        &self,
+        to: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InboxMessage>, InboxLogError> {
         let to = to.map(str::to_owned);
         self.read(move |conn| {
             let mut stmt = conn
@@ -621,34 +851,159 @@ impl InboxLog for SqliteStore {
             let rows = stmt
                 .query_map(params![to, limit as i64], |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, String>(6)?,
+                        InboxMessage {
+                            id: r.get(0)?,
+                            channel: r.get(1)?,
+                            to: r.get(2)?,
+                            from: r.get(3)?,
+                            text: r.get(4)?,
+                            locale: r.get(5)?,
+                            request_id: r.get(6)?,
+                            created_at: String::new(),
+                        },
                         r.get::<_, i64>(7)?,
                     ))
                 })
                 .map_err(db_err)?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, channel, to, from, text, locale, request_id, created) = row.map_err(db_err)?;
-                out.push(InboxMessage {
-                    id,
-                    channel,
-                    to,
-                    from,
-                    text,
-                    locale,
-                    request_id,
-                    created_at: ms_to_instant(created)?
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                });
+                let (mut message, created) = row.map_err(db_err)?;
+                message.created_at = ms_to_instant(created)?
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                out.push(message);
             }
             Ok(out)
         })
         .await
+        .map_err(inbox_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        (store, dir)
+    }
+
+    async fn count(store: &SqliteStore) -> i64 {
+        store
+            .read(|c| {
+                c.query_row("select count(*) from meta", [], |r| r.get(0))
+                    .map_err(db_err)
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failing_operation_in_a_group_is_undone_alone() {
+        let (store, _dir) = store();
+        let store = std::sync::Arc::new(store);
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .write(move |c| {
+                        c.execute(
+                            "insert into meta (name, value) values (?1, 'x')",
+                            params![format!("k{i}")],
+                        )
+                        .map_err(db_err)?;
+                        if i == 25 {
+                            return Err(StoreError::Backend("this one fails".into()));
+                        }
+                        Ok(())
+                    })
+                    .await
+            }));
+        }
+        let mut failed = 0;
+        for t in tasks {
+            if t.await.unwrap().is_err() {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 1);
+        assert_eq!(
+            count(&store).await,
+            49,
+            "the failed operation's row is gone, the others kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_operation_fails_alone_and_the_writer_keeps_working() {
+        let (store, _dir) = store();
+        let r = store
+            .write(|c| -> StoreResult<()> {
+                c.execute("insert into meta (name, value) values ('p', 'x')", [])
+                    .map_err(db_err)?;
+                panic!("boom")
+            })
+            .await;
+        assert!(r.is_err());
+        store.set_meta("after", "1").await.unwrap();
+        assert_eq!(
+            count(&store).await,
+            1,
+            "only the row written after the panic"
+        );
+    }
+
+    #[tokio::test]
+    async fn when_sqlite_abandons_the_transaction_no_operation_of_the_group_is_kept() {
+        let (store, _dir) = store();
+        let store = std::sync::Arc::new(store);
+        // Hold the writer so the next operations queue up into one group.
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let blocker = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(move |_| {
+                        release_rx.recv().unwrap();
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .write(move |c| {
+                        c.execute(
+                            "insert into meta (name, value) values (?1, 'x')",
+                            params![format!("g{i}")],
+                        )
+                        .map_err(db_err)?;
+                        if i == 1 {
+                            // What SQLite does on disk full or an I/O error.
+                            c.execute_batch("rollback").map_err(db_err)?;
+                        }
+                        Ok(())
+                    })
+                    .await
+            }));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        release_tx.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        for t in tasks {
+            assert!(
+                t.await.unwrap().is_err(),
+                "every operation of the abandoned group fails"
+            );
+        }
+        assert_eq!(count(&store).await, 0, "and none of them is kept");
+        store.set_meta("after", "1").await.unwrap();
+        assert_eq!(count(&store).await, 1);
     }
 }

@@ -1,18 +1,8 @@
-use crate::helpers::{number, spawn_app, spawn_app_with};
+use crate::helpers::{number, spawn_app, spawn_app_with, wrong_code};
 use verifyd::domain::Price;
 
 const WRONG: &str = "The code inserted does not match the expected value";
 const TOO_MANY: &str = "The wrong code was provided too many times. Request terminated";
-
-fn wrong_code(pin: &str) -> String {
-    let last = pin.chars().last().unwrap();
-    let other = if last == '9' {
-        '0'
-    } else {
-        char::from(last as u8 + 1)
-    };
-    format!("{}{}", &pin[..pin.len() - 1], other)
-}
 
 #[tokio::test]
 async fn the_right_code_answers_0_with_event_id_price_and_currency() {
@@ -216,4 +206,22 @@ async fn a_check_answers_xml_when_asked() {
         )),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn check_and_control_work_with_get_too() {
+    let app = spawn_app().await;
+    let id = app.start(&number(206)).await;
+    let pin = app.pin(&number(206), &id).await;
+    let body = app
+        .call_get(
+            "/verify/control/json",
+            &[("request_id", &id), ("cmd", "trigger_next_event")],
+        )
+        .await;
+    assert_eq!(body["status"], "0");
+    let body = app
+        .call_get("/verify/check/json", &[("request_id", &id), ("code", &pin)])
+        .await;
+    assert_eq!(body["status"], "0");
 }

@@ -16,7 +16,7 @@ async fn cancel_within_30_seconds_answers_19_and_works_after() {
         format!("Verification request ['{id}'] can't be cancelled within the first 30 seconds.")
     );
 
-    app.advance(30);
+    app.advance(30).await;
     let body = app
         .call(
             "/verify/control/json",
@@ -52,7 +52,7 @@ async fn cancel_within_30_seconds_answers_19_and_works_after() {
 async fn cancel_after_the_second_event_answers_19_with_the_spec_text() {
     let app = spawn_app().await;
     let id = app.start(&number(401)).await;
-    app.advance(40);
+    app.advance(40).await;
     let body = app
         .call(
             "/verify/control/json",
@@ -167,7 +167,7 @@ async fn control_parameters_are_validated() {
 async fn another_key_cannot_control_a_request() {
     let app = spawn_app().await;
     let id = app.start(&number(403)).await;
-    app.advance(31);
+    app.advance(31).await;
     let (key, secret) = app.new_key(true).await;
     let response = app
         .client

@@ -161,9 +161,11 @@ impl TestApp {
         pin_in(list[0]["text"].as_str().unwrap())
     }
 
-    /// Moves workflow time on; the scheduler notices within its poll interval.
-    pub fn advance(&self, secs: i64) {
+    /// Moves workflow time on and runs the scheduler's step once, so everything due by then has
+    /// been handled (deliveries may still be on their way to the inbox).
+    pub async fn advance(&self, secs: i64) {
         self.clock.advance(chrono::Duration::seconds(secs));
+        self.app.run_due_steps().await.unwrap();
     }
 
     pub async fn new_key(&self, allow_custom_pin: bool) -> (String, String) {
@@ -179,15 +181,17 @@ impl TestApp {
     }
 }
 
-/// The code in a message: the digits of an SMS, or the spelled-out digits of a call script.
-pub fn pin_in(text: &str) -> String {
-    let compact = text.replace(", ", "");
-    compact
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|run| run.len() >= 4)
-        .max_by_key(|run| run.len())
-        .unwrap_or_else(|| panic!("no code in {text:?}"))
-        .to_owned()
+pub use crate::support::pin_in;
+
+/// A code that differs from `pin` in its last digit.
+pub fn wrong_code(pin: &str) -> String {
+    let last = pin.chars().last().unwrap();
+    let other = if last == '9' {
+        '0'
+    } else {
+        char::from(last as u8 + 1)
+    };
+    format!("{}{}", &pin[..pin.len() - 1], other)
 }
 
 pub async fn v1_json(response: reqwest::Response) -> Value {

@@ -1,6 +1,9 @@
 //! The v1 HTTP surface, end to end: a real server on a random loopback port, a real SQLite file,
 //! the real scheduler and inbox channel, and a manual clock moved by the tests.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod helpers;
 
 mod check;

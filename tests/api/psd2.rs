@@ -138,3 +138,48 @@ async fn psd2_has_no_xml() {
         .unwrap();
     assert_eq!(response.status(), 404);
 }
+
+#[tokio::test]
+async fn psd2_validates_code_length_workflow_and_timings_like_a_request() {
+    let app = spawn_app().await;
+    let n = number(504);
+    for (param, value) in [
+        ("code_length", "5"),
+        ("workflow_id", "8"),
+        ("pin_expiry", "30"),
+        ("next_event_wait", "1000"),
+        ("country", "ZZ"),
+    ] {
+        let body = app
+            .call(
+                "/verify/psd2/json",
+                &[
+                    ("number", &n),
+                    ("payee", "Shop"),
+                    ("amount", "1"),
+                    (param, value),
+                ],
+            )
+            .await;
+        assert_eq!(
+            body["error_text"],
+            format!("Invalid value for param: {param}"),
+            "{param}: {body}"
+        );
+    }
+    let body = app
+        .call(
+            "/verify/psd2/json",
+            &[
+                ("number", &n),
+                ("payee", "Shop"),
+                ("amount", "1"),
+                ("code_length", "6"),
+                ("workflow_id", "6"),
+            ],
+        )
+        .await;
+    assert_eq!(body["status"], "0");
+    let id = body["request_id"].as_str().unwrap();
+    assert_eq!(app.pin(&n, id).await.len(), 6);
+}

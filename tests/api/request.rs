@@ -447,3 +447,62 @@ async fn a_sender_id_is_used_as_the_sms_sender() {
         "ACME"
     );
 }
+
+#[tokio::test]
+async fn an_unknown_country_is_reported_as_a_bad_country() {
+    let app = spawn_app().await;
+    let body = app
+        .call(
+            "/verify/json",
+            &[("number", "07700100016"), ("brand", "A"), ("country", "ZZ")],
+        )
+        .await;
+    assert_eq!(body["error_text"], "Invalid value for param: country");
+}
+
+#[tokio::test]
+async fn a_json_body_labelled_as_a_form_is_read_as_json() {
+    let app = spawn_app().await;
+    let body =
+        json!({"api_key": app.key, "api_secret": app.secret, "number": number(17), "brand": "X"});
+    let response = app
+        .client
+        .post(app.url("/verify/json"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v1_json(response).await["status"], "0");
+}
+
+#[tokio::test]
+async fn a_stored_verification_that_cannot_be_read_answers_status_5_and_is_set_aside() {
+    let app = spawn_app().await;
+    let id = app.start(&number(18)).await;
+    let db = app.app.store().path().to_owned();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    conn.execute(
+        "update verification set body = 'not json' where request_id = ?1",
+        [&id],
+    )
+    .unwrap();
+    drop(conn);
+
+    let body = app
+        .call(
+            "/verify/check/json",
+            &[("request_id", &id), ("code", "1234")],
+        )
+        .await;
+    assert_eq!(
+        (body["status"].as_str(), body["error_text"].as_str()),
+        (Some("5"), Some("Internal Error"))
+    );
+    // The scheduler sets it aside instead of failing on it forever, and the number is usable.
+    app.advance(125).await;
+    let again = app.start(&number(18)).await;
+    assert_ne!(again, id);
+}

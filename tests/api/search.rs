@@ -1,4 +1,4 @@
-use crate::helpers::{number, spawn_app, spawn_app_with, v1_json};
+use crate::helpers::{number, spawn_app, spawn_app_with, v1_json, wrong_code};
 use verifyd::domain::Price;
 
 fn is_date(s: &str) -> bool {
@@ -21,10 +21,11 @@ async fn search_reports_every_field_with_real_dates_checks_and_events() {
     assert_eq!(in_progress["price"], "0.00000000");
 
     let pin = app.pin(&number(300), &id).await;
-    app.advance(5);
+    app.advance(5).await;
+    let wrong = wrong_code(&pin);
     app.call(
         "/verify/check/json",
-        &[("request_id", &id), ("code", "0000")],
+        &[("request_id", &id), ("code", &wrong)],
     )
     .await;
     app.call("/verify/check/json", &[("request_id", &id), ("code", &pin)])
@@ -204,4 +205,29 @@ async fn search_answers_xml_with_wrapped_checks_and_events() {
     assert!(text.contains("<verify_request><request_id>"), "{text}");
     assert!(text.contains("<checks><check><date_received>"), "{text}");
     assert!(text.contains("<events><event><type>sms</type>"), "{text}");
+}
+
+#[tokio::test]
+async fn several_results_in_xml_are_verify_request_elements_in_one_root() {
+    let app = spawn_app().await;
+    let a = app.start(&number(305)).await;
+    let b = app.start(&number(306)).await;
+    let response = app
+        .client
+        .get(app.url("/verify/search/xml"))
+        .basic_auth(&app.key, Some(&app.secret))
+        .query(&[("request_ids", &a), ("request_ids", &b)])
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("?>\n<verification_requests><verify_request><request_id>"),
+        "{text}"
+    );
+    assert_eq!(text.matches("<verify_request>").count(), 2, "{text}");
+    assert!(
+        text.ends_with("</verify_request></verification_requests>"),
+        "{text}"
+    );
 }

@@ -144,3 +144,15 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (bool, String) {
         None => (false, format!("{text}\n(killed after {limit:?})")),
     }
 }
+
+/// The code in an inbox message: the digits of an SMS, or the spelled-out digits of a call script.
+/// The longest run of 4+ digits, so a PSD2 amount (`48.00`) is never taken for it.
+pub fn pin_in(text: &str) -> String {
+    let compact = text.replace(", ", "");
+    compact
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|run| run.len() >= 4)
+        .max_by_key(|run| run.len())
+        .unwrap_or_else(|| panic!("no code in {text:?}"))
+        .to_owned()
+}

@@ -122,6 +122,41 @@ impl V1Error {
     }
 }
 
+/// The answer of `/verify/network-unblock`, which speaks HTTP status codes and the API's problem
+/// format instead of `status` strings. verifyd blocks no networks, and the API documents the
+/// feature as "switched off by default": an authenticated caller gets the answer for an account
+/// without it.
+pub fn network_unblock_answer(
+    auth: Result<(), V1Error>,
+) -> (
+    axum::http::StatusCode,
+    &'static str,
+    &'static str,
+    &'static str,
+) {
+    use axum::http::StatusCode;
+    match auth {
+        Ok(()) => (
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            "Your account does not have permission to perform this action.",
+        ),
+        Err(V1Error::Internal) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal-error",
+            "Internal Error",
+            "An error occurred processing this request.",
+        ),
+        Err(_) => (
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            "You did not provide correct credentials.",
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,10 +17,10 @@ use self::params::{parse_int, Params};
 use self::response::{Fields, Format, Reply};
 use super::AppState;
 use crate::auth::{Account, AuthError};
-use crate::domain::locale::LocaleSet;
+use crate::domain::locale::{Locale, LocaleSet};
 use crate::domain::{
-    Candidate, CodeLength, CustomPin, Instant, PhoneNumber, Purpose, RequestId, Timing, Workflow,
-    DEFAULT_SENDER_ID, NEXT_EVENT_WAIT_RANGE, PIN_EXPIRY_RANGE,
+    Candidate, CodeLength, Country, CustomPin, Instant, PhoneNumber, Purpose, RequestId, Timing,
+    Workflow, DEFAULT_SENDER_ID, NEXT_EVENT_WAIT_RANGE, PIN_EXPIRY_RANGE,
 };
 use crate::service::{
     CheckResult, ControlCommand, ControlResult, Report, StartOutcome, StartRequest,
@@ -134,11 +134,10 @@ fn max_chars(text: &str, n: usize) -> bool {
 fn parse_common(
     p: &Params,
     locales: LocaleSet,
-) -> Result<(PhoneNumber, CodeLength, String, Workflow, Timing), V1Error> {
+) -> Result<(PhoneNumber, CodeLength, Locale, Workflow, Timing), V1Error> {
     let number = required(p, "number")?;
     let country = match p.get("country") {
-        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => Some(c),
-        Some(_) => return Err(V1Error::Invalid("country")),
+        Some(c) => Some(Country::parse(c).ok_or(V1Error::Invalid("country"))?),
         None => None,
     };
     let number = PhoneNumber::parse(number, country).map_err(|_| V1Error::Invalid("number"))?;
@@ -159,7 +158,7 @@ fn parse_common(
         pin_expiry.map(|n| n as u32),
         next_event_wait.map(|n| n as u32),
     );
-    Ok((number, code_length, locale.to_owned(), workflow, timing))
+    Ok((number, code_length, locale, workflow, timing))
 }
 
 fn started(outcome: StartOutcome) -> Result<Reply, V1Error> {
@@ -445,38 +444,19 @@ async fn control(State(app): State<AppState>, Path(format): Path<String>, p: Par
     finish(Endpoint::Control, format, result, "")
 }
 
-/// Network unblock lifts a fraud block on a mobile network. verifyd blocks no networks yet, and
-/// the API documents the feature as "switched off by default", so an authenticated caller gets the
-/// API's answer for an account without it: 403 in the API's problem format.
 async fn network_unblock(State(app): State<AppState>, headers: HeaderMap, p: Params) -> Response {
     let instance = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let (status, kind, title, detail) = match authenticate(&app, &p).await {
-        Ok(_) => (
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Forbidden",
-            "Your account does not have permission to perform this action.",
-        ),
-        Err(V1Error::Internal) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal-error",
-            "Internal Error",
-            "An error occurred processing this request.",
-        ),
-        Err(e) => {
+    let auth = authenticate(&app, &p).await.map(|_| ());
+    if let Err(e) = &auth {
+        if *e != V1Error::Internal {
             tracing::info!(reason = %e, "network unblock refused");
-            (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Unauthorized",
-                "You did not provide correct credentials.",
-            )
         }
-    };
+    }
+    let (status, kind, title, detail) = error::network_unblock_answer(auth);
     let body = serde_json::json!({
         "type": format!("https://developer.vonage.com/api-errors#{kind}"),
         "title": title,

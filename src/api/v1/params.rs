@@ -11,12 +11,23 @@ use base64::Engine;
 /// Largest body accepted; a Verify request is a few hundred bytes.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Merged parameters, body values first so they win over the query string.
-#[derive(Debug, Default)]
+/// Merged parameters, body values first so they win over the query string. They include the
+/// secret, so `Debug` shows parameter names only.
+#[derive(Default)]
 pub struct Params {
     pairs: Vec<(String, String)>,
     /// Credentials from `Authorization: Basic`, when present and well formed.
     basic: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.pairs.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Params")
+            .field("names", &names)
+            .field("basic", &self.basic.is_some())
+            .finish()
+    }
 }
 
 impl Params {
