@@ -12,8 +12,9 @@ use crate::config::{ChannelKind, DatabaseUrl, KeySource, Settings, Tls};
 use crate::domain::Price;
 use crate::service::Pricing;
 use crate::startup::Application;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{KeyState, KeyStore};
+use crate::store::{KeyState, KeyStore, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,7 +23,7 @@ use crate::store::{KeyState, KeyStore};
     about = "Self-hosted phone verification, compatible with the Vonage Verify API"
 )]
 pub struct Cli {
-    /// Database URL: sqlite://PATH
+    /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DATABASE
     #[arg(
         long,
         global = true,
@@ -111,6 +112,11 @@ pub struct ServeArgs {
     /// Price reported per call placed (in estimated_price_messages_sent).
     #[arg(long, env = "VERIFYD_PRICE_CALL", default_value = "0")]
     pub price_call: String,
+
+    /// Seconds a stored delivery belongs to the node that made it; if that node dies, another
+    /// node sends it once this has passed.
+    #[arg(long, env = "VERIFYD_DELIVERY_LEASE", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub delivery_lease: u64,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -180,12 +186,16 @@ fn settings(database: DatabaseUrl, args: &ServeArgs) -> anyhow::Result<Settings>
             per_sms: price("price-sms", &args.price_sms)?,
             per_call: price("price-call", &args.price_call)?,
         },
+        delivery_lease: std::time::Duration::from_secs(args.delivery_lease),
     })
 }
 
-fn open_for_admin(database: &DatabaseUrl) -> anyhow::Result<Arc<SqliteStore>> {
-    let path = database.sqlite_path();
-    Ok(Arc::new(SqliteStore::open(path)?))
+/// Opens the database for a command-line tool, next to a running server if there is one.
+async fn open_for_admin(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match database {
+        DatabaseUrl::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        DatabaseUrl::Postgres(url) => Arc::new(PgStore::open(url).await?),
+    })
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -193,7 +203,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(database, &args).await,
         Command::Migrate => {
-            open_for_admin(&database)?;
+            open_for_admin(&database).await?;
             eprintln!("the database schema is up to date");
             Ok(())
         }
@@ -207,7 +217,7 @@ async fn serve(database: DatabaseUrl, args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
-    let store = open_for_admin(&database)?;
+    let store = open_for_admin(&database).await?;
     let now = chrono::Utc::now();
     match cmd {
         KeysCommand::Create {

@@ -9,15 +9,26 @@ use anyhow::bail;
 use crate::service::Pricing;
 
 /// Where the data lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL, as libpq takes it.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
 }
 
 impl DatabaseUrl {
     /// `sqlite://verifyd.db` (relative), `sqlite:///var/lib/verifyd/verifyd.db` (absolute) or
     /// `sqlite:verifyd.db`. Other schemes are refused with the list of supported ones.
     pub fn parse(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_owned()));
+        }
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"));
@@ -28,12 +39,13 @@ impl DatabaseUrl {
             Some(path) => Ok(DatabaseUrl::Sqlite(PathBuf::from(path))),
             None => bail!(
                 "{url} is not a supported database URL. Use sqlite://PATH (for example \
-                 sqlite://verifyd.db)"
+                 sqlite://verifyd.db) or postgres://USER@HOST:PORT/DATABASE"
             ),
         }
     }
 
-    /// Default place of the server key: beside the SQLite file.
+    /// Default place of the server key: beside the SQLite file; for PostgreSQL `verifyd.key` in
+    /// the working directory (a cluster gives every node the same key, see docs/cluster.md).
     pub fn default_key_file(&self) -> PathBuf {
         match self {
             DatabaseUrl::Sqlite(path) => {
@@ -41,12 +53,22 @@ impl DatabaseUrl {
                 name.push(".key");
                 PathBuf::from(name)
             }
+            DatabaseUrl::Postgres(_) => PathBuf::from("verifyd.key"),
         }
     }
 
-    pub fn sqlite_path(&self) -> &Path {
+    pub fn sqlite_path(&self) -> Option<&Path> {
         match self {
-            DatabaseUrl::Sqlite(path) => path,
+            DatabaseUrl::Sqlite(path) => Some(path),
+            DatabaseUrl::Postgres(_) => None,
+        }
+    }
+
+    /// The URL for logs: a PostgreSQL password is replaced by `***`.
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(url) => redact_password(url),
         }
     }
 }
@@ -58,6 +80,26 @@ pub enum KeySource {
     File(PathBuf),
     /// The key itself, in hex (from `VERIFYD_SECRET_KEY`).
     Hex(String),
+}
+
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let redacted = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
+            format!("{scheme}://{redacted}{}", &rest[at..])
+        }
+        None => url.to_owned(),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,12 +123,19 @@ pub struct Settings {
     pub clock_speed: f64,
     pub channels: Vec<ChannelKind>,
     pub pricing: Pricing,
+    /// How long a stored delivery belongs to the node that made it before another node's sweep
+    /// may send it.
+    pub delivery_lease: std::time::Duration,
 }
 
 impl Settings {
     /// Settings for a server on `listen` with the SQLite file `db`, everything else default.
     pub fn sqlite(listen: SocketAddr, db: &Path) -> Self {
-        let database = DatabaseUrl::Sqlite(db.to_owned());
+        Self::new(listen, DatabaseUrl::Sqlite(db.to_owned()))
+    }
+
+    /// Settings for a server on `listen` with `database`, everything else default.
+    pub fn new(listen: SocketAddr, database: DatabaseUrl) -> Self {
         Self {
             listen,
             key: KeySource::File(database.default_key_file()),
@@ -95,6 +144,7 @@ impl Settings {
             clock_speed: 1.0,
             channels: vec![ChannelKind::Inbox],
             pricing: Pricing::default(),
+            delivery_lease: crate::store::sqlite::DEFAULT_DELIVERY_LEASE,
         }
     }
 }
@@ -119,6 +169,19 @@ mod tests {
                 .default_key_file(),
             PathBuf::from("verifyd.db.key")
         );
+    }
+
+    #[test]
+    fn postgres_urls_are_kept_and_their_password_never_shown() {
+        let url =
+            DatabaseUrl::parse("postgres://app:s3cret@db:5432/verifyd?sslmode=disable").unwrap();
+        assert_eq!(
+            url.describe(),
+            "postgres://app:***@db:5432/verifyd?sslmode=disable"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let url = DatabaseUrl::parse("postgresql://postgres@127.0.0.1/postgres").unwrap();
+        assert_eq!(url.describe(), "postgresql://postgres@127.0.0.1/postgres");
     }
 
     #[test]

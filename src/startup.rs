@@ -27,6 +27,7 @@ use crate::config::{ChannelKind, DatabaseUrl, KeySource, Settings};
 use crate::crypto::{self, ServerKey};
 use crate::scheduler::{spawn_dispatcher, Scheduler};
 use crate::service::VerifyService;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{InboxLog, KeyStore, MetaStore, Store};
 
@@ -40,10 +41,11 @@ pub struct Application {
     handle: axum_server::Handle<SocketAddr>,
     server: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
+    database: DatabaseUrl,
     scheduler: Arc<Scheduler>,
     /// Held for the server's lifetime: one `serve` per SQLite file.
-    _lock: File,
+    _lock: Option<File>,
 }
 
 /// Everything a start needs that is not in [`Settings`]: tests replace the clock.
@@ -52,11 +54,31 @@ pub struct Overrides {
     pub clock: Option<Arc<dyn Clock>>,
 }
 
-fn open_store(database: &DatabaseUrl) -> anyhow::Result<(Arc<SqliteStore>, File)> {
-    let path = database.sqlite_path();
-    let lock = lock_database(path)?;
-    let store = SqliteStore::open(path)?;
-    Ok((Arc::new(store), lock))
+/// Opens the engine the URL names. A SQLite file is held alone (a lock file), and the leases of
+/// a previous run on it are ended: its unsent deliveries go out with the first sweep. PostgreSQL is
+/// shared by nodes, whose leases run out by themselves.
+async fn open_store(
+    database: &DatabaseUrl,
+    lease: Duration,
+) -> anyhow::Result<(Arc<dyn Store>, Option<File>)> {
+    match database {
+        DatabaseUrl::Sqlite(path) => {
+            let lock = lock_database(path)?;
+            let store = SqliteStore::open(path)?.with_delivery_lease(lease);
+            let released = store.release_leases().await?;
+            if released > 0 {
+                tracing::info!(
+                    count = released,
+                    "deliveries left unsent by the last run will be sent now"
+                );
+            }
+            Ok((Arc::new(store), Some(lock)))
+        }
+        DatabaseUrl::Postgres(url) => {
+            let store = PgStore::open(url).await?.with_delivery_lease(lease);
+            Ok((Arc::new(store), None))
+        }
+    }
 }
 
 /// A caller's `X-Request-Id` is kept only if it is a short token: it goes into every log line of
@@ -221,16 +243,7 @@ impl Application {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
 
-        let (store, lock) = open_store(&settings.database)?;
-        // This process holds the file alone (the lock): leases of a previous run mean nothing,
-        // and its unsent deliveries go out with the first sweep.
-        let released = store.release_leases().await?;
-        if released > 0 {
-            tracing::info!(
-                count = released,
-                "deliveries left unsent by the last run will be sent now"
-            );
-        }
+        let (store, lock) = open_store(&settings.database, settings.delivery_lease).await?;
         let key = load_server_key(&settings.key, store.as_ref()).await?;
         let clock: Arc<dyn Clock> = match overrides.clock {
             Some(clock) => clock,
@@ -266,7 +279,7 @@ impl Application {
             );
         }
 
-        let store_dyn: Arc<dyn Store> = store.clone();
+        let store_dyn = store.clone();
         let (dispatcher, dispatch_task) =
             spawn_dispatcher(store_dyn.clone(), channels.clone(), key.clone());
         let wake = Arc::new(Notify::new());
@@ -318,7 +331,7 @@ impl Application {
         tracing::info!(
             %addr,
             tls = settings.tls.is_some(),
-            database = %settings.database.sqlite_path().display(),
+            database = %settings.database.describe(),
             channels = ?channels.names(),
             "verifyd is listening"
         );
@@ -333,6 +346,7 @@ impl Application {
             server,
             background,
             store,
+            database: settings.database.clone(),
             scheduler,
             _lock: lock,
         })
@@ -352,8 +366,12 @@ impl Application {
         self.addr
     }
 
-    pub fn store(&self) -> Arc<SqliteStore> {
+    pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
+    }
+
+    pub fn database(&self) -> &DatabaseUrl {
+        &self.database
     }
 
     /// Serves until SIGINT or SIGTERM, then stops accepting and lets requests in flight finish.

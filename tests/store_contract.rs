@@ -1,5 +1,9 @@
 //! One suite for every storage engine: each test takes a fresh store from each engine in
-//! [`engines`] and checks the contract of the store traits against it.
+//! [`engines`] and checks the contract of the store traits against it. PostgreSQL joins when
+//! `VERIFYD_TEST_POSTGRES_URL` is set (a schema of its own per test).
+
+#[path = "support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 
@@ -11,6 +15,7 @@ use verifyd::domain::{
     CheckOutcome, CodeLength, ControlError, DeliveryOrder, Instant, NewVerification, PhoneNumber,
     Purpose, RequestId, Status, Timing, Verification, Workflow,
 };
+use verifyd::store::postgres::PgStore;
 use verifyd::store::sqlite::SqliteStore;
 use verifyd::store::{
     ApiKeyRecord, Command, CommandOutcome, CreateOutcome, InboxMessage, KeyState, SharedClock,
@@ -19,19 +24,31 @@ use verifyd::store::{
 
 /// A fresh, empty store per engine, with a name for failure messages. The temp dir lives as long
 /// as the store is used.
-fn engines() -> Vec<(&'static str, Arc<dyn Store>, tempfile::TempDir)> {
-    engines_with_lease(verifyd::store::sqlite::DEFAULT_DELIVERY_LEASE)
+/// What keeps a test's database alive: a temp dir or a PostgreSQL schema.
+type Guard = Box<dyn std::any::Any>;
+
+async fn engines() -> Vec<(&'static str, Arc<dyn Store>, Guard)> {
+    engines_with_lease(verifyd::store::sqlite::DEFAULT_DELIVERY_LEASE).await
 }
 
-/// Engines whose deliveries stay leased to their maker for `lease`.
-fn engines_with_lease(
+/// A fresh, empty store per engine whose deliveries stay leased to their maker for `lease`.
+async fn engines_with_lease(
     lease: std::time::Duration,
-) -> Vec<(&'static str, Arc<dyn Store>, tempfile::TempDir)> {
+) -> Vec<(&'static str, Arc<dyn Store>, Guard)> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteStore::open(&dir.path().join("contract.db"))
         .unwrap()
         .with_delivery_lease(lease);
-    vec![("sqlite", Arc::new(sqlite) as Arc<dyn Store>, dir)]
+    let mut engines: Vec<(&'static str, Arc<dyn Store>, Guard)> =
+        vec![("sqlite", Arc::new(sqlite), Box::new(dir))];
+    if let Some(schema) = support::PgSchema::create() {
+        let pg = PgStore::open(&schema.url)
+            .await
+            .unwrap()
+            .with_delivery_lease(lease);
+        engines.push(("postgres", Arc::new(pg), Box::new(schema)));
+    }
+    engines
 }
 
 fn t(secs: i64) -> Instant {
@@ -78,7 +95,7 @@ fn new_verification(
 
 #[tokio::test]
 async fn a_created_verification_reads_back_identically_and_only_for_its_account() {
-    for (engine, store, _dir) in engines() {
+    for (engine, store, _dir) in engines().await {
         let (v, first) = new_verification("k1", "447700100001", 1, 1);
         assert_eq!(
             store.create(v.clone(), first.clone(), t(0)).await.unwrap(),
@@ -108,7 +125,7 @@ async fn a_created_verification_reads_back_identically_and_only_for_its_account(
 
 #[tokio::test]
 async fn one_verification_in_progress_per_account_and_number() {
-    for (engine, store, _dir) in engines() {
+    for (engine, store, _dir) in engines().await {
         let (a, fa) = new_verification("k1", "447700100002", 2, 1);
         let (b, fb) = new_verification("k1", "447700100002", 3, 1);
         let (c, fc) = new_verification("k2", "447700100002", 4, 1);
@@ -128,7 +145,7 @@ async fn one_verification_in_progress_per_account_and_number() {
 
 #[tokio::test]
 async fn a_number_is_free_again_once_its_verification_has_expired_even_if_not_yet_recorded() {
-    for (engine, store, _dir) in engines() {
+    for (engine, store, _dir) in engines().await {
         let (a, fa) = new_verification("k1", "447700100003", 5, 6);
         store.create(a.clone(), fa, t(0)).await.unwrap();
         let (b, fb) = new_verification("k1", "447700100003", 6, 6);
@@ -148,7 +165,7 @@ async fn a_number_is_free_again_once_its_verification_has_expired_even_if_not_ye
 
 #[tokio::test]
 async fn many_concurrent_creates_for_one_number_let_exactly_one_through() {
-    for (engine, store, _dir) in engines() {
+    for (engine, store, _dir) in engines().await {
         let mut tasks = Vec::new();
         for i in 0..20u8 {
             let store = store.clone();
@@ -169,7 +186,7 @@ async fn many_concurrent_creates_for_one_number_let_exactly_one_through() {
 
 #[tokio::test]
 async fn checks_are_persisted_and_the_third_wrong_code_fails_the_request() {
-    for (engine, store, _dir) in engines() {
+    for (engine, store, _dir) in engines().await {
         let (v, f) = new_verification("k1", "447700100005", 7, 1);
         store.create(v.clone(), f, t(0)).await.unwrap();
         let wrong = Command::Check {
@@ -217,7 +234,7 @@ async fn checks_are_persisted_and_the_third_wrong_code_fails_the_request() {
 
 #[tokio::test]
 async fn the_right_code_verifies_and_frees_the_number() {
-    for (engine, store, _dir) in engines() {
+    for (engine, store, _dir) in engines().await {
         let (v, f) = new_verification("k1", "447700100006", 8, 1);
         store.create(v.clone(), f, t(0)).await.unwrap();
         let right = Command::Check {
@@ -247,7 +264,7 @@ async fn the_right_code_verifies_and_frees_the_number() {
 
 #[tokio::test]
 async fn due_events_are_claimed_once_and_their_deliveries_stored_until_marked() {
-    for (engine, store, _dir) in engines() {
+    for (engine, store, _dir) in engines().await {
         let (v, f) = new_verification("k1", "447700100007", 10, 1);
         store.create(v.clone(), f.clone(), t(0)).await.unwrap();
         store
@@ -288,7 +305,7 @@ async fn due_events_are_claimed_once_and_their_deliveries_stored_until_marked() 
 
 #[tokio::test]
 async fn claiming_records_expiry_when_no_event_is_left() {
-    for (engine, store, _dir) in engines() {
+    for (engine, store, _dir) in engines().await {
         let (v, f) = new_verification("k1", "447700100008", 11, 6);
         store.create(v.clone(), f, t(0)).await.unwrap();
         assert_eq!(store.next_due().await.unwrap(), Some(t(300)), "{engine}");
@@ -311,7 +328,7 @@ async fn claiming_records_expiry_when_no_event_is_left() {
 
 #[tokio::test]
 async fn control_commands_are_persisted_with_their_deliveries() {
-    for (engine, store, _dir) in engines() {
+    for (engine, store, _dir) in engines().await {
         let (v, f) = new_verification("k1", "447700100009", 12, 5);
         store.create(v.clone(), f.clone(), t(0)).await.unwrap();
         store.mark_delivered(vec![f.event_id]).await.unwrap();
@@ -353,7 +370,7 @@ async fn control_commands_are_persisted_with_their_deliveries() {
 
 #[tokio::test]
 async fn a_delivery_is_swept_up_only_once_its_lease_has_run_out() {
-    for (engine, store, _dir) in engines() {
+    for (engine, store, _dir) in engines().await {
         let (v, f) = new_verification("k1", "447700100011", 14, 1);
         store.create(v, f, t(0)).await.unwrap();
         assert!(
@@ -361,7 +378,7 @@ async fn a_delivery_is_swept_up_only_once_its_lease_has_run_out() {
             "{engine}: still leased"
         );
     }
-    for (engine, store, _dir) in engines_with_lease(std::time::Duration::ZERO) {
+    for (engine, store, _dir) in engines_with_lease(std::time::Duration::ZERO).await {
         let (v, f) = new_verification("k1", "447700100012", 15, 1);
         store.create(v, f.clone(), t(0)).await.unwrap();
         assert_eq!(
@@ -379,7 +396,7 @@ async fn a_delivery_is_swept_up_only_once_its_lease_has_run_out() {
 
 #[tokio::test]
 async fn the_deliveries_of_an_ended_request_are_dropped() {
-    for (engine, store, _dir) in engines_with_lease(std::time::Duration::ZERO) {
+    for (engine, store, _dir) in engines_with_lease(std::time::Duration::ZERO).await {
         let (v, f) = new_verification("k1", "447700100013", 16, 1);
         store.create(v.clone(), f, t(0)).await.unwrap();
         let right = Command::Check {
@@ -404,7 +421,7 @@ async fn the_deliveries_of_an_ended_request_are_dropped() {
 
 #[tokio::test]
 async fn keys_are_stored_with_their_state() {
-    for (engine, store, _dir) in engines() {
+    for (engine, store, _dir) in engines().await {
         let key = ApiKeyRecord {
             api_key: "abcd1234".into(),
             name: "shop".into(),
@@ -441,7 +458,7 @@ async fn keys_are_stored_with_their_state() {
 
 #[tokio::test]
 async fn meta_values_are_replaced() {
-    for (engine, store, _dir) in engines() {
+    for (engine, store, _dir) in engines().await {
         assert_eq!(store.get_meta("x").await.unwrap(), None, "{engine}");
         store.set_meta("x", "1").await.unwrap();
         store.set_meta("x", "2").await.unwrap();
@@ -468,7 +485,7 @@ fn message(id: &str, to: &str) -> InboxMessage {
 
 #[tokio::test]
 async fn the_inbox_keeps_one_copy_per_id_newest_first() {
-    for (engine, store, _dir) in engines() {
+    for (engine, store, _dir) in engines().await {
         store.append(message("a", "1")).await.unwrap();
         store.append(message("b", "2")).await.unwrap();
         store.append(message("c", "1")).await.unwrap();

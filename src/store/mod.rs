@@ -11,6 +11,7 @@
 //! process that made them. That process hands them to a channel and deletes them; a delivery whose
 //! lease ran out (the process died, or lost it) is claimed again by whoever sweeps next.
 
+pub mod postgres;
 pub mod sqlite;
 
 pub use crate::channel::inbox::{InboxLog, InboxMessage};
@@ -191,3 +192,19 @@ pub trait MetaStore: Send + Sync + 'static {
 /// log ([`InboxLog`]), which the channel sees only through that trait.
 pub trait Store: VerificationStore + KeyStore + MetaStore + InboxLog {}
 impl<T: VerificationStore + KeyStore + MetaStore + InboxLog> Store for T {}
+
+/// A stored body that does not decode. serde's message can quote the stored value (a number, a
+/// hash), so only the kind and position of the error are kept.
+pub(crate) fn corrupt_json(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!(
+        "JSON {:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    ))
+}
+
+/// Bodies are the domain objects as JSON, in every engine.
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(corrupt_json)
+}

@@ -18,8 +18,9 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    ApiKeyRecord, BoxMinter, Command, CommandOutcome, CreateOutcome, InboxLog, InboxMessage,
-    KeyState, KeyStore, MetaStore, SharedClock, StoreError, StoreResult, VerificationStore,
+    corrupt_json, encode, ApiKeyRecord, BoxMinter, Command, CommandOutcome, CreateOutcome,
+    InboxLog, InboxMessage, KeyState, KeyStore, MetaStore, SharedClock, StoreError, StoreResult,
+    VerificationStore,
 };
 use crate::channel::inbox::InboxLogError;
 use crate::domain::{DeliveryOrder, EventId, Instant, RequestId, Status, Verification};
@@ -64,21 +65,6 @@ fn db_err(e: rusqlite::Error) -> StoreError {
         }
         _ => StoreError::Backend(e.to_string()),
     }
-}
-
-/// A stored body that does not decode. serde's message can quote the stored value (a number, a
-/// hash), so only the kind and position of the error are kept.
-fn corrupt_json(e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(format!(
-        "JSON {:?} error at line {} column {}",
-        e.classify(),
-        e.line(),
-        e.column()
-    ))
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(corrupt_json)
 }
 
 fn real_now_ms() -> i64 {

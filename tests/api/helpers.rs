@@ -5,8 +5,15 @@ use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
 use verifyd::auth::create_key;
 use verifyd::clock::{Clock, ManualClock};
-use verifyd::config::Settings;
+use verifyd::config::{DatabaseUrl, KeySource, Settings};
 use verifyd::startup::{Application, Overrides};
+
+/// The storage engine a test binary runs the suite on (`crate::ENGINE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
 
 pub struct TestApp {
     pub app: Application,
@@ -15,20 +22,35 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub key: String,
     pub secret: String,
-    /// Kept so the database outlives the test.
+    /// Kept so the database outlives the test (dropped after the server).
     pub _dir: tempfile::TempDir,
+    pub schema: Option<crate::support::PgSchema>,
 }
 
-pub async fn spawn_app() -> TestApp {
+/// A server on this binary's engine, or `None` (the test then passes without running) when the
+/// engine is PostgreSQL and `VERIFYD_TEST_POSTGRES_URL` is not set.
+pub async fn spawn_app() -> Option<TestApp> {
     spawn_app_with(|_| {}).await
 }
 
-pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> Option<TestApp> {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::sqlite(
-        "127.0.0.1:0".parse().unwrap(),
-        &dir.path().join("verifyd.db"),
-    );
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let (mut settings, schema) = match crate::ENGINE {
+        Engine::Sqlite => (
+            Settings::sqlite(listen, &dir.path().join("verifyd.db")),
+            None,
+        ),
+        Engine::Postgres => {
+            let Some(schema) = crate::support::PgSchema::create() else {
+                eprintln!("skipped: VERIFYD_TEST_POSTGRES_URL is not set");
+                return None;
+            };
+            let mut settings = Settings::new(listen, DatabaseUrl::Postgres(schema.url.clone()));
+            settings.key = KeySource::File(dir.path().join("verifyd.key"));
+            (settings, Some(schema))
+        }
+    };
     configure(&mut settings);
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let app = Application::build_with(
@@ -42,7 +64,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let key = create_key(app.store().as_ref(), "test", true, clock.now())
         .await
         .unwrap();
-    TestApp {
+    Some(TestApp {
         base: format!("http://127.0.0.1:{}", app.port()),
         app,
         client: reqwest::Client::builder()
@@ -53,7 +75,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         key: key.api_key,
         secret: key.api_secret,
         _dir: dir,
-    }
+        schema,
+    })
 }
 
 /// A valid GB mobile number, distinct per `n` (447700900000 from the Vonage docs is not valid for
@@ -166,6 +189,22 @@ impl TestApp {
     pub async fn advance(&self, secs: i64) {
         self.clock.advance(chrono::Duration::seconds(secs));
         self.app.run_due_steps().await.unwrap();
+    }
+
+    /// Replaces the stored body of a verification with text that is not JSON, as a damaged or
+    /// foreign row would be.
+    pub fn corrupt_body(&self, request_id: &str) {
+        let sql =
+            format!("update verification set body = 'not json' where request_id = '{request_id}'");
+        match (&self.schema, self.app.database().sqlite_path()) {
+            (Some(schema), _) => schema.execute(&sql),
+            (None, Some(path)) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.busy_timeout(Duration::from_secs(5)).unwrap();
+                conn.execute(&sql, []).unwrap();
+            }
+            (None, None) => unreachable!("a PostgreSQL app has a schema"),
+        }
     }
 
     pub async fn new_key(&self, allow_custom_pin: bool) -> (String, String) {

@@ -1,5 +1,6 @@
 //! The v1 HTTP surface, end to end: a real server on a random loopback port, a real SQLite file,
-//! the real scheduler and inbox channel, and a manual clock moved by the tests.
+//! the real scheduler and inbox channel, and a manual clock moved by the tests. The same modules
+//! run on PostgreSQL from tests/api_postgres.rs.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -14,3 +15,5 @@ mod psd2;
 mod request;
 mod search;
 mod timing;
+
+pub const ENGINE: helpers::Engine = helpers::Engine::Sqlite;

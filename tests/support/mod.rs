@@ -34,13 +34,22 @@ pub fn start(dir: &Path, db: &Path, extra: &[&str]) -> Server {
 }
 
 pub fn start_on(dir: &Path, db: &Path, port: u16, extra: &[&str]) -> Server {
+    start_with_url(dir, &format!("sqlite://{}", db.display()), port, extra)
+}
+
+/// Starts a server on any database URL (a PostgreSQL schema, say) on a free port.
+pub fn start_url(dir: &Path, url: &str, extra: &[&str]) -> Server {
+    start_with_url(dir, url, free_port(), extra)
+}
+
+fn start_with_url(dir: &Path, url: &str, port: u16, extra: &[&str]) -> Server {
     let stderr = dir.join(format!("server-{port}-{}.log", std::process::id()));
     let mut child = Command::new(BIN)
         .arg("serve")
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--database")
-        .arg(format!("sqlite://{}", db.display()))
+        .arg(url)
         .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -155,4 +164,78 @@ pub fn pin_in(text: &str) -> String {
         .max_by_key(|run| run.len())
         .unwrap_or_else(|| panic!("no code in {text:?}"))
         .to_owned()
+}
+
+/// The PostgreSQL server the tests may use: `VERIFYD_TEST_POSTGRES_URL`, e.g.
+/// `postgres://postgres@127.0.0.1:5432/postgres`. Without it the PostgreSQL tests skip.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("VERIFYD_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// A schema of its own in the test database for one test, dropped (with everything in it) when
+/// this is dropped. `url` points a connection at it through `search_path`.
+pub struct PgSchema {
+    pub url: String,
+    base: String,
+    name: String,
+}
+
+/// Runs a few statements on a short-lived connection, on a thread of its own so that it works from
+/// synchronous tests and from inside a test's runtime alike.
+fn pg_run(url: &str, sql: String) {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to VERIFYD_TEST_POSTGRES_URL: {e}"));
+            let driver = tokio::spawn(connection);
+            client.batch_execute(&sql).await.unwrap();
+            drop(client);
+            let _ = driver.await;
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+impl PgSchema {
+    pub fn create() -> Option<Self> {
+        let base = postgres_url()?;
+        let mut bytes = [0u8; 6];
+        getrandom::fill(&mut bytes).unwrap();
+        let name = format!("verifyd_t_{}", hex::encode(bytes));
+        pg_run(&base, format!("create schema {name}"));
+        let sep = if base.contains('?') { '&' } else { '?' };
+        // application_name lets the drop find this schema's connections.
+        let url = format!("{base}{sep}options=-csearch_path%3D{name}&application_name={name}");
+        Some(Self { url, base, name })
+    }
+
+    /// Runs SQL inside this schema.
+    pub fn execute(&self, sql: &str) {
+        pg_run(&self.url, sql.to_owned());
+    }
+}
+
+impl Drop for PgSchema {
+    /// Ends the connections a test left open (a server it killed, a pool not yet closed) so that
+    /// the drop cannot wait on their locks.
+    fn drop(&mut self) {
+        let name = &self.name;
+        pg_run(
+            &self.base,
+            format!(
+                "select pg_terminate_backend(pid) from pg_stat_activity \
+                 where application_name = '{name}' and pid <> pg_backend_pid(); \
+                 drop schema if exists {name} cascade"
+            ),
+        );
+    }
 }

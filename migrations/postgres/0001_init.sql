@@ -1,0 +1,61 @@
+-- Times are integer milliseconds since the Unix epoch (UTC), "_at" columns included. The same
+-- shape as the SQLite schema, so both engines keep the domain's JSON body next to indexed columns.
+
+create table verification (
+    request_id text primary key,
+    account text not null,
+    number text not null,
+    -- 0 in progress, 1 success, 2 failed, 3 expired, 4 cancelled (domain::Status::code);
+    -- -1 set aside because its body could not be read (logged when it happens)
+    state integer not null,
+    -- when a scheduler must look at this row again; null once it has ended
+    next_due_at bigint,
+    submitted_at bigint not null,
+    body text not null
+);
+
+-- One verification in progress per number and API key (status 10), across every node: the
+-- database refuses the second insert, whatever the nodes do.
+create unique index verification_active_number on verification (account, number) where state = 0;
+create index verification_due on verification (next_due_at) where state = 0;
+
+-- Deliveries committed with the step that produced them. lease_until is database time (every node
+-- reads the same clock): the node that made a delivery owns it until then; after that any node's
+-- sweep may take it over. Removed once sent, or when the request ends.
+create table delivery (
+    event_id text primary key,
+    request_id text not null,
+    body text not null,
+    created_at bigint not null,
+    lease_until bigint not null
+);
+create index delivery_request on delivery (request_id);
+create index delivery_lease on delivery (lease_until);
+
+create table inbox_message (
+    seq bigserial primary key,
+    message_id text not null unique,
+    channel text not null,
+    to_number text not null,
+    from_id text not null,
+    text text not null,
+    locale text not null,
+    request_id text not null,
+    created_at bigint not null
+);
+create index inbox_message_to on inbox_message (to_number, seq);
+
+create table api_key (
+    api_key text primary key,
+    name text not null,
+    secret_hash bytea not null,
+    -- 0 active, 1 disabled, 2 revoked
+    state integer not null,
+    allow_custom_pin boolean not null,
+    created_at bigint not null
+);
+
+create table meta (
+    name text primary key,
+    value text not null
+);

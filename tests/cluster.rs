@@ -1,0 +1,339 @@
+//! Several `verifyd serve` processes on one PostgreSQL database: every event delivered exactly
+//! once, "one verification per number" held by the database, key changes seen by every node, and
+//! a node killed with SIGKILL under traffic leaving nothing it acknowledged undone. Runs when
+//! `VERIFYD_TEST_POSTGRES_URL` is set; passes without running otherwise.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{PgSchema, Server};
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+struct Cluster {
+    nodes: Vec<Server>,
+    key: String,
+    secret: String,
+    schema: PgSchema,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `n` nodes on a fresh schema, one after the other (the first creates the key).
+fn cluster(n: usize, extra: &[&str]) -> Option<Cluster> {
+    let Some(schema) = PgSchema::create() else {
+        eprintln!("skipped: VERIFYD_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("cluster.key");
+    let mut args: Vec<&str> = vec!["--secret-key-file", key_file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut nodes = Vec::new();
+    let mut first_key = None;
+    for _ in 0..n {
+        let node = support::start_url(dir.path(), &schema.url, &args);
+        if first_key.is_none() {
+            first_key = node.first_key.clone();
+        } else {
+            assert!(
+                node.first_key.is_none(),
+                "only the first node creates a key"
+            );
+        }
+        nodes.push(node);
+    }
+    let (key, secret) = first_key.expect("the first node printed the key");
+    Some(Cluster {
+        nodes,
+        key,
+        secret,
+        schema,
+        _dir: dir,
+    })
+}
+
+impl Cluster {
+    fn base(&self, node: usize) -> String {
+        self.nodes[node].base("http")
+    }
+
+    fn post(&self, node: usize, path: &str, form: &[(&str, &str)]) -> reqwest::Result<Value> {
+        client()
+            .post(format!("{}{path}", self.base(node)))
+            .basic_auth(&self.key, Some(&self.secret))
+            .form(form)
+            .send()?
+            .json()
+    }
+
+    fn inbox(&self, node: usize) -> Vec<Value> {
+        client()
+            .get(format!("{}/inbox/messages", self.base(node)))
+            .query(&[("limit", "5000")])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    /// Messages per request id, as the shared inbox shows them.
+    fn messages_by_request(&self, node: usize) -> HashMap<String, Vec<Value>> {
+        let mut by: HashMap<String, Vec<Value>> = HashMap::new();
+        for m in self.inbox(node) {
+            by.entry(m["request_id"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(m);
+        }
+        by
+    }
+}
+
+/// Waits (bounded) until `done` holds for the inbox as `node` shows it.
+fn wait_until(
+    c: &Cluster,
+    node: usize,
+    within: Duration,
+    done: impl Fn(&HashMap<String, Vec<Value>>) -> bool,
+) -> HashMap<String, Vec<Value>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let by = c.messages_by_request(node);
+        if done(&by) || Instant::now() > deadline {
+            return by;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn number(i: usize) -> String {
+    format!("4477001{:05}", 70_000 + i)
+}
+
+#[test]
+fn two_nodes_deliver_every_event_exactly_once() {
+    // Workflow time at 20x: the calls 60 s after each SMS come 3 s later in real time.
+    let Some(c) = cluster(2, &["--clock-speed", "20"]) else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let n = number(i);
+        let body = c
+            .post(
+                i % 2,
+                "/verify/json",
+                &[
+                    ("number", &n),
+                    ("brand", "Acme"),
+                    ("workflow_id", "5"),
+                    ("next_event_wait", "60"),
+                ],
+            )
+            .unwrap();
+        assert_eq!(body["status"], "0", "{body}");
+        ids.push(body["request_id"].as_str().unwrap().to_owned());
+    }
+    let complete =
+        |by: &HashMap<String, Vec<Value>>| ids.iter().all(|id| by.get(id).map_or(0, Vec::len) >= 2);
+    wait_until(&c, 0, Duration::from_secs(20), complete);
+    // A duplicate would show up now if any event were claimed twice.
+    std::thread::sleep(Duration::from_millis(1500));
+    for node in 0..2 {
+        let by = c.messages_by_request(node);
+        for id in &ids {
+            let list = by.get(id).cloned().unwrap_or_default();
+            let kinds: Vec<&str> = list
+                .iter()
+                .map(|m| m["channel"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                kinds,
+                ["voice", "sms"],
+                "node {node}, request {id}: one SMS and one call"
+            );
+        }
+    }
+}
+
+#[test]
+fn one_verification_per_number_holds_across_nodes() {
+    let Some(c) = cluster(2, &[]) else {
+        return;
+    };
+    let n = number(100);
+    let first = c
+        .post(0, "/verify/json", &[("number", &n), ("brand", "Acme")])
+        .unwrap();
+    assert_eq!(first["status"], "0");
+    let second = c
+        .post(1, "/verify/json", &[("number", &n), ("brand", "Acme")])
+        .unwrap();
+    assert_eq!(second["status"], "10", "{second}");
+    assert_eq!(second["request_id"], first["request_id"]);
+
+    // Racing: the same number on both nodes at once, many times; exactly one wins each time.
+    for round in 0..10 {
+        let n = number(200 + round);
+        let winners: Vec<Value> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|i| {
+                    let c = &c;
+                    let n = n.clone();
+                    s.spawn(move || {
+                        c.post(i % 2, "/verify/json", &[("number", &n), ("brand", "A")])
+                            .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let started: Vec<&Value> = winners.iter().filter(|b| b["status"] == "0").collect();
+        assert_eq!(started.len(), 1, "round {round}: {winners:?}");
+        let id = &started[0]["request_id"];
+        for b in winners.iter().filter(|b| b["status"] != "0") {
+            assert_eq!(b["status"], "10");
+            assert_eq!(&b["request_id"], id, "every loser names the winner");
+        }
+    }
+}
+
+#[test]
+fn a_revoked_key_stops_working_on_every_node_within_seconds() {
+    let Some(c) = cluster(2, &[]) else {
+        return;
+    };
+    let search = |node: usize| {
+        c.post(
+            node,
+            "/verify/search/json",
+            &[("request_id", "abcdef0123456789abcdef0123456789")],
+        )
+        .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(search(0), "101");
+    assert_eq!(search(1), "101");
+    let (ok, out) = support::run_bounded(
+        std::process::Command::new(support::BIN).args([
+            "keys",
+            "revoke",
+            &c.key,
+            "--database",
+            &c.schema.url,
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(ok, "{out}");
+    let revoked_at = Instant::now();
+    for node in 0..2 {
+        while search(node) != "4" {
+            assert!(
+                revoked_at.elapsed() < Duration::from_secs(5),
+                "node {node} still accepts the key"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_node_killed_under_traffic_leaves_every_acknowledged_verification_to_the_other() {
+    // A short lease: what the killed node had committed but not sent is the survivor's after 2 s.
+    let Some(mut c) = cluster(2, &["--delivery-lease", "2"]) else {
+        return;
+    };
+    let acknowledged: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let started = Instant::now();
+    let bases = [c.base(0), c.base(1)];
+    let (key, secret) = (c.key.clone(), c.secret.clone());
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let acknowledged = acknowledged.clone();
+            let bases = bases.clone();
+            let (key, secret) = (key.clone(), secret.clone());
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                let mut i = 0;
+                while started.elapsed() < Duration::from_millis(3000) {
+                    let n = number(1000 + t * 10_000 + i);
+                    let base = &bases[i % 2];
+                    i += 1;
+                    let answer = http
+                        .post(format!("{base}/verify/json"))
+                        .basic_auth(&key, Some(&secret))
+                        .form(&[("number", n.as_str()), ("brand", "Acme")])
+                        .send()
+                        .and_then(|r| r.json::<Value>());
+                    // Requests to the dead node fail: they were never acknowledged.
+                    if let Ok(body) = answer {
+                        if body["status"] == "0" {
+                            let id = body["request_id"].as_str().unwrap().to_owned();
+                            acknowledged.lock().unwrap().push((n, id));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1200));
+    c.nodes[0].kill9();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() > 50,
+        "traffic ran: {} acknowledged",
+        acknowledged.len()
+    );
+    println!(
+        "{} verifications acknowledged by the two nodes",
+        acknowledged.len()
+    );
+
+    // Every acknowledged verification gets its SMS (the survivor sweeps what the dead node held)…
+    let by = wait_until(&c, 1, Duration::from_secs(20), |by| {
+        acknowledged.iter().all(|(_, id)| by.contains_key(id))
+    });
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .map(|(_, id)| id)
+        .filter(|id| !by.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} never delivered",
+        missing.len(),
+        acknowledged.len()
+    );
+    // …exactly once…
+    for (_, id) in &acknowledged {
+        assert_eq!(by[id].len(), 1, "request {id} got {:?}", by[id]);
+    }
+    // …and completes through the survivor.
+    for (_, id) in &acknowledged {
+        let pin = support::pin_in(by[id][0]["text"].as_str().unwrap());
+        let body = c
+            .post(
+                1,
+                "/verify/check/json",
+                &[("request_id", id), ("code", &pin)],
+            )
+            .unwrap();
+        assert_eq!(body["status"], "0", "{id}: {body}");
+    }
+}
