@@ -169,3 +169,28 @@ fn migrate_creates_the_schema_and_exits() {
     assert!(ok, "{err}");
     assert!(dir.path().join("v.db").exists());
 }
+
+#[test]
+fn migrate_creates_the_postgres_schema_too() {
+    let Some(schema) = support::PgSchema::create() else {
+        eprintln!("skipped: VERIFYD_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let (ok, _, err) = verifyd(&["migrate", "--database", &schema.url]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = verifyd(&["migrate", "--database", &schema.url]);
+    assert!(ok, "a second migrate is a no-op: {err}");
+    schema.execute("select request_id, account, number, state, next_due_at from verification");
+    let (ok, out, err) = verifyd(&["keys", "create", "--database", &schema.url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("api_secret"));
+}
+
+#[test]
+fn an_unreachable_postgres_fails_with_a_message() {
+    let port = support::free_port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let (ok, _, err) = verifyd(&["migrate", "--database", &url]);
+    assert!(!ok);
+    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+}
