@@ -146,6 +146,12 @@ impl VerifyService {
         }
     }
 
+    /// Whether the store answers a cheap query now.
+    pub async fn database_reachable(&self) -> Result<(), ServiceError> {
+        self.store.next_due().await?;
+        Ok(())
+    }
+
     pub fn pricing(&self) -> &Pricing {
         &self.pricing
     }

@@ -202,7 +202,9 @@ impl MakeRequestId for ShortRequestId {
 
 /// The whole HTTP surface for `state`; handler tests can drive it without a socket.
 pub fn router(state: AppState) -> Router {
-    let mut app = Router::new().merge(api::v1::routes());
+    let mut app = Router::new()
+        .merge(api::v1::routes())
+        .merge(api::health::routes());
     if state.inbox.is_some() {
         app = app.merge(api::inbox::routes());
     }

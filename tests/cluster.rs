@@ -337,3 +337,23 @@ fn a_node_killed_under_traffic_leaves_every_acknowledged_verification_to_the_oth
         assert_eq!(body["status"], "0", "{id}: {body}");
     }
 }
+
+#[test]
+fn the_health_check_fails_while_the_database_does() {
+    let Some(c) = cluster(1, &[]) else {
+        return;
+    };
+    let health = || {
+        client()
+            .get(format!("{}/healthz", c.base(0)))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(health(), 200);
+    c.schema.execute("alter table verification rename to verification_gone");
+    assert_eq!(health(), 503);
+    c.schema.execute("alter table verification_gone rename to verification");
+    assert_eq!(health(), 200);
+}

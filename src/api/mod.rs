@@ -1,6 +1,7 @@
 //! Wire surfaces. Each surface parses its own inputs, authenticates, calls the service, and maps
 //! outcomes to its own codes in exactly one place. No business rules live here.
 
+pub mod health;
 pub mod inbox;
 pub mod v1;
 

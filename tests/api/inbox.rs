@@ -71,3 +71,13 @@ async fn the_inbox_page_is_html_that_refreshes_itself() {
     assert!(html.contains(&id), "{html}");
     assert!(html.contains("AcmeInc"));
 }
+
+#[tokio::test]
+async fn the_health_check_answers_ok_while_the_database_is_reachable() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    let response = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "ok\n");
+}
