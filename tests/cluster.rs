@@ -352,8 +352,91 @@ fn the_health_check_fails_while_the_database_does() {
             .as_u16()
     };
     assert_eq!(health(), 200);
-    c.schema.execute("alter table verification rename to verification_gone");
+    c.schema
+        .execute("alter table verification rename to verification_gone");
     assert_eq!(health(), 503);
-    c.schema.execute("alter table verification_gone rename to verification");
+    c.schema
+        .execute("alter table verification_gone rename to verification");
     assert_eq!(health(), 200);
+}
+
+#[test]
+fn a_delivery_held_by_a_node_that_died_is_sent_by_another_once_its_lease_runs_out() {
+    use verifyd::crypto::{OsMinter, ServerKey};
+    use verifyd::domain::locale::Locale;
+    use verifyd::domain::{
+        CodeLength, NewVerification, PhoneNumber, Purpose, RequestId, Timing, Verification,
+        Workflow,
+    };
+    use verifyd::store::postgres::PgStore;
+    use verifyd::store::VerificationStore;
+
+    let Some(schema) = PgSchema::create() else {
+        eprintln!("skipped: VERIFYD_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("cluster.key");
+    let lease = Duration::from_secs(3);
+    let number = "447700179001";
+    let id = RequestId::from_bytes([7; 16]);
+
+    // The "dead node": it stores a verification and its first delivery, leased to itself for
+    // 3 s, and never sends it.
+    let stored_at = Instant::now();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let server_key = ServerKey::load_or_create(&key_file).unwrap();
+        let store = PgStore::open(&schema.url)
+            .await
+            .unwrap()
+            .with_delivery_lease(lease);
+        let new = NewVerification {
+            id: id.clone(),
+            account: "deadnode".into(),
+            number: PhoneNumber::parse(number, None).unwrap(),
+            purpose: Purpose::Brand {
+                brand: "Acme".into(),
+                sender_id: "VERIFY".into(),
+            },
+            locale: Locale::from_tag("en-gb").unwrap(),
+            code_length: CodeLength::DEFAULT,
+            workflow: Workflow::DEFAULT,
+            timing: Timing::default(),
+            custom_pin: None,
+        };
+        let now = chrono::Utc::now();
+        let (v, first) = Verification::start(new, now, &mut OsMinter::new(server_key));
+        store.create(v, first, now).await.unwrap();
+    });
+
+    let node = support::start_url(
+        dir.path(),
+        &schema.url,
+        &["--secret-key-file", key_file.to_str().unwrap()],
+    );
+    let inbox = || -> Vec<Value> {
+        client()
+            .get(format!("{}/inbox/messages", node.base("http")))
+            .query(&[("to", number)])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let deadline = stored_at + Duration::from_secs(10);
+    let list = loop {
+        let list = inbox();
+        if !list.is_empty() || Instant::now() > deadline {
+            break list;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let waited = stored_at.elapsed();
+    assert_eq!(list.len(), 1, "sent once by the live node: {list:?}");
+    assert_eq!(list[0]["request_id"], id.as_str());
+    assert!(
+        waited >= lease - Duration::from_millis(300),
+        "not before the lease ran out ({waited:?})"
+    );
+    assert!(node.log().contains("lease ran out"), "{}", node.log());
 }
