@@ -1,0 +1,333 @@
+//! verifyd's benchmark: one command measures the floor (a bare axum server answering a fixed
+//! Verify-shaped JSON) and then verifyd itself, under the same load over loopback, and prints
+//! every figure with its ratio to the floor measured in the same run (docs/benchmarks.md).
+
+mod load;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use load::{Expect, Report, Target};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks verifyd against a bare axum floor on the same machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every scenario and print the table.
+    Run(RunArgs),
+    /// The floor: a bare axum server answering a fixed Verify-shaped JSON (started by `run`).
+    Floor {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Seconds of load per throughput scenario.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Checks to make (each needs a verification created first).
+    #[arg(long, default_value_t = 60_000)]
+    checks: u64,
+    /// Rate of the fixed-rate latency scenario, requests per second.
+    #[arg(long, default_value_t = 5_000)]
+    rate: u64,
+    /// The verifyd binary (default: the release build next to this binary).
+    #[arg(long)]
+    verifyd: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Floor { listen } => floor(listen),
+        Cmd::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run(args)),
+    }
+}
+
+/// What a cheap verify endpoint answers; the floor does nothing else.
+const FLOOR_BODY: &str = r#"{"request_id":"abcdef0123456789abcdef0123456789","status":"0"}"#;
+
+fn floor(listen: SocketAddr) -> anyhow::Result<()> {
+    // The same runtime shape as verifyd's (multi-threaded, all cores).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let reply = || async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                FLOOR_BODY,
+            )
+        };
+        let app = axum::Router::new().fallback(reply);
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("nothing listens on {addr} after 10 s")
+}
+
+struct Verifyd {
+    child: Child,
+    addr: SocketAddr,
+    key: String,
+    secret: String,
+}
+
+async fn start_verifyd(bin: &Path, db: &Path) -> anyhow::Result<Verifyd> {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let mut child = Command::new(bin)
+        .args(["serve", "--listen", &addr.to_string(), "--database"])
+        .arg(format!("sqlite://{}", db.display()))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .context("verifyd printed no key within 30 s")??
+        .context("verifyd exited")?;
+    let key: serde_json::Value = serde_json::from_str(&line)?;
+    wait_listening(addr).await?;
+    Ok(Verifyd {
+        child,
+        addr,
+        key: key["api_key"].as_str().unwrap().to_owned(),
+        secret: key["api_secret"].as_str().unwrap().to_owned(),
+    })
+}
+
+/// Distinct valid numbers: US numbers in real area codes, exchanges 200–999.
+fn number(i: u64) -> String {
+    const AREAS: [u32; 10] = [201, 202, 212, 213, 305, 312, 415, 617, 718, 917];
+    let area = AREAS[(i % 10) as usize];
+    let rest = i / 10;
+    let exchange = 200 + (rest / 10_000) % 800;
+    let line = rest % 10_000;
+    format!("1{area}{exchange}{line:04}")
+}
+
+fn form(pairs: &[(&str, &str)]) -> Bytes {
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    Bytes::from(out)
+}
+
+fn row(name: &str, r: &Report, floor_rps: f64) -> String {
+    format!(
+        "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        r.rps(),
+        r.rps() / floor_rps,
+        r.quantile_ms(0.50),
+        r.quantile_ms(0.99),
+        r.quantile_ms(0.999),
+        r.quantile_ms(1.0),
+        r.errors,
+    )
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let duration = Duration::from_secs(args.duration);
+    let exe = std::env::current_exe()?;
+    let verifyd_bin = args
+        .verifyd
+        .clone()
+        .unwrap_or_else(|| exe.with_file_name("verifyd"));
+    let dir = tempfile::tempdir()?;
+    println!(
+        "verifyd benchmark: {} connections, {} s per scenario, {} cores",
+        args.connections,
+        args.duration,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // Floor: the same request shape, a fixed answer.
+    let floor_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let mut floor = Command::new(&exe)
+        .args(["floor", "--listen", &floor_addr.to_string()])
+        .kill_on_drop(true)
+        .spawn()?;
+    wait_listening(floor_addr).await?;
+    let body = form(&[("number", "12015550123"), ("brand", "AcmeInc")]);
+    let floor_target = Target::post(floor_addr, "/verify/json", None);
+    let fixed = move |_| body.clone();
+    load::closed_loop(
+        &floor_target,
+        args.connections,
+        Duration::from_secs(2),
+        fixed.clone(),
+        Expect::Status0,
+    )
+    .await?;
+    let floor_report = load::closed_loop(
+        &floor_target,
+        args.connections,
+        duration,
+        fixed,
+        Expect::Status0,
+    )
+    .await?;
+    floor.kill().await?;
+
+    let server = start_verifyd(&verifyd_bin, &dir.path().join("bench.db")).await?;
+    let auth = Some((server.key.clone(), server.secret.clone()));
+    let counter = Arc::new(AtomicU64::new(0));
+
+    // POST /verify/json, every request a new number.
+    let request = Target::post(server.addr, "/verify/json", auth.clone());
+    let next = counter.clone();
+    let make = move |_| {
+        let n = number(next.fetch_add(1, Ordering::Relaxed));
+        form(&[("number", &n), ("brand", "AcmeInc")])
+    };
+    load::closed_loop(
+        &request,
+        args.connections,
+        Duration::from_secs(2),
+        make.clone(),
+        Expect::Status0,
+    )
+    .await?;
+    let request_report =
+        load::closed_loop(&request, args.connections, duration, make, Expect::Status0).await?;
+
+    // POST /verify/check/json with right codes: verifications made first with a known pin_code.
+    let next = counter.clone();
+    let ids = load::collect_ids(&request, args.connections, args.checks, move |_| {
+        let n = number(next.fetch_add(1, Ordering::Relaxed));
+        form(&[("number", &n), ("brand", "AcmeInc"), ("pin_code", "4815")])
+    })
+    .await?;
+    let ids = Arc::new(ids);
+    let check = Target::post(server.addr, "/verify/check/json", auth.clone());
+    let check_ids = ids.clone();
+    let check_report = load::fixed_count(
+        &check,
+        args.connections,
+        check_ids.len() as u64,
+        move |i| form(&[("request_id", &check_ids[i as usize]), ("code", "4815")]),
+        Expect::Status0,
+    )
+    .await?;
+
+    // GET /verify/search/json over those verifications.
+    let search_ids = ids.clone();
+    let search = Target::get(server.addr, auth.clone(), move |i| {
+        format!(
+            "/verify/search/json?request_id={}",
+            search_ids[(i as usize) % search_ids.len()]
+        )
+    });
+    let search_report = load::closed_loop(
+        &search,
+        args.connections,
+        duration,
+        |_| Bytes::new(),
+        Expect::Found,
+    )
+    .await?;
+
+    // Latency at a fixed rate: new requests at `rate` per second.
+    let next = counter.clone();
+    let fixed_report =
+        load::fixed_rate(&request, args.connections, args.rate, duration, move |_| {
+            let n = number(next.fetch_add(1, Ordering::Relaxed));
+            form(&[("number", &n), ("brand", "AcmeInc")])
+        })
+        .await?;
+
+    drop(server);
+    let floor_rps = floor_report.rps();
+    println!();
+    println!("| scenario | req/s | × floor | p50 ms | p99 ms | p99.9 ms | max ms | errors |");
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "{}",
+        row("floor (bare axum, fixed JSON)", &floor_report, floor_rps)
+    );
+    println!(
+        "{}",
+        row(
+            "POST /verify/json (new number each)",
+            &request_report,
+            floor_rps
+        )
+    );
+    println!(
+        "{}",
+        row(
+            "POST /verify/check/json (right code)",
+            &check_report,
+            floor_rps
+        )
+    );
+    println!(
+        "{}",
+        row("GET /verify/search/json", &search_report, floor_rps)
+    );
+    println!(
+        "{}",
+        row(
+            &format!("POST /verify/json at {} req/s", args.rate),
+            &fixed_report,
+            floor_rps
+        )
+    );
+    Ok(())
+}
+
+impl Drop for Verifyd {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
