@@ -48,6 +48,14 @@ pub struct SqliteStore {
     readers: crossbeam_channel::Sender<ReadJob>,
     path: PathBuf,
     lease: Duration,
+    stop_checkpointer: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop_checkpointer
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -103,6 +111,32 @@ pub fn open_and_migrate(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
+/// How often the checkpointer moves WAL pages into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Checkpoints the WAL on a connection of its own, so that the writer thread only ever appends
+/// to the WAL: with SQLite's automatic checkpoints the commit that crosses the threshold copies
+/// pages into the database file while every request of its group waits. PASSIVE never blocks the
+/// writer or readers. The thread ends when the store is dropped.
+fn spawn_checkpointer(
+    path: &Path,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = open_connection(path, flags)?;
+    thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                thread::sleep(CHECKPOINT_EVERY);
+                if let Err(e) = conn.query_row("pragma wal_checkpoint(passive)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                }
+            }
+        })?;
+    Ok(())
+}
+
 fn migrate(conn: &Connection) -> anyhow::Result<()> {
     let version: i64 = conn.query_row("pragma user_version", [], |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
@@ -124,6 +158,9 @@ fn migrate(conn: &Connection) -> anyhow::Result<()> {
 impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let writer_conn = open_and_migrate(path)?;
+        writer_conn.execute_batch("pragma wal_autocheckpoint = 0")?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        spawn_checkpointer(path, stop.clone())?;
         let (writer, rx) = mpsc::channel::<WriteJob>(WRITE_QUEUE);
         thread::Builder::new()
             .name("sqlite-writer".into())
@@ -148,6 +185,7 @@ impl SqliteStore {
             readers,
             path: path.to_owned(),
             lease: DEFAULT_DELIVERY_LEASE,
+            stop_checkpointer: stop,
         })
     }
 
@@ -920,6 +958,36 @@ mod tests {
             49,
             "the failed operation's row is gone, the others kept"
         );
+    }
+
+    #[tokio::test]
+    async fn the_checkpointer_moves_committed_pages_into_the_database_file() {
+        let (store, dir) = store();
+        let db = dir.path().join("t.db");
+        let before = std::fs::metadata(&db).unwrap().len();
+        store
+            .write(|c| {
+                for i in 0..2000 {
+                    c.execute(
+                        "insert into meta (name, value) values (?1, ?2)",
+                        params![format!("k{i}"), "x".repeat(200)],
+                    )
+                    .map_err(db_err)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // The writer never checkpoints (wal_autocheckpoint = 0): only the checkpointer thread
+        // grows the main file.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::metadata(&db).unwrap().len() < before + 200_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     #[tokio::test]
