@@ -1,8 +1,8 @@
 //! The SQLite engine: one file in WAL mode, one writer thread, a few reader threads.
 //!
-//! Every write goes to the writer thread, which takes whatever has queued up (up to
-//! [`MAX_BATCH`] operations) and commits it in one transaction: one fsync for many requests
-//! (group commit). Each operation runs inside its own savepoint, so an operation that fails on
+//! Every write goes to the writer thread. It opens a transaction, runs the waiting operation and
+//! every one that arrives while it works (up to [`MAX_BATCH`]), and commits them together: one
+//! fsync for many requests (group commit). Each operation runs inside its own savepoint, so an operation that fails on
 //! its own is undone without undoing the others. When SQLite itself abandons the transaction
 //! (disk full, I/O error), every operation of the group fails and nothing of it is kept. Reads run
 //! on reader threads, each with its own connection, and never wait for the writer (WAL).
@@ -248,23 +248,20 @@ impl SqliteStore {
 }
 
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
-    let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        run_batch(&conn, &mut batch);
+        run_batch(&conn, first, &mut rx);
     }
+}
+
+/// Runs a statement the writer runs all the time without parsing it again.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// Runs one job inside its own savepoint. A panicking job fails alone (its savepoint is rolled
 /// back) instead of taking the writer thread down.
 fn run_job(conn: &Connection, job: WriteJob) -> Finish {
-    if let Err(e) = conn.execute_batch("savepoint op") {
+    if let Err(e) = exec_cached(conn, "savepoint op") {
         return job(Err(db_err(e))).1;
     }
     let outcome = catch_unwind(AssertUnwindSafe(|| job(Ok(conn))));
@@ -278,49 +275,44 @@ fn run_job(conn: &Connection, job: WriteJob) -> Finish {
     };
     if !conn.is_autocommit() {
         let end = if ok {
-            "release op"
+            exec_cached(conn, "release op")
         } else {
-            "rollback to op; release op"
+            exec_cached(conn, "rollback to op").and_then(|()| exec_cached(conn, "release op"))
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = end {
             tracing::error!(error = %e, "could not end a savepoint");
         }
     }
     finish
 }
 
-fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>) {
-    if let Err(e) = conn.execute_batch("begin immediate") {
+/// One transaction: `first`, then every job that arrives while the transaction runs (up to
+/// [`MAX_BATCH`]), then one commit. Taking in what queued up during the work keeps groups large
+/// without ever waiting on purpose.
+fn run_batch(conn: &Connection, first: WriteJob, rx: &mut mpsc::Receiver<WriteJob>) {
+    if let Err(e) = exec_cached(conn, "begin immediate") {
         let err = db_err(e);
-        for job in batch.drain(..) {
-            job(Err(err.clone())).1(Err(err.clone()));
-        }
+        first(Err(err.clone())).1(Err(err));
         return;
     }
-    let mut finishers: Vec<Finish> = Vec::with_capacity(batch.len());
-    let mut jobs = batch.drain(..);
-    let mut abandoned = None;
-    for job in jobs.by_ref() {
+    let mut finishers: Vec<Finish> = Vec::with_capacity(64);
+    let mut next = Some(first);
+    while let Some(job) = next {
         finishers.push(run_job(conn, job));
         if conn.is_autocommit() {
-            // SQLite rolled the whole transaction back (disk full, I/O error): what ran is gone,
-            // and what has not run must not run outside a transaction.
-            abandoned = Some(StoreError::Backend(
-                "the transaction was rolled back by SQLite".into(),
-            ));
-            break;
+            // SQLite rolled the whole transaction back (disk full, I/O error): what ran is gone.
+            let err = StoreError::Backend("the transaction was rolled back by SQLite".into());
+            tracing::error!(error = %err, "a group of writes failed");
+            finishers.into_iter().for_each(|f| f(Err(err.clone())));
+            return;
         }
+        next = if finishers.len() < MAX_BATCH {
+            rx.try_recv().ok()
+        } else {
+            None
+        };
     }
-    if let Some(err) = abandoned {
-        for job in jobs {
-            job(Err(err.clone())).1(Err(err.clone()));
-        }
-        tracing::error!(error = %err, "a group of writes failed");
-        finishers.into_iter().for_each(|f| f(Err(err.clone())));
-        return;
-    }
-    drop(jobs);
-    match conn.execute_batch("commit") {
+    match exec_cached(conn, "commit") {
         Ok(()) => finishers.into_iter().for_each(|f| f(Ok(()))),
         Err(e) => {
             let err = db_err(e);
@@ -1013,7 +1005,7 @@ mod tests {
     async fn when_sqlite_abandons_the_transaction_no_operation_of_the_group_is_kept() {
         let (store, _dir) = store();
         let store = std::sync::Arc::new(store);
-        // Hold the writer so the next operations queue up into one group.
+        // Hold the writer so that the next operations queue up and join its group.
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let blocker = {
             let store = store.clone();
@@ -1049,15 +1041,20 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         release_tx.send(()).unwrap();
-        blocker.await.unwrap().unwrap();
+        // The operations queued while the first ran join its transaction, so the first is lost
+        // with them; the one after the failure had not run yet and runs in a group of its own.
+        blocker.await.unwrap().unwrap_err();
+        let mut results = Vec::new();
         for t in tasks {
-            assert!(
-                t.await.unwrap().is_err(),
-                "every operation of the abandoned group fails"
-            );
+            results.push(t.await.unwrap().is_ok());
         }
-        assert_eq!(count(&store).await, 0, "and none of them is kept");
+        assert_eq!(results, [false, false, true]);
+        assert_eq!(
+            count(&store).await,
+            1,
+            "only the operation that ran after the failure"
+        );
         store.set_meta("after", "1").await.unwrap();
-        assert_eq!(count(&store).await, 1);
+        assert_eq!(count(&store).await, 2);
     }
 }
