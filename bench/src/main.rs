@@ -30,6 +30,9 @@ struct Cli {
 enum Cmd {
     /// Run every scenario and print the table.
     Run(RunArgs),
+    /// Many verifications in progress: the server's memory, and how long a restart takes until
+    /// it serves again.
+    Pending(PendingArgs),
     /// The floor: a bare axum server answering a fixed Verify-shaped JSON (started by `run`).
     Floor {
         #[arg(long)]
@@ -56,6 +59,19 @@ struct RunArgs {
     verifyd: Option<PathBuf>,
 }
 
+#[derive(clap::Args, Clone)]
+struct PendingArgs {
+    /// Verifications to leave in progress.
+    #[arg(long, default_value_t = 1_000_000)]
+    count: u64,
+    /// Concurrent keep-alive connections while creating them.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// The verifyd binary (default: the release build next to this binary).
+    #[arg(long)]
+    verifyd: Option<PathBuf>,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -64,6 +80,10 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(run(args)),
+        Cmd::Pending(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(pending(args)),
     }
 }
 
@@ -112,6 +132,101 @@ struct Verifyd {
     addr: SocketAddr,
     key: String,
     secret: String,
+}
+
+fn spawn_verifyd(bin: &Path, db: &Path, addr: SocketAddr) -> anyhow::Result<Child> {
+    Command::new(bin)
+        .args(["serve", "--listen", &addr.to_string(), "--database"])
+        .arg(format!("sqlite://{}", db.display()))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))
+}
+
+/// Resident memory of a process, from /proc.
+fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .context("no VmRSS")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kib / 1024.0)
+}
+
+async fn pending(args: PendingArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let bin = args
+        .verifyd
+        .clone()
+        .unwrap_or_else(|| exe.with_file_name("verifyd"));
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("pending.db");
+    let mut server = start_verifyd(&bin, &db).await?;
+    let auth = Some((server.key.clone(), server.secret.clone()));
+    let request = Target::post(server.addr, "/verify/json", auth.clone());
+    let started = std::time::Instant::now();
+    // Workflow 1 with the longest waits: everything stays in progress for the whole run.
+    let ids = load::collect_ids(&request, args.connections, args.count, |i| {
+        let n = number(i);
+        form(&[
+            ("number", &n),
+            ("brand", "AcmeInc"),
+            ("next_event_wait", "900"),
+            ("pin_expiry", "3600"),
+        ])
+    })
+    .await?;
+    let created = started.elapsed();
+    let pid = server.child.id().context("verifyd exited")?;
+    let rss_loaded = rss_mib(pid)?;
+    let db_mib = std::fs::metadata(&db)?.len() as f64 / 1048576.0;
+
+    // SIGKILL, then time a new process until it answers an authenticated search.
+    server.child.kill().await?;
+    let addr = server.addr;
+    let restart = std::time::Instant::now();
+    let mut child = spawn_verifyd(&bin, &db, addr)?;
+    let probe = Target::get(addr, auth.clone(), {
+        let id = ids[0].clone();
+        move |_| format!("/verify/search/json?request_id={id}")
+    });
+    loop {
+        let answered = load::fixed_count(&probe, 1, 1, |_| Bytes::new(), Expect::Found).await;
+        if matches!(&answered, Ok(r) if r.errors == 0) {
+            break;
+        }
+        if restart.elapsed() > Duration::from_secs(60) {
+            bail!("the restarted server did not serve within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let restart_to_serving = restart.elapsed();
+    let rss_restarted = rss_mib(child.id().context("verifyd exited")?)?;
+    child.kill().await?;
+
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| verifications in progress | {} |", ids.len());
+    println!(
+        "| time to create them | {:.1} s ({:.0}/s) |",
+        created.as_secs_f64(),
+        ids.len() as f64 / created.as_secs_f64()
+    );
+    println!("| database file | {db_mib:.0} MiB |");
+    println!("| server RSS after creating them | {rss_loaded:.1} MiB |");
+    println!(
+        "| restart (SIGKILL, new process) to first answered search | {:.0} ms |",
+        restart_to_serving.as_secs_f64() * 1000.0
+    );
+    println!("| server RSS after the restart | {rss_restarted:.1} MiB |");
+    Ok(())
 }
 
 async fn start_verifyd(bin: &Path, db: &Path) -> anyhow::Result<Verifyd> {
