@@ -187,6 +187,8 @@ async fn pending(args: PendingArgs) -> anyhow::Result<()> {
     let pid = server.child.id().context("verifyd exited")?;
     let rss_loaded = rss_mib(pid)?;
     let db_mib = std::fs::metadata(&db)?.len() as f64 / 1048576.0;
+    let wal = db.with_extension("db-wal");
+    let wal_mib = std::fs::metadata(&wal).map_or(0.0, |m| m.len() as f64 / 1048576.0);
 
     // SIGKILL, then time a new process until it answers an authenticated search.
     server.child.kill().await?;
@@ -220,6 +222,7 @@ async fn pending(args: PendingArgs) -> anyhow::Result<()> {
         ids.len() as f64 / created.as_secs_f64()
     );
     println!("| database file | {db_mib:.0} MiB |");
+    println!("| WAL file before the kill | {wal_mib:.0} MiB |");
     println!("| server RSS after creating them | {rss_loaded:.1} MiB |");
     println!(
         "| restart (SIGKILL, new process) to first answered search | {:.0} ms |",
