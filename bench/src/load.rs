@@ -205,6 +205,37 @@ pub async fn fixed_rate(
     .await
 }
 
+/// Sends requests 0..count and hands every answer's body to `inspect`.
+pub async fn fixed_count_inspect(
+    target: &Target,
+    connections: usize,
+    count: u64,
+    inspect: impl Fn(&[u8]) + Send + Sync + Clone + 'static,
+) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let target = target.clone();
+        let next = next.clone();
+        let inspect = inspect.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sender = target.connect().await?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return anyhow::Ok(());
+                }
+                let body = send(&mut sender, target.request(i, Bytes::new())).await?;
+                inspect(&body);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
 /// Creates `count` verifications and returns their request ids.
 pub async fn collect_ids(
     target: &Target,
@@ -333,7 +364,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn basic_credentials_are_base64() {
+    fn basic_credentials_are_base64_with_padding() {
         assert_eq!(base64_encode(b"key:secret"), "a2V5OnNlY3JldA==");
         assert_eq!(base64_encode(b"ab"), "YWI=");
         assert_eq!(base64_encode(b"abc"), "YWJj");

@@ -33,6 +33,8 @@ enum Cmd {
     /// Many verifications in progress: the server's memory, and how long a restart takes until
     /// it serves again.
     Pending(PendingArgs),
+    /// Events coming due at a steady rate: how late the scheduler fires them.
+    Due(DueArgs),
     /// The floor: a bare axum server answering a fixed Verify-shaped JSON (started by `run`).
     Floor {
         #[arg(long)]
@@ -72,6 +74,22 @@ struct PendingArgs {
     verifyd: Option<PathBuf>,
 }
 
+#[derive(clap::Args, Clone)]
+struct DueArgs {
+    /// Verifications started per second; their calls come due at the same rate 60 s later.
+    #[arg(long, default_value_t = 2_000)]
+    rate: u64,
+    /// Seconds of starting verifications.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// The verifyd binary (default: the release build next to this binary).
+    #[arg(long)]
+    verifyd: Option<PathBuf>,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -84,6 +102,10 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(pending(args)),
+        Cmd::Due(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(due(args)),
     }
 }
 
@@ -230,6 +252,110 @@ async fn pending(args: PendingArgs) -> anyhow::Result<()> {
     );
     println!("| server RSS after the restart | {rss_restarted:.1} MiB |");
     Ok(())
+}
+
+/// Starts `rate` verifications per second (workflow 5: an SMS now, a call 60 s later) for
+/// `seconds`, waits for every call, and reports how long after its due time each call fired,
+/// from the inbox's millisecond timestamps (SMS at t, call due at t + 60 s).
+async fn due(args: DueArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let bin = args
+        .verifyd
+        .clone()
+        .unwrap_or_else(|| exe.with_file_name("verifyd"));
+    let dir = tempfile::tempdir()?;
+    let server = start_verifyd(&bin, &dir.path().join("due.db")).await?;
+    let auth = Some((server.key.clone(), server.secret.clone()));
+    let request = Target::post(server.addr, "/verify/json", auth.clone());
+    let count = args.rate * args.seconds;
+    let started = load::fixed_rate(
+        &request,
+        args.connections,
+        args.rate,
+        Duration::from_secs(args.seconds),
+        |i| {
+            let n = number(i);
+            form(&[
+                ("number", &n),
+                ("brand", "AcmeInc"),
+                ("workflow_id", "5"),
+                ("next_event_wait", "60"),
+            ])
+        },
+    )
+    .await?;
+    if started.errors > 0 {
+        bail!("{} of {count} starts failed", started.errors);
+    }
+    // The last calls come due 60 s after the last start.
+    tokio::time::sleep(Duration::from_secs(62)).await;
+    let lateness = Arc::new(std::sync::Mutex::new(hdrhistogram::Histogram::<u64>::new(
+        3,
+    )?));
+    let missing = Arc::new(AtomicU64::new(0));
+    let inbox = Target::get(server.addr, None, |i| {
+        format!("/inbox/messages?to={}", number(i))
+    });
+    let (late, miss) = (lateness.clone(), missing.clone());
+    load::fixed_count_inspect(&inbox, args.connections, count, move |body| {
+        let list: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let at = |kind: &str| {
+            list.as_array()?
+                .iter()
+                .find(|m| m["channel"] == kind)
+                .and_then(|m| m["created_at"].as_str())
+                .and_then(chrono_ms)
+        };
+        match (at("sms"), at("voice")) {
+            (Some(sms), Some(call)) => {
+                let ms = (call - sms - 60_000).max(0) as u64;
+                late.lock().unwrap().saturating_record(ms);
+            }
+            _ => {
+                miss.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    })
+    .await?;
+    let h = lateness.lock().unwrap();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| calls due | {count} ({} per second for {} s) |",
+        args.rate, args.seconds
+    );
+    println!("| calls missing | {} |", missing.load(Ordering::Relaxed));
+    for q in [0.5, 0.99, 0.999, 1.0] {
+        println!(
+            "| lateness p{} | {} ms |",
+            q * 100.0,
+            h.value_at_quantile(q)
+        );
+    }
+    Ok(())
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time with milliseconds (`…T12:00:00.123Z`).
+fn chrono_ms(t: &str) -> Option<i64> {
+    let (date, time) = t.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut parts = hms.split(':').map(|p| p.parse::<i64>());
+    let (h, min, s) = (
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+    );
+    let ms: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + h) * 60 + min) * 60_000 + s * 1000 + ms)
 }
 
 async fn start_verifyd(bin: &Path, db: &Path) -> anyhow::Result<Verifyd> {
@@ -447,5 +573,30 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 impl Drop for Verifyd {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_times_convert_to_epoch_milliseconds() {
+        assert_eq!(
+            chrono_ms("2026-11-22T00:00:00.123Z"),
+            Some(1_795_305_600_123)
+        );
+        assert_eq!(
+            chrono_ms("2024-02-29T23:59:59.005Z"),
+            Some(1_709_251_199_005)
+        );
+        assert_eq!(chrono_ms("garbage"), None);
+    }
+
+    #[test]
+    fn benchmark_numbers_are_distinct_and_valid_shaped() {
+        let a: std::collections::HashSet<String> = (0..100_000).map(number).collect();
+        assert_eq!(a.len(), 100_000);
+        assert!(a.iter().all(|n| n.len() == 11 && n.starts_with('1')));
     }
 }
