@@ -205,18 +205,21 @@ pub async fn fixed_rate(
     .await
 }
 
-/// Sends requests 0..count and hands every answer's body to `inspect`.
+/// Sends requests 0..count (bodies from `body`) and hands every answer to `inspect`; the first
+/// error it returns stops the run.
 pub async fn fixed_count_inspect(
     target: &Target,
     connections: usize,
     count: u64,
-    inspect: impl Fn(&[u8]) + Send + Sync + Clone + 'static,
+    body: impl Fn(u64) -> Bytes + Send + Sync + Clone + 'static,
+    inspect: impl Fn(&[u8]) -> anyhow::Result<()> + Send + Sync + Clone + 'static,
 ) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let target = target.clone();
         let next = next.clone();
+        let body = body.clone();
         let inspect = inspect.clone();
         tasks.push(tokio::spawn(async move {
             let mut sender = target.connect().await?;
@@ -225,8 +228,8 @@ pub async fn fixed_count_inspect(
                 if i >= count {
                     return anyhow::Ok(());
                 }
-                let body = send(&mut sender, target.request(i, Bytes::new())).await?;
-                inspect(&body);
+                let answer = send(&mut sender, target.request(i, body(i))).await?;
+                inspect(&answer)?;
             }
         }));
     }
@@ -244,33 +247,17 @@ pub async fn collect_ids(
     body: impl Fn(u64) -> Bytes + Send + Sync + Clone + 'static,
 ) -> anyhow::Result<Vec<String>> {
     let ids = Arc::new(Mutex::new(Vec::with_capacity(count as usize)));
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let target = target.clone();
-        let ids = ids.clone();
-        let next = next.clone();
-        let body = body.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut sender = target.connect().await?;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    return anyhow::Ok(());
-                }
-                let answer = send(&mut sender, target.request(i, body(i))).await?;
-                let v: serde_json::Value = serde_json::from_slice(&answer)?;
-                let id = v["request_id"].as_str().context("no request_id")?;
-                if v["status"] != "0" {
-                    bail!("creating a verification failed: {v}");
-                }
-                ids.lock().unwrap().push(id.to_owned());
-            }
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+    let collected = ids.clone();
+    fixed_count_inspect(target, connections, count, body, move |answer| {
+        let v: serde_json::Value = serde_json::from_slice(answer)?;
+        if v["status"] != "0" {
+            bail!("creating a verification failed: {v}");
+        }
+        let id = v["request_id"].as_str().context("no request_id")?;
+        collected.lock().unwrap().push(id.to_owned());
+        Ok(())
+    })
+    .await?;
     let ids = std::mem::take(&mut *ids.lock().unwrap());
     Ok(ids)
 }

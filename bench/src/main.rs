@@ -297,25 +297,32 @@ async fn due(args: DueArgs) -> anyhow::Result<()> {
         format!("/inbox/messages?to={}", number(i))
     });
     let (late, miss) = (lateness.clone(), missing.clone());
-    load::fixed_count_inspect(&inbox, args.connections, count, move |body| {
-        let list: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-        let at = |kind: &str| {
-            list.as_array()?
-                .iter()
-                .find(|m| m["channel"] == kind)
-                .and_then(|m| m["created_at"].as_str())
-                .and_then(chrono_ms)
-        };
-        match (at("sms"), at("voice")) {
-            (Some(sms), Some(call)) => {
-                let ms = (call - sms - 60_000).max(0) as u64;
-                late.lock().unwrap().saturating_record(ms);
+    load::fixed_count_inspect(
+        &inbox,
+        args.connections,
+        count,
+        |_| Bytes::new(),
+        move |body| {
+            let list: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let at = |kind: &str| {
+                list.as_array()?
+                    .iter()
+                    .find(|m| m["channel"] == kind)
+                    .and_then(|m| m["created_at"].as_str())
+                    .and_then(chrono_ms)
+            };
+            match (at("sms"), at("voice")) {
+                (Some(sms), Some(call)) => {
+                    let ms = (call - sms - 60_000).max(0) as u64;
+                    late.lock().unwrap().saturating_record(ms);
+                }
+                _ => {
+                    miss.fetch_add(1, Ordering::Relaxed);
+                }
             }
-            _ => {
-                miss.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    })
+            Ok(())
+        },
+    )
     .await?;
     let h = lateness.lock().unwrap();
     println!("| measure | value |");
