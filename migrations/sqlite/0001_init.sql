@@ -31,6 +31,7 @@ create table delivery (
 );
 create index delivery_request on delivery (request_id);
 create index delivery_lease on delivery (lease_until);
+create index delivery_created on delivery (created_at);
 
 create table inbox_message (
     seq integer primary key autoincrement,

@@ -29,7 +29,9 @@ const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.
 const POOL_SIZE: usize = 16;
 pub const DEFAULT_DELIVERY_LEASE: Duration = super::sqlite::DEFAULT_DELIVERY_LEASE;
 /// The database's clock in milliseconds: leases compare with it, never with a node's clock.
-const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+/// `statement_timestamp()` is stable within a statement, so comparisons with it can use the
+/// `delivery_lease` index (`clock_timestamp()`, being volatile, could not).
+const DB_NOW_MS: &str = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
 const STATE_SET_ASIDE: i32 = -1;
 /// A create that loses a race for the same number on another node runs again, and then sees
 /// the winner's verification.
@@ -446,8 +448,10 @@ impl VerificationStore for PgStore {
         // Deliveries of requests that ended (or were set aside) are not sent.
         tx.execute(
             &format!(
-                "delete from delivery d where d.lease_until <= {DB_NOW_MS} and not exists \
-                 (select 1 from verification v where v.request_id = d.request_id and v.state = 0)"
+                "delete from delivery where event_id in \
+                 (select d.event_id from delivery d where d.lease_until <= {DB_NOW_MS} and not exists \
+                  (select 1 from verification v where v.request_id = d.request_id and v.state = 0) \
+                  for update of d skip locked)"
             ),
             &[],
         )
