@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::channel::{ChannelError, Channels, OutgoingMessage};
 use crate::clock::Clock;
 use crate::crypto::{OsMinter, ServerKey};
-use crate::domain::{message, DeliveryOrder, EventId};
+use crate::domain::{message, DeliveryOrder, EventId, RequestId};
 use crate::store::{StoreError, VerificationStore};
 
 /// Verifications advanced per store call.
@@ -63,7 +63,7 @@ pub fn spawn_dispatcher(
     key: ServerKey,
 ) -> (Dispatcher, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<DeliveryOrder>(DISPATCH_QUEUE);
-    let (done_tx, done_rx) = mpsc::unbounded_channel::<EventId>();
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<(RequestId, EventId)>();
     let marker = tokio::spawn(mark_delivered_loop(store, done_rx));
     let handle = tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -74,7 +74,7 @@ pub fn spawn_dispatcher(
             let done = done_tx.clone();
             tokio::spawn(async move {
                 if deliver(&channels, &key, &order).await {
-                    let _ = done.send(order.event_id);
+                    let _ = done.send((order.request_id, order.event_id));
                 }
                 drop(permit);
             });
@@ -89,7 +89,7 @@ pub fn spawn_dispatcher(
 /// stay in the store and are sent again after their lease: at least once, never lost.
 async fn mark_delivered_loop(
     store: Arc<dyn VerificationStore>,
-    mut rx: mpsc::UnboundedReceiver<EventId>,
+    mut rx: mpsc::UnboundedReceiver<(RequestId, EventId)>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut ids = vec![first];
@@ -199,23 +199,14 @@ impl Scheduler {
         }
     }
 
-    /// Runs every step due now, and takes over deliveries whose lease ran out. Returns how many
+    /// Takes over deliveries whose lease ran out, then runs every step due now. Returns how many
     /// deliveries it started.
+    ///
+    /// The sweep goes first: a delivery left by a process that died is older than any step due
+    /// now, and handing both to the dispatcher in one tick in the other order would let a call
+    /// overtake the SMS it follows.
     pub async fn tick(&self) -> Result<usize, StoreError> {
         let mut total = 0;
-        loop {
-            let minter = Box::new(OsMinter::new(self.key.clone()));
-            let orders = self
-                .store
-                .claim_due(self.clock.clone(), CLAIM_BATCH, minter)
-                .await?;
-            total += orders.len();
-            self.dispatcher.dispatch(orders);
-            match self.store.next_due().await? {
-                Some(t) if t <= self.clock.now() => continue,
-                _ => break,
-            }
-        }
         loop {
             let stale = self.store.claim_stale_deliveries(SWEEP_BATCH).await?;
             let full = stale.len() == SWEEP_BATCH;
@@ -228,7 +219,20 @@ impl Scheduler {
             total += stale.len();
             self.dispatcher.dispatch(stale);
             if !full {
-                return Ok(total);
+                break;
+            }
+        }
+        loop {
+            let minter = Box::new(OsMinter::new(self.key.clone()));
+            let orders = self
+                .store
+                .claim_due(self.clock.clone(), CLAIM_BATCH, minter)
+                .await?;
+            total += orders.len();
+            self.dispatcher.dispatch(orders);
+            match self.store.next_due().await? {
+                Some(t) if t <= self.clock.now() => continue,
+                _ => return Ok(total),
             }
         }
     }

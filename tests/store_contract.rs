@@ -18,8 +18,8 @@ use verifyd::domain::{
 use verifyd::store::postgres::PgStore;
 use verifyd::store::sqlite::SqliteStore;
 use verifyd::store::{
-    ApiKeyRecord, Command, CommandOutcome, CreateOutcome, InboxMessage, KeyState, SharedClock,
-    Store, VerificationStore,
+    ApiKeyRecord, Command, CommandOutcome, CreateOutcome, InboxLog, InboxMessage, KeyState,
+    SharedClock, Store, VerificationStore,
 };
 
 /// A fresh, empty store per engine, with a name for failure messages. The temp dir lives as long
@@ -268,7 +268,7 @@ async fn due_events_are_claimed_once_and_their_deliveries_stored_until_marked() 
         let (v, f) = new_verification("k1", "447700100007", 10, 1);
         store.create(v.clone(), f.clone(), t(0)).await.unwrap();
         store
-            .mark_delivered(vec![f.event_id.clone()])
+            .mark_delivered(vec![(f.request_id.clone(), f.event_id.clone())])
             .await
             .unwrap();
         assert!(store.undelivered(10).await.unwrap().is_empty(), "{engine}");
@@ -296,7 +296,10 @@ async fn due_events_are_claimed_once_and_their_deliveries_stored_until_marked() 
         assert_eq!(store.next_due().await.unwrap(), Some(t(305)), "{engine}");
 
         store
-            .mark_delivered(vec![orders[0].event_id.clone()])
+            .mark_delivered(vec![(
+                orders[0].request_id.clone(),
+                orders[0].event_id.clone(),
+            )])
             .await
             .unwrap();
         assert!(store.undelivered(10).await.unwrap().is_empty(), "{engine}");
@@ -331,7 +334,10 @@ async fn control_commands_are_persisted_with_their_deliveries() {
     for (engine, store, _dir) in engines().await {
         let (v, f) = new_verification("k1", "447700100009", 12, 5);
         store.create(v.clone(), f.clone(), t(0)).await.unwrap();
-        store.mark_delivered(vec![f.event_id]).await.unwrap();
+        store
+            .mark_delivered(vec![(f.request_id, f.event_id)])
+            .await
+            .unwrap();
         let (outcome, _) = store
             .apply("k1", &v.id, Command::TriggerNext, at(10), minter())
             .await
@@ -386,7 +392,10 @@ async fn a_delivery_is_swept_up_only_once_its_lease_has_run_out() {
             vec![f.clone()],
             "{engine}"
         );
-        store.mark_delivered(vec![f.event_id]).await.unwrap();
+        store
+            .mark_delivered(vec![(f.request_id, f.event_id)])
+            .await
+            .unwrap();
         assert!(
             store.claim_stale_deliveries(10).await.unwrap().is_empty(),
             "{engine}"
@@ -514,4 +523,79 @@ async fn sqlite_data_survives_reopening_the_file() {
         store.find("k1", std::slice::from_ref(&v.id)).await.unwrap(),
         vec![v]
     );
+}
+
+/// Copies every row of `table` from one SQLite file into another with the same columns.
+fn copy_rows(from: &rusqlite::Connection, to: &rusqlite::Connection, table: &str) {
+    let mut read = from.prepare(&format!("select * from {table}")).unwrap();
+    let columns = read.column_count();
+    let marks: Vec<String> = (1..=columns).map(|i| format!("?{i}")).collect();
+    let insert = format!("insert into {table} values ({})", marks.join(", "));
+    let mut rows = read.query([]).unwrap();
+    while let Some(row) = rows.next().unwrap() {
+        let values: Vec<rusqlite::types::Value> =
+            (0..columns).map(|i| row.get(i).unwrap()).collect();
+        to.execute(&insert, rusqlite::params_from_iter(values))
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_sqlite_file_of_the_first_schema_keeps_its_deliveries_and_inbox_when_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    // Rows as this verifyd writes them, moved into a file that has only the first schema.
+    let current = dir.path().join("current.db");
+    let (v, f) = new_verification("k1", "447700100041", 41, 1);
+    {
+        let store = SqliteStore::open(&current).unwrap();
+        store.create(v.clone(), f.clone(), t(0)).await.unwrap();
+        store.append(message("M41", "447700100041")).await.unwrap();
+    }
+    let old = dir.path().join("old.db");
+    {
+        let from = rusqlite::Connection::open(&current).unwrap();
+        let to = rusqlite::Connection::open(&old).unwrap();
+        to.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
+            .unwrap();
+        to.execute_batch("pragma user_version = 1").unwrap();
+        for table in ["verification", "api_key", "meta"] {
+            copy_rows(&from, &to, table);
+        }
+        // The first schema's column order differs for these two tables.
+        let mut d = from
+            .prepare("select event_id, request_id, body, created_at, lease_until from delivery")
+            .unwrap();
+        let rows: Vec<(String, String, String, i64, i64)> = d
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows.len(), 1);
+        for row in rows {
+            to.execute(
+                "insert into delivery values (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![row.0, row.1, row.2, row.3, row.4],
+            )
+            .unwrap();
+        }
+        copy_rows(&from, &to, "inbox_message");
+    }
+
+    let store = SqliteStore::open(&old).unwrap();
+    assert_eq!(store.undelivered(10).await.unwrap(), vec![f.clone()]);
+    let listed = store.list(Some("447700100041"), 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, "M41");
+    // The same message again is still recognised as already stored.
+    store.append(message("M41", "447700100041")).await.unwrap();
+    assert_eq!(store.list(None, 10).await.unwrap().len(), 1);
+    store
+        .mark_delivered(vec![(f.request_id.clone(), f.event_id.clone())])
+        .await
+        .unwrap();
+    assert!(store.undelivered(10).await.unwrap().is_empty());
+    let found = store.find("k1", std::slice::from_ref(&v.id)).await.unwrap();
+    assert_eq!(found.len(), 1);
 }

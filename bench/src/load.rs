@@ -39,7 +39,8 @@ type PathFn = Arc<dyn Fn(u64) -> String + Send + Sync>;
 /// Where requests go and how they are authenticated.
 #[derive(Clone)]
 pub struct Target {
-    addr: SocketAddr,
+    /// Connection `k` goes to `addrs[k % addrs.len()]`: several nodes share the connections.
+    addrs: Vec<SocketAddr>,
     method: hyper::Method,
     path: PathFn,
     authorization: Option<String>,
@@ -77,7 +78,7 @@ impl Target {
     pub fn post(addr: SocketAddr, path: &str, auth: Option<(String, String)>) -> Self {
         let path = path.to_owned();
         Self {
-            addr,
+            addrs: vec![addr],
             method: hyper::Method::POST,
             path: Arc::new(move |_| path.clone()),
             authorization: basic(auth),
@@ -90,15 +91,22 @@ impl Target {
         path: impl Fn(u64) -> String + Send + Sync + 'static,
     ) -> Self {
         Self {
-            addr,
+            addrs: vec![addr],
             method: hyper::Method::GET,
             path: Arc::new(path),
             authorization: basic(auth),
         }
     }
 
-    async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-        let stream = tokio::net::TcpStream::connect(self.addr).await?;
+    /// The same requests, with the connections spread over `addrs` in turn.
+    pub fn across(mut self, addrs: &[SocketAddr]) -> Self {
+        assert!(!addrs.is_empty(), "a target needs an address");
+        self.addrs = addrs.to_vec();
+        self
+    }
+
+    async fn connect(&self, k: usize) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+        let stream = tokio::net::TcpStream::connect(self.addrs[k % self.addrs.len()]).await?;
         stream.set_nodelay(true)?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
@@ -216,13 +224,13 @@ pub async fn fixed_count_inspect(
 ) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for k in 0..connections {
         let target = target.clone();
         let next = next.clone();
         let body = body.clone();
         let inspect = inspect.clone();
         tasks.push(tokio::spawn(async move {
-            let mut sender = target.connect().await?;
+            let mut sender = target.connect(k).await?;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= count {
@@ -283,13 +291,13 @@ async fn run(
     let plan = Arc::new(plan);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for k in 0..connections {
         let target = target.clone();
         let shared = shared.clone();
         let body = body.clone();
         let plan = plan.clone();
         tasks.push(tokio::spawn(async move {
-            let mut sender = target.connect().await?;
+            let mut sender = target.connect(k).await?;
             let mut local = histogram();
             loop {
                 let i = shared.next.fetch_add(1, Ordering::Relaxed);
@@ -323,7 +331,7 @@ async fn run(
                     }
                     Err(_) => {
                         shared.errors.fetch_add(1, Ordering::Relaxed);
-                        sender = target.connect().await?;
+                        sender = target.connect(k).await?;
                     }
                 }
                 let us = due.elapsed().as_micros() as u64;

@@ -35,6 +35,9 @@ enum Cmd {
     Pending(PendingArgs),
     /// Events coming due at a steady rate: how late the scheduler fires them.
     Due(DueArgs),
+    /// Two verifyd nodes sharing one PostgreSQL database: requests per second, one node alone and
+    /// both together.
+    Cluster(ClusterArgs),
     /// The floor: a bare axum server answering a fixed Verify-shaped JSON (started by `run`).
     Floor {
         #[arg(long)]
@@ -82,7 +85,27 @@ struct DueArgs {
     /// Seconds of starting verifications.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Verifications put in progress first (workflow 1, nothing due for 15 minutes), so that the
+    /// scheduler works on top of a full store.
+    #[arg(long, default_value_t = 1_000_000)]
+    pending: u64,
     /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// The verifyd binary (default: the release build next to this binary).
+    #[arg(long)]
+    verifyd: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Clone)]
+struct ClusterArgs {
+    /// A PostgreSQL server to create the benchmark's database on (dropped again at the end).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres: String,
+    /// Seconds of load per scenario.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Concurrent keep-alive connections, spread over the nodes.
     #[arg(long, default_value_t = 64)]
     connections: usize,
     /// The verifyd binary (default: the release build next to this binary).
@@ -106,6 +129,10 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(due(args)),
+        Cmd::Cluster(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(cluster(args)),
     }
 }
 
@@ -156,11 +183,30 @@ struct Verifyd {
     secret: String,
 }
 
+/// The server's log filter: `warn`, or `VERIFYD_BENCH_LOG` to look inside a run (for example
+/// `verifyd::store=trace` logs every group commit with its size).
+fn server_log_filter() -> String {
+    std::env::var("VERIFYD_BENCH_LOG").unwrap_or_else(|_| "warn".into())
+}
+
+fn sqlite_url(db: &Path) -> String {
+    format!("sqlite://{}", db.display())
+}
+
 fn spawn_verifyd(bin: &Path, db: &Path, addr: SocketAddr) -> anyhow::Result<Child> {
+    spawn_verifyd_on(bin, &sqlite_url(db), addr)
+}
+
+fn spawn_verifyd_on(bin: &Path, database: &str, addr: SocketAddr) -> anyhow::Result<Child> {
     Command::new(bin)
-        .args(["serve", "--listen", &addr.to_string(), "--database"])
-        .arg(format!("sqlite://{}", db.display()))
-        .env("RUST_LOG", "warn")
+        .args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--database",
+            database,
+        ])
+        .env("RUST_LOG", server_log_filter())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -182,6 +228,17 @@ fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// A verification that stays in progress for the whole run: workflow 1 with the longest waits.
+fn pending_form(i: u64) -> Bytes {
+    let n = number(i);
+    form(&[
+        ("number", &n),
+        ("brand", "AcmeInc"),
+        ("next_event_wait", "900"),
+        ("pin_expiry", "3600"),
+    ])
+}
+
 async fn pending(args: PendingArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let bin = args
@@ -194,17 +251,7 @@ async fn pending(args: PendingArgs) -> anyhow::Result<()> {
     let auth = Some((server.key.clone(), server.secret.clone()));
     let request = Target::post(server.addr, "/verify/json", auth.clone());
     let started = std::time::Instant::now();
-    // Workflow 1 with the longest waits: everything stays in progress for the whole run.
-    let ids = load::collect_ids(&request, args.connections, args.count, |i| {
-        let n = number(i);
-        form(&[
-            ("number", &n),
-            ("brand", "AcmeInc"),
-            ("next_event_wait", "900"),
-            ("pin_expiry", "3600"),
-        ])
-    })
-    .await?;
+    let ids = load::collect_ids(&request, args.connections, args.count, pending_form).await?;
     let created = started.elapsed();
     let pid = server.child.id().context("verifyd exited")?;
     let rss_loaded = rss_mib(pid)?;
@@ -267,14 +314,22 @@ async fn due(args: DueArgs) -> anyhow::Result<()> {
     let server = start_verifyd(&bin, &dir.path().join("due.db")).await?;
     let auth = Some((server.key.clone(), server.secret.clone()));
     let request = Target::post(server.addr, "/verify/json", auth.clone());
+    let filled = std::time::Instant::now();
+    let pending = load::collect_ids(&request, args.connections, args.pending, |i| {
+        pending_form(i)
+    })
+    .await?;
+    let filled = filled.elapsed();
+    // The numbers of the measured verifications follow those of the pending ones.
+    let first = args.pending;
     let count = args.rate * args.seconds;
     let started = load::fixed_rate(
         &request,
         args.connections,
         args.rate,
         Duration::from_secs(args.seconds),
-        |i| {
-            let n = number(i);
+        move |i| {
+            let n = number(first + i);
             form(&[
                 ("number", &n),
                 ("brand", "AcmeInc"),
@@ -293,8 +348,8 @@ async fn due(args: DueArgs) -> anyhow::Result<()> {
         3,
     )?));
     let missing = Arc::new(AtomicU64::new(0));
-    let inbox = Target::get(server.addr, None, |i| {
-        format!("/inbox/messages?to={}", number(i))
+    let inbox = Target::get(server.addr, None, move |i| {
+        format!("/inbox/messages?to={}", number(first + i))
     });
     let (late, miss) = (lateness.clone(), missing.clone());
     load::fixed_count_inspect(
@@ -325,8 +380,15 @@ async fn due(args: DueArgs) -> anyhow::Result<()> {
     )
     .await?;
     let h = lateness.lock().unwrap();
+    let rss = rss_mib(server.child.id().context("verifyd exited")?)?;
     println!("| measure | value |");
     println!("|---|---|");
+    println!(
+        "| verifications in progress before the run | {} (created in {:.1} s) |",
+        pending.len(),
+        filled.as_secs_f64()
+    );
+    println!("| server RSS at the end | {rss:.1} MiB |");
     println!(
         "| calls due | {count} ({} per second for {} s) |",
         args.rate, args.seconds
@@ -366,11 +428,21 @@ fn chrono_ms(t: &str) -> Option<i64> {
 }
 
 async fn start_verifyd(bin: &Path, db: &Path) -> anyhow::Result<Verifyd> {
+    start_verifyd_on(bin, &sqlite_url(db)).await
+}
+
+/// Starts verifyd on a new database and reads the API key it creates and prints.
+async fn start_verifyd_on(bin: &Path, database: &str) -> anyhow::Result<Verifyd> {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
     let mut child = Command::new(bin)
-        .args(["serve", "--listen", &addr.to_string(), "--database"])
-        .arg(format!("sqlite://{}", db.display()))
-        .env("RUST_LOG", "warn")
+        .args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--database",
+            database,
+        ])
+        .env("RUST_LOG", server_log_filter())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -577,6 +649,102 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let (server, _) = base
+        .rsplit_once('/')
+        .filter(|(server, _)| server.contains("://") && !server.ends_with('/'))
+        .with_context(|| format!("{url} names no database"))?;
+    Ok(match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    })
+}
+
+async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
+    const DATABASE: &str = "verifyd_bench";
+    let exe = std::env::current_exe()?;
+    let bin = args
+        .verifyd
+        .clone()
+        .unwrap_or_else(|| exe.with_file_name("verifyd"));
+    let (admin, conn) = tokio_postgres::connect(&args.postgres, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("cannot connect to {}", args.postgres))?;
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!(
+            "drop database if exists {DATABASE} with (force); create database {DATABASE}"
+        ))
+        .await?;
+    let url = with_database(&args.postgres, DATABASE)?;
+    let result = cluster_on(&bin, &url, &args).await;
+    admin
+        .batch_execute(&format!("drop database if exists {DATABASE} with (force)"))
+        .await?;
+    result
+}
+
+async fn cluster_on(bin: &Path, url: &str, args: &ClusterArgs) -> anyhow::Result<()> {
+    let duration = Duration::from_secs(args.duration);
+    let first = start_verifyd_on(bin, url).await?;
+    let second_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let mut second = spawn_verifyd_on(bin, url, second_addr)?;
+    wait_listening(second_addr).await?;
+    let auth = Some((first.key.clone(), first.secret.clone()));
+    let counter = Arc::new(AtomicU64::new(0));
+    let make = move |_| {
+        let n = number(counter.fetch_add(1, Ordering::Relaxed));
+        form(&[("number", &n), ("brand", "AcmeInc")])
+    };
+    let one = Target::post(first.addr, "/verify/json", auth.clone());
+    let both = one.clone().across(&[first.addr, second_addr]);
+    let mut reports = Vec::new();
+    for (name, target) in [("one node", &one), ("two nodes", &both)] {
+        load::closed_loop(
+            target,
+            args.connections,
+            Duration::from_secs(2),
+            make.clone(),
+            Expect::Status0,
+        )
+        .await?;
+        let report = load::closed_loop(
+            target,
+            args.connections,
+            duration,
+            make.clone(),
+            Expect::Status0,
+        )
+        .await?;
+        reports.push((name, report));
+    }
+    second.kill().await?;
+    drop(first);
+    println!(
+        "POST /verify/json (new number each) on PostgreSQL, {} connections, {} s",
+        args.connections, args.duration
+    );
+    println!();
+    println!("| nodes | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, r) in reports {
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            r.rps(),
+            r.quantile_ms(0.50),
+            r.quantile_ms(0.99),
+            r.quantile_ms(0.999),
+            r.quantile_ms(1.0),
+            r.errors
+        );
+    }
+    Ok(())
+}
+
 impl Drop for Verifyd {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
@@ -598,6 +766,19 @@ mod tests {
             Some(1_709_251_199_005)
         );
         assert_eq!(chrono_ms("garbage"), None);
+    }
+
+    #[test]
+    fn a_postgres_url_gets_another_database_and_keeps_its_options() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "b").unwrap(),
+            "postgres://postgres@127.0.0.1:5432/b"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "b").unwrap(),
+            "postgres://u:p@h/b?sslmode=disable"
+        );
+        assert!(with_database("postgres://h:5432", "b").is_err());
     }
 
     #[test]

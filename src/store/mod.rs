@@ -120,8 +120,9 @@ pub trait VerificationStore: Send + Sync + 'static {
     /// progress, and drops those of requests that have ended.
     async fn claim_stale_deliveries(&self, limit: usize) -> StoreResult<Vec<DeliveryOrder>>;
 
-    /// Forgets deliveries that were handed to their channel (or refused by it for good).
-    async fn mark_delivered(&self, ids: Vec<EventId>) -> StoreResult<()>;
+    /// Forgets deliveries that were handed to their channel (or refused by it for good), each
+    /// named by its request and event.
+    async fn mark_delivered(&self, done: Vec<(RequestId, EventId)>) -> StoreResult<()>;
 }
 
 /// An API key as stored: the secret only as a hash.

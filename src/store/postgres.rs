@@ -486,9 +486,10 @@ impl VerificationStore for PgStore {
         Ok(orders)
     }
 
-    async fn mark_delivered(&self, ids: Vec<EventId>) -> StoreResult<()> {
+    async fn mark_delivered(&self, done: Vec<(RequestId, EventId)>) -> StoreResult<()> {
         let client = self.client().await?;
-        let ids: Vec<&str> = ids.iter().map(EventId::as_str).collect();
+        // Event ids are unique on their own here (primary key).
+        let ids: Vec<&str> = done.iter().map(|(_, e)| e.as_str()).collect();
         client
             .execute("delete from delivery where event_id = any($1)", &[&ids])
             .await

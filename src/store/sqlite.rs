@@ -35,7 +35,10 @@ pub const DEFAULT_DELIVERY_LEASE: Duration = Duration::from_secs(60);
 /// `state` of a row whose body could not be read; it leaves every index of live rows.
 const STATE_SET_ASIDE: i64 = -1;
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_keys_by_request.sql"),
+];
 
 type Finish = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// A write operation. It receives the connection, or the error that kept it from running, and
@@ -326,7 +329,10 @@ fn run_batch(conn: &Connection, first: WriteJob, rx: &mut mpsc::Receiver<WriteJo
         };
     }
     match exec_cached(conn, "commit") {
-        Ok(()) => finishers.into_iter().for_each(|f| f(Ok(()))),
+        Ok(()) => {
+            tracing::trace!(operations = finishers.len(), "group committed");
+            finishers.into_iter().for_each(|f| f(Ok(())));
+        }
         Err(e) => {
             let err = db_err(e);
             tracing::error!(error = %err, "a group of writes could not be committed");
@@ -547,36 +553,42 @@ fn claim_stale_in(
     .map_err(db_err)?
     .execute(params![now])
     .map_err(db_err)?;
-    let rows: Vec<(String, String)> = {
+    let rows: Vec<(String, String, String)> = {
         let mut stmt = conn
             .prepare_cached(
-                "select event_id, body from delivery where lease_until <= ?1 \
-                 order by created_at limit ?2",
+                "select request_id, event_id, body from delivery where lease_until <= ?1 \
+                 order by rowid limit ?2",
             )
             .map_err(db_err)?;
         let rows = stmt
-            .query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map(params![now, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .map_err(db_err)?;
         rows.collect::<Result<_, _>>().map_err(db_err)?
     };
     let mut orders = Vec::with_capacity(rows.len());
     let mut lease = conn
-        .prepare_cached("update delivery set lease_until = ?1 where event_id = ?2")
+        .prepare_cached(
+            "update delivery set lease_until = ?1 where request_id = ?2 and event_id = ?3",
+        )
         .map_err(db_err)?;
     let mut drop_row = conn
-        .prepare_cached("delete from delivery where event_id = ?1")
+        .prepare_cached("delete from delivery where request_id = ?1 and event_id = ?2")
         .map_err(db_err)?;
-    for (event_id, body) in rows {
+    for (request_id, event_id, body) in rows {
         match serde_json::from_str::<DeliveryOrder>(&body) {
             Ok(order) => {
                 lease
-                    .execute(params![lease_until, event_id])
+                    .execute(params![lease_until, request_id, event_id])
                     .map_err(db_err)?;
                 orders.push(order);
             }
             Err(e) => {
                 tracing::error!(event_id, error = %corrupt_json(e), "a stored delivery cannot be read; dropped");
-                drop_row.execute(params![event_id]).map_err(db_err)?;
+                drop_row
+                    .execute(params![request_id, event_id])
+                    .map_err(db_err)?;
             }
         }
     }
@@ -671,7 +683,7 @@ impl VerificationStore for SqliteStore {
     async fn undelivered(&self, limit: usize) -> StoreResult<Vec<DeliveryOrder>> {
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare_cached("select body from delivery order by created_at limit ?1")
+                .prepare_cached("select body from delivery order by rowid limit ?1")
                 .map_err(db_err)?;
             let rows = stmt
                 .query_map(params![limit as i64], |r| r.get::<_, String>(0))
@@ -691,13 +703,14 @@ impl VerificationStore for SqliteStore {
             .await
     }
 
-    async fn mark_delivered(&self, ids: Vec<EventId>) -> StoreResult<()> {
+    async fn mark_delivered(&self, done: Vec<(RequestId, EventId)>) -> StoreResult<()> {
         self.write(move |conn| {
             let mut stmt = conn
-                .prepare_cached("delete from delivery where event_id = ?1")
+                .prepare_cached("delete from delivery where request_id = ?1 and event_id = ?2")
                 .map_err(db_err)?;
-            for id in &ids {
-                stmt.execute(params![id.as_str()]).map_err(db_err)?;
+            for (request_id, event_id) in &done {
+                stmt.execute(params![request_id.as_str(), event_id.as_str()])
+                    .map_err(db_err)?;
             }
             Ok(())
         })
@@ -844,7 +857,7 @@ impl InboxLog for SqliteStore {
             conn.prepare_cached(
                 "insert into inbox_message \
                  (message_id, channel, to_number, from_id, text, locale, request_id, created_at) \
-                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) on conflict (message_id) do nothing",
+                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) on conflict (request_id, message_id) do nothing",
             )
             .map_err(db_err)?
             .execute(params![
