@@ -675,10 +675,13 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot connect to {}", args.postgres))?;
     tokio::spawn(conn);
+    // One statement per call: several in one string run as one transaction, which neither
+    // statement accepts.
     admin
-        .batch_execute(&format!(
-            "drop database if exists {DATABASE} with (force); create database {DATABASE}"
-        ))
+        .batch_execute(&format!("drop database if exists {DATABASE} with (force)"))
+        .await?;
+    admin
+        .batch_execute(&format!("create database {DATABASE}"))
         .await?;
     let url = with_database(&args.postgres, DATABASE)?;
     let result = cluster_on(&bin, &url, &args).await;

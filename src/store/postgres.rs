@@ -157,6 +157,10 @@ impl PgStore {
     }
 }
 
+// Every statement below goes through the connection's statement cache (`prepare_cached`): a
+// plain `execute(&str)` makes PostgreSQL parse and plan the text again each time and costs an
+// extra round trip to describe it.
+
 fn decode(body: &str) -> StoreResult<Verification> {
     serde_json::from_str(body).map_err(corrupt_json)
 }
@@ -166,7 +170,11 @@ async fn save(c: &impl GenericClient, v: &Verification) -> StoreResult<()> {
     let next_due = v.next_due().map(|t| t.timestamp_millis());
     let state = v.status().code() as i32;
     c.execute(
-        "update verification set state = $1, next_due_at = $2, body = $3 where request_id = $4",
+        &c.prepare_cached(
+            "update verification set state = $1, next_due_at = $2, body = $3 where request_id = $4",
+        )
+        .await
+        .map_err(pg_err)?,
         &[&state, &next_due, &body, &v.id.as_str()],
     )
     .await
@@ -174,7 +182,9 @@ async fn save(c: &impl GenericClient, v: &Verification) -> StoreResult<()> {
     if v.status() != Status::InProgress {
         // Nothing is delivered for an ended request, and its sealed PIN copies go with it.
         c.execute(
-            "delete from delivery where request_id = $1",
+            &c.prepare_cached("delete from delivery where request_id = $1")
+                .await
+                .map_err(pg_err)?,
             &[&v.id.as_str()],
         )
         .await
@@ -190,7 +200,11 @@ async fn set_aside(
 ) -> StoreResult<()> {
     tracing::error!(request_id, %error, "a stored verification cannot be read; it is set aside");
     c.execute(
-        "update verification set state = $1, next_due_at = null where request_id = $2",
+        &c.prepare_cached(
+            "update verification set state = $1, next_due_at = null where request_id = $2",
+        )
+        .await
+        .map_err(pg_err)?,
         &[&STATE_SET_ASIDE, &request_id],
     )
     .await
@@ -205,10 +219,12 @@ async fn insert_delivery(
 ) -> StoreResult<()> {
     let body = encode(order)?;
     c.execute(
-        &format!(
+        &c.prepare_cached(&format!(
             "insert into delivery (event_id, request_id, body, created_at, lease_until) \
              values ($1, $2, $3, $4, {DB_NOW_MS} + $5)"
-        ),
+        ))
+        .await
+        .map_err(pg_err)?,
         &[
             &order.event_id.as_str(),
             &order.request_id.as_str(),
@@ -239,8 +255,12 @@ impl PgStore {
         let tx = client.transaction().await.map_err(pg_err)?;
         let holder = tx
             .query_opt(
-                "select request_id, body from verification \
+                &tx.prepare_cached(
+                    "select request_id, body from verification \
                  where account = $1 and number = $2 and state = 0 for update",
+                )
+                .await
+                .map_err(pg_err)?,
                 &[&v.account, &v.number.digits()],
             )
             .await
@@ -262,9 +282,13 @@ impl PgStore {
         let body = encode(v)?;
         let inserted = tx
             .execute(
-                "insert into verification \
+                &tx.prepare_cached(
+                    "insert into verification \
                  (request_id, account, number, state, next_due_at, submitted_at, body) \
                  values ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .await
+                .map_err(pg_err)?,
                 &[
                     &v.id.as_str(),
                     &v.account,
@@ -320,7 +344,7 @@ impl VerificationStore for PgStore {
         let tx = client.transaction().await.map_err(pg_err)?;
         let Some(row) = tx
             .query_opt(
-                "select body from verification where request_id = $1 and account = $2 for update",
+                &tx.prepare_cached("select body from verification where request_id = $1 and account = $2 for update").await.map_err(pg_err)?,
                 &[&id.as_str(), &account],
             )
             .await
@@ -354,8 +378,13 @@ impl VerificationStore for PgStore {
         let wanted: Vec<&str> = ids.iter().map(RequestId::as_str).collect();
         let rows = client
             .query(
-                "select request_id, body from verification \
+                &client
+                    .prepare_cached(
+                        "select request_id, body from verification \
                  where request_id = any($1) and account = $2",
+                    )
+                    .await
+                    .map_err(pg_err)?,
                 &[&wanted, &account],
             )
             .await
@@ -387,9 +416,13 @@ impl VerificationStore for PgStore {
         let horizon = clock.now().timestamp_millis();
         let rows = tx
             .query(
-                "select request_id, body from verification \
+                &tx.prepare_cached(
+                    "select request_id, body from verification \
                  where state = 0 and next_due_at <= $1 \
                  order by next_due_at limit $2 for update skip locked",
+                )
+                .await
+                .map_err(pg_err)?,
                 &[&horizon, &(limit as i64)],
             )
             .await
@@ -420,7 +453,10 @@ impl VerificationStore for PgStore {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "select min(next_due_at) from verification where state = 0",
+                &client
+                    .prepare_cached("select min(next_due_at) from verification where state = 0")
+                    .await
+                    .map_err(pg_err)?,
                 &[],
             )
             .await
@@ -432,7 +468,10 @@ impl VerificationStore for PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "select body from delivery order by created_at limit $1",
+                &client
+                    .prepare_cached("select body from delivery order by created_at limit $1")
+                    .await
+                    .map_err(pg_err)?,
                 &[&(limit as i64)],
             )
             .await
@@ -447,24 +486,28 @@ impl VerificationStore for PgStore {
         let tx = client.transaction().await.map_err(pg_err)?;
         // Deliveries of requests that ended (or were set aside) are not sent.
         tx.execute(
-            &format!(
+            &tx.prepare_cached(&format!(
                 "delete from delivery where event_id in \
                  (select d.event_id from delivery d where d.lease_until <= {DB_NOW_MS} and not exists \
                   (select 1 from verification v where v.request_id = d.request_id and v.state = 0) \
                   for update of d skip locked)"
-            ),
+            ))
+            .await
+            .map_err(pg_err)?,
             &[],
         )
         .await
         .map_err(pg_err)?;
         let rows = tx
             .query(
-                &format!(
+                &tx.prepare_cached(&format!(
                     "update delivery set lease_until = {DB_NOW_MS} + $1 where event_id in \
                      (select event_id from delivery where lease_until <= {DB_NOW_MS} \
                       order by created_at limit $2 for update skip locked) \
                      returning event_id, body"
-                ),
+                ))
+                .await
+                .map_err(pg_err)?,
                 &[&self.lease_ms, &(limit as i64)],
             )
             .await
@@ -476,9 +519,14 @@ impl VerificationStore for PgStore {
                 Ok(order) => orders.push(order),
                 Err(e) => {
                     tracing::error!(event_id, error = %corrupt_json(e), "a stored delivery cannot be read; dropped");
-                    tx.execute("delete from delivery where event_id = $1", &[&event_id])
-                        .await
-                        .map_err(pg_err)?;
+                    tx.execute(
+                        &tx.prepare_cached("delete from delivery where event_id = $1")
+                            .await
+                            .map_err(pg_err)?,
+                        &[&event_id],
+                    )
+                    .await
+                    .map_err(pg_err)?;
                 }
             }
         }
@@ -491,7 +539,13 @@ impl VerificationStore for PgStore {
         // Event ids are unique on their own here (primary key).
         let ids: Vec<&str> = done.iter().map(|(_, e)| e.as_str()).collect();
         client
-            .execute("delete from delivery where event_id = any($1)", &[&ids])
+            .execute(
+                &client
+                    .prepare_cached("delete from delivery where event_id = any($1)")
+                    .await
+                    .map_err(pg_err)?,
+                &[&ids],
+            )
             .await
             .map_err(pg_err)?;
         Ok(())
@@ -522,7 +576,12 @@ impl KeyStore for PgStore {
         let client = self.client().await?;
         client
             .execute(
-                &format!("insert into api_key ({KEY_COLUMNS}) values ($1, $2, $3, $4, $5, $6)"),
+                &client
+                    .prepare_cached(&format!(
+                        "insert into api_key ({KEY_COLUMNS}) values ($1, $2, $3, $4, $5, $6)"
+                    ))
+                    .await
+                    .map_err(pg_err)?,
                 &[
                     &key.api_key,
                     &key.name,
@@ -541,7 +600,12 @@ impl KeyStore for PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                &format!("select {KEY_COLUMNS} from api_key order by created_at, api_key"),
+                &client
+                    .prepare_cached(&format!(
+                        "select {KEY_COLUMNS} from api_key order by created_at, api_key"
+                    ))
+                    .await
+                    .map_err(pg_err)?,
                 &[],
             )
             .await
@@ -553,7 +617,12 @@ impl KeyStore for PgStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                &format!("select {KEY_COLUMNS} from api_key where api_key = $1"),
+                &client
+                    .prepare_cached(&format!(
+                        "select {KEY_COLUMNS} from api_key where api_key = $1"
+                    ))
+                    .await
+                    .map_err(pg_err)?,
                 &[&api_key],
             )
             .await
@@ -565,7 +634,10 @@ impl KeyStore for PgStore {
         let client = self.client().await?;
         let n = client
             .execute(
-                "update api_key set state = $1 where api_key = $2",
+                &client
+                    .prepare_cached("update api_key set state = $1 where api_key = $2")
+                    .await
+                    .map_err(pg_err)?,
                 &[&(state.code() as i32), &api_key],
             )
             .await
@@ -579,7 +651,13 @@ impl MetaStore for PgStore {
     async fn get_meta(&self, name: &str) -> StoreResult<Option<String>> {
         let client = self.client().await?;
         let row = client
-            .query_opt("select value from meta where name = $1", &[&name])
+            .query_opt(
+                &client
+                    .prepare_cached("select value from meta where name = $1")
+                    .await
+                    .map_err(pg_err)?,
+                &[&name],
+            )
             .await
             .map_err(pg_err)?;
         Ok(row.map(|r| r.get(0)))
@@ -589,8 +667,13 @@ impl MetaStore for PgStore {
         let client = self.client().await?;
         client
             .execute(
-                "insert into meta (name, value) values ($1, $2) \
+                &client
+                    .prepare_cached(
+                        "insert into meta (name, value) values ($1, $2) \
                  on conflict (name) do update set value = excluded.value",
+                    )
+                    .await
+                    .map_err(pg_err)?,
                 &[&name, &value],
             )
             .await
@@ -612,9 +695,14 @@ impl InboxLog for PgStore {
         let client = self.client().await.map_err(inbox_err)?;
         client
             .execute(
-                "insert into inbox_message \
+                &client
+                    .prepare_cached(
+                        "insert into inbox_message \
                  (message_id, channel, to_number, from_id, text, locale, request_id, created_at) \
                  values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (message_id) do nothing",
+                    )
+                    .await
+                    .map_err(|e| inbox_err(pg_err(e)))?,
                 &[
                     &m.id,
                     &m.channel,
@@ -639,6 +727,8 @@ impl InboxLog for PgStore {
         let client = self.client().await.map_err(inbox_err)?;
         let rows = client
             .query(
+                // Not prepared: a cached generic plan for "$1 is null or to_number = $1"
+                // cannot use the index on to_number.
                 "select message_id, channel, to_number, from_id, text, locale, request_id, created_at \
                  from inbox_message where ($1::text is null or to_number = $1) \
                  order by seq desc limit $2",
