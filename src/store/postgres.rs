@@ -725,17 +725,28 @@ impl InboxLog for PgStore {
         limit: usize,
     ) -> Result<Vec<InboxMessage>, InboxLogError> {
         let client = self.client().await.map_err(inbox_err)?;
-        let rows = client
-            .query(
-                // Not prepared: a cached generic plan for "$1 is null or to_number = $1"
-                // cannot use the index on to_number.
-                "select message_id, channel, to_number, from_id, text, locale, request_id, created_at \
-                 from inbox_message where ($1::text is null or to_number = $1) \
-                 order by seq desc limit $2",
-                &[&to, &(limit as i64)],
-            )
-            .await
-            .map_err(|e| inbox_err(pg_err(e)))?;
+        let columns = "select message_id, channel, to_number, from_id, text, locale, request_id, \
+                       created_at from inbox_message";
+        let limit = limit as i64;
+        // Two statements, not one with "$1 is null or to_number = $1", which a cached plan
+        // cannot answer from the index on to_number.
+        let rows = match to {
+            Some(to) => {
+                let sql = format!("{columns} where to_number = $1 order by seq desc limit $2");
+                let stmt = client.prepare_cached(&sql).await;
+                client
+                    .query(&stmt.map_err(|e| inbox_err(pg_err(e)))?, &[&to, &limit])
+                    .await
+            }
+            None => {
+                let sql = format!("{columns} order by seq desc limit $1");
+                let stmt = client.prepare_cached(&sql).await;
+                client
+                    .query(&stmt.map_err(|e| inbox_err(pg_err(e)))?, &[&limit])
+                    .await
+            }
+        }
+        .map_err(|e| inbox_err(pg_err(e)))?;
         rows.iter()
             .map(|r| {
                 let created = ms_to_instant(r.get(7)).map_err(inbox_err)?;

@@ -126,7 +126,7 @@ const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 /// to the WAL: with SQLite's automatic checkpoints the commit that crosses the threshold copies
 /// pages into the database file while every request of its group waits. PASSIVE never blocks the
 /// writer or readers; the occasional TRUNCATE (see [`WAL_LIMIT_BYTES`]) holds the writer for the
-/// little that PASSIVE left. The thread ends when the store is dropped.
+/// little that the PASSIVE pass just before it left. The thread ends when the store is dropped.
 fn spawn_checkpointer(
     path: &Path,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -143,10 +143,20 @@ fn spawn_checkpointer(
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 thread::sleep(CHECKPOINT_EVERY);
                 let too_big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > wal_limit);
-                let mode = if too_big { "truncate" } else { "passive" };
-                let sql = format!("pragma wal_checkpoint({mode})");
-                if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
-                    tracing::warn!(error = %e, mode, "WAL checkpoint failed; will retry");
+                // Before a TRUNCATE, which holds the writer until it is done, a PASSIVE pass
+                // copies (and syncs) nearly everything without blocking anyone: the writer then
+                // waits only for what was committed during that pass.
+                let modes: &[&str] = if too_big {
+                    &["passive", "truncate"]
+                } else {
+                    &["passive"]
+                };
+                for mode in modes {
+                    let sql = format!("pragma wal_checkpoint({mode})");
+                    if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
+                        tracing::warn!(error = %e, mode, "WAL checkpoint failed; will retry");
+                        break;
+                    }
                 }
             }
         })?;
@@ -843,6 +853,13 @@ impl MetaStore for SqliteStore {
     }
 }
 
+const INBOX_TO_NUMBER: &str =
+    "select message_id, channel, to_number, from_id, text, locale, request_id, created_at \
+     from inbox_message where to_number = ?1 order by seq desc limit ?2";
+const INBOX_ALL: &str =
+    "select message_id, channel, to_number, from_id, text, locale, request_id, created_at \
+     from inbox_message order by seq desc limit ?1";
+
 fn inbox_err(e: StoreError) -> InboxLogError {
     InboxLogError(e.to_string())
 }
@@ -884,34 +901,38 @@ impl InboxLog for SqliteStore {
     ) -> Result<Vec<InboxMessage>, InboxLogError> {
         let to = to.map(str::to_owned);
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "select message_id, channel, to_number, from_id, text, locale, request_id, created_at \
-                     from inbox_message where (?1 is null or to_number = ?1) order by seq desc limit ?2",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![to, limit as i64], |r| {
-                    Ok((
-                        InboxMessage {
-                            id: r.get(0)?,
-                            channel: r.get(1)?,
-                            to: r.get(2)?,
-                            from: r.get(3)?,
-                            text: r.get(4)?,
-                            locale: r.get(5)?,
-                            request_id: r.get(6)?,
-                            created_at: String::new(),
-                        },
-                        r.get::<_, i64>(7)?,
-                    ))
-                })
-                .map_err(db_err)?;
+            // Two statements, not one with "?1 is null or to_number = ?1": SQLite cannot use the
+            // index on to_number for that, and scans every message (seconds in a big inbox).
+            let sql = match to {
+                Some(_) => INBOX_TO_NUMBER,
+                None => INBOX_ALL,
+            };
+            let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+            let limit = limit as i64;
+            let bound = match &to {
+                Some(to) => stmt.query(params![to, limit]),
+                None => stmt.query(params![limit]),
+            };
+            let rows = bound.map_err(db_err)?.mapped(|r| {
+                Ok((
+                    InboxMessage {
+                        id: r.get(0)?,
+                        channel: r.get(1)?,
+                        to: r.get(2)?,
+                        from: r.get(3)?,
+                        text: r.get(4)?,
+                        locale: r.get(5)?,
+                        request_id: r.get(6)?,
+                        created_at: String::new(),
+                    },
+                    r.get::<_, i64>(7)?,
+                ))
+            });
             let mut out = Vec::new();
             for row in rows {
                 let (mut message, created) = row.map_err(db_err)?;
-                message.created_at = ms_to_instant(created)?
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                message.created_at =
+                    ms_to_instant(created)?.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                 out.push(message);
             }
             Ok(out)
@@ -939,6 +960,31 @@ mod tests {
             })
             .await
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_inbox_of_one_number_is_read_through_its_index_not_a_scan() {
+        let (store, _dir) = store();
+        let plan: Vec<String> = store
+            .read(|c| {
+                let mut stmt = c
+                    .prepare(&format!("explain query plan {INBOX_TO_NUMBER}"))
+                    .map_err(db_err)?;
+                let rows = stmt
+                    .query_map(params!["447700100001", 10], |r| r.get::<_, String>(3))
+                    .map_err(db_err)?;
+                rows.collect::<Result<_, _>>().map_err(db_err)
+            })
+            .await
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step.contains("inbox_message_to")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN")),
+            "{plan:?}"
+        );
     }
 
     #[tokio::test]
