@@ -117,23 +117,18 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Floor { listen } => floor(listen),
-        Cmd::Run(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(run(args)),
-        Cmd::Pending(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(pending(args)),
-        Cmd::Due(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(due(args)),
-        Cmd::Cluster(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(cluster(args)),
+        Cmd::Run(args) => block_on(run(args)),
+        Cmd::Pending(args) => block_on(pending(args)),
+        Cmd::Due(args) => block_on(due(args)),
+        Cmd::Cluster(args) => block_on(cluster(args)),
     }
+}
+
+fn block_on(scenario: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(scenario)
 }
 
 /// What a cheap verify endpoint answers; the floor does nothing else.
@@ -197,8 +192,10 @@ fn spawn_verifyd(bin: &Path, db: &Path, addr: SocketAddr) -> anyhow::Result<Chil
     spawn_verifyd_on(bin, &sqlite_url(db), addr)
 }
 
-fn spawn_verifyd_on(bin: &Path, database: &str, addr: SocketAddr) -> anyhow::Result<Child> {
-    Command::new(bin)
+/// `verifyd serve` on `database` at `addr`, logging to this terminal; the caller picks stdout.
+fn verifyd_command(bin: &Path, database: &str, addr: SocketAddr) -> Command {
+    let mut command = Command::new(bin);
+    command
         .args([
             "serve",
             "--listen",
@@ -207,9 +204,14 @@ fn spawn_verifyd_on(bin: &Path, database: &str, addr: SocketAddr) -> anyhow::Res
             database,
         ])
         .env("RUST_LOG", server_log_filter())
-        .stdout(Stdio::null())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    command
+}
+
+fn spawn_verifyd_on(bin: &Path, database: &str, addr: SocketAddr) -> anyhow::Result<Child> {
+    verifyd_command(bin, database, addr)
+        .stdout(Stdio::null())
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))
 }
@@ -434,18 +436,8 @@ async fn start_verifyd(bin: &Path, db: &Path) -> anyhow::Result<Verifyd> {
 /// Starts verifyd on a new database and reads the API key it creates and prints.
 async fn start_verifyd_on(bin: &Path, database: &str) -> anyhow::Result<Verifyd> {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-    let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--database",
-            database,
-        ])
-        .env("RUST_LOG", server_log_filter())
+    let mut child = verifyd_command(bin, database, addr)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
