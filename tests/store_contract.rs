@@ -185,6 +185,51 @@ async fn many_concurrent_creates_for_one_number_let_exactly_one_through() {
 }
 
 #[tokio::test]
+async fn a_burst_of_creates_gives_each_number_one_verification_and_its_repeats_the_holder() {
+    for (engine, store, _dir) in engines().await {
+        let mut tasks = Vec::new();
+        // Three creates for each of twenty numbers, all submitted before any is answered, so an
+        // engine that groups writes sees repeats of one number inside one group.
+        for i in 0..60u8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let number = format!("4477001002{:02}", i % 20);
+                let (v, f) = new_verification("k1", &number, 160 + i, 1);
+                let outcome = store.create(v.clone(), f.clone(), t(0)).await.unwrap();
+                (number, v.id, f, outcome)
+            }));
+        }
+        let mut holders = std::collections::HashMap::new();
+        let mut repeats = Vec::new();
+        let mut firsts = Vec::new();
+        for task in tasks {
+            let (number, id, first, outcome) = task.await.unwrap();
+            match outcome {
+                CreateOutcome::Created => {
+                    assert!(
+                        holders.insert(number.clone(), id).is_none(),
+                        "{engine}: two verifications created for {number}"
+                    );
+                    firsts.push(first);
+                }
+                CreateOutcome::Concurrent(holder) => repeats.push((number, holder)),
+            }
+        }
+        assert_eq!(holders.len(), 20, "{engine}");
+        for (number, holder) in repeats {
+            assert_eq!(Some(&holder), holders.get(&number), "{engine}: {number}");
+        }
+        let mut stored = store.undelivered(100).await.unwrap();
+        stored.sort_by(|a, b| a.event_id.as_str().cmp(b.event_id.as_str()));
+        firsts.sort_by(|a, b| a.event_id.as_str().cmp(b.event_id.as_str()));
+        assert_eq!(
+            stored, firsts,
+            "{engine}: exactly the created ones have their first delivery"
+        );
+    }
+}
+
+#[tokio::test]
 async fn checks_are_persisted_and_the_third_wrong_code_fails_the_request() {
     for (engine, store, _dir) in engines().await {
         let (v, f) = new_verification("k1", "447700100005", 7, 1);

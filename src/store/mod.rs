@@ -11,6 +11,7 @@
 //! process that made them. That process hands them to a channel and deletes them; a delivery whose
 //! lease ran out (the process died, or lost it) is claimed again by whoever sweeps next.
 
+mod batch;
 pub mod postgres;
 pub mod sqlite;
 
