@@ -4,6 +4,7 @@
 
 pub mod locale;
 pub mod message;
+pub mod numbering;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod texts;

@@ -108,13 +108,17 @@ impl PhoneNumber {
             None => vec![(None, international.as_str())],
         };
         for (region, text) in candidates {
-            if let Ok(number) = phonenumber::parse(region, text) {
-                if phonenumber::is_valid(&number) {
-                    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
-                    let digits = e164.trim_start_matches('+').to_owned();
-                    let region = number.country().id().map(|id| id.as_ref().to_owned());
-                    return Ok(Self { digits, region });
-                }
+            let Ok(number) = phonenumber::parse(region, text) else {
+                continue;
+            };
+            let national = number.national().to_string();
+            if let Some(region) = super::numbering::check(number.code().value(), &national) {
+                let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+                let digits = e164.trim_start_matches('+').to_owned();
+                return Ok(Self {
+                    digits,
+                    region: region.map(str::to_owned),
+                });
             }
         }
         Err(InvalidPhoneNumber)
