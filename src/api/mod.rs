@@ -11,11 +11,28 @@ use crate::auth::KeyCache;
 use crate::service::VerifyService;
 use crate::store::InboxLog;
 
-/// What every handler can reach.
+/// What every handler can reach. axum clones the state for every request, so it is one `Arc`:
+/// one shared counter to touch instead of one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub service: Arc<VerifyService>,
     pub keys: Arc<KeyCache>,
     /// Present only while the inbox channel is configured; its routes exist only then.
     pub inbox: Option<Arc<dyn InboxLog>>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }

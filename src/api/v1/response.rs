@@ -64,7 +64,7 @@ impl Reply {
         // Every business outcome is HTTP 200: SDKs throw on anything else.
         match format {
             Format::Json => {
-                let body = serde_json::to_vec(&to_json(&self.fields)).expect("JSON of strings");
+                let body = serde_json::to_vec(&self.fields).expect("JSON of strings");
                 with_type(body, "application/json")
             }
             Format::Xml => {
@@ -87,18 +87,20 @@ fn with_type(body: Vec<u8>, content_type: &'static str) -> Response {
     response
 }
 
-fn to_json(fields: &Fields) -> serde_json::Value {
-    let mut map = serde_json::Map::with_capacity(fields.0.len());
-    for (name, value) in &fields.0 {
-        let v = match value {
-            Value::Text(t) => serde_json::Value::String(t.clone()),
-            Value::List { records, .. } => {
-                serde_json::Value::Array(records.iter().map(to_json).collect())
+/// Written straight from the fields: building a `serde_json::Value` first (a map with owned keys)
+/// cost as much again as the writing itself.
+impl serde::Serialize for Fields {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            match value {
+                Value::Text(text) => map.serialize_entry(name, text)?,
+                Value::List { records, .. } => map.serialize_entry(name, records)?,
             }
-        };
-        map.insert((*name).to_owned(), v);
+        }
+        map.end()
     }
-    serde_json::Value::Object(map)
 }
 
 fn write_xml(out: &mut String, name: &str, fields: &Fields) {
@@ -174,8 +176,21 @@ mod tests {
     fn json_keeps_field_order() {
         let f = Fields::new().text("request_id", "a").text("status", "0");
         assert_eq!(
-            to_json(&f).to_string(),
+            serde_json::to_string(&f).unwrap(),
             r#"{"request_id":"a","status":"0"}"#
+        );
+    }
+
+    #[test]
+    fn json_writes_lists_as_arrays_of_objects_and_escapes_text() {
+        let f = Fields::new().text("brand", "A\"B").list(
+            "checks",
+            "check",
+            vec![Fields::new().text("status", "VALID"), Fields::new()],
+        );
+        assert_eq!(
+            serde_json::to_string(&f).unwrap(),
+            r#"{"brand":"A\"B","checks":[{"status":"VALID"},{}]}"#
         );
     }
 }
