@@ -230,6 +230,51 @@ fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// CPU time (user and system) a process has used so far, from /proc: `self` or a pid.
+fn cpu_time(pid: &str) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let after_name = &stat[stat.rfind(')').context("no command name in stat")? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // SAFETY: sysconf only reads a constant of the running system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_micros(ticks * 1_000_000 / per_second))
+}
+
+/// A scenario's report with the CPU the server and this load generator spent on it. Throughput
+/// on a shared machine moves with its neighbours; the CPU spent per request moves much less, so
+/// it shows whether a change made verifyd cheaper.
+struct Measured {
+    report: Report,
+    server_cpu: Duration,
+    client_cpu: Duration,
+}
+
+impl Measured {
+    fn server_us_per_request(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.report.requests.max(1) as f64
+    }
+
+    fn client_us_per_request(&self) -> f64 {
+        self.client_cpu.as_secs_f64() * 1e6 / self.report.requests.max(1) as f64
+    }
+}
+
+async fn measured(
+    server_pid: u32,
+    scenario: impl std::future::Future<Output = anyhow::Result<Report>>,
+) -> anyhow::Result<Measured> {
+    let server = server_pid.to_string();
+    let (server_before, client_before) = (cpu_time(&server)?, cpu_time("self")?);
+    let report = scenario.await?;
+    Ok(Measured {
+        report,
+        server_cpu: cpu_time(&server)?.saturating_sub(server_before),
+        client_cpu: cpu_time("self")?.saturating_sub(client_before),
+    })
+}
+
 /// A verification that stays in progress for the whole run: workflow 1 with the longest waits.
 fn pending_form(i: u64) -> Bytes {
     let n = number(i);
@@ -488,9 +533,10 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn row(name: &str, r: &Report, floor_rps: f64) -> String {
+fn row(name: &str, m: &Measured, floor_rps: f64) -> String {
+    let r = &m.report;
     format!(
-        "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} |",
         r.rps(),
         r.rps() / floor_rps,
         r.quantile_ms(0.50),
@@ -498,6 +544,8 @@ fn row(name: &str, r: &Report, floor_rps: f64) -> String {
         r.quantile_ms(0.999),
         r.quantile_ms(1.0),
         r.errors,
+        m.server_us_per_request(),
+        m.client_us_per_request(),
     )
 }
 
@@ -528,6 +576,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let body = form(&[("number", "12015550123"), ("brand", "AcmeInc")]);
     let floor_target = Target::post(floor_addr, "/verify/json", None);
     let connections = args.connections;
+    let floor_pid = floor.id().context("the floor exited")?;
     let measure_floor = move || {
         let floor_target = floor_target.clone();
         let body = body.clone();
@@ -541,13 +590,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Expect::Status0,
             )
             .await?;
-            load::closed_loop(&floor_target, connections, duration, fixed, Expect::Status0).await
+            measured(
+                floor_pid,
+                load::closed_loop(&floor_target, connections, duration, fixed, Expect::Status0),
+            )
+            .await
         }
     };
     let mut floors = vec![measure_floor().await?];
 
     let server = start_verifyd(&verifyd_bin, &dir.path().join("bench.db")).await?;
     let auth = Some((server.key.clone(), server.secret.clone()));
+    let server_pid = server.child.id().context("verifyd exited")?;
     let counter = Arc::new(AtomicU64::new(0));
 
     // POST /verify/json, every request a new number.
@@ -565,8 +619,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Expect::Status0,
     )
     .await?;
-    let request_report =
-        load::closed_loop(&request, args.connections, duration, make, Expect::Status0).await?;
+    let request_report = measured(
+        server_pid,
+        load::closed_loop(&request, args.connections, duration, make, Expect::Status0),
+    )
+    .await?;
 
     // POST /verify/check/json with right codes: verifications made first with a known pin_code.
     floors.push(measure_floor().await?);
@@ -579,12 +636,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let ids = Arc::new(ids);
     let check = Target::post(server.addr, "/verify/check/json", auth.clone());
     let check_ids = ids.clone();
-    let check_report = load::fixed_count(
-        &check,
-        args.connections,
-        check_ids.len() as u64,
-        move |i| form(&[("request_id", &check_ids[i as usize]), ("code", "4815")]),
-        Expect::Status0,
+    let check_report = measured(
+        server_pid,
+        load::fixed_count(
+            &check,
+            args.connections,
+            check_ids.len() as u64,
+            move |i| form(&[("request_id", &check_ids[i as usize]), ("code", "4815")]),
+            Expect::Status0,
+        ),
     )
     .await?;
 
@@ -597,30 +657,38 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             search_ids[(i as usize) % search_ids.len()]
         )
     });
-    let search_report = load::closed_loop(
-        &search,
-        args.connections,
-        duration,
-        |_| Bytes::new(),
-        Expect::Found,
+    let search_report = measured(
+        server_pid,
+        load::closed_loop(
+            &search,
+            args.connections,
+            duration,
+            |_| Bytes::new(),
+            Expect::Found,
+        ),
     )
     .await?;
 
     // Latency at a fixed rate: new requests at `rate` per second.
     let next = counter.clone();
-    let fixed_report =
+    let fixed_report = measured(
+        server_pid,
         load::fixed_rate(&request, args.connections, args.rate, duration, move |_| {
             let n = number(next.fetch_add(1, Ordering::Relaxed));
             form(&[("number", &n), ("brand", "AcmeInc")])
-        })
-        .await?;
+        }),
+    )
+    .await?;
 
     drop(server);
     floor.kill().await?;
-    let floor_rps = median(floors.iter().map(Report::rps).collect());
+    let floor_rps = median(floors.iter().map(|m| m.report.rps()).collect());
     println!();
-    println!("| scenario | req/s | × floor | p50 ms | p99 ms | p99.9 ms | max ms | errors |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| scenario | req/s | × floor | p50 ms | p99 ms | p99.9 ms | max ms | errors \
+         | server CPU µs/req | load generator CPU µs/req |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (report, before) in floors.iter().zip(["request", "check", "search"]) {
         println!(
             "{}",
@@ -631,7 +699,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             )
         );
     }
-    println!("| floor, median of the above | {floor_rps:.0} | 1.00 | | | | | |");
+    println!("| floor, median of the above | {floor_rps:.0} | 1.00 | | | | | | | |");
     println!(
         "{}",
         row(
