@@ -1119,31 +1119,8 @@ mod tests {
     async fn a_failing_operation_in_a_group_is_undone_alone() {
         let (store, _dir) = store();
         let store = std::sync::Arc::new(store);
-        let mut tasks = Vec::new();
-        for i in 0..50 {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                store
-                    .write(move |c| {
-                        c.execute(
-                            "insert into meta (name, value) values (?1, 'x')",
-                            params![format!("k{i}")],
-                        )
-                        .map_err(db_err)?;
-                        if i == 25 {
-                            return Err(StoreError::Backend("this one fails".into()));
-                        }
-                        Ok(())
-                    })
-                    .await
-            }));
-        }
-        let mut failed = 0;
-        for t in tasks {
-            if t.await.unwrap().is_err() {
-                failed += 1;
-            }
-        }
+        let tasks = spawn_inserts(&store, 50, 25);
+        let failed = count_failed(tasks).await;
         assert_eq!(failed, 1);
         assert_eq!(
             count(&store).await,
@@ -1248,25 +1225,7 @@ mod tests {
             }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut tasks = Vec::new();
-        for i in 0..10 {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                store
-                    .write(move |c| {
-                        c.execute(
-                            "insert into meta (name, value) values (?1, 'x')",
-                            params![format!("k{i}")],
-                        )
-                        .map_err(db_err)?;
-                        if i == 5 {
-                            return Err(StoreError::Backend("this one fails".into()));
-                        }
-                        Ok(())
-                    })
-                    .await
-            }));
-        }
+        let tasks = spawn_inserts(&store, 10, 5);
         first.await.unwrap().unwrap();
         let failed = count_failed(tasks).await;
         assert_eq!(failed, 1);
@@ -1276,6 +1235,35 @@ mod tests {
             2,
             "the group was rolled back and its first operation ran again"
         );
+    }
+
+    /// `n` concurrent writes, each inserting a row of its own; the one numbered `failing` then
+    /// fails.
+    fn spawn_inserts(
+        store: &std::sync::Arc<SqliteStore>,
+        n: usize,
+        failing: usize,
+    ) -> Vec<tokio::task::JoinHandle<StoreResult<()>>> {
+        (0..n)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .write(move |c| {
+                            c.execute(
+                                "insert into meta (name, value) values (?1, 'x')",
+                                params![format!("k{i}")],
+                            )
+                            .map_err(db_err)?;
+                            if i == failing {
+                                return Err(StoreError::Backend("this one fails".into()));
+                            }
+                            Ok(())
+                        })
+                        .await
+                })
+            })
+            .collect()
     }
 
     async fn count_failed(tasks: Vec<tokio::task::JoinHandle<StoreResult<()>>>) -> usize {
