@@ -7,6 +7,7 @@
 //! and then deletes it from the store. Delivery is at least once; the inbox drops a repeated event
 //! id, so it shows every message once.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,13 +174,83 @@ async fn deliver_in_span(channels: &Channels, key: &ServerKey, order: &DeliveryO
     }
 }
 
+/// How the service tells the scheduler that a verification has a new step, without making it look
+/// at the store for every request. The scheduler publishes when it will look next (real time);
+/// only a step due before that wakes it. Under load every request used to wake it, and each
+/// wake-up cost two writes and two reads of the store, back to back.
+pub struct SchedulerWake {
+    notify: Notify,
+    /// Real time origin of `looks_at_us`.
+    origin: std::time::Instant,
+    /// When the scheduler will look at the store next, in microseconds since `origin`; 0 until
+    /// its first look (which reads everything anyway).
+    looks_at_us: AtomicU64,
+}
+
+impl Default for SchedulerWake {
+    fn default() -> Self {
+        Self {
+            notify: Notify::new(),
+            origin: std::time::Instant::now(),
+            looks_at_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SchedulerWake {
+    /// A step was stored that comes due `wait` (real time) from now: wakes the scheduler if it
+    /// would look later than that. Call after the step is committed.
+    pub fn step_due_in(&self, wait: Duration) {
+        let due_us = self.micros_from_now(wait);
+        if wakes_scheduler(due_us, self.looks_at_us.load(Ordering::SeqCst)) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// The scheduler is about to look at the store, and will look again at most `longest` from
+    /// now. Published before the look: a step committed too late for the look to see it then
+    /// finds a look time no later than the real one.
+    fn looking(&self, longest: Duration) {
+        self.looks_at_us
+            .store(self.micros_from_now(longest), Ordering::SeqCst);
+    }
+
+    /// Sleeps for `wait` (at most the `longest` of the last [`Self::looking`]), or until a step
+    /// due earlier is stored.
+    async fn sleep(&self, wait: Duration) {
+        self.will_look_in(wait);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.notify.notified() => {}
+        }
+    }
+
+    /// Lowers the published look time to `wait` from now; a later one stays (it only costs a
+    /// wake-up that was not needed).
+    fn will_look_in(&self, wait: Duration) {
+        self.looks_at_us
+            .fetch_min(self.micros_from_now(wait), Ordering::SeqCst);
+    }
+
+    fn micros_from_now(&self, wait: Duration) -> u64 {
+        (self.origin.elapsed() + wait).as_micros() as u64
+    }
+}
+
+/// Whether a step due at `due_us` needs the scheduler woken, when it looks next at `looks_at_us`
+/// (both on [`SchedulerWake`]'s clock). 0 means it has not looked yet: its first look finds
+/// every step.
+fn wakes_scheduler(due_us: u64, looks_at_us: u64) -> bool {
+    looks_at_us != 0 && due_us < looks_at_us
+}
+
 /// Claims due steps and stale deliveries from the store and feeds the dispatcher.
 pub struct Scheduler {
     store: Arc<dyn VerificationStore>,
     clock: Arc<dyn Clock>,
     key: ServerKey,
     dispatcher: Dispatcher,
-    wake: Arc<Notify>,
+    wake: Arc<SchedulerWake>,
 }
 
 impl Scheduler {
@@ -188,7 +259,7 @@ impl Scheduler {
         clock: Arc<dyn Clock>,
         key: ServerKey,
         dispatcher: Dispatcher,
-        wake: Arc<Notify>,
+        wake: Arc<SchedulerWake>,
     ) -> Self {
         Self {
             store,
@@ -240,6 +311,7 @@ impl Scheduler {
     /// Runs steps as they come due, forever.
     pub async fn run(self: Arc<Self>) {
         loop {
+            self.wake.looking(MAX_IDLE);
             let wait = match self.tick().await {
                 Ok(_) => match self.store.next_due().await {
                     Ok(Some(t)) => self.clock.real_until(t).min(MAX_IDLE),
@@ -254,10 +326,60 @@ impl Scheduler {
                     MAX_IDLE
                 }
             };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.wake.notified() => {}
-            }
+            self.wake.sleep(wait).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the scheduler's sleep would end now, without waiting for its timer.
+    async fn woken(wake: &SchedulerWake) -> bool {
+        // Timeout polls the inner future before its timer: zero means "ready now or not".
+        tokio::time::timeout(Duration::ZERO, wake.notify.notified())
+            .await
+            .is_ok()
+    }
+
+    #[test]
+    fn only_a_step_due_before_the_next_look_needs_the_scheduler() {
+        assert!(wakes_scheduler(1_000, 2_000));
+        assert!(!wakes_scheduler(2_000, 2_000));
+        assert!(!wakes_scheduler(3_000, 2_000));
+    }
+
+    #[test]
+    fn before_its_first_look_nothing_wakes_the_scheduler() {
+        assert!(!wakes_scheduler(1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_step_due_after_the_planned_look_leaves_the_scheduler_asleep() {
+        let wake = SchedulerWake::default();
+        wake.looking(MAX_IDLE);
+        wake.step_due_in(Duration::from_secs(60));
+        assert!(!woken(&wake).await);
+    }
+
+    #[tokio::test]
+    async fn a_step_due_before_the_planned_look_wakes_the_scheduler() {
+        let wake = SchedulerWake::default();
+        wake.looking(MAX_IDLE);
+        wake.step_due_in(Duration::from_millis(10));
+        assert!(woken(&wake).await);
+    }
+
+    #[tokio::test]
+    async fn a_shorter_sleep_lowers_the_published_look_time() {
+        let wake = SchedulerWake::default();
+        wake.looking(Duration::from_secs(10));
+        wake.will_look_in(Duration::from_millis(100));
+        // Due after the short sleep ends but well before the longest one would.
+        wake.step_due_in(Duration::from_secs(5));
+        assert!(!woken(&wake).await);
+        wake.step_due_in(Duration::from_millis(1));
+        assert!(woken(&wake).await);
     }
 }

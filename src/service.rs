@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Notify;
-
 use crate::auth::Account;
 use crate::clock::Clock;
 use crate::crypto::{self, OsMinter, ServerKey};
@@ -15,7 +13,7 @@ use crate::domain::{
     NewVerification, PhoneNumber, Price, Purpose, RequestId, Status, Timing, Verification,
     Workflow,
 };
-use crate::scheduler::Dispatcher;
+use crate::scheduler::{Dispatcher, SchedulerWake};
 use crate::store::{Command, CommandOutcome, CreateOutcome, StoreError, VerificationStore};
 
 /// Prices reported by check and search; the Verify API reports them, a self-hosted service can
@@ -123,7 +121,7 @@ pub struct VerifyService {
     clock: Arc<dyn Clock>,
     key: ServerKey,
     dispatcher: Dispatcher,
-    scheduler_wake: Arc<Notify>,
+    scheduler_wake: Arc<SchedulerWake>,
     pricing: Pricing,
 }
 
@@ -133,7 +131,7 @@ impl VerifyService {
         clock: Arc<dyn Clock>,
         key: ServerKey,
         dispatcher: Dispatcher,
-        scheduler_wake: Arc<Notify>,
+        scheduler_wake: Arc<SchedulerWake>,
         pricing: Pricing,
     ) -> Self {
         Self {
@@ -189,14 +187,18 @@ impl VerifyService {
         };
         let now = self.clock.now();
         let (verification, first) = Verification::start(new, now, self.minter().as_mut());
+        let next_due = verification.next_due();
         let store = self.store.clone();
         let dispatcher = self.dispatcher.clone();
         let wake = self.scheduler_wake.clone();
+        let clock = self.clock.clone();
         detached(async move {
             match store.create(verification, first.clone(), now).await? {
                 CreateOutcome::Created => {
                     dispatcher.dispatch([first]);
-                    wake.notify_one();
+                    if let Some(t) = next_due {
+                        wake.step_due_in(clock.real_until(t));
+                    }
                     Ok(StartOutcome::Started(id))
                 }
                 CreateOutcome::Concurrent(existing) => Ok(StartOutcome::Concurrent(existing)),
@@ -264,17 +266,19 @@ impl VerifyService {
         let (account, id) = (account.api_key.clone(), id.clone());
         let result = detached(async move {
             let outcome = store
-                .apply(&account, &id, store_command, clock, minter)
+                .apply(&account, &id, store_command, clock.clone(), minter)
                 .await?;
             let result = match outcome {
                 None => Err(ControlError::NotActive),
                 Some((CommandOutcome::Cancelled(r), _)) => r.map(|()| None),
-                Some((CommandOutcome::Triggered(r), _)) => r.map(Some),
+                Some((CommandOutcome::Triggered(r), v)) => r.map(|order| Some((order, v))),
                 Some((other, _)) => unreachable!("a control command answered {other:?}"),
             };
-            if let Ok(order) = &result {
-                dispatcher.dispatch(order.clone());
-                wake.notify_one();
+            if let Ok(Some((order, v))) = &result {
+                dispatcher.dispatch([order.clone()]);
+                if let Some(t) = v.next_due() {
+                    wake.step_due_in(clock.real_until(t));
+                }
             }
             Ok(result)
         })

@@ -11,7 +11,6 @@ use anyhow::{bail, Context};
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::Router;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -25,7 +24,7 @@ use crate::channel::{Channels, DeliveryChannel};
 use crate::clock::{Clock, ClockAnchor, ScaledClock};
 use crate::config::{ChannelKind, DatabaseUrl, KeySource, Settings};
 use crate::crypto::{self, ServerKey};
-use crate::scheduler::{spawn_dispatcher, Scheduler};
+use crate::scheduler::{spawn_dispatcher, Scheduler, SchedulerWake};
 use crate::service::VerifyService;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -299,7 +298,7 @@ impl Application {
         let store_dyn = store.clone();
         let (dispatcher, dispatch_task) =
             spawn_dispatcher(store_dyn.clone(), channels.clone(), key.clone());
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(SchedulerWake::default());
         let scheduler = Arc::new(Scheduler::new(
             store_dyn.clone(),
             clock.clone(),
