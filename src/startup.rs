@@ -8,22 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use axum::extract::Request;
-use axum::http::HeaderValue;
 use axum::Router;
 use tokio::task::JoinHandle;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::TraceLayer;
 
+use crate::api::request_id::RequestIdLayer;
 use crate::api::{self, AppState};
 use crate::auth::{self, KeyCache};
 use crate::channel::inbox::InboxChannel;
 use crate::channel::{Channels, DeliveryChannel};
 use crate::clock::{Clock, ClockAnchor, ScaledClock};
 use crate::config::{ChannelKind, DatabaseUrl, KeySource, Settings};
-use crate::crypto::{self, ServerKey};
+use crate::crypto::ServerKey;
 use crate::scheduler::{spawn_dispatcher, Scheduler, SchedulerWake};
 use crate::service::VerifyService;
 use crate::store::postgres::PgStore;
@@ -32,7 +27,6 @@ use crate::store::{InboxLog, KeyStore, MetaStore, Store};
 
 const META_KEY_FINGERPRINT: &str = "server_key_fingerprint";
 const META_CLOCK_ANCHOR: &str = "clock_anchor";
-const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// A server that is listening; [`Application::run_until_stopped`] serves until shutdown.
 pub struct Application {
@@ -78,28 +72,6 @@ async fn open_store(
             Ok((Arc::new(store), None))
         }
     }
-}
-
-/// A caller's `X-Request-Id` is kept only if it is a short token: it goes into every log line of
-/// the request, where a caller must not be able to write arbitrary text.
-fn acceptable_request_id(value: &HeaderValue) -> bool {
-    let bytes = value.as_bytes();
-    (1..=64).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-async fn drop_unusable_request_id(
-    mut req: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    if let Some(value) = req.headers().get(REQUEST_ID_HEADER) {
-        if !acceptable_request_id(value) {
-            req.headers_mut().remove(REQUEST_ID_HEADER);
-        }
-    }
-    next.run(req).await
 }
 
 /// Two servers on one SQLite file would both deliver every event; a lock file next to it stops
@@ -186,34 +158,6 @@ async fn ensure_first_key(keys: &dyn KeyStore, now: crate::domain::Instant) -> a
     Ok(())
 }
 
-#[derive(Clone, Default)]
-struct ShortRequestId;
-
-impl MakeRequestId for ShortRequestId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&hex::encode(log_request_id().to_be_bytes()))
-            .ok()
-            .map(RequestId::new)
-    }
-}
-
-/// A distinct id for every request this process serves, for matching log lines. It guards
-/// nothing, so it needs no system call: a counter from a random start, scrambled by a bijection
-/// so that ids do not read as a sequence.
-fn log_request_id() -> u64 {
-    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU64> = std::sync::OnceLock::new();
-    let next = NEXT.get_or_init(|| {
-        let mut seed = [0u8; 8];
-        crypto::os_random(&mut seed);
-        std::sync::atomic::AtomicU64::new(u64::from_le_bytes(seed))
-    });
-    let mut x = next
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    x ^= x >> 29;
-    x.wrapping_mul(0xbf58_476d_1ce4_e5b9)
-}
-
 /// The whole HTTP surface for `state`; handler tests can drive it without a socket.
 pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
@@ -222,22 +166,7 @@ pub fn router(state: AppState) -> Router {
     if state.inbox.is_some() {
         app = app.merge(api::inbox::routes());
     }
-    let header = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
-    app.with_state(state)
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let id = req
-                    .headers()
-                    .get(REQUEST_ID_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                // The path only: the query string carries credentials and numbers.
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }),
-        )
-        .layer(PropagateRequestIdLayer::new(header.clone()))
-        .layer(SetRequestIdLayer::new(header, ShortRequestId))
-        .layer(axum::middleware::from_fn(drop_unusable_request_id))
+    app.with_state(state).layer(RequestIdLayer)
 }
 
 impl Application {
@@ -450,19 +379,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_request_ids_do_not_repeat_and_do_not_count_up() {
-        let ids: Vec<u64> = (0..100_000).map(|_| log_request_id()).collect();
-        let distinct: std::collections::HashSet<_> = ids.iter().collect();
-        assert_eq!(distinct.len(), ids.len());
-        let rising = ids.windows(2).filter(|w| w[1] > w[0]).count();
-        assert!(rising < 60_000, "{rising} of 100,000 ids rose");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod inbox;
+pub mod request_id;
 pub mod v1;
 
 use std::sync::Arc;

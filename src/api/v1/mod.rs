@@ -457,7 +457,7 @@ async fn control(State(app): State<AppState>, Path(format): Path<String>, p: Par
 
 async fn network_unblock(State(app): State<AppState>, headers: HeaderMap, p: Params) -> Response {
     let instance = headers
-        .get("x-request-id")
+        .get(&crate::api::request_id::REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
