@@ -306,17 +306,29 @@ async fn check(State(app): State<AppState>, Path(format): Path<String>, p: Param
 /// `YYYY-MM-DD HH:MM:SS` in UTC, as search writes every date.
 fn date(t: Instant) -> String {
     use chrono::{Datelike, Timelike};
-    // Not `t.format(…)`: chrono parses that format string again on every call, which was 5 % of
-    // a search's CPU.
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    // Digits written by hand: `t.format(…)` parses its format string on every call (5 % of a
+    // search's CPU), and `format!` with six padded numbers took 155 ns against 31 ns for this
+    // (a search writes four or five dates).
+    let day = t.date_naive();
+    let (year, secs) = (day.year(), t.num_seconds_from_midnight());
+    if !(0..=9999).contains(&year) {
+        return t.format("%Y-%m-%d %H:%M:%S").to_string();
+    }
+    let year = year as u32;
+    let mut out = *b"0000-00-00 00:00:00";
+    for (at, value) in [
+        (0, year / 100),
+        (2, year % 100),
+        (5, day.month()),
+        (8, day.day()),
+        (11, secs / 3600),
+        (14, secs / 60 % 60),
+        (17, secs % 60),
+    ] {
+        out[at] = b'0' + (value / 10) as u8;
+        out[at + 1] = b'0' + (value % 10) as u8;
+    }
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 fn report_fields(r: &Report, currency: &str) -> Fields {
@@ -483,7 +495,18 @@ mod tests {
 
     #[test]
     fn dates_are_written_as_chrono_writes_them_with_the_api_format() {
-        for ms in [0_i64, 951_782_400_000, 1_763_786_096_789, 4_102_444_799_999] {
+        // The epoch, a leap day, today, the last millisecond of a year, years 1 and 9999, and
+        // years past what four digits can write.
+        for ms in [
+            0_i64,
+            951_782_400_000,
+            1_763_786_096_789,
+            4_102_444_799_999,
+            -62_135_596_800_000,
+            253_402_300_799_999,
+            -62_198_755_200_000,
+            253_402_300_800_000,
+        ] {
             let t = chrono::DateTime::from_timestamp_millis(ms).unwrap();
             assert_eq!(date(t), t.format("%Y-%m-%d %H:%M:%S").to_string());
         }
