@@ -275,6 +275,49 @@ async fn measured(
     })
 }
 
+/// The floor: this binary's `floor` command in a process of its own.
+struct Floor {
+    child: Child,
+    target: Target,
+    pid: u32,
+}
+
+impl Floor {
+    async fn start(exe: &Path) -> anyhow::Result<Self> {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let child = Command::new(exe)
+            .args(["floor", "--listen", &addr.to_string()])
+            .kill_on_drop(true)
+            .spawn()?;
+        wait_listening(addr).await?;
+        let pid = child.id().context("the floor exited")?;
+        Ok(Self {
+            child,
+            target: Target::post(addr, "/verify/json", None),
+            pid,
+        })
+    }
+
+    /// Two seconds of warm-up, then `duration` measured.
+    async fn measure(&self, connections: usize, duration: Duration) -> anyhow::Result<Measured> {
+        let body = form(&[("number", "12015550123"), ("brand", "AcmeInc")]);
+        let fixed = move |_| body.clone();
+        load::closed_loop(
+            &self.target,
+            connections,
+            Duration::from_secs(2),
+            fixed.clone(),
+            Expect::Status0,
+        )
+        .await?;
+        measured(
+            self.pid,
+            load::closed_loop(&self.target, connections, duration, fixed, Expect::Status0),
+        )
+        .await
+    }
+}
+
 /// A verification that stays in progress for the whole run: workflow 1 with the longest waits.
 fn pending_form(i: u64) -> Bytes {
     let n = number(i);
@@ -567,37 +610,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Floor: the same request shape, a fixed answer. The floor of one machine moves by up to
     // half between measurements minutes apart (docs/benchmarks.md), so it is measured before
     // each throughput scenario and the ratios use the median of those measurements.
-    let floor_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-    let mut floor = Command::new(&exe)
-        .args(["floor", "--listen", &floor_addr.to_string()])
-        .kill_on_drop(true)
-        .spawn()?;
-    wait_listening(floor_addr).await?;
-    let body = form(&[("number", "12015550123"), ("brand", "AcmeInc")]);
-    let floor_target = Target::post(floor_addr, "/verify/json", None);
-    let connections = args.connections;
-    let floor_pid = floor.id().context("the floor exited")?;
-    let measure_floor = move || {
-        let floor_target = floor_target.clone();
-        let body = body.clone();
-        async move {
-            let fixed = move |_| body.clone();
-            load::closed_loop(
-                &floor_target,
-                connections,
-                Duration::from_secs(2),
-                fixed.clone(),
-                Expect::Status0,
-            )
-            .await?;
-            measured(
-                floor_pid,
-                load::closed_loop(&floor_target, connections, duration, fixed, Expect::Status0),
-            )
-            .await
-        }
-    };
-    let mut floors = vec![measure_floor().await?];
+    let mut floor = Floor::start(&exe).await?;
+    let mut floors = vec![floor.measure(args.connections, duration).await?];
 
     let server = start_verifyd(&verifyd_bin, &dir.path().join("bench.db")).await?;
     let auth = Some((server.key.clone(), server.secret.clone()));
@@ -626,7 +640,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await?;
 
     // POST /verify/check/json with right codes: verifications made first with a known pin_code.
-    floors.push(measure_floor().await?);
+    floors.push(floor.measure(args.connections, duration).await?);
     let next = counter.clone();
     let ids = load::collect_ids(&request, args.connections, args.checks, move |_| {
         let n = number(next.fetch_add(1, Ordering::Relaxed));
@@ -649,7 +663,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await?;
 
     // GET /verify/search/json over those verifications.
-    floors.push(measure_floor().await?);
+    floors.push(floor.measure(args.connections, duration).await?);
     let search_ids = ids.clone();
     let search = Target::get(server.addr, auth.clone(), move |i| {
         format!(
@@ -681,7 +695,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await?;
 
     drop(server);
-    floor.kill().await?;
+    floor.child.kill().await?;
     let floor_rps = median(floors.iter().map(|m| m.report.rps()).collect());
     println!();
     println!(
@@ -775,6 +789,15 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
 
 async fn cluster_on(bin: &Path, url: &str, args: &ClusterArgs) -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.duration);
+    // The target is absolute (requests per second), and this machine's speed moves by half
+    // between hours: the floor measured in the same run says which kind of hour it was.
+    let mut floor = Floor::start(&std::env::current_exe()?).await?;
+    let floor_rps = floor
+        .measure(args.connections, duration)
+        .await?
+        .report
+        .rps();
+    floor.child.kill().await?;
     let first = start_verifyd_on(bin, url).await?;
     let second_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
     let mut second = spawn_verifyd_on(bin, url, second_addr)?;
@@ -814,12 +837,14 @@ async fn cluster_on(bin: &Path, url: &str, args: &ClusterArgs) -> anyhow::Result
         args.connections, args.duration
     );
     println!();
-    println!("| nodes | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| nodes | req/s | × floor | p50 ms | p99 ms | p99.9 ms | max ms | errors |");
+    println!("|---|---|---|---|---|---|---|---|");
+    println!("| floor (bare axum, fixed JSON, measured first) | {floor_rps:.0} | 1.00 | | | | | |");
     for (name, r) in reports {
         println!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            "| {name} | {:.0} | {:.3} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
             r.rps(),
+            r.rps() / floor_rps,
             r.quantile_ms(0.50),
             r.quantile_ms(0.99),
             r.quantile_ms(0.999),

@@ -1,0 +1,54 @@
+//! What reading and writing one stored verification costs: the JSON body that every check
+//! decodes and encodes on the SQLite writer thread, and every search decodes. In process, one
+//! thread; a body as `POST /verify/json` stores it, and the same body after one wrong check.
+//!
+//! `cargo bench --bench stored_body`
+
+use std::time::Instant;
+
+use verifyd::domain::Verification;
+
+const ROUNDS: usize = 5;
+const CALLS: u32 = 200_000;
+
+const NEW: &str = r#"{"id":"01a20238b7d33406b7d22e4a96f663ba","account":"e1c3a508","number":{"digits":"12015550123","region":"US"},"purpose":{"kind":"brand","brand":"Acme","sender_id":"VERIFY"},"locale":"en-us","code_length":4,"workflow":1,"timing":{"next_event_wait":null,"pin_expiry":300},"submitted_at":1795333601235,"status":"InProgress","finalized_at":null,"pin":{"hash":"200c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5418a9151c84b","sealed":"df9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc66905801b74502cdf09ad0c0f64e","issued_at":1795333601235,"expires_at":1795333901235,"checks":0,"custom":false},"events":[{"id":"37AF742A6A6728CB","kind":"sms","at":1795333601235}],"checks":[],"next_event_at":1795333726235}"#;
+
+fn per_call(f: impl Fn() -> usize) -> f64 {
+    let mut best = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        let mut n = 0;
+        for _ in 0..CALLS {
+            n += std::hint::black_box(f());
+        }
+        assert!(n > 0);
+        best.push(start.elapsed().as_nanos() as f64 / f64::from(CALLS));
+    }
+    best.sort_by(f64::total_cmp);
+    best[ROUNDS / 2]
+}
+
+fn main() {
+    let v: Verification = serde_json::from_str(NEW).expect("the sample body decodes");
+    assert_eq!(
+        serde_json::to_string(&v).unwrap(),
+        NEW,
+        "the sample is what encode writes"
+    );
+    let decode = per_call(|| {
+        let v: Verification = serde_json::from_str(std::hint::black_box(NEW)).unwrap();
+        v.code_length.get() as usize
+    });
+    let encode = per_call(|| {
+        serde_json::to_string(std::hint::black_box(&v))
+            .unwrap()
+            .len()
+    });
+    println!("| operation | ns per call (median of {ROUNDS} rounds of {CALLS}) |");
+    println!("|---|---|");
+    println!(
+        "| decode a new verification ({} bytes) | {decode:.0} |",
+        NEW.len()
+    );
+    println!("| encode it | {encode:.0} |");
+}
