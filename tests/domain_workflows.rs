@@ -400,3 +400,50 @@ fn a_finished_request_forgets_its_sealed_pin() {
     let json = serde_json::to_value(&v).unwrap();
     assert!(json["pin"]["sealed"].is_null(), "{json}");
 }
+
+/// A body exactly as an earlier verifyd stored it (hex PIN hash and sealed copy).
+const STORED_BEFORE: &str = r#"{"id":"01a20238b7d33406b7d22e4a96f663ba","account":"e1c3a508","number":{"digits":"12015550123","region":"US"},"purpose":{"kind":"brand","brand":"Acme","sender_id":"VERIFY"},"locale":"en-us","code_length":4,"workflow":1,"timing":{"next_event_wait":null,"pin_expiry":300},"submitted_at":1795333601235,"status":"InProgress","finalized_at":null,"pin":{"hash":"200c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5418a9151c84b","sealed":"df9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc66905801b74502cdf09ad0c0f64e","issued_at":1795333601235,"expires_at":1795333901235,"checks":0,"custom":false},"events":[{"id":"37AF742A6A6728CB","kind":"sms","at":1795333601235}],"checks":[],"next_event_at":1795333726235}"#;
+
+#[test]
+fn a_body_stored_by_an_earlier_version_reads_back_and_is_written_out_unchanged() {
+    let v: Verification = serde_json::from_str(STORED_BEFORE).unwrap();
+    assert_eq!(serde_json::to_string(&v).unwrap(), STORED_BEFORE);
+    let ended = STORED_BEFORE.replace(
+        r#""sealed":"df9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc66905801b74502cdf09ad0c0f64e""#,
+        r#""sealed":null"#,
+    );
+    let v: Verification = serde_json::from_str(&ended).unwrap();
+    assert_eq!(serde_json::to_string(&v).unwrap(), ended);
+}
+
+#[test]
+fn a_stored_pin_hash_that_is_not_32_bytes_of_hex_is_refused() {
+    for hash in [
+        "200c",
+        "zz0c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5418a9151c84b",
+    ] {
+        let body = STORED_BEFORE.replace(
+            "200c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5418a9151c84b",
+            hash,
+        );
+        assert!(
+            serde_json::from_str::<Verification>(&body).is_err(),
+            "{hash}"
+        );
+    }
+}
+
+#[test]
+fn a_sealed_copy_longer_than_the_stack_buffer_round_trips() {
+    let pin = IssuedPin {
+        hash: [0xab; 32],
+        sealed: (0..=255).collect(),
+    };
+    let json = serde_json::to_string(&pin).unwrap();
+    assert!(json.contains(&hex_of(&pin.sealed)), "{json}");
+    assert_eq!(serde_json::from_str::<IssuedPin>(&json).unwrap(), pin);
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
