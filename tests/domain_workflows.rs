@@ -417,7 +417,7 @@ fn a_body_stored_by_an_earlier_version_reads_back_and_is_written_out_unchanged()
 }
 
 #[test]
-fn a_stored_pin_hash_that_is_not_32_bytes_of_hex_is_refused() {
+fn a_stored_pin_hash_or_sealed_copy_that_is_not_hex_of_the_right_length_is_refused() {
     for hash in [
         "200c",
         "zz0c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5418a9151c84b",
@@ -430,6 +430,14 @@ fn a_stored_pin_hash_that_is_not_32_bytes_of_hex_is_refused() {
             serde_json::from_str::<Verification>(&body).is_err(),
             "{hash}"
         );
+    }
+    for sealed in ["abc", "zz"] {
+        let body = STORED_BEFORE.replace(
+            "df9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc66905801b74502cdf09ad0c0f64e",
+            sealed,
+        );
+        let read = serde_json::from_str::<Verification>(&body);
+        assert!(read.is_err(), "{sealed}");
     }
 }
 

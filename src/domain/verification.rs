@@ -519,7 +519,7 @@ pub(crate) mod ms_opt {
 /// Hex in stored bodies, read and written without a `String` in between. Every check decodes
 /// and encodes a stored body on the SQLite writer, and every search decodes one: with
 /// `hex::encode`/`decode` over owned strings a body took 856–944 ns to encode and 1,450–1,524
-/// to decode, this way 532–572 and 1,353–1,366 (`cargo bench --bench stored_body`).
+/// to decode, this way 538–572 and 1,208–1,227 (`cargo bench --bench stored_body`).
 mod hex_text {
     use serde::de::{Error, Visitor};
     use serde::{Deserializer, Serializer};
@@ -566,7 +566,11 @@ mod hex_vec {
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        super::hex_text::read(d, |text| hex::decode(text))
+        // Not `hex::decode`, which collects through an iterator of results.
+        super::hex_text::read(d, |text| {
+            let mut out = vec![0u8; text.len() / 2];
+            hex::decode_to_slice(text, &mut out).map(|()| out)
+        })
     }
 }
 
