@@ -30,6 +30,66 @@ pub fn check(code: u16, national: &str) -> Option<Option<&'static str>> {
     plan.check(national)
 }
 
+/// A number written as plain international digits (`447700900123`, with or without `+`) that
+/// is valid: its E.164 digits and region, found without the `phonenumber` crate's parser. That
+/// parser took 2.66 µs of the 3.3 µs a new verification spent on its number (a bench over 1,000
+/// US numbers), for what is, for such input, splitting off the calling code. `None` whenever
+/// the answer might differ from the crate's: other characters than digits, an unknown calling
+/// code, a national number that the crate would strip a national prefix or carrier code from
+/// (for any region of the code), or a number that is not valid. The caller then asks the crate.
+/// A test holds this to the crate on numbers of every calling code.
+pub fn plain_international(raw: &str) -> Option<(String, Option<&'static str>)> {
+    static PREFIXES: OnceLock<Vec<OnceLock<Option<Prefixes>>>> = OnceLock::new();
+    let digits = raw.strip_prefix('+').unwrap_or(raw);
+    if !(3..=20).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let prefixes = PREFIXES.get_or_init(|| (0..CODES).map(|_| OnceLock::new()).collect());
+    // Calling codes are prefix-free: at most one of the first one to three digits is a code.
+    let (code, national, prefixes) = (1..=3).find_map(|len| {
+        let code: u16 = digits[..len].parse().ok()?;
+        let known = prefixes
+            .get(usize::from(code))?
+            .get_or_init(|| Prefixes::build(code))
+            .as_ref()?;
+        Some((code, &digits[len..], known))
+    })?;
+    if !(MIN_NSN..=MAX_NSN).contains(&national.len()) || prefixes.might_strip(national) {
+        return None;
+    }
+    check(code, national).map(|region| (digits.to_owned(), region))
+}
+
+/// The crate's national significant number lengths.
+const MIN_NSN: usize = 2;
+const MAX_NSN: usize = 17;
+
+/// What the crate's parser strips from the front of a national number, for every region of one
+/// calling code (it picks the region by the number, so all of them count).
+struct Prefixes {
+    national: Vec<&'static str>,
+    for_parsing: Vec<Regex>,
+}
+
+impl Prefixes {
+    fn build(code: u16) -> Option<Self> {
+        let metas = DATABASE.by_code(&code)?;
+        Some(Self {
+            national: metas.iter().filter_map(|m| m.national_prefix()).collect(),
+            for_parsing: metas
+                .iter()
+                .filter_map(|m| m.national_prefix_for_parsing())
+                .map(|r| anchored(r.as_str()))
+                .collect(),
+        })
+    }
+
+    fn might_strip(&self, national: &str) -> bool {
+        self.national.iter().any(|p| national.starts_with(p))
+            || self.for_parsing.iter().any(|r| r.is_match(national))
+    }
+}
+
 /// A descriptor's pattern, anchored: the crate accepts a match only where it starts at the
 /// first digit, which is what an anchored search answers without looking further.
 struct Pattern {
@@ -236,6 +296,68 @@ mod tests {
             "only {} invalid",
             compared - valid
         );
+    }
+
+    /// The slow path as `PhoneNumber::parse` takes it: the crate's parser, then `check`.
+    fn through_the_crate(raw: &str) -> Option<(String, Option<&'static str>)> {
+        let number = phonenumber::parse(None, format!("+{raw}")).ok()?;
+        let region = check(number.code().value(), &number.national().to_string())?;
+        let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+        Some((e164.trim_start_matches('+').to_owned(), region))
+    }
+
+    #[test]
+    fn plain_international_digits_give_what_the_crate_gives_whenever_they_give_anything() {
+        let (mut answered, mut valid) = (0, 0);
+        for (code, national) in candidates() {
+            let raw = format!("{code}{national}");
+            let slow = through_the_crate(&raw);
+            valid += usize::from(slow.is_some());
+            if let Some(fast) = plain_international(&raw) {
+                assert_eq!(Some(&fast), slow.as_ref(), "+{raw}");
+                assert_eq!(plain_international(&format!("+{raw}")), Some(fast));
+                answered += 1;
+            }
+        }
+        // The fast path must answer most valid numbers, or it saves nothing.
+        assert!(valid > 3_000, "only {valid} valid numbers");
+        assert!(
+            answered * 10 > valid * 7,
+            "answered {answered} of {valid} valid numbers"
+        );
+    }
+
+    #[test]
+    fn anything_but_plain_digits_is_left_to_the_crate() {
+        assert_eq!(
+            plain_international("12015550123"),
+            Some(("12015550123".to_owned(), Some("US")))
+        );
+        for raw in ["447911123456", "+393123456789", "390612345678"] {
+            let fast = plain_international(raw);
+            assert!(fast.is_some(), "{raw}");
+            assert_eq!(
+                fast,
+                through_the_crate(raw.trim_start_matches('+')),
+                "{raw}"
+            );
+        }
+        for raw in [
+            "+1 201 555 0123",
+            "1-201-555-0123",
+            "tel:+12015550123",
+            "12015550123 ext. 5",
+            "",
+            "+",
+            "44",
+            // A national prefix after the code: the crate strips it.
+            "4407911123456",
+            // Not valid (too short; Ofcom's range for drama): the crate decides.
+            "12015550",
+            "447700900123",
+        ] {
+            assert_eq!(plain_international(raw), None, "{raw:?}");
+        }
     }
 
     #[test]

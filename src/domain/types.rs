@@ -96,6 +96,16 @@ impl PhoneNumber {
             return Err(InvalidPhoneNumber);
         }
         let region = country.map(|c| c.0);
+        if region.is_none() {
+            // Plain digits, the usual input: the same answer as below without the crate's
+            // parser whenever it gives one (`numbering::plain_international`).
+            if let Some((digits, region)) = super::numbering::plain_international(raw) {
+                return Ok(Self {
+                    digits,
+                    region: region.map(str::to_owned),
+                });
+            }
+        }
         let international = if raw.starts_with('+') {
             raw.to_owned()
         } else {
