@@ -62,6 +62,26 @@ struct RunArgs {
     /// The verifyd binary (default: the release build next to this binary).
     #[arg(long)]
     verifyd: Option<PathBuf>,
+    /// Only these scenarios (comma-separated), for profiling one of them; search needs the
+    /// verifications check creates, so it creates them if check is left out.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "request,check,search,rate"
+    )]
+    only: Vec<Scenario>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+enum Scenario {
+    /// POST /verify/json, a new number each, as fast as answers come.
+    Request,
+    /// POST /verify/check/json with the right code.
+    Check,
+    /// GET /verify/search/json.
+    Search,
+    /// POST /verify/json at `--rate`.
+    Rate,
 }
 
 #[derive(clap::Args, Clone)]
@@ -600,6 +620,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| exe.with_file_name("verifyd"));
     let dir = tempfile::tempdir()?;
+    let wanted = |s: Scenario| args.only.contains(&s);
     println!(
         "verifyd benchmark: {} connections, {} s per scenario, {} cores",
         args.connections,
@@ -611,12 +632,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // half between measurements minutes apart (docs/benchmarks.md), so it is measured before
     // each throughput scenario and the ratios use the median of those measurements.
     let mut floor = Floor::start(&exe).await?;
-    let mut floors = vec![floor.measure(args.connections, duration).await?];
+    let mut floors = Vec::new();
 
     let server = start_verifyd(&verifyd_bin, &dir.path().join("bench.db")).await?;
     let auth = Some((server.key.clone(), server.secret.clone()));
     let server_pid = server.child.id().context("verifyd exited")?;
     let counter = Arc::new(AtomicU64::new(0));
+    let mut rows: Vec<(String, Measured)> = Vec::new();
 
     // POST /verify/json, every request a new number.
     let request = Target::post(server.addr, "/verify/json", auth.clone());
@@ -625,85 +647,118 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let n = number(next.fetch_add(1, Ordering::Relaxed));
         form(&[("number", &n), ("brand", "AcmeInc")])
     };
-    load::closed_loop(
-        &request,
-        args.connections,
-        Duration::from_secs(2),
-        make.clone(),
-        Expect::Status0,
-    )
-    .await?;
-    let request_report = measured(
-        server_pid,
-        load::closed_loop(&request, args.connections, duration, make, Expect::Status0),
-    )
-    .await?;
+    if wanted(Scenario::Request) {
+        floors.push(("request", floor.measure(args.connections, duration).await?));
+        load::closed_loop(
+            &request,
+            args.connections,
+            Duration::from_secs(2),
+            make.clone(),
+            Expect::Status0,
+        )
+        .await?;
+        let report = measured(
+            server_pid,
+            load::closed_loop(&request, args.connections, duration, make, Expect::Status0),
+        )
+        .await?;
+        rows.push(("POST /verify/json (new number each)".into(), report));
+    }
 
     // POST /verify/check/json with right codes: verifications made first with a known pin_code.
-    floors.push(floor.measure(args.connections, duration).await?);
-    let next = counter.clone();
-    let ids = load::collect_ids(&request, args.connections, args.checks, move |_| {
-        let n = number(next.fetch_add(1, Ordering::Relaxed));
-        form(&[("number", &n), ("brand", "AcmeInc"), ("pin_code", "4815")])
-    })
-    .await?;
-    let ids = Arc::new(ids);
-    let check = Target::post(server.addr, "/verify/check/json", auth.clone());
-    let check_ids = ids.clone();
-    let check_report = measured(
-        server_pid,
-        load::fixed_count(
-            &check,
-            args.connections,
-            check_ids.len() as u64,
-            move |i| form(&[("request_id", &check_ids[i as usize]), ("code", "4815")]),
-            Expect::Status0,
-        ),
-    )
-    .await?;
+    if wanted(Scenario::Check) || wanted(Scenario::Search) {
+        if wanted(Scenario::Check) {
+            floors.push(("check", floor.measure(args.connections, duration).await?));
+        }
+        let next = counter.clone();
+        let ids = load::collect_ids(&request, args.connections, args.checks, move |_| {
+            let n = number(next.fetch_add(1, Ordering::Relaxed));
+            form(&[("number", &n), ("brand", "AcmeInc"), ("pin_code", "4815")])
+        })
+        .await?;
+        let ids = Arc::new(ids);
+        if wanted(Scenario::Check) {
+            let check = Target::post(server.addr, "/verify/check/json", auth.clone());
+            let check_ids = ids.clone();
+            let report = measured(
+                server_pid,
+                load::fixed_count(
+                    &check,
+                    args.connections,
+                    check_ids.len() as u64,
+                    move |i| form(&[("request_id", &check_ids[i as usize]), ("code", "4815")]),
+                    Expect::Status0,
+                ),
+            )
+            .await?;
+            rows.push(("POST /verify/check/json (right code)".into(), report));
+        }
 
-    // GET /verify/search/json over those verifications.
-    floors.push(floor.measure(args.connections, duration).await?);
-    let search_ids = ids.clone();
-    let search = Target::get(server.addr, auth.clone(), move |i| {
-        format!(
-            "/verify/search/json?request_id={}",
-            search_ids[(i as usize) % search_ids.len()]
-        )
-    });
-    let search_report = measured(
-        server_pid,
-        load::closed_loop(
-            &search,
-            args.connections,
-            duration,
-            |_| Bytes::new(),
-            Expect::Found,
-        ),
-    )
-    .await?;
+        // GET /verify/search/json over those verifications.
+        if wanted(Scenario::Search) {
+            floors.push(("search", floor.measure(args.connections, duration).await?));
+            let search_ids = ids.clone();
+            let search = Target::get(server.addr, auth.clone(), move |i| {
+                format!(
+                    "/verify/search/json?request_id={}",
+                    search_ids[(i as usize) % search_ids.len()]
+                )
+            });
+            let report = measured(
+                server_pid,
+                load::closed_loop(
+                    &search,
+                    args.connections,
+                    duration,
+                    |_| Bytes::new(),
+                    Expect::Found,
+                ),
+            )
+            .await?;
+            rows.push(("GET /verify/search/json".into(), report));
+        }
+    }
 
     // Latency at a fixed rate: new requests at `rate` per second.
-    let next = counter.clone();
-    let fixed_report = measured(
-        server_pid,
-        load::fixed_rate(&request, args.connections, args.rate, duration, move |_| {
+    if wanted(Scenario::Rate) {
+        let next = counter.clone();
+        let make = move |_| {
             let n = number(next.fetch_add(1, Ordering::Relaxed));
             form(&[("number", &n), ("brand", "AcmeInc")])
-        }),
-    )
-    .await?;
+        };
+        // Two seconds at the same rate first, as the closed-loop scenarios warm up: a fresh
+        // server's first second (an empty WAL file growing, cold caches) is not its steady state.
+        load::fixed_rate(
+            &request,
+            args.connections,
+            args.rate,
+            Duration::from_secs(2),
+            make.clone(),
+        )
+        .await?;
+        let report = measured(
+            server_pid,
+            load::fixed_rate(&request, args.connections, args.rate, duration, make),
+        )
+        .await?;
+        rows.push((format!("POST /verify/json at {} req/s", args.rate), report));
+    }
 
     drop(server);
     floor.child.kill().await?;
-    let floor_rps = median(floors.iter().map(|m| m.report.rps()).collect());
+    // With no throughput scenario there is no floor, and the ratio column says nothing.
+    let floor_rps = if floors.is_empty() {
+        f64::NAN
+    } else {
+        median(floors.iter().map(|(_, m)| m.report.rps()).collect())
+    };
     println!();
     println!(
         "| scenario | req/s | × floor | p50 ms | p99 ms | p99.9 ms | max ms | errors \
          | server CPU µs/req | load generator CPU µs/req |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for (report, before) in floors.iter().zip(["request", "check", "search"]) {
+    for (before, report) in &floors {
         println!(
             "{}",
             row(
@@ -713,35 +768,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             )
         );
     }
-    println!("| floor, median of the above | {floor_rps:.0} | 1.00 | | | | | | | |");
-    println!(
-        "{}",
-        row(
-            "POST /verify/json (new number each)",
-            &request_report,
-            floor_rps
-        )
-    );
-    println!(
-        "{}",
-        row(
-            "POST /verify/check/json (right code)",
-            &check_report,
-            floor_rps
-        )
-    );
-    println!(
-        "{}",
-        row("GET /verify/search/json", &search_report, floor_rps)
-    );
-    println!(
-        "{}",
-        row(
-            &format!("POST /verify/json at {} req/s", args.rate),
-            &fixed_report,
-            floor_rps
-        )
-    );
+    if !floors.is_empty() {
+        println!("| floor, median of the above | {floor_rps:.0} | 1.00 | | | | | | | |");
+    }
+    for (name, report) in &rows {
+        println!("{}", row(name, report, floor_rps));
+    }
     Ok(())
 }
 
