@@ -278,6 +278,68 @@ async fn checks_are_persisted_and_the_third_wrong_code_fails_the_request() {
 }
 
 #[tokio::test]
+async fn another_accounts_check_on_a_verification_in_progress_finds_nothing_and_does_not_count() {
+    for (engine, store, _dir) in engines().await {
+        let (v, f) = new_verification("k1", "447700100021", 21, 1);
+        store.create(v.clone(), f, t(0)).await.unwrap();
+        let wrong = Command::Check {
+            code_hash: SequenceMinter::hash("9999"),
+            code_len: 4,
+        };
+        assert!(
+            store
+                .apply("k2", &v.id, wrong.clone(), at(1), minter())
+                .await
+                .unwrap()
+                .is_none(),
+            "{engine}"
+        );
+        let (outcome, _) = store
+            .apply("k1", &v.id, wrong, at(2), minter())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            outcome,
+            CommandOutcome::Checked(CheckOutcome::Mismatch { checks_left: 2 }),
+            "{engine}: the other account's try left no trace"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_sqlite_verification_is_checked_after_reopening_the_file_with_its_earlier_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reopen-check.db");
+    let (v, f) = new_verification("k1", "447700100022", 22, 1);
+    let wrong = Command::Check {
+        code_hash: SequenceMinter::hash("9999"),
+        code_len: 4,
+    };
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.create(v.clone(), f, t(0)).await.unwrap();
+        store
+            .apply("k1", &v.id, wrong.clone(), at(1), minter())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // A new process starts with nothing remembered: the row is all there is.
+    let store = SqliteStore::open(&path).unwrap();
+    let (outcome, after) = store
+        .apply("k1", &v.id, wrong, at(2), minter())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        CommandOutcome::Checked(CheckOutcome::Mismatch { checks_left: 1 })
+    );
+    assert_eq!(after.checks().len(), 2);
+}
+
+#[tokio::test]
 async fn the_right_code_verifies_and_frees_the_number() {
     for (engine, store, _dir) in engines().await {
         let (v, f) = new_verification("k1", "447700100006", 8, 1);

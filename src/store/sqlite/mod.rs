@@ -26,6 +26,9 @@ use super::{
 use crate::channel::inbox::InboxLogError;
 use crate::domain::{DeliveryOrder, EventId, Instant, Minter, RequestId, Status, Verification};
 
+mod cache;
+use cache::VerificationCache;
+
 /// Most operations committed by one transaction.
 const MAX_BATCH: usize = 512;
 /// Operations queued for the writer before callers wait (back-pressure).
@@ -37,17 +40,26 @@ pub const DEFAULT_DELIVERY_LEASE: Duration = Duration::from_secs(60);
 const STATE_SET_ASIDE: i64 = -1;
 
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-    include_str!("../../migrations/sqlite/0002_keys_by_request.sql"),
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_keys_by_request.sql"),
 ];
+
+/// What an operation sees on the writer thread.
+struct Tx<'a> {
+    conn: &'a Connection,
+    cache: &'a mut VerificationCache,
+    /// Verifications in progress this operation wrote, for the cache once its group commits.
+    written: &'a mut Vec<Verification>,
+}
 
 /// A write operation on the writer thread. It may run twice: when another operation of its
 /// group fails, the group is rolled back and run again without that one.
 trait WriteOp: Send {
     /// Runs the operation; whether it succeeded.
-    fn run(&mut self, conn: &Connection) -> bool;
-    /// Answers the caller once the group's fate is known (`Ok` when it committed).
-    fn finish(self: Box<Self>, commit: StoreResult<()>);
+    fn run(&mut self, conn: &Connection, cache: &mut VerificationCache) -> bool;
+    /// Answers the caller once the group's fate is known (`Ok` when it committed), and keeps
+    /// what a committed operation wrote in the cache.
+    fn finish(self: Box<Self>, commit: StoreResult<()>, cache: &mut VerificationCache);
 }
 
 type WriteJob = Box<dyn WriteOp>;
@@ -56,28 +68,43 @@ struct Op<T, F> {
     f: F,
     /// The last run's result; none if it never ran or panicked.
     outcome: Option<StoreResult<T>>,
+    written: Vec<Verification>,
     reply: oneshot::Sender<StoreResult<T>>,
 }
 
 impl<T, F> WriteOp for Op<T, F>
 where
     T: Send,
-    F: FnMut(&Connection) -> StoreResult<T> + Send,
+    F: FnMut(&mut Tx<'_>) -> StoreResult<T> + Send,
 {
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Connection, cache: &mut VerificationCache) -> bool {
         self.outcome = None;
-        let outcome = (self.f)(conn);
+        self.written.clear();
+        let mut tx = Tx {
+            conn,
+            cache,
+            written: &mut self.written,
+        };
+        let outcome = (self.f)(&mut tx);
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         ok
     }
 
-    fn finish(self: Box<Self>, commit: StoreResult<()>) {
-        let Op { outcome, reply, .. } = *self;
+    fn finish(self: Box<Self>, commit: StoreResult<()>, cache: &mut VerificationCache) {
+        let Op {
+            outcome,
+            written,
+            reply,
+            ..
+        } = *self;
         let outcome = commit.and_then(|()| {
             outcome
                 .unwrap_or_else(|| Err(StoreError::Backend("the store operation panicked".into())))
         });
+        if outcome.is_ok() {
+            written.into_iter().for_each(|v| cache.put(v));
+        }
         let _ = reply.send(outcome);
     }
 }
@@ -288,12 +315,21 @@ impl SqliteStore {
 
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnMut(&Connection) -> StoreResult<T> + Send + 'static,
+        mut f: impl FnMut(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.write_tx(move |tx| f(tx.conn)).await
+    }
+
+    /// A write that reads or writes verifications, through the writer's cache.
+    async fn write_tx<T: Send + 'static>(
+        &self,
+        f: impl FnMut(&mut Tx<'_>) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel();
         let job: WriteJob = Box::new(Op {
             f,
             outcome: None,
+            written: Vec::new(),
             reply: tx,
         });
         self.writer
@@ -348,8 +384,9 @@ impl SqliteStore {
 /// of up to 100 ms: stalls of 180 ms and more in benchmarks at 5,000 requests/s. RESTART rather
 /// than TRUNCATE: shortening and regrowing the file cost 21–37 ms per checkpoint, RESTART 0–6 ms.
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, wal: &Path, wal_limit: u64) {
+    let mut cache = VerificationCache::new(cache::CAPACITY);
     while let Some(first) = rx.blocking_recv() {
-        run_batch(&conn, first, &mut rx);
+        run_batch(&conn, &mut cache, first, &mut rx);
         // One stat per group: microseconds against a group's fsync.
         if std::fs::metadata(wal).is_ok_and(|m| m.len() > wal_limit) {
             let began = std::time::Instant::now();
@@ -365,6 +402,12 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, wal: &Path, w
     }
 }
 
+/// Moves whenever another connection commits to the file (never for this connection's commits).
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("pragma data_version")?
+        .query_row([], |r| r.get(0))
+}
+
 /// Runs a statement the writer runs all the time without parsing it again.
 fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
@@ -372,20 +415,24 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// Runs one operation, catching a panic: a panicking operation fails alone instead of taking the
 /// writer thread down.
-fn run_op(conn: &Connection, op: &mut dyn WriteOp) -> bool {
-    catch_unwind(AssertUnwindSafe(|| op.run(conn))).unwrap_or_else(|_| {
+fn run_op(conn: &Connection, cache: &mut VerificationCache, op: &mut dyn WriteOp) -> bool {
+    catch_unwind(AssertUnwindSafe(|| op.run(conn, cache))).unwrap_or_else(|_| {
         tracing::error!("a store operation panicked; it is undone and reported as failed");
         false
     })
 }
 
 /// Runs one operation inside its own savepoint, undone alone when it fails.
-fn run_in_savepoint(conn: &Connection, op: &mut dyn WriteOp) -> bool {
+fn run_in_savepoint(
+    conn: &Connection,
+    cache: &mut VerificationCache,
+    op: &mut dyn WriteOp,
+) -> bool {
     if let Err(e) = exec_cached(conn, "savepoint op") {
         tracing::error!(error = %db_err(e), "could not open a savepoint");
         return false;
     }
-    let ok = run_op(conn, op);
+    let ok = run_op(conn, cache, op);
     if !conn.is_autocommit() {
         let end = if ok {
             exec_cached(conn, "release op")
@@ -408,21 +455,35 @@ fn run_in_savepoint(conn: &Connection, op: &mut dyn WriteOp) -> bool {
 /// index, so nearly all of them) into its statement journal, about a tenth of the writer's work.
 /// Operations fail rarely, so when one does the whole group is rolled back, the failed one is
 /// answered, and the others run again in a new transaction, each in its own savepoint.
-fn run_batch(conn: &Connection, first: WriteJob, rx: &mut mpsc::Receiver<WriteJob>) {
+fn run_batch(
+    conn: &Connection,
+    cache: &mut VerificationCache,
+    first: WriteJob,
+    rx: &mut mpsc::Receiver<WriteJob>,
+) {
     let began = std::time::Instant::now();
     let mut ops: Vec<WriteJob> = Vec::with_capacity(64);
     if let Err(e) = exec_cached(conn, "begin immediate") {
-        first.finish(Err(db_err(e)));
+        first.finish(Err(db_err(e)), cache);
         return;
+    }
+    // Inside the transaction, so no other connection can commit until this group has.
+    match data_version(conn) {
+        Ok(version) => cache.saw_version(version),
+        Err(e) => {
+            let _ = exec_cached(conn, "rollback");
+            first.finish(Err(db_err(e)), cache);
+            return;
+        }
     }
     let mut next = Some(first);
     let mut failed = None;
     while let Some(mut op) = next {
-        let ok = run_op(conn, op.as_mut());
+        let ok = run_op(conn, cache, op.as_mut());
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (disk full, I/O error): what ran is gone.
             ops.push(op);
-            return abandon(ops);
+            return abandon(ops, cache);
         }
         if !ok {
             failed = Some(op);
@@ -440,20 +501,22 @@ fn run_batch(conn: &Connection, first: WriteJob, rx: &mut mpsc::Receiver<WriteJo
             tracing::error!(error = %db_err(e), "could not roll back a group of writes");
         }
         // Its result is its error, whatever happens to the others.
-        failed.finish(Ok(()));
+        failed.finish(Ok(()), cache);
         if let Err(e) = exec_cached(conn, "begin immediate") {
             let err = db_err(e);
-            return ops.into_iter().for_each(|op| op.finish(Err(err.clone())));
+            return ops
+                .into_iter()
+                .for_each(|op| op.finish(Err(err.clone()), cache));
         }
         let mut kept = Vec::with_capacity(ops.len());
         for mut op in ops {
-            if run_in_savepoint(conn, op.as_mut()) {
+            if run_in_savepoint(conn, cache, op.as_mut()) {
                 kept.push(op);
             } else if conn.is_autocommit() {
                 kept.push(op);
-                return abandon(kept);
+                return abandon(kept, cache);
             } else {
-                op.finish(Ok(()));
+                op.finish(Ok(()), cache);
             }
         }
         ops = kept;
@@ -465,22 +528,24 @@ fn run_batch(conn: &Connection, first: WriteJob, rx: &mut mpsc::Receiver<WriteJo
                 ms = began.elapsed().as_millis() as u64,
                 "group committed"
             );
-            ops.into_iter().for_each(|op| op.finish(Ok(())));
+            ops.into_iter().for_each(|op| op.finish(Ok(()), cache));
         }
         Err(e) => {
             let err = db_err(e);
             tracing::error!(error = %err, "a group of writes could not be committed");
             let _ = conn.execute_batch("rollback");
-            ops.into_iter().for_each(|op| op.finish(Err(err.clone())));
+            ops.into_iter()
+                .for_each(|op| op.finish(Err(err.clone()), cache));
         }
     }
 }
 
 /// SQLite rolled the transaction back on its own: every operation of the group fails.
-fn abandon(ops: Vec<WriteJob>) {
+fn abandon(ops: Vec<WriteJob>, cache: &mut VerificationCache) {
     let err = StoreError::Backend("the transaction was rolled back by SQLite".into());
     tracing::error!(error = %err, "a group of writes failed");
-    ops.into_iter().for_each(|op| op.finish(Err(err.clone())));
+    ops.into_iter()
+        .for_each(|op| op.finish(Err(err.clone()), cache));
 }
 
 fn load_body(
@@ -505,7 +570,11 @@ fn load(
         .transpose()
 }
 
-fn save(conn: &Connection, v: &Verification) -> StoreResult<()> {
+/// Writes `v` back, and keeps it for the cache if it is still in progress.
+fn save(tx: &mut Tx<'_>, v: &Verification) -> StoreResult<()> {
+    let conn = tx.conn;
+    // Whoever changes a verification has taken it out of the cache already; this makes sure.
+    tx.cache.take(v.id.as_str());
     let body = encode(v)?;
     conn.prepare_cached(
         "update verification set state = ?1, next_due_at = ?2, body = ?3 where request_id = ?4",
@@ -524,25 +593,37 @@ fn save(conn: &Connection, v: &Verification) -> StoreResult<()> {
             .map_err(db_err)?
             .execute(params![v.id.as_str()])
             .map_err(db_err)?;
+    } else {
+        tx.written.push(v.clone());
     }
     Ok(())
 }
 
 /// Takes a row whose body does not decode out of every live index, so it cannot stall the
 /// scheduler or block its number; logged once, by request id only.
-fn set_aside(conn: &Connection, request_id: &str, error: &StoreError) -> StoreResult<()> {
+fn set_aside(tx: &mut Tx<'_>, request_id: &str, error: &StoreError) -> StoreResult<()> {
     tracing::error!(request_id, %error, "a stored verification cannot be read; it is set aside");
-    conn.prepare_cached(
-        "update verification set state = ?1, next_due_at = null where request_id = ?2",
-    )
-    .map_err(db_err)?
-    .execute(params![STATE_SET_ASIDE, request_id])
-    .map_err(db_err)?;
+    tx.cache.take(request_id);
+    tx.conn
+        .prepare_cached(
+            "update verification set state = ?1, next_due_at = null where request_id = ?2",
+        )
+        .map_err(db_err)?
+        .execute(params![STATE_SET_ASIDE, request_id])
+        .map_err(db_err)?;
     Ok(())
 }
 
 fn insert_delivery(conn: &Connection, order: &DeliveryOrder, lease_until: i64) -> StoreResult<()> {
-    let body = encode(order)?;
+    insert_delivery_body(conn, order, &encode(order)?, lease_until)
+}
+
+fn insert_delivery_body(
+    conn: &Connection,
+    order: &DeliveryOrder,
+    body: &str,
+    lease_until: i64,
+) -> StoreResult<()> {
     conn.prepare_cached(
         "insert into delivery (event_id, request_id, body, created_at, lease_until) \
          values (?1, ?2, ?3, ?4, ?5)",
@@ -559,14 +640,27 @@ fn insert_delivery(conn: &Connection, order: &DeliveryOrder, lease_until: i64) -
     Ok(())
 }
 
+/// A new verification and its first delivery, with their bodies encoded by the caller: encoding
+/// is pure work, and the writer is the one thread every write waits for.
+struct NewRow {
+    verification: Verification,
+    body: String,
+    first: DeliveryOrder,
+    first_body: String,
+    /// A copy of `verification` for the cache, made by the caller too; a second run of the
+    /// operation (after another one of its group failed) copies again.
+    spare: Option<Verification>,
+}
+
 fn create_in(
-    conn: &Connection,
-    v: &Verification,
-    first: &DeliveryOrder,
+    tx: &mut Tx<'_>,
+    new: &mut NewRow,
     now: Instant,
     lease_until: i64,
 ) -> StoreResult<CreateOutcome> {
-    let holder = conn
+    let v = &new.verification;
+    let holder = tx
+        .conn
         .prepare_cached(
             "select request_id, body from verification where account = ?1 and number = ?2 and state = 0",
         )
@@ -577,39 +671,45 @@ fn create_in(
         .optional()
         .map_err(db_err)?;
     if let Some((holder_id, body)) = holder {
-        match serde_json::from_str::<Verification>(&body) {
+        let cached = tx.cache.take(&holder_id).map(Ok);
+        match cached.unwrap_or_else(|| serde_json::from_str::<Verification>(&body)) {
             Ok(mut existing) => {
                 existing.settle(now);
                 if existing.status() == Status::InProgress {
-                    return Ok(CreateOutcome::Concurrent(existing.id));
+                    // Unchanged, so it goes back as it came.
+                    let id = existing.id.clone();
+                    tx.cache.put(existing);
+                    return Ok(CreateOutcome::Concurrent(id));
                 }
-                save(conn, &existing)?;
+                save(tx, &existing)?;
             }
-            Err(e) => set_aside(conn, &holder_id, &corrupt_json(e))?,
+            Err(e) => set_aside(tx, &holder_id, &corrupt_json(e))?,
         }
     }
-    let body = encode(v)?;
-    conn.prepare_cached(
-        "insert into verification (request_id, account, number, state, next_due_at, submitted_at, body) \
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .map_err(db_err)?
-    .execute(params![
-        v.id.as_str(),
-        v.account,
-        v.number.digits(),
-        v.status().code(),
-        v.next_due().map(|t| t.timestamp_millis()),
-        v.submitted_at.timestamp_millis(),
-        body
-    ])
-    .map_err(db_err)?;
-    insert_delivery(conn, first, lease_until)?;
+    tx.conn
+        .prepare_cached(
+            "insert into verification (request_id, account, number, state, next_due_at, submitted_at, body) \
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .map_err(db_err)?
+        .execute(params![
+            v.id.as_str(),
+            v.account,
+            v.number.digits(),
+            v.status().code(),
+            v.next_due().map(|t| t.timestamp_millis()),
+            v.submitted_at.timestamp_millis(),
+            new.body
+        ])
+        .map_err(db_err)?;
+    insert_delivery_body(tx.conn, &new.first, &new.first_body, lease_until)?;
+    tx.written
+        .push(new.spare.take().unwrap_or_else(|| v.clone()));
     Ok(CreateOutcome::Created)
 }
 
 fn apply_in(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     account: &str,
     id: &RequestId,
     command: &Command,
@@ -617,12 +717,15 @@ fn apply_in(
     minter: &mut (dyn Minter + Send),
     lease_until: i64,
 ) -> StoreResult<Option<(CommandOutcome, Verification)>> {
-    let Some(mut v) = load(
-        conn,
-        "select body from verification where request_id = ?1 and account = ?2",
-        params![id.as_str(), account],
-    )?
-    else {
+    let found = match tx.cache.take_for(account, id) {
+        Some(v) => Some(v),
+        None => load(
+            tx.conn,
+            "select body from verification where request_id = ?1 and account = ?2",
+            params![id.as_str(), account],
+        )?,
+    };
+    let Some(mut v) = found else {
         return Ok(None);
     };
     let outcome = match command {
@@ -633,22 +736,23 @@ fn apply_in(
         Command::Cancel => CommandOutcome::Cancelled(v.cancel(now)),
         Command::TriggerNext => CommandOutcome::Triggered(v.trigger_next(now, minter)),
     };
-    save(conn, &v)?;
+    save(tx, &v)?;
     if let CommandOutcome::Triggered(Ok(order)) = &outcome {
-        insert_delivery(conn, order, lease_until)?;
+        insert_delivery(tx.conn, order, lease_until)?;
     }
     Ok(Some((outcome, v)))
 }
 
 fn claim_due_in(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     now: Instant,
     limit: usize,
     minter: &mut (dyn Minter + Send),
     lease_until: i64,
 ) -> StoreResult<Vec<DeliveryOrder>> {
     let rows: Vec<(String, String)> = {
-        let mut stmt = conn
+        let mut stmt = tx
+            .conn
             .prepare_cached(
                 "select request_id, body from verification where state = 0 and next_due_at <= ?1 \
                  order by next_due_at limit ?2",
@@ -663,17 +767,18 @@ fn claim_due_in(
     };
     let mut orders = Vec::new();
     for (request_id, body) in rows {
-        let mut v: Verification = match serde_json::from_str(&body) {
+        let cached = tx.cache.take(&request_id).map(Ok);
+        let mut v: Verification = match cached.unwrap_or_else(|| serde_json::from_str(&body)) {
             Ok(v) => v,
             Err(e) => {
-                set_aside(conn, &request_id, &corrupt_json(e))?;
+                set_aside(tx, &request_id, &corrupt_json(e))?;
                 continue;
             }
         };
         let order = v.advance(now, minter);
-        save(conn, &v)?;
+        save(tx, &v)?;
         if let Some(order) = order {
-            insert_delivery(conn, &order, lease_until)?;
+            insert_delivery(tx.conn, &order, lease_until)?;
             orders.push(order);
         }
     }
@@ -750,7 +855,14 @@ impl VerificationStore for SqliteStore {
         now: Instant,
     ) -> StoreResult<CreateOutcome> {
         let lease_until = self.lease_until();
-        self.write(move |conn| create_in(conn, &verification, &first, now, lease_until))
+        let mut new = NewRow {
+            body: encode(&verification)?,
+            first_body: encode(&first)?,
+            spare: Some(verification.clone()),
+            verification,
+            first,
+        };
+        self.write_tx(move |tx| create_in(tx, &mut new, now, lease_until))
             .await
     }
 
@@ -765,9 +877,9 @@ impl VerificationStore for SqliteStore {
         let account = account.to_owned();
         let id = id.clone();
         let lease_until = self.lease_until();
-        self.write(move |conn| {
+        self.write_tx(move |tx| {
             apply_in(
-                conn,
+                tx,
                 &account,
                 &id,
                 &command,
@@ -802,7 +914,7 @@ impl VerificationStore for SqliteStore {
         mut minter: BoxMinter,
     ) -> StoreResult<Vec<DeliveryOrder>> {
         let lease_until = self.lease_until();
-        self.write(move |conn| claim_due_in(conn, clock.now(), limit, minter.as_mut(), lease_until))
+        self.write_tx(move |tx| claim_due_in(tx, clock.now(), limit, minter.as_mut(), lease_until))
             .await
     }
 
@@ -1290,6 +1402,119 @@ mod tests {
             count(&store).await,
             1,
             "only the row written after the panic"
+        );
+    }
+
+    fn started(n: u8) -> (Verification, DeliveryOrder) {
+        use crate::domain::locale::Locale;
+        use crate::domain::testing::SequenceMinter;
+        use crate::domain::{CodeLength, NewVerification, PhoneNumber, Purpose, Timing, Workflow};
+        let new = NewVerification {
+            id: RequestId::from_bytes([n; 16]),
+            account: "k1".into(),
+            number: PhoneNumber::parse(&format!("4477001000{n:02}"), None).unwrap(),
+            purpose: Purpose::Brand {
+                brand: "Acme".into(),
+                sender_id: "VERIFY".into(),
+            },
+            locale: Locale::from_tag("en-gb").unwrap(),
+            code_length: CodeLength::DEFAULT,
+            workflow: Workflow::parse(1).unwrap(),
+            timing: Timing::default(),
+            custom_pin: None,
+        };
+        Verification::start(new, at_secs(0), &mut SequenceMinter::new())
+    }
+
+    fn at_secs(secs: i64) -> Instant {
+        chrono::DateTime::from_timestamp(1_750_000_000 + secs, 0).unwrap()
+    }
+
+    fn wrong_code() -> Command {
+        Command::Check {
+            code_hash: crate::domain::testing::SequenceMinter::hash("9999"),
+            code_len: 4,
+        }
+    }
+
+    async fn check_wrong(
+        store: &SqliteStore,
+        v: &Verification,
+        secs: i64,
+    ) -> StoreResult<CommandOutcome> {
+        let clock: SharedClock = std::sync::Arc::new(crate::clock::ManualClock::new(at_secs(secs)));
+        let minter = Box::new(crate::domain::testing::SequenceMinter::new());
+        let found = store
+            .apply("k1", &v.id, wrong_code(), clock, minter)
+            .await?;
+        Ok(found.expect("the verification exists").0)
+    }
+
+    #[tokio::test]
+    async fn a_verification_another_connection_changed_is_read_again_from_the_file() {
+        let (store, dir) = store();
+        let (v, first) = started(2);
+        store.create(v.clone(), first, at_secs(0)).await.unwrap();
+        let other = Connection::open(dir.path().join("t.db")).unwrap();
+        other.busy_timeout(Duration::from_secs(5)).unwrap();
+        other
+            .execute(
+                "update verification set body = 'not json' where request_id = ?1",
+                params![v.id.as_str()],
+            )
+            .unwrap();
+        assert!(
+            matches!(
+                check_wrong(&store, &v, 1).await,
+                Err(StoreError::Corrupt(_))
+            ),
+            "the writer read what the other connection wrote, not what it remembered"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_check_whose_group_sqlite_abandoned_is_not_remembered_by_the_writer() {
+        let (store, _dir) = store();
+        let store = std::sync::Arc::new(store);
+        let (v, first) = started(1);
+        store.create(v.clone(), first, at_secs(0)).await.unwrap();
+        // Hold the writer, then queue a check (of the verification the create left in the
+        // writer's cache) and an operation after which SQLite abandons the transaction.
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let blocker = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(move |_| {
+                        release_rx.recv().unwrap();
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let lost_check = {
+            let (store, v) = (store.clone(), v.clone());
+            tokio::spawn(async move { check_wrong(&store, &v, 1).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let abandoner = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(|c| c.execute_batch("rollback").map_err(db_err))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        release_tx.send(()).unwrap();
+        blocker.await.unwrap().unwrap_err();
+        lost_check.await.unwrap().unwrap_err();
+        abandoner.await.unwrap().unwrap_err();
+        assert_eq!(
+            check_wrong(&store, &v, 2).await.unwrap(),
+            CommandOutcome::Checked(crate::domain::CheckOutcome::Mismatch { checks_left: 2 }),
+            "the lost check did not count: only what was committed is remembered"
         );
     }
 

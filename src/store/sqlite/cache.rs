@@ -1,0 +1,211 @@
+//! Verifications in progress that the writer thread wrote last, kept decoded.
+//!
+//! A check (or a cancel, or the scheduler's next step) mostly concerns a verification created a
+//! short while before. Reading its row back and decoding its JSON was about a third of the
+//! writer's time for each check (`docs/benchmarks.md`), and the writer is the one thread every
+//! write waits for. The writer is also the only process that writes verifications (the server's
+//! lock file keeps a second one away), so what it last wrote is what the file holds.
+//!
+//! What makes it safe with group commit: an operation that changes a verification first takes it
+//! out of the cache, and only once its group has committed is the new state put back. So an
+//! entry never shows a change that could still be rolled back, and a later operation of the same
+//! group that finds no entry reads the row, where its own transaction sees the change.
+//!
+//! Another connection can still commit to the file (an operator's `sqlite3`, a test): SQLite's
+//! `data_version` tells, and the writer then forgets everything ([`VerificationCache::saw_version`]).
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::domain::{RequestId, Verification};
+
+/// Verifications kept. Each costs about a kilobyte, so the cache stays near 64 MiB at most.
+pub(super) const CAPACITY: usize = 65_536;
+
+pub(super) struct VerificationCache {
+    capacity: usize,
+    /// Each entry, by request id (its 128 bits: no string to allocate), with the number of the
+    /// put that stored it.
+    entries: HashMap<u128, (u64, Verification)>,
+    /// Puts, oldest first. An entry replaced or taken since leaves its old put behind here;
+    /// those are skipped when they come up and swept when they pile up.
+    order: VecDeque<(u64, u128)>,
+    puts: u64,
+    /// The writer connection's `pragma data_version` when the cache was last known to be right.
+    data_version: Option<i64>,
+}
+
+impl VerificationCache {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            puts: 0,
+            data_version: None,
+        }
+    }
+
+    /// Told the writer connection's `data_version` at the start of each group: it moves only
+    /// when another connection has committed, and then nothing here can be trusted.
+    pub(super) fn saw_version(&mut self, version: i64) {
+        if self.data_version != Some(version) {
+            if self.data_version.is_some() {
+                self.entries.clear();
+                self.order.clear();
+            }
+            self.data_version = Some(version);
+        }
+    }
+
+    /// Takes the account's verification out, for an operation that is about to change it. A
+    /// verification of another account stays where it is, and the caller gets nothing.
+    pub(super) fn take_for(&mut self, account: &str, id: &RequestId) -> Option<Verification> {
+        let key = key(id.as_str())?;
+        match self.entries.get(&key) {
+            Some((_, v)) if v.account == account => self.entries.remove(&key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Takes a verification out whoever's it is (the scheduler's steps).
+    pub(super) fn take(&mut self, id: &str) -> Option<Verification> {
+        self.entries.remove(&key(id)?).map(|(_, v)| v)
+    }
+
+    /// Keeps `v` as committed, pushing out the oldest entries beyond the capacity.
+    pub(super) fn put(&mut self, v: Verification) {
+        let Some(id) = key(v.id.as_str()) else {
+            return;
+        };
+        self.puts += 1;
+        self.order.push_back((self.puts, id));
+        self.entries.insert(id, (self.puts, v));
+        while self.entries.len() > self.capacity {
+            let Some((put, id)) = self.order.pop_front() else {
+                break;
+            };
+            if self.entries.get(&id).is_some_and(|(p, _)| *p == put) {
+                self.entries.remove(&id);
+            }
+        }
+        if self.order.len() > 2 * self.capacity + 64 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(put, id)| entries.get(id).is_some_and(|(p, _)| p == put));
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// A request id's 32 hex digits as one number. Ids that are not that shape are not cached.
+fn key(id: &str) -> Option<u128> {
+    (id.len() == 32).then(|| u128::from_str_radix(id, 16).ok())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::locale::Locale;
+    use crate::domain::testing::SequenceMinter;
+    use crate::domain::{CodeLength, NewVerification, PhoneNumber, Purpose, Timing, Workflow};
+
+    fn verification(n: u8) -> Verification {
+        let new = NewVerification {
+            id: RequestId::from_bytes([n; 16]),
+            account: "acct".into(),
+            number: PhoneNumber::parse("14155550123", None).unwrap(),
+            purpose: Purpose::Brand {
+                brand: "Acme".into(),
+                sender_id: "VERIFY".into(),
+            },
+            locale: Locale::from_tag("en-us").unwrap(),
+            code_length: CodeLength::DEFAULT,
+            workflow: Workflow::parse(1).unwrap(),
+            timing: Timing::default(),
+            custom_pin: None,
+        };
+        let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+        Verification::start(new, now, &mut SequenceMinter::new()).0
+    }
+
+    #[test]
+    fn a_verification_is_taken_only_by_its_own_account() {
+        let mut cache = VerificationCache::new(4);
+        let v = verification(1);
+        let id = v.id.clone();
+        let account = v.account.clone();
+        cache.put(v);
+        assert!(cache.take_for("someone-else", &id).is_none());
+        assert_eq!(
+            cache.take_for(&account, &id).map(|v| v.id),
+            Some(id.clone())
+        );
+        assert!(
+            cache.take_for(&account, &id).is_none(),
+            "taking leaves nothing behind"
+        );
+    }
+
+    #[test]
+    fn the_oldest_entries_go_first_once_the_cache_is_full() {
+        let mut cache = VerificationCache::new(2);
+        let (a, b, c) = (verification(1), verification(2), verification(3));
+        let (ida, idb, idc) = (a.id.clone(), b.id.clone(), c.id.clone());
+        let account = a.account.clone();
+        cache.put(a);
+        cache.put(b);
+        cache.put(c);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.take_for(&account, &ida).is_none());
+        assert!(cache.take_for(&account, &idb).is_some());
+        assert!(cache.take_for(&account, &idc).is_some());
+    }
+
+    #[test]
+    fn a_commit_by_another_connection_empties_the_cache() {
+        let mut cache = VerificationCache::new(4);
+        cache.saw_version(1);
+        let v = verification(1);
+        let (id, account) = (v.id.clone(), v.account.clone());
+        cache.put(v.clone());
+        cache.saw_version(1);
+        assert!(cache.take_for(&account, &id).is_some(), "nothing changed");
+        cache.put(v);
+        cache.saw_version(2);
+        assert!(cache.take_for(&account, &id).is_none());
+    }
+
+    #[test]
+    fn putting_one_verification_again_and_again_keeps_the_bookkeeping_bounded() {
+        let mut cache = VerificationCache::new(2);
+        let v = verification(1);
+        for _ in 0..10_000 {
+            cache.put(v.clone());
+        }
+        assert_eq!(cache.len(), 1);
+        assert!(cache.order.len() <= 2 * 2 + 64 + 1);
+    }
+
+    #[test]
+    fn a_verification_put_back_later_is_not_pushed_out_by_its_old_place() {
+        let mut cache = VerificationCache::new(2);
+        let (a, b, c) = (verification(1), verification(2), verification(3));
+        let (ida, idb, idc) = (a.id.clone(), b.id.clone(), c.id.clone());
+        let account = a.account.clone();
+        cache.put(a);
+        let a = cache.take(ida.as_str()).unwrap();
+        cache.put(b);
+        cache.put(a);
+        cache.put(c);
+        assert!(
+            cache.take_for(&account, &idb).is_none(),
+            "b is the oldest now"
+        );
+        assert!(cache.take_for(&account, &ida).is_some());
+        assert!(cache.take_for(&account, &idc).is_some());
+    }
+}
