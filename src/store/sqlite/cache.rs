@@ -18,14 +18,17 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::domain::{RequestId, Verification};
 
-/// Verifications kept. Each costs about a kilobyte, so the cache stays near 64 MiB at most.
+/// Verifications kept: about 45 MiB when full (`verifyd-bench pending`, docs/benchmarks.md).
+/// Checks of verifications started this many creations ago or less skip reading and decoding.
 pub(super) const CAPACITY: usize = 65_536;
 
 pub(super) struct VerificationCache {
     capacity: usize,
     /// Each entry, by request id (its 128 bits: no string to allocate), with the number of the
     /// put that stored it.
-    entries: HashMap<u128, (u64, Verification)>,
+    /// Boxed: a map's buckets are twice as many as its entries, and an inline verification
+    /// would make each bucket 384 bytes.
+    entries: HashMap<u128, (u64, Box<Verification>)>,
     /// Puts, oldest first. An entry replaced or taken since leaves its old put behind here;
     /// those are skipped when they come up and swept when they pile up.
     order: VecDeque<(u64, u128)>,
@@ -38,7 +41,7 @@ impl VerificationCache {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            entries: HashMap::new(),
+            entries: HashMap::with_capacity(capacity.min(1 << 20)),
             order: VecDeque::new(),
             puts: 0,
             data_version: None,
@@ -62,14 +65,14 @@ impl VerificationCache {
     pub(super) fn take_for(&mut self, account: &str, id: &RequestId) -> Option<Verification> {
         let key = key(id.as_str())?;
         match self.entries.get(&key) {
-            Some((_, v)) if v.account == account => self.entries.remove(&key).map(|(_, v)| v),
+            Some((_, v)) if v.account == account => self.entries.remove(&key).map(|(_, v)| *v),
             _ => None,
         }
     }
 
     /// Takes a verification out whoever's it is (the scheduler's steps).
     pub(super) fn take(&mut self, id: &str) -> Option<Verification> {
-        self.entries.remove(&key(id)?).map(|(_, v)| v)
+        self.entries.remove(&key(id)?).map(|(_, v)| *v)
     }
 
     /// Keeps `v` as committed, pushing out the oldest entries beyond the capacity.
@@ -79,7 +82,7 @@ impl VerificationCache {
         };
         self.puts += 1;
         self.order.push_back((self.puts, id));
-        self.entries.insert(id, (self.puts, v));
+        self.entries.insert(id, (self.puts, Box::new(v)));
         while self.entries.len() > self.capacity {
             let Some((put, id)) = self.order.pop_front() else {
                 break;
