@@ -658,19 +658,26 @@ fn create_in(
     now: Instant,
     lease_until: i64,
 ) -> StoreResult<CreateOutcome> {
-    let v = &new.verification;
-    let holder = tx
-        .conn
-        .prepare_cached(
-            "select request_id, body from verification where account = ?1 and number = ?2 and state = 0",
-        )
-        .map_err(db_err)?
-        .query_row(params![v.account, v.number.digits()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })
-        .optional()
-        .map_err(db_err)?;
-    if let Some((holder_id, body)) = holder {
+    // Inserted first, and the holder looked for only when the unique index turns the row away:
+    // a new number (nearly every request) costs one statement instead of two.
+    if !insert_verification(tx.conn, &new.verification, &new.body)? {
+        let v = &new.verification;
+        let holder = tx
+            .conn
+            .prepare_cached(
+                "select request_id, body from verification where account = ?1 and number = ?2 and state = 0",
+            )
+            .map_err(db_err)?
+            .query_row(params![v.account, v.number.digits()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()
+            .map_err(db_err)?;
+        let Some((holder_id, body)) = holder else {
+            return Err(StoreError::Backend(
+                "a new verification was refused, and no verification holds its number".into(),
+            ));
+        };
         let cached = tx.cache.take(&holder_id).map(Ok);
         match cached.unwrap_or_else(|| serde_json::from_str::<Verification>(&body)) {
             Ok(mut existing) => {
@@ -685,11 +692,26 @@ fn create_in(
             }
             Err(e) => set_aside(tx, &holder_id, &corrupt_json(e))?,
         }
+        if !insert_verification(tx.conn, &new.verification, &new.body)? {
+            return Err(StoreError::Backend(
+                "a new verification was refused after its number was freed".into(),
+            ));
+        }
     }
-    tx.conn
+    insert_delivery_body(tx.conn, &new.first, &new.first_body, lease_until)?;
+    let v = &new.verification;
+    tx.written
+        .push(new.spare.take().unwrap_or_else(|| v.clone()));
+    Ok(CreateOutcome::Created)
+}
+
+/// Inserts a new verification unless a uniqueness rule refuses it (its number is held, or its
+/// id exists); whether it went in.
+fn insert_verification(conn: &Connection, v: &Verification, body: &str) -> StoreResult<bool> {
+    let inserted = conn
         .prepare_cached(
             "insert into verification (request_id, account, number, state, next_due_at, submitted_at, body) \
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7) on conflict do nothing",
         )
         .map_err(db_err)?
         .execute(params![
@@ -699,13 +721,10 @@ fn create_in(
             v.status().code(),
             v.next_due().map(|t| t.timestamp_millis()),
             v.submitted_at.timestamp_millis(),
-            new.body
+            body
         ])
         .map_err(db_err)?;
-    insert_delivery_body(tx.conn, &new.first, &new.first_body, lease_until)?;
-    tx.written
-        .push(new.spare.take().unwrap_or_else(|| v.clone()));
-    Ok(CreateOutcome::Created)
+    Ok(inserted == 1)
 }
 
 fn apply_in(
