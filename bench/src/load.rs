@@ -247,6 +247,112 @@ pub async fn fixed_count_inspect(
     Ok(())
 }
 
+/// Verifications started and not yet checked, oldest first.
+pub type Started = Arc<Mutex<std::collections::VecDeque<String>>>;
+
+/// Starts `count` verifications (numbered 0..count) for [`start_then_check`] to check later.
+pub async fn start_some(
+    start: &Target,
+    connections: usize,
+    count: u64,
+    start_body: impl Fn(u64) -> Bytes + Send + Sync + Clone + 'static,
+) -> anyhow::Result<Started> {
+    let started: Started = Arc::default();
+    let queue = started.clone();
+    fixed_count_inspect(start, connections, count, start_body, move |answer| {
+        queue.lock().unwrap().push_back(started_id(answer)?);
+        Ok(())
+    })
+    .await?;
+    Ok(started)
+}
+
+/// Starts and checks verifications as an application does: each connection starts one (request
+/// `lag`, `lag + 1`, … with the body from `start_body`) and then checks the oldest in `started`
+/// (with `check_body(request_id)`), back to back until `duration` has passed. With `lag`
+/// verifications started first ([`start_some`]), each check is of the one started `lag` starts
+/// earlier. Both kinds of request count in the report.
+#[allow(clippy::too_many_arguments)] // the two targets and their two bodies read best side by side
+pub async fn start_then_check(
+    start: &Target,
+    check: &Target,
+    connections: usize,
+    duration: Duration,
+    started: Started,
+    lag: u64,
+    start_body: impl Fn(u64) -> Bytes + Send + Sync + Clone + 'static,
+    check_body: impl Fn(&str) -> Bytes + Send + Sync + Clone + 'static,
+) -> anyhow::Result<Report> {
+    let next = Arc::new(AtomicU64::new(lag));
+    let errors = Arc::new(AtomicU64::new(0));
+    let latency = Arc::new(Mutex::new(histogram()));
+    let mut senders = Vec::with_capacity(connections);
+    for k in 0..connections {
+        senders.push((start.connect(k).await?, check.connect(k).await?));
+    }
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for (mut to_start, mut to_check) in senders {
+        let (start, check) = (start.clone(), check.clone());
+        let (started, next, errors, latency) = (
+            started.clone(),
+            next.clone(),
+            errors.clone(),
+            latency.clone(),
+        );
+        let (start_body, check_body) = (start_body.clone(), check_body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut local = histogram();
+            while began.elapsed() < duration {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let sent = Instant::now();
+                let answer = send(&mut to_start, start.request(i, start_body(i))).await?;
+                local.saturating_record(sent.elapsed().as_micros().max(1) as u64);
+                match started_id(&answer) {
+                    Ok(id) => started.lock().unwrap().push_back(id),
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let Some(id) = started.lock().unwrap().pop_front() else {
+                    continue;
+                };
+                let sent = Instant::now();
+                let answer = send(&mut to_check, check.request(i, check_body(&id))).await?;
+                local.saturating_record(sent.elapsed().as_micros().max(1) as u64);
+                if !Expect::Status0.ok(&answer) {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latency.lock().unwrap().add(&local).unwrap();
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = began.elapsed();
+    let latency_us = latency.lock().unwrap().clone();
+    Ok(Report {
+        requests: latency_us.len(),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed,
+        latency_us,
+    })
+}
+
+/// The request id of an answer with status 0.
+fn started_id(answer: &[u8]) -> anyhow::Result<String> {
+    let v: serde_json::Value = serde_json::from_slice(answer)?;
+    if v["status"] != "0" {
+        bail!("creating a verification failed: {v}");
+    }
+    Ok(v["request_id"]
+        .as_str()
+        .context("no request_id")?
+        .to_owned())
+}
+
 /// Creates `count` verifications and returns their request ids.
 pub async fn collect_ids(
     target: &Target,
@@ -257,12 +363,7 @@ pub async fn collect_ids(
     let ids = Arc::new(Mutex::new(Vec::with_capacity(count as usize)));
     let collected = ids.clone();
     fixed_count_inspect(target, connections, count, body, move |answer| {
-        let v: serde_json::Value = serde_json::from_slice(answer)?;
-        if v["status"] != "0" {
-            bail!("creating a verification failed: {v}");
-        }
-        let id = v["request_id"].as_str().context("no request_id")?;
-        collected.lock().unwrap().push(id.to_owned());
+        collected.lock().unwrap().push(started_id(answer)?);
         Ok(())
     })
     .await?;

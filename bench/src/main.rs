@@ -70,6 +70,10 @@ struct RunArgs {
         default_value = "request,check,search,rate"
     )]
     only: Vec<Scenario>,
+    /// For `mixed`: how many starts behind each check is (the verifications it checks were
+    /// started this many starts earlier).
+    #[arg(long, default_value_t = 10_000)]
+    lag: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -82,6 +86,8 @@ enum Scenario {
     Search,
     /// POST /verify/json at `--rate`.
     Rate,
+    /// Starts and checks interleaved, each check `--lag` starts behind (not in the default run).
+    Mixed,
 }
 
 #[derive(clap::Args, Clone)]
@@ -717,6 +723,38 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await?;
             rows.push(("GET /verify/search/json".into(), report));
         }
+    }
+
+    // Starts and checks interleaved, as an application sends them.
+    if wanted(Scenario::Mixed) {
+        floors.push(("mixed", floor.measure(args.connections, duration).await?));
+        let check = Target::post(server.addr, "/verify/check/json", auth.clone());
+        let next = counter.clone();
+        let start_body = move |_| {
+            let n = number(next.fetch_add(1, Ordering::Relaxed));
+            form(&[("number", &n), ("brand", "AcmeInc"), ("pin_code", "4815")])
+        };
+        let check_body = |id: &str| form(&[("request_id", id), ("code", "4815")]);
+        let lag = args.lag as u64;
+        let started = load::start_some(&request, args.connections, lag, start_body.clone()).await?;
+        let report = measured(
+            server_pid,
+            load::start_then_check(
+                &request,
+                &check,
+                args.connections,
+                duration,
+                started,
+                lag,
+                start_body,
+                check_body,
+            ),
+        )
+        .await?;
+        rows.push((
+            format!("start, then check {} starts behind", args.lag),
+            report,
+        ));
     }
 
     // Latency at a fixed rate: new requests at `rate` per second.
