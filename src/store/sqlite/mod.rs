@@ -525,7 +525,7 @@ fn run_batch(
         Ok(()) => {
             tracing::trace!(
                 operations = ops.len(),
-                ms = began.elapsed().as_millis() as u64,
+                us = began.elapsed().as_micros() as u64,
                 "group committed"
             );
             ops.into_iter().for_each(|op| op.finish(Ok(()), cache));
