@@ -104,9 +104,11 @@ impl VerificationCache {
     }
 }
 
-/// A request id's 32 hex digits as one number. Ids that are not that shape are not cached.
+/// A request id's 32 hex digits as one number. Ids that are not that shape are not cached:
+/// `from_str_radix` alone would also take a sign or capitals, and give two ids one key.
 fn key(id: &str) -> Option<u128> {
-    (id.len() == 32).then(|| u128::from_str_radix(id, 16).ok())?
+    let canonical = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    canonical.then(|| u128::from_str_radix(id, 16).ok())?
 }
 
 #[cfg(test)]
@@ -133,6 +135,15 @@ mod tests {
         };
         let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
         Verification::start(new, now, &mut SequenceMinter::new()).0
+    }
+
+    #[test]
+    fn only_the_exact_shape_of_a_request_id_has_a_key() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(key(id), Some(0x0123456789abcdef0123456789abcdef));
+        assert_eq!(key(&id.to_uppercase()), None);
+        assert_eq!(key(&format!("+{}", &id[1..])), None);
+        assert_eq!(key(&id[1..]), None);
     }
 
     #[test]

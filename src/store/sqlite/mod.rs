@@ -683,9 +683,10 @@ fn create_in(
             Ok(mut existing) => {
                 existing.settle(now);
                 if existing.status() == Status::InProgress {
-                    // Unchanged, so it goes back as it came.
+                    // Unchanged, but what was read may be an earlier operation's change in this
+                    // group: it goes back to the cache only once the group has committed.
                     let id = existing.id.clone();
-                    tx.cache.put(existing);
+                    tx.written.push(existing);
                     return Ok(CreateOutcome::Concurrent(id));
                 }
                 save(tx, &existing)?;
@@ -1425,11 +1426,16 @@ mod tests {
     }
 
     fn started(n: u8) -> (Verification, DeliveryOrder) {
+        started_as(n, n)
+    }
+
+    /// A verification with the id made of byte `id`, to the number numbered `n`.
+    fn started_as(n: u8, id: u8) -> (Verification, DeliveryOrder) {
         use crate::domain::locale::Locale;
         use crate::domain::testing::SequenceMinter;
         use crate::domain::{CodeLength, NewVerification, PhoneNumber, Purpose, Timing, Workflow};
         let new = NewVerification {
-            id: RequestId::from_bytes([n; 16]),
+            id: RequestId::from_bytes([id; 16]),
             account: "k1".into(),
             number: PhoneNumber::parse(&format!("4477001000{n:02}"), None).unwrap(),
             purpose: Purpose::Brand {
@@ -1534,6 +1540,60 @@ mod tests {
             check_wrong(&store, &v, 2).await.unwrap(),
             CommandOutcome::Checked(crate::domain::CheckOutcome::Mismatch { checks_left: 2 }),
             "the lost check did not count: only what was committed is remembered"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_request_for_a_number_whose_group_sqlite_abandoned_leaves_no_trace_in_the_writer(
+    ) {
+        let (store, _dir) = store();
+        let store = std::sync::Arc::new(store);
+        let (v, first) = started(3);
+        store.create(v.clone(), first, at_secs(0)).await.unwrap();
+        // In one group: a wrong check, then a second request for the same number (which reads
+        // the check's uncommitted change), then an operation after which SQLite abandons it.
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let blocker = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(move |_| {
+                        release_rx.recv().unwrap();
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let lost_check = {
+            let (store, v) = (store.clone(), v.clone());
+            tokio::spawn(async move { check_wrong(&store, &v, 1).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let lost_request = {
+            let store = store.clone();
+            let (again, first) = started_as(3, 4);
+            tokio::spawn(async move { store.create(again, first, at_secs(1)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let abandoner = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(|c| c.execute_batch("rollback").map_err(db_err))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        release_tx.send(()).unwrap();
+        blocker.await.unwrap().unwrap_err();
+        lost_check.await.unwrap().unwrap_err();
+        lost_request.await.unwrap().unwrap_err();
+        abandoner.await.unwrap().unwrap_err();
+        assert_eq!(
+            check_wrong(&store, &v, 2).await.unwrap(),
+            CommandOutcome::Checked(crate::domain::CheckOutcome::Mismatch { checks_left: 2 }),
+            "the lost check did not count"
         );
     }
 
