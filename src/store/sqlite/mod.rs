@@ -1497,14 +1497,14 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_check_whose_group_sqlite_abandoned_is_not_remembered_by_the_writer() {
-        let (store, _dir) = store();
-        let store = std::sync::Arc::new(store);
-        let (v, first) = started(1);
-        store.create(v.clone(), first, at_secs(0)).await.unwrap();
-        // Hold the writer, then queue a check (of the verification the create left in the
-        // writer's cache) and an operation after which SQLite abandons the transaction.
+    /// Holds the writer with an operation that waits for the returned sender, so that what the
+    /// test queues next joins one group.
+    async fn hold_writer(
+        store: &std::sync::Arc<SqliteStore>,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<StoreResult<()>>,
+    ) {
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let blocker = {
             let store = store.clone();
@@ -1518,11 +1518,13 @@ mod tests {
             })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let lost_check = {
-            let (store, v) = (store.clone(), v.clone());
-            tokio::spawn(async move { check_wrong(&store, &v, 1).await })
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        (release_tx, blocker)
+    }
+
+    /// Queues an operation after which SQLite abandons the transaction, as on disk full.
+    async fn queue_abandoner(
+        store: &std::sync::Arc<SqliteStore>,
+    ) -> tokio::task::JoinHandle<StoreResult<()>> {
         let abandoner = {
             let store = store.clone();
             tokio::spawn(async move {
@@ -1532,6 +1534,24 @@ mod tests {
             })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
+        abandoner
+    }
+
+    #[tokio::test]
+    async fn a_check_whose_group_sqlite_abandoned_is_not_remembered_by_the_writer() {
+        let (store, _dir) = store();
+        let store = std::sync::Arc::new(store);
+        let (v, first) = started(1);
+        store.create(v.clone(), first, at_secs(0)).await.unwrap();
+        // Hold the writer, then queue a check (of the verification the create left in the
+        // writer's cache) and an operation after which SQLite abandons the transaction.
+        let (release_tx, blocker) = hold_writer(&store).await;
+        let lost_check = {
+            let (store, v) = (store.clone(), v.clone());
+            tokio::spawn(async move { check_wrong(&store, &v, 1).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let abandoner = queue_abandoner(&store).await;
         release_tx.send(()).unwrap();
         blocker.await.unwrap().unwrap_err();
         lost_check.await.unwrap().unwrap_err();
@@ -1552,19 +1572,7 @@ mod tests {
         store.create(v.clone(), first, at_secs(0)).await.unwrap();
         // In one group: a wrong check, then a second request for the same number (which reads
         // the check's uncommitted change), then an operation after which SQLite abandons it.
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let blocker = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .write(move |_| {
-                        release_rx.recv().unwrap();
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (release_tx, blocker) = hold_writer(&store).await;
         let lost_check = {
             let (store, v) = (store.clone(), v.clone());
             tokio::spawn(async move { check_wrong(&store, &v, 1).await })
@@ -1576,15 +1584,7 @@ mod tests {
             tokio::spawn(async move { store.create(again, first, at_secs(1)).await })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let abandoner = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .write(|c| c.execute_batch("rollback").map_err(db_err))
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let abandoner = queue_abandoner(&store).await;
         release_tx.send(()).unwrap();
         blocker.await.unwrap().unwrap_err();
         lost_check.await.unwrap().unwrap_err();
@@ -1602,19 +1602,7 @@ mod tests {
         let (store, _dir) = store();
         let store = std::sync::Arc::new(store);
         // Hold the writer so that the next operations queue up and join its group.
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let blocker = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .write(move |_| {
-                        release_rx.recv().unwrap();
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let (release_tx, blocker) = hold_writer(&store).await;
         let mut tasks = Vec::new();
         for i in 0..3 {
             let store = store.clone();
