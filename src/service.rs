@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::auth::Account;
 use crate::clock::Clock;
-use crate::crypto::{self, OsMinter, ServerKey};
+use crate::crypto::{OsMinter, ServerKey};
 use crate::domain::locale::Locale;
 use crate::domain::{
     Candidate, CheckOutcome, CodeLength, ControlError, CustomPin, EventId, EventKind, Instant,
@@ -172,8 +172,11 @@ impl VerifyService {
         if req.custom_pin.is_some() && !account.allow_custom_pin {
             return Ok(StartOutcome::CustomPinNotAllowed);
         }
-        let id = crypto::new_request_id();
-        let custom_pin = req.custom_pin.map(|pin| self.key.issue(&id, pin.as_str()));
+        // One minter for the id, the PIN and the first event: their random bytes come from one
+        // system call.
+        let mut minter = self.minter();
+        let id = minter.request_id();
+        let custom_pin = req.custom_pin.map(|pin| minter.issue(&id, pin.as_str()));
         let new = NewVerification {
             id: id.clone(),
             account: account.api_key.clone(),
@@ -186,7 +189,7 @@ impl VerifyService {
             custom_pin,
         };
         let now = self.clock.now();
-        let (verification, first) = Verification::start(new, now, self.minter().as_mut());
+        let (verification, first) = Verification::start(new, now, minter.as_mut());
         let next_due = verification.next_due();
         let store = self.store.clone();
         let dispatcher = self.dispatcher.clone();
