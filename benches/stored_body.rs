@@ -1,12 +1,14 @@
-//! What reading and writing one stored verification costs: the JSON body that every check
-//! decodes and encodes on the SQLite writer thread, and every search decodes. In process, one
-//! thread; a body as `POST /verify/json` stores it, and the same body after one wrong check.
+//! What reading and writing one stored verification costs: the body that a check decodes (when
+//! the writer's cache misses) and encodes on the SQLite writer thread, and every search decodes.
+//! In process, one thread; a body as `POST /verify/json` stores it, as JSON (PostgreSQL, and
+//! SQLite files written before MessagePack) and as SQLite's MessagePack.
 //!
 //! `cargo bench --bench stored_body`
 
 use std::time::Instant;
 
 use verifyd::domain::Verification;
+use verifyd::store::sqlite::body;
 
 const ROUNDS: usize = 5;
 const CALLS: u32 = 200_000;
@@ -44,11 +46,22 @@ fn main() {
             .unwrap()
             .len()
     });
+    let packed = body::encode(&v).unwrap();
+    let unpack = per_call(|| {
+        let v: Verification = body::decode(std::hint::black_box(&packed)).unwrap();
+        v.code_length.get() as usize
+    });
+    let pack = per_call(|| body::encode(std::hint::black_box(&v)).unwrap().len());
     println!("| operation | ns per call (median of {ROUNDS} rounds of {CALLS}) |");
     println!("|---|---|");
     println!(
-        "| decode a new verification ({} bytes) | {decode:.0} |",
+        "| decode a new verification from JSON ({} bytes) | {decode:.0} |",
         NEW.len()
     );
-    println!("| encode it | {encode:.0} |");
+    println!("| encode it as JSON | {encode:.0} |");
+    println!(
+        "| decode it from MessagePack ({} bytes) | {unpack:.0} |",
+        packed.len()
+    );
+    println!("| encode it as MessagePack | {pack:.0} |");
 }

@@ -672,7 +672,7 @@ async fn a_sqlite_file_of_the_first_schema_keeps_its_deliveries_and_inbox_when_m
         let mut d = from
             .prepare("select event_id, request_id, body, created_at, lease_until from delivery")
             .unwrap();
-        let rows: Vec<(String, String, String, i64, i64)> = d
+        let rows: Vec<(String, String, rusqlite::types::Value, i64, i64)> = d
             .query_map([], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })

@@ -520,12 +520,18 @@ pub(crate) mod ms_opt {
 /// and encodes a stored body on the SQLite writer, and every search decodes one: with
 /// `hex::encode`/`decode` over owned strings a body took 856–944 ns to encode and 1,450–1,524
 /// to decode, this way 538–572 and 1,208–1,227 (`cargo bench --bench stored_body`).
+///
+/// Formats that are not human-readable (the SQLite engine's MessagePack) get the bytes as they
+/// are: half the size, and nothing to decode.
 mod hex_text {
     use serde::de::{Error, Visitor};
     use serde::{Deserializer, Serializer};
 
     /// Writes `bytes` as lower-case hex, through a buffer on the stack when it is short.
     pub(super) fn write<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return s.serialize_bytes(bytes);
+        }
         let mut buf = [0u8; 128];
         match buf.get_mut(..bytes.len() * 2) {
             Some(out) => {
@@ -536,25 +542,40 @@ mod hex_text {
         }
     }
 
-    /// Reads a hex string and decodes it with `f`.
+    /// Reads a hex string and decodes it with `from_hex`, or takes raw bytes with `from_bytes`.
     pub(super) fn read<'de, D, T>(
         d: D,
-        f: fn(&str) -> Result<T, hex::FromHexError>,
+        from_hex: fn(&str) -> Result<T, hex::FromHexError>,
+        from_bytes: fn(&[u8]) -> Option<T>,
     ) -> Result<T, D::Error>
     where
         D: Deserializer<'de>,
     {
-        struct Hex<T>(fn(&str) -> Result<T, hex::FromHexError>);
+        struct Hex<T> {
+            from_hex: fn(&str) -> Result<T, hex::FromHexError>,
+            from_bytes: fn(&[u8]) -> Option<T>,
+        }
         impl<T> Visitor<'_> for Hex<T> {
             type Value = T;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a hex string")
+                f.write_str("a hex string or bytes")
             }
             fn visit_str<E: Error>(self, v: &str) -> Result<T, E> {
-                (self.0)(v).map_err(E::custom)
+                (self.from_hex)(v).map_err(E::custom)
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<T, E> {
+                (self.from_bytes)(v).ok_or_else(|| E::invalid_length(v.len(), &self))
             }
         }
-        d.deserialize_str(Hex(f))
+        let visitor = Hex {
+            from_hex,
+            from_bytes,
+        };
+        if d.is_human_readable() {
+            d.deserialize_str(visitor)
+        } else {
+            d.deserialize_bytes(visitor)
+        }
     }
 }
 
@@ -567,10 +588,14 @@ mod hex_vec {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         // Not `hex::decode`, which collects through an iterator of results.
-        super::hex_text::read(d, |text| {
-            let mut out = vec![0u8; text.len() / 2];
-            hex::decode_to_slice(text, &mut out).map(|()| out)
-        })
+        super::hex_text::read(
+            d,
+            |text| {
+                let mut out = vec![0u8; text.len() / 2];
+                hex::decode_to_slice(text, &mut out).map(|()| out)
+            },
+            |bytes| Some(bytes.to_vec()),
+        )
     }
 }
 
@@ -609,9 +634,13 @@ mod hex_bytes32 {
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        super::hex_text::read(d, |text| {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(text, &mut out).map(|()| out)
-        })
+        super::hex_text::read(
+            d,
+            |text| {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(text, &mut out).map(|()| out)
+            },
+            |bytes| bytes.try_into().ok(),
+        )
     }
 }

@@ -206,7 +206,8 @@ pub(crate) fn corrupt_json(e: serde_json::Error) -> StoreError {
     ))
 }
 
-/// Bodies are the domain objects as JSON, in every engine.
+/// Bodies are the domain objects as JSON in PostgreSQL; SQLite writes MessagePack and still reads
+/// the JSON it wrote before (`sqlite/body.rs`).
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(corrupt_json)
 }

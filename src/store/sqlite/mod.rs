@@ -19,14 +19,15 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    corrupt_json, encode, ApiKeyRecord, BoxMinter, Command, CommandOutcome, CreateOutcome,
-    InboxLog, InboxMessage, KeyState, KeyStore, MetaStore, SharedClock, StoreError, StoreResult,
-    VerificationStore,
+    ApiKeyRecord, BoxMinter, Command, CommandOutcome, CreateOutcome, InboxLog, InboxMessage,
+    KeyState, KeyStore, MetaStore, SharedClock, StoreError, StoreResult, VerificationStore,
 };
 use crate::channel::inbox::InboxLogError;
 use crate::domain::{DeliveryOrder, EventId, Instant, Minter, RequestId, Status, Verification};
 
+pub mod body;
 mod cache;
+use body::Body;
 use cache::VerificationCache;
 
 /// Most operations committed by one transaction.
@@ -552,7 +553,7 @@ fn load_body(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
-) -> StoreResult<Option<String>> {
+) -> StoreResult<Option<Body>> {
     conn.prepare_cached(sql)
         .map_err(db_err)?
         .query_row(params, |r| r.get(0))
@@ -566,7 +567,7 @@ fn load(
     params: impl rusqlite::Params,
 ) -> StoreResult<Option<Verification>> {
     load_body(conn, sql, params)?
-        .map(|b| serde_json::from_str(&b).map_err(corrupt_json))
+        .map(|b| body::decode(&b.0))
         .transpose()
 }
 
@@ -575,7 +576,7 @@ fn save(tx: &mut Tx<'_>, v: &Verification) -> StoreResult<()> {
     let conn = tx.conn;
     // Whoever changes a verification has taken it out of the cache already; this makes sure.
     tx.cache.take(v.id.as_str());
-    let body = encode(v)?;
+    let body = body::encode(v)?;
     conn.prepare_cached(
         "update verification set state = ?1, next_due_at = ?2, body = ?3 where request_id = ?4",
     )
@@ -615,13 +616,13 @@ fn set_aside(tx: &mut Tx<'_>, request_id: &str, error: &StoreError) -> StoreResu
 }
 
 fn insert_delivery(conn: &Connection, order: &DeliveryOrder, lease_until: i64) -> StoreResult<()> {
-    insert_delivery_body(conn, order, &encode(order)?, lease_until)
+    insert_delivery_body(conn, order, &body::encode(order)?, lease_until)
 }
 
 fn insert_delivery_body(
     conn: &Connection,
     order: &DeliveryOrder,
-    body: &str,
+    body: &[u8],
     lease_until: i64,
 ) -> StoreResult<()> {
     conn.prepare_cached(
@@ -644,9 +645,9 @@ fn insert_delivery_body(
 /// is pure work, and the writer is the one thread every write waits for.
 struct NewRow {
     verification: Verification,
-    body: String,
+    body: Vec<u8>,
     first: DeliveryOrder,
-    first_body: String,
+    first_body: Vec<u8>,
     /// A copy of `verification` for the cache, made by the caller too; a second run of the
     /// operation (after another one of its group failed) copies again.
     spare: Option<Verification>,
@@ -669,7 +670,7 @@ fn create_in(
             )
             .map_err(db_err)?
             .query_row(params![v.account, v.number.digits()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                Ok((r.get::<_, String>(0)?, r.get::<_, Body>(1)?))
             })
             .optional()
             .map_err(db_err)?;
@@ -679,7 +680,7 @@ fn create_in(
             ));
         };
         let cached = tx.cache.take(&holder_id).map(Ok);
-        match cached.unwrap_or_else(|| serde_json::from_str::<Verification>(&body)) {
+        match cached.unwrap_or_else(|| body::decode::<Verification>(&body.0)) {
             Ok(mut existing) => {
                 existing.settle(now);
                 if existing.status() == Status::InProgress {
@@ -691,7 +692,7 @@ fn create_in(
                 }
                 save(tx, &existing)?;
             }
-            Err(e) => set_aside(tx, &holder_id, &corrupt_json(e))?,
+            Err(e) => set_aside(tx, &holder_id, &e)?,
         }
         if !insert_verification(tx.conn, &new.verification, &new.body)? {
             return Err(StoreError::Backend(
@@ -708,7 +709,7 @@ fn create_in(
 
 /// Inserts a new verification unless a uniqueness rule refuses it (its number is held, or its
 /// id exists); whether it went in.
-fn insert_verification(conn: &Connection, v: &Verification, body: &str) -> StoreResult<bool> {
+fn insert_verification(conn: &Connection, v: &Verification, body: &[u8]) -> StoreResult<bool> {
     let inserted = conn
         .prepare_cached(
             "insert into verification (request_id, account, number, state, next_due_at, submitted_at, body) \
@@ -770,7 +771,7 @@ fn claim_due_in(
     minter: &mut (dyn Minter + Send),
     lease_until: i64,
 ) -> StoreResult<Vec<DeliveryOrder>> {
-    let rows: Vec<(String, String)> = {
+    let rows: Vec<(String, Body)> = {
         let mut stmt = tx
             .conn
             .prepare_cached(
@@ -788,10 +789,10 @@ fn claim_due_in(
     let mut orders = Vec::new();
     for (request_id, body) in rows {
         let cached = tx.cache.take(&request_id).map(Ok);
-        let mut v: Verification = match cached.unwrap_or_else(|| serde_json::from_str(&body)) {
+        let mut v: Verification = match cached.unwrap_or_else(|| body::decode(&body.0)) {
             Ok(v) => v,
             Err(e) => {
-                set_aside(tx, &request_id, &corrupt_json(e))?;
+                set_aside(tx, &request_id, &e)?;
                 continue;
             }
         };
@@ -819,7 +820,7 @@ fn claim_stale_in(
     .map_err(db_err)?
     .execute(params![now])
     .map_err(db_err)?;
-    let rows: Vec<(String, String, String)> = {
+    let rows: Vec<(String, String, Body)> = {
         let mut stmt = conn
             .prepare_cached(
                 "select request_id, event_id, body from delivery where lease_until <= ?1 \
@@ -843,7 +844,7 @@ fn claim_stale_in(
         .prepare_cached("delete from delivery where request_id = ?1 and event_id = ?2")
         .map_err(db_err)?;
     for (request_id, event_id, body) in rows {
-        match serde_json::from_str::<DeliveryOrder>(&body) {
+        match body::decode::<DeliveryOrder>(&body.0) {
             Ok(order) => {
                 lease
                     .execute(params![lease_until, request_id, event_id])
@@ -851,7 +852,7 @@ fn claim_stale_in(
                 orders.push(order);
             }
             Err(e) => {
-                tracing::error!(event_id, error = %corrupt_json(e), "a stored delivery cannot be read; dropped");
+                tracing::error!(event_id, error = %e, "a stored delivery cannot be read; dropped");
                 drop_row
                     .execute(params![request_id, event_id])
                     .map_err(db_err)?;
@@ -876,8 +877,8 @@ impl VerificationStore for SqliteStore {
     ) -> StoreResult<CreateOutcome> {
         let lease_until = self.lease_until();
         let mut new = NewRow {
-            body: encode(&verification)?,
-            first_body: encode(&first)?,
+            body: body::encode(&verification)?,
+            first_body: body::encode(&first)?,
             spare: Some(verification.clone()),
             verification,
             first,
@@ -956,11 +957,11 @@ impl VerificationStore for SqliteStore {
                 .prepare_cached("select body from delivery order by rowid limit ?1")
                 .map_err(db_err)?;
             let rows = stmt
-                .query_map(params![limit as i64], |r| r.get::<_, String>(0))
+                .query_map(params![limit as i64], |r| r.get::<_, Body>(0))
                 .map_err(db_err)?;
             let mut out = Vec::new();
-            for body in rows {
-                out.push(serde_json::from_str(&body.map_err(db_err)?).map_err(corrupt_json)?);
+            for row in rows {
+                out.push(body::decode(&row.map_err(db_err)?.0)?);
             }
             Ok(out)
         })
@@ -1495,6 +1496,56 @@ mod tests {
             ),
             "the writer read what the other connection wrote, not what it remembered"
         );
+    }
+
+    #[tokio::test]
+    async fn a_verification_and_delivery_stored_as_json_by_an_earlier_version_still_serve() {
+        let (store, dir) = store();
+        let (v, first) = started(2);
+        store
+            .create(v.clone(), first.clone(), at_secs(0))
+            .await
+            .unwrap();
+        let other = Connection::open(dir.path().join("t.db")).unwrap();
+        other.busy_timeout(Duration::from_secs(5)).unwrap();
+        other
+            .execute(
+                "update delivery set body = ?1",
+                params![serde_json::to_string(&first).unwrap()],
+            )
+            .unwrap();
+        assert_eq!(store.undelivered(10).await.unwrap(), vec![first]);
+        let stored_type = |other: &Connection| -> String {
+            other
+                .query_row(
+                    "select typeof(body) from verification where request_id = ?1",
+                    params![v.id.as_str()],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(stored_type(&other), "blob");
+        other
+            .execute(
+                "update verification set body = ?1 where request_id = ?2",
+                params![serde_json::to_string(&v).unwrap(), v.id.as_str()],
+            )
+            .unwrap();
+        assert_eq!(stored_type(&other), "text");
+
+        let found = store.find("k1", std::slice::from_ref(&v.id)).await.unwrap();
+        assert_eq!(found, vec![v.clone()]);
+        assert!(matches!(
+            check_wrong(&store, &v, 1).await.unwrap(),
+            CommandOutcome::Checked(crate::domain::CheckOutcome::Mismatch { .. })
+        ));
+        assert_eq!(
+            stored_type(&other),
+            "blob",
+            "written back in the new format"
+        );
+        let found = store.find("k1", std::slice::from_ref(&v.id)).await.unwrap();
+        assert_eq!(found[0].checks().len(), 1);
     }
 
     /// Holds the writer with an operation that waits for the returned sender, so that what the
