@@ -7,6 +7,8 @@
 //! and then deletes it from the store. Delivery is at least once; the inbox drops a repeated event
 //! id, so it shows every message once.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +60,11 @@ impl Dispatcher {
 }
 
 /// Starts the delivery worker. It runs until every [`Dispatcher`] is dropped.
+///
+/// Deliveries of different verifications go out concurrently; those of one verification go out
+/// one after another, in the order they were dispatched. After a crash the first tick hands over
+/// an SMS the dead process left and the call that came due meanwhile together, and sent side by
+/// side the call could reach the phone before the SMS it follows.
 pub fn spawn_dispatcher(
     store: Arc<dyn VerificationStore>,
     channels: Channels,
@@ -68,22 +75,80 @@ pub fn spawn_dispatcher(
     let marker = tokio::spawn(mark_delivered_loop(store, done_rx));
     let handle = tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        while let Some(order) = rx.recv().await {
-            let permit = permits.clone().acquire_owned().await.expect("never closed");
-            let channels = channels.clone();
-            let key = key.clone();
-            let done = done_tx.clone();
+        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<RequestId>();
+        let mut lanes = Lanes::default();
+        let start = |order: DeliveryOrder, permit| {
+            let (channels, key) = (channels.clone(), key.clone());
+            let (done, finished) = (done_tx.clone(), finished_tx.clone());
             tokio::spawn(async move {
+                let request_id = order.request_id.clone();
                 if deliver(&channels, &key, &order).await {
-                    let _ = done.send((order.request_id, order.event_id));
+                    let _ = done.send((request_id.clone(), order.event_id));
                 }
                 drop(permit);
+                let _ = finished.send(request_id);
             });
+        };
+        let mut open = true;
+        while open || !lanes.is_empty() {
+            let ready = tokio::select! {
+                biased;
+                Some(request_id) = finished_rx.recv() => lanes.finished(&request_id),
+                order = rx.recv(), if open => match order {
+                    Some(order) => lanes.arrived(order),
+                    None => {
+                        open = false;
+                        None
+                    }
+                },
+            };
+            if let Some(order) = ready {
+                let permit = permits.clone().acquire_owned().await.expect("never closed");
+                start(order, permit);
+            }
         }
         drop(done_tx);
         let _ = marker.await;
     });
     (Dispatcher { tx }, handle)
+}
+
+/// The verifications with a delivery in flight, each with the deliveries waiting behind it.
+#[derive(Default)]
+struct Lanes {
+    waiting: HashMap<RequestId, VecDeque<DeliveryOrder>>,
+}
+
+impl Lanes {
+    /// A new delivery: returned to be sent now when its verification has none in flight, else
+    /// queued behind it.
+    fn arrived(&mut self, order: DeliveryOrder) -> Option<DeliveryOrder> {
+        match self.waiting.entry(order.request_id.clone()) {
+            Entry::Occupied(mut lane) => {
+                lane.get_mut().push_back(order);
+                None
+            }
+            Entry::Vacant(lane) => {
+                lane.insert(VecDeque::new());
+                Some(order)
+            }
+        }
+    }
+
+    /// The delivery in flight for `request_id` is finished with: the next one of that
+    /// verification, to be sent now.
+    fn finished(&mut self, request_id: &RequestId) -> Option<DeliveryOrder> {
+        let lane = self.waiting.get_mut(request_id)?;
+        let next = lane.pop_front();
+        if next.is_none() {
+            self.waiting.remove(request_id);
+        }
+        next
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
 }
 
 /// Confirms finished deliveries to the store in batches. If that keeps failing the deliveries
@@ -334,6 +399,105 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::DeliveryChannel;
+    use crate::domain::locale::Locale;
+    use crate::domain::{EventKind, PhoneNumber, Purpose};
+    use crate::store::sqlite::SqliteStore;
+    use std::sync::Mutex;
+
+    /// Records what it sends; an SMS waits for a permit of `gate` before it counts as sent.
+    struct GatedChannel {
+        sent: Mutex<Vec<String>>,
+        gate: Semaphore,
+    }
+
+    #[async_trait::async_trait]
+    impl DeliveryChannel for GatedChannel {
+        fn name(&self) -> &'static str {
+            "gated"
+        }
+        fn handles(&self, _: EventKind) -> bool {
+            true
+        }
+        async fn send(&self, m: &OutgoingMessage) -> Result<(), ChannelError> {
+            self.sent
+                .lock()
+                .unwrap()
+                .push(format!("{} started", m.id.as_str()));
+            if m.kind == EventKind::Sms {
+                self.gate.acquire().await.unwrap().forget();
+            }
+            self.sent
+                .lock()
+                .unwrap()
+                .push(format!("{} sent", m.id.as_str()));
+            Ok(())
+        }
+    }
+
+    fn order(key: &ServerKey, request: u8, event: u8, kind: EventKind) -> DeliveryOrder {
+        let request_id = RequestId::from_bytes([request; 16]);
+        DeliveryOrder {
+            event_id: EventId::from_bytes([event; 8]),
+            sealed_pin: key.seal_pin(&request_id, "1234"),
+            request_id,
+            kind,
+            to: PhoneNumber::parse("447700123456", None).unwrap(),
+            purpose: Purpose::Brand {
+                brand: "Acme".into(),
+                sender_id: "VERIFY".into(),
+            },
+            locale: Locale::from_tag("en-gb").unwrap(),
+            created_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+        }
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_verification_s_call_waits_for_its_sms_while_other_verifications_go_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("d.db")).unwrap());
+        let channel = Arc::new(GatedChannel {
+            sent: Mutex::default(),
+            gate: Semaphore::new(0),
+        });
+        let key = ServerKey::from_bytes([7; 32]);
+        let (dispatcher, _worker) =
+            spawn_dispatcher(store, Channels::new(vec![channel.clone()]), key.clone());
+        let (sms_a, call_a) = (
+            order(&key, 1, 1, EventKind::Sms),
+            order(&key, 1, 2, EventKind::Tts),
+        );
+        let sms_b = order(&key, 2, 3, EventKind::Sms);
+        let name = |o: &DeliveryOrder, what: &str| format!("{} {what}", o.event_id.as_str());
+        let (sms_a_sent, call_a_started) = (name(&sms_a, "sent"), name(&call_a, "started"));
+        let sms_b_started = name(&sms_b, "started");
+        let sent = || channel.sent.lock().unwrap().clone();
+
+        dispatcher.dispatch([sms_a, call_a, sms_b]);
+        until("the other verification's SMS goes out meanwhile", || {
+            sent().contains(&sms_b_started)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!sent().contains(&call_a_started), "{:?}", sent());
+
+        channel.gate.add_permits(2);
+        until("the call follows its SMS", || {
+            sent().contains(&call_a_started)
+        })
+        .await;
+        let log = sent();
+        let position = |e: &String| log.iter().position(|x| x == e).unwrap();
+        assert!(position(&sms_a_sent) < position(&call_a_started), "{log:?}");
+    }
 
     /// Whether the scheduler's sleep would end now, without waiting for its timer.
     async fn woken(wake: &SchedulerWake) -> bool {
