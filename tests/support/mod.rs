@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -63,10 +63,11 @@ fn start_with_url(dir: &Path, url: &str, port: u16, extra: &[&str]) -> Server {
             let _ = tx.send(line);
         }
     });
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // The port is bound before the database is opened, so an accepted connection does not mean
+    // the server is ready; its log line does, and the first key is printed before it.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if std::fs::read_to_string(&stderr).is_ok_and(|log| log.contains("verifyd is listening")) {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -79,11 +80,11 @@ fn start_with_url(dir: &Path, url: &str, port: u16, extra: &[&str]) -> Server {
             Instant::now() < deadline,
             "verifyd did not start listening within 20 s"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    // A new database prints its first key on stdout before listening.
+    // The key line is in the pipe already; this only waits for the reading thread.
     let first_key = rx
-        .recv_timeout(Duration::from_millis(300))
+        .recv_timeout(Duration::from_millis(500))
         .ok()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(&line).expect("the key line is JSON");
