@@ -1,34 +1,90 @@
-//! Verifications in progress that the writer thread wrote last, kept decoded.
+//! The verifications the writer thread wrote last, kept decoded, for the writer and for searches.
 //!
 //! A check (or a cancel, or the scheduler's next step) mostly concerns a verification created a
-//! short while before. Reading its row back and decoding its JSON was about a third of the
-//! writer's time for each check (`docs/benchmarks.md`), and the writer is the one thread every
-//! write waits for. The writer is also the only process that writes verifications (the server's
-//! lock file keeps a second one away), so what it last wrote is what the file holds.
+//! short while before. Reading its row back and decoding it was about a third of the writer's
+//! time for each check (`docs/benchmarks.md`), and the writer is the one thread every write waits
+//! for. A search mostly asks about a verification started or checked a short while before too;
+//! reading its row was a quarter of a search's CPU, most of it starting and ending SQLite's read
+//! transaction. The writer is the only process that writes verifications (the server's lock file
+//! keeps a second one away), so what it last wrote is what the file holds.
 //!
 //! What makes it safe with group commit: an operation that changes a verification first takes it
 //! out of the cache, and only once its group has committed is the new state put back. So an
-//! entry never shows a change that could still be rolled back, and a later operation of the same
-//! group that finds no entry reads the row, where its own transaction sees the change.
+//! entry never shows a change that could still be rolled back. A later operation of the same
+//! group that finds no entry reads the row, where its own transaction sees the change; a search
+//! that finds no entry reads the row on its own connection, which sees only what was committed.
+//! Searches only look: what they read from the file never goes in, because by the time it would,
+//! the writer may have committed a newer state.
 //!
 //! Another connection can still commit to the file (an operator's `sqlite3`, a test): SQLite's
-//! `data_version` tells, and the writer then forgets everything ([`VerificationCache::saw_version`]).
+//! `data_version` tells, and the writer then forgets everything ([`SharedCache::saw_version`]) at
+//! the start of its next group; until then a search may show what the writer last wrote.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::domain::{RequestId, Verification};
 
 /// Verifications kept: about 45 MiB when full (`verifyd-bench pending`, docs/benchmarks.md).
-/// Checks of verifications started this many creations ago or less skip reading and decoding.
+/// Checks and searches of verifications written this many writes ago or less skip reading and
+/// decoding.
 pub(super) const CAPACITY: usize = 65_536;
+
+/// The cache, shared by the writer thread and the threads that search. Each call holds the lock
+/// for a map operation, never across a statement or a commit.
+pub(super) struct SharedCache(Mutex<VerificationCache>);
+
+impl SharedCache {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self(Mutex::new(VerificationCache::new(capacity)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VerificationCache> {
+        // Every change is a map operation that leaves the cache whole; a panic elsewhere while
+        // it was held does not make it wrong.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// See [`VerificationCache::saw_version`].
+    pub(super) fn saw_version(&self, version: i64) {
+        self.lock().saw_version(version);
+    }
+
+    /// See [`VerificationCache::take_for`].
+    pub(super) fn take_for(&self, account: &str, id: &RequestId) -> Option<Verification> {
+        self.lock().take_for(account, id).map(unshare)
+    }
+
+    /// See [`VerificationCache::take`].
+    pub(super) fn take(&self, id: &str) -> Option<Verification> {
+        self.lock().take(id).map(unshare)
+    }
+
+    /// See [`VerificationCache::put`].
+    pub(super) fn put(&self, v: Verification) {
+        self.lock().put(Arc::new(v));
+    }
+
+    /// The account's verification as last committed, if it is here; for searches, which leave
+    /// it in place.
+    pub(super) fn get_for(&self, account: &str, id: &RequestId) -> Option<Arc<Verification>> {
+        self.lock().get_for(account, id)
+    }
+}
+
+/// A taken entry, owned: a search may still hold the shared copy for a moment.
+fn unshare(v: Arc<Verification>) -> Verification {
+    Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone())
+}
 
 pub(super) struct VerificationCache {
     capacity: usize,
     /// Each entry, by request id (its 128 bits: no string to allocate), with the number of the
     /// put that stored it.
-    /// Boxed: a map's buckets are twice as many as its entries, and an inline verification
-    /// would make each bucket 384 bytes.
-    entries: HashMap<u128, (u64, Box<Verification>)>,
+    /// Behind a pointer: a map's buckets are twice as many as its entries, and an inline
+    /// verification would make each bucket 384 bytes. Shared, so that a search copies it after
+    /// letting go of the lock.
+    entries: HashMap<u128, (u64, Arc<Verification>)>,
     /// Puts, oldest first. An entry replaced or taken since leaves its old put behind here;
     /// those are skipped when they come up and swept when they pile up.
     order: VecDeque<(u64, u128)>,
@@ -62,27 +118,35 @@ impl VerificationCache {
 
     /// Takes the account's verification out, for an operation that is about to change it. A
     /// verification of another account stays where it is, and the caller gets nothing.
-    pub(super) fn take_for(&mut self, account: &str, id: &RequestId) -> Option<Verification> {
+    pub(super) fn take_for(&mut self, account: &str, id: &RequestId) -> Option<Arc<Verification>> {
         let key = key(id.as_str())?;
         match self.entries.get(&key) {
-            Some((_, v)) if v.account == account => self.entries.remove(&key).map(|(_, v)| *v),
+            Some((_, v)) if v.account == account => self.entries.remove(&key).map(|(_, v)| v),
             _ => None,
         }
     }
 
     /// Takes a verification out whoever's it is (the scheduler's steps).
-    pub(super) fn take(&mut self, id: &str) -> Option<Verification> {
-        self.entries.remove(&key(id)?).map(|(_, v)| *v)
+    pub(super) fn take(&mut self, id: &str) -> Option<Arc<Verification>> {
+        self.entries.remove(&key(id)?).map(|(_, v)| v)
+    }
+
+    /// The account's verification, left in place.
+    pub(super) fn get_for(&self, account: &str, id: &RequestId) -> Option<Arc<Verification>> {
+        match self.entries.get(&key(id.as_str())?) {
+            Some((_, v)) if v.account == account => Some(v.clone()),
+            _ => None,
+        }
     }
 
     /// Keeps `v` as committed, pushing out the oldest entries beyond the capacity.
-    pub(super) fn put(&mut self, v: Verification) {
+    pub(super) fn put(&mut self, v: Arc<Verification>) {
         let Some(id) = key(v.id.as_str()) else {
             return;
         };
         self.puts += 1;
         self.order.push_back((self.puts, id));
-        self.entries.insert(id, (self.puts, Box::new(v)));
+        self.entries.insert(id, (self.puts, v));
         while self.entries.len() > self.capacity {
             let Some((put, id)) = self.order.pop_front() else {
                 break;
@@ -148,7 +212,7 @@ mod tests {
 
     #[test]
     fn a_verification_is_taken_only_by_its_own_account() {
-        let mut cache = VerificationCache::new(4);
+        let cache = SharedCache::new(4);
         let v = verification(1);
         let id = v.id.clone();
         let account = v.account.clone();
@@ -166,14 +230,14 @@ mod tests {
 
     #[test]
     fn the_oldest_entries_go_first_once_the_cache_is_full() {
-        let mut cache = VerificationCache::new(2);
+        let cache = SharedCache::new(2);
         let (a, b, c) = (verification(1), verification(2), verification(3));
         let (ida, idb, idc) = (a.id.clone(), b.id.clone(), c.id.clone());
         let account = a.account.clone();
         cache.put(a);
         cache.put(b);
         cache.put(c);
-        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.lock().len(), 2);
         assert!(cache.take_for(&account, &ida).is_none());
         assert!(cache.take_for(&account, &idb).is_some());
         assert!(cache.take_for(&account, &idc).is_some());
@@ -181,7 +245,7 @@ mod tests {
 
     #[test]
     fn a_commit_by_another_connection_empties_the_cache() {
-        let mut cache = VerificationCache::new(4);
+        let cache = SharedCache::new(4);
         cache.saw_version(1);
         let v = verification(1);
         let (id, account) = (v.id.clone(), v.account.clone());
@@ -195,18 +259,18 @@ mod tests {
 
     #[test]
     fn putting_one_verification_again_and_again_keeps_the_bookkeeping_bounded() {
-        let mut cache = VerificationCache::new(2);
+        let cache = SharedCache::new(2);
         let v = verification(1);
         for _ in 0..10_000 {
             cache.put(v.clone());
         }
-        assert_eq!(cache.len(), 1);
-        assert!(cache.order.len() <= 2 * 2 + 64 + 1);
+        assert_eq!(cache.lock().len(), 1);
+        assert!(cache.lock().order.len() <= 2 * 2 + 64 + 1);
     }
 
     #[test]
     fn a_verification_put_back_later_is_not_pushed_out_by_its_old_place() {
-        let mut cache = VerificationCache::new(2);
+        let cache = SharedCache::new(2);
         let (a, b, c) = (verification(1), verification(2), verification(3));
         let (ida, idb, idc) = (a.id.clone(), b.id.clone(), c.id.clone());
         let account = a.account.clone();

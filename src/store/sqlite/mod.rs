@@ -10,6 +10,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use crate::domain::{DeliveryOrder, EventId, Instant, Minter, RequestId, Status, 
 pub mod body;
 mod cache;
 use body::Body;
-use cache::VerificationCache;
+use cache::SharedCache;
 
 /// Most operations committed by one transaction.
 const MAX_BATCH: usize = 512;
@@ -48,8 +49,8 @@ const MIGRATIONS: &[&str] = &[
 /// What an operation sees on the writer thread.
 struct Tx<'a> {
     conn: &'a Connection,
-    cache: &'a mut VerificationCache,
-    /// Verifications in progress this operation wrote, for the cache once its group commits.
+    cache: &'a SharedCache,
+    /// Verifications this operation wrote, for the cache once its group commits.
     written: &'a mut Vec<Verification>,
 }
 
@@ -57,10 +58,10 @@ struct Tx<'a> {
 /// group fails, the group is rolled back and run again without that one.
 trait WriteOp: Send {
     /// Runs the operation; whether it succeeded.
-    fn run(&mut self, conn: &Connection, cache: &mut VerificationCache) -> bool;
+    fn run(&mut self, conn: &Connection, cache: &SharedCache) -> bool;
     /// Answers the caller once the group's fate is known (`Ok` when it committed), and keeps
     /// what a committed operation wrote in the cache.
-    fn finish(self: Box<Self>, commit: StoreResult<()>, cache: &mut VerificationCache);
+    fn finish(self: Box<Self>, commit: StoreResult<()>, cache: &SharedCache);
 }
 
 type WriteJob = Box<dyn WriteOp>;
@@ -78,7 +79,7 @@ where
     T: Send,
     F: FnMut(&mut Tx<'_>) -> StoreResult<T> + Send,
 {
-    fn run(&mut self, conn: &Connection, cache: &mut VerificationCache) -> bool {
+    fn run(&mut self, conn: &Connection, cache: &SharedCache) -> bool {
         self.outcome = None;
         self.written.clear();
         let mut tx = Tx {
@@ -92,7 +93,7 @@ where
         ok
     }
 
-    fn finish(self: Box<Self>, commit: StoreResult<()>, cache: &mut VerificationCache) {
+    fn finish(self: Box<Self>, commit: StoreResult<()>, cache: &SharedCache) {
         let Op {
             outcome,
             written,
@@ -116,6 +117,8 @@ pub struct SqliteStore {
     readers: crossbeam_channel::Sender<ReadJob>,
     /// Read-only connections for [`Self::read_here`]: at most one per thread that reads at once.
     quick_readers: std::sync::Mutex<Vec<Connection>>,
+    /// What the writer wrote last, decoded; searches look here before reading the file.
+    cache: Arc<SharedCache>,
     path: PathBuf,
     lease: Duration,
     stop_checkpointer: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -264,9 +267,11 @@ impl SqliteStore {
         spawn_checkpointer(path, stop.clone())?;
         let (writer, rx) = mpsc::channel::<WriteJob>(WRITE_QUEUE);
         let wal = wal_path(path);
+        let cache = Arc::new(SharedCache::new(cache::CAPACITY));
+        let writer_cache = cache.clone();
         thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx, &wal, wal_limit))?;
+            .spawn(move || writer_loop(writer_conn, &writer_cache, rx, &wal, wal_limit))?;
 
         let (readers, read_rx) = crossbeam_channel::unbounded::<ReadJob>();
         for i in 0..READERS {
@@ -284,6 +289,7 @@ impl SqliteStore {
             writer,
             readers,
             quick_readers: std::sync::Mutex::new(Vec::new()),
+            cache,
             path: path.to_owned(),
             lease: DEFAULT_DELIVERY_LEASE,
             stop_checkpointer: stop,
@@ -384,10 +390,15 @@ impl SqliteStore {
 /// the write lock away from the writer, and SQLite's busy handler then parks the writer in sleeps
 /// of up to 100 ms: stalls of 180 ms and more in benchmarks at 5,000 requests/s. RESTART rather
 /// than TRUNCATE: shortening and regrowing the file cost 21–37 ms per checkpoint, RESTART 0–6 ms.
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, wal: &Path, wal_limit: u64) {
-    let mut cache = VerificationCache::new(cache::CAPACITY);
+fn writer_loop(
+    conn: Connection,
+    cache: &SharedCache,
+    mut rx: mpsc::Receiver<WriteJob>,
+    wal: &Path,
+    wal_limit: u64,
+) {
     while let Some(first) = rx.blocking_recv() {
-        run_batch(&conn, &mut cache, first, &mut rx);
+        run_batch(&conn, cache, first, &mut rx);
         // One stat per group: microseconds against a group's fsync.
         if std::fs::metadata(wal).is_ok_and(|m| m.len() > wal_limit) {
             let began = std::time::Instant::now();
@@ -416,7 +427,7 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// Runs one operation, catching a panic: a panicking operation fails alone instead of taking the
 /// writer thread down.
-fn run_op(conn: &Connection, cache: &mut VerificationCache, op: &mut dyn WriteOp) -> bool {
+fn run_op(conn: &Connection, cache: &SharedCache, op: &mut dyn WriteOp) -> bool {
     catch_unwind(AssertUnwindSafe(|| op.run(conn, cache))).unwrap_or_else(|_| {
         tracing::error!("a store operation panicked; it is undone and reported as failed");
         false
@@ -424,11 +435,7 @@ fn run_op(conn: &Connection, cache: &mut VerificationCache, op: &mut dyn WriteOp
 }
 
 /// Runs one operation inside its own savepoint, undone alone when it fails.
-fn run_in_savepoint(
-    conn: &Connection,
-    cache: &mut VerificationCache,
-    op: &mut dyn WriteOp,
-) -> bool {
+fn run_in_savepoint(conn: &Connection, cache: &SharedCache, op: &mut dyn WriteOp) -> bool {
     if let Err(e) = exec_cached(conn, "savepoint op") {
         tracing::error!(error = %db_err(e), "could not open a savepoint");
         return false;
@@ -458,7 +465,7 @@ fn run_in_savepoint(
 /// answered, and the others run again in a new transaction, each in its own savepoint.
 fn run_batch(
     conn: &Connection,
-    cache: &mut VerificationCache,
+    cache: &SharedCache,
     first: WriteJob,
     rx: &mut mpsc::Receiver<WriteJob>,
 ) {
@@ -542,7 +549,7 @@ fn run_batch(
 }
 
 /// SQLite rolled the transaction back on its own: every operation of the group fails.
-fn abandon(ops: Vec<WriteJob>, cache: &mut VerificationCache) {
+fn abandon(ops: Vec<WriteJob>, cache: &SharedCache) {
     let err = StoreError::Backend("the transaction was rolled back by SQLite".into());
     tracing::error!(error = %err, "a group of writes failed");
     ops.into_iter()
@@ -571,7 +578,7 @@ fn load(
         .transpose()
 }
 
-/// Writes `v` back, and keeps it for the cache if it is still in progress.
+/// Writes `v` back, and keeps it for the cache.
 fn save(tx: &mut Tx<'_>, v: &Verification) -> StoreResult<()> {
     let conn = tx.conn;
     // Whoever changes a verification has taken it out of the cache already; this makes sure.
@@ -594,9 +601,8 @@ fn save(tx: &mut Tx<'_>, v: &Verification) -> StoreResult<()> {
             .map_err(db_err)?
             .execute(params![v.id.as_str()])
             .map_err(db_err)?;
-    } else {
-        tx.written.push(v.clone());
     }
+    tx.written.push(v.clone());
     Ok(())
 }
 
@@ -913,16 +919,30 @@ impl VerificationStore for SqliteStore {
     }
 
     async fn find(&self, account: &str, ids: &[RequestId]) -> StoreResult<Vec<Verification>> {
+        let cached: Vec<Option<Arc<Verification>>> = ids
+            .iter()
+            .map(|id| self.cache.get_for(account, id))
+            .collect();
+        if cached.iter().all(Option::is_some) {
+            return Ok(cached
+                .iter()
+                .flatten()
+                .map(|v| Verification::clone(v))
+                .collect());
+        }
+        // In the order asked; what the cache lacks is read from the file.
         self.read_here(|conn| {
             let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                if let Some(v) = load(
-                    conn,
-                    "select body from verification where request_id = ?1 and account = ?2",
-                    params![id.as_str(), account],
-                )? {
-                    out.push(v);
-                }
+            for (id, hit) in ids.iter().zip(cached) {
+                let found = match hit {
+                    Some(v) => Some(Verification::clone(&v)),
+                    None => load(
+                        conn,
+                        "select body from verification where request_id = ?1 and account = ?2",
+                        params![id.as_str(), account],
+                    )?,
+                };
+                out.extend(found);
             }
             Ok(out)
         })
@@ -1645,6 +1665,63 @@ mod tests {
             check_wrong(&store, &v, 2).await.unwrap(),
             CommandOutcome::Checked(crate::domain::CheckOutcome::Mismatch { checks_left: 2 }),
             "the lost check did not count"
+        );
+    }
+
+    async fn checks_found(store: &SqliteStore, v: &Verification) -> usize {
+        let found = store.find("k1", std::slice::from_ref(&v.id)).await.unwrap();
+        found[0].checks().len()
+    }
+
+    #[tokio::test]
+    async fn a_search_shows_a_check_once_its_group_commits_and_not_before() {
+        let (store, _dir) = store();
+        let store = std::sync::Arc::new(store);
+        let (v, first) = started(5);
+        store.create(v.clone(), first, at_secs(0)).await.unwrap();
+        // The check runs in a group that a second holder keeps from committing.
+        let (release_first, first_holder) = hold_writer(&store).await;
+        let check = {
+            let (store, v) = (store.clone(), v.clone());
+            tokio::spawn(async move { check_wrong(&store, &v, 1).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (release_second, second_holder) = hold_writer(&store).await;
+        release_first.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!check.is_finished(), "the group has not committed");
+        assert_eq!(
+            checks_found(&store, &v).await,
+            0,
+            "nothing uncommitted shows"
+        );
+
+        release_second.send(()).unwrap();
+        first_holder.await.unwrap().unwrap();
+        second_holder.await.unwrap().unwrap();
+        check.await.unwrap().unwrap();
+        assert_eq!(checks_found(&store, &v).await, 1, "what was answered shows");
+    }
+
+    #[tokio::test]
+    async fn a_search_of_several_ids_answers_in_the_order_asked_from_the_cache_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (a, b, c) = (started(6), started(7), started(8));
+        {
+            let earlier = SqliteStore::open(&path).unwrap();
+            earlier.create(a.0.clone(), a.1, at_secs(0)).await.unwrap();
+            earlier.create(b.0.clone(), b.1, at_secs(0)).await.unwrap();
+        }
+        // A new store remembers nothing: only c, which it writes, is in its cache.
+        let store = SqliteStore::open(&path).unwrap();
+        store.create(c.0.clone(), c.1, at_secs(0)).await.unwrap();
+        let ids = [a.0.id.clone(), c.0.id.clone(), b.0.id.clone()];
+        let found = store.find("k1", &ids).await.unwrap();
+        assert_eq!(found, vec![a.0.clone(), c.0.clone(), b.0.clone()]);
+        assert!(
+            store.find("k2", &ids).await.unwrap().is_empty(),
+            "only the account's own"
         );
     }
 
