@@ -61,8 +61,8 @@ impl SharedCache {
     }
 
     /// See [`VerificationCache::put`].
-    pub(super) fn put(&self, v: Verification) {
-        self.lock().put(Arc::new(v));
+    pub(super) fn put(&self, v: Arc<Verification>) {
+        self.lock().put(v);
     }
 
     /// The account's verification as last committed, if it is here; for searches, which leave
@@ -72,8 +72,9 @@ impl SharedCache {
     }
 }
 
-/// A taken entry, owned: a search may still hold the shared copy for a moment.
-fn unshare(v: Arc<Verification>) -> Verification {
+/// A shared verification, owned: copied only if someone else (the cache, a search) still holds
+/// it.
+pub(super) fn unshare(v: Arc<Verification>) -> Verification {
     Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone())
 }
 
@@ -216,7 +217,7 @@ mod tests {
         let v = verification(1);
         let id = v.id.clone();
         let account = v.account.clone();
-        cache.put(v);
+        cache.put(Arc::new(v));
         assert!(cache.take_for("someone-else", &id).is_none());
         assert_eq!(
             cache.take_for(&account, &id).map(|v| v.id),
@@ -234,9 +235,9 @@ mod tests {
         let (a, b, c) = (verification(1), verification(2), verification(3));
         let (ida, idb, idc) = (a.id.clone(), b.id.clone(), c.id.clone());
         let account = a.account.clone();
-        cache.put(a);
-        cache.put(b);
-        cache.put(c);
+        cache.put(Arc::new(a));
+        cache.put(Arc::new(b));
+        cache.put(Arc::new(c));
         assert_eq!(cache.lock().len(), 2);
         assert!(cache.take_for(&account, &ida).is_none());
         assert!(cache.take_for(&account, &idb).is_some());
@@ -249,10 +250,10 @@ mod tests {
         cache.saw_version(1);
         let v = verification(1);
         let (id, account) = (v.id.clone(), v.account.clone());
-        cache.put(v.clone());
+        cache.put(Arc::new(v.clone()));
         cache.saw_version(1);
         assert!(cache.take_for(&account, &id).is_some(), "nothing changed");
-        cache.put(v);
+        cache.put(Arc::new(v));
         cache.saw_version(2);
         assert!(cache.take_for(&account, &id).is_none());
     }
@@ -262,7 +263,7 @@ mod tests {
         let cache = SharedCache::new(2);
         let v = verification(1);
         for _ in 0..10_000 {
-            cache.put(v.clone());
+            cache.put(Arc::new(v.clone()));
         }
         assert_eq!(cache.lock().len(), 1);
         assert!(cache.lock().order.len() <= 2 * 2 + 64 + 1);
@@ -274,11 +275,11 @@ mod tests {
         let (a, b, c) = (verification(1), verification(2), verification(3));
         let (ida, idb, idc) = (a.id.clone(), b.id.clone(), c.id.clone());
         let account = a.account.clone();
-        cache.put(a);
+        cache.put(Arc::new(a));
         let a = cache.take(ida.as_str()).unwrap();
-        cache.put(b);
-        cache.put(a);
-        cache.put(c);
+        cache.put(Arc::new(b));
+        cache.put(Arc::new(a));
+        cache.put(Arc::new(c));
         assert!(
             cache.take_for(&account, &idb).is_none(),
             "b is the oldest now"

@@ -51,7 +51,7 @@ struct Tx<'a> {
     conn: &'a Connection,
     cache: &'a SharedCache,
     /// Verifications this operation wrote, for the cache once its group commits.
-    written: &'a mut Vec<Verification>,
+    written: &'a mut Vec<Arc<Verification>>,
 }
 
 /// A write operation on the writer thread. It may run twice: when another operation of its
@@ -70,7 +70,7 @@ struct Op<T, F> {
     f: F,
     /// The last run's result; none if it never ran or panicked.
     outcome: Option<StoreResult<T>>,
-    written: Vec<Verification>,
+    written: Vec<Arc<Verification>>,
     reply: oneshot::Sender<StoreResult<T>>,
 }
 
@@ -578,12 +578,13 @@ fn load(
         .transpose()
 }
 
-/// Writes `v` back, and keeps it for the cache.
-fn save(tx: &mut Tx<'_>, v: &Verification) -> StoreResult<()> {
+/// Writes `v` back, and keeps it for the cache; returns the copy the cache will share, so that
+/// whoever wants one more makes it off the writer thread.
+fn save(tx: &mut Tx<'_>, v: Verification) -> StoreResult<Arc<Verification>> {
     let conn = tx.conn;
     // Whoever changes a verification has taken it out of the cache already; this makes sure.
     tx.cache.take(v.id.as_str());
-    let body = body::encode(v)?;
+    let body = body::encode(&v)?;
     conn.prepare_cached(
         "update verification set state = ?1, next_due_at = ?2, body = ?3 where request_id = ?4",
     )
@@ -602,8 +603,9 @@ fn save(tx: &mut Tx<'_>, v: &Verification) -> StoreResult<()> {
             .execute(params![v.id.as_str()])
             .map_err(db_err)?;
     }
+    let v = Arc::new(v);
     tx.written.push(v.clone());
-    Ok(())
+    Ok(v)
 }
 
 /// Takes a row whose body does not decode out of every live index, so it cannot stall the
@@ -693,10 +695,10 @@ fn create_in(
                     // Unchanged, but what was read may be an earlier operation's change in this
                     // group: it goes back to the cache only once the group has committed.
                     let id = existing.id.clone();
-                    tx.written.push(existing);
+                    tx.written.push(Arc::new(existing));
                     return Ok(CreateOutcome::Concurrent(id));
                 }
-                save(tx, &existing)?;
+                save(tx, existing)?;
             }
             Err(e) => set_aside(tx, &holder_id, &e)?,
         }
@@ -709,7 +711,7 @@ fn create_in(
     insert_delivery_body(tx.conn, &new.first, &new.first_body, lease_until)?;
     let v = &new.verification;
     tx.written
-        .push(new.spare.take().unwrap_or_else(|| v.clone()));
+        .push(Arc::new(new.spare.take().unwrap_or_else(|| v.clone())));
     Ok(CreateOutcome::Created)
 }
 
@@ -743,7 +745,7 @@ fn apply_in(
     now: Instant,
     minter: &mut (dyn Minter + Send),
     lease_until: i64,
-) -> StoreResult<Option<(CommandOutcome, Verification)>> {
+) -> StoreResult<Option<(CommandOutcome, Arc<Verification>)>> {
     let found = match tx.cache.take_for(account, id) {
         Some(v) => Some(v),
         None => load(
@@ -763,7 +765,7 @@ fn apply_in(
         Command::Cancel => CommandOutcome::Cancelled(v.cancel(now)),
         Command::TriggerNext => CommandOutcome::Triggered(v.trigger_next(now, minter)),
     };
-    save(tx, &v)?;
+    let v = save(tx, v)?;
     if let CommandOutcome::Triggered(Ok(order)) = &outcome {
         insert_delivery(tx.conn, order, lease_until)?;
     }
@@ -803,7 +805,7 @@ fn claim_due_in(
             }
         };
         let order = v.advance(now, minter);
-        save(tx, &v)?;
+        save(tx, v)?;
         if let Some(order) = order {
             insert_delivery(tx.conn, &order, lease_until)?;
             orders.push(order);
@@ -916,6 +918,7 @@ impl VerificationStore for SqliteStore {
             )
         })
         .await
+        .map(|found| found.map(|(outcome, v)| (outcome, cache::unshare(v))))
     }
 
     async fn find(&self, account: &str, ids: &[RequestId]) -> StoreResult<Vec<Verification>> {
