@@ -22,6 +22,29 @@ fn number(i: usize) -> String {
     format!("4477001{:05}", 50_000 + i)
 }
 
+/// Starts a verification of workflow 5 (an SMS, then a call 60 s later) for `number`.
+fn start_workflow_5(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    key: &str,
+    secret: &str,
+    number: &str,
+) -> reqwest::Result<Value> {
+    http.post(format!("{base}/verify/json"))
+        .basic_auth(key, Some(secret))
+        .form(&[
+            ("number", number),
+            ("brand", "Acme"),
+            ("workflow_id", "5"),
+            ("next_event_wait", "60"),
+            // 3 minutes of real time at 20x: checking a thousand verifications one by one in a
+            // debug build outlasts the default 300 s (15 s).
+            ("pin_expiry", "3600"),
+        ])
+        .send()
+        .and_then(|r| r.json())
+}
+
 /// `threads` clients start verifications (workflow 5: an SMS, then a call 60 s later) as fast as
 /// the server answers, until `until`. Returns (number, request id) of every status "0".
 fn traffic(
@@ -45,21 +68,7 @@ fn traffic(
                 while Instant::now() < until {
                     let n = number(t * 5_000 + i);
                     i += 1;
-                    let answer = http
-                        .post(format!("{base}/verify/json"))
-                        .basic_auth(&key, Some(&secret))
-                        .form(&[
-                            ("number", n.as_str()),
-                            ("brand", "Acme"),
-                            ("workflow_id", "5"),
-                            ("next_event_wait", "60"),
-                            // 3 minutes of real time at 20x: checking a thousand verifications
-                            // one by one in a debug build outlasts the default 300 s (15 s).
-                            ("pin_expiry", "3600"),
-                        ])
-                        .send()
-                        .and_then(|r| r.json::<Value>());
-                    match answer {
+                    match start_workflow_5(&http, &base, &key, &secret, &n) {
                         Ok(body) if body["status"] == "0" => {
                             let id = body["request_id"].as_str().unwrap().to_owned();
                             acknowledged.lock().unwrap().push((n, id));
@@ -108,20 +117,7 @@ fn crash_under_load(start: impl Fn() -> Server) {
     // loaded machine, longer than the traffic window before the kill. One request first keeps
     // that out of the window.
     let warm_up = number(19_999);
-    let body: Value = client()
-        .post(format!("{base}/verify/json"))
-        .basic_auth(&key, Some(&secret))
-        .form(&[
-            ("number", warm_up.as_str()),
-            ("brand", "Acme"),
-            ("workflow_id", "5"),
-            ("next_event_wait", "60"),
-            ("pin_expiry", "3600"),
-        ])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let body = start_workflow_5(&client(), &base, &key, &secret, &warm_up).unwrap();
     assert_eq!(body["status"], "0", "{body}");
     let warmed_up = (warm_up, body["request_id"].as_str().unwrap().to_owned());
     let began = Instant::now();

@@ -52,12 +52,15 @@ impl SharedCache {
 
     /// See [`VerificationCache::take_for`].
     pub(super) fn take_for(&self, account: &str, id: &RequestId) -> Option<Verification> {
-        self.lock().take_for(account, id).map(unshare)
+        // Copied, if a search still holds it, after letting go of the lock.
+        let taken = self.lock().take_for(account, id);
+        taken.map(unshare)
     }
 
     /// See [`VerificationCache::take`].
     pub(super) fn take(&self, id: &str) -> Option<Verification> {
-        self.lock().take(id).map(unshare)
+        let taken = self.lock().take(id);
+        taken.map(unshare)
     }
 
     /// See [`VerificationCache::put`].
