@@ -2,6 +2,7 @@
 //! Verify-shaped JSON) and then verifyd itself, under the same load over loopback, and prints
 //! every figure with its ratio to the floor measured in the same run (docs/benchmarks.md).
 
+mod durable;
 mod load;
 
 use std::net::SocketAddr;
@@ -42,6 +43,13 @@ enum Cmd {
     Floor {
         #[arg(long)]
         listen: SocketAddr,
+        /// The durable floor instead: every answer waits until a row for it is committed to
+        /// this SQLite file (see `durable.rs`).
+        #[arg(long)]
+        durable: Option<PathBuf>,
+        /// What the durable floor writes with.
+        #[arg(long, value_enum, default_value = "sqlite")]
+        engine: durable::Engine,
     },
 }
 
@@ -67,7 +75,7 @@ struct RunArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "request,check,search,rate"
+        default_value = "request,check,search,rate,durable"
     )]
     only: Vec<Scenario>,
     /// For `mixed`: how many starts behind each check is (the verifications it checks were
@@ -88,6 +96,9 @@ enum Scenario {
     Rate,
     /// Starts and checks interleaved, each check `--lag` starts behind (not in the default run).
     Mixed,
+    /// The durable floor: one row inserted, then one row rewritten, per request, each answer
+    /// after its group commit.
+    Durable,
 }
 
 #[derive(clap::Args, Clone)]
@@ -142,7 +153,16 @@ struct ClusterArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Floor { listen } => floor(listen),
+        Cmd::Floor {
+            listen,
+            durable: None,
+            ..
+        } => floor(listen),
+        Cmd::Floor {
+            listen,
+            durable: Some(db),
+            engine,
+        } => durable::serve(listen, db, engine),
         Cmd::Run(args) => block_on(run(args)),
         Cmd::Pending(args) => block_on(pending(args)),
         Cmd::Due(args) => block_on(due(args)),
@@ -304,21 +324,43 @@ async fn measured(
 /// The floor: this binary's `floor` command in a process of its own.
 struct Floor {
     child: Child,
+    addr: SocketAddr,
     target: Target,
     pid: u32,
 }
 
 impl Floor {
     async fn start(exe: &Path) -> anyhow::Result<Self> {
+        Self::start_with(exe, &[]).await
+    }
+
+    /// The durable floor, committing to `db`.
+    async fn start_durable(exe: &Path, db: &Path, engine: durable::Engine) -> anyhow::Result<Self> {
+        let engine = match engine {
+            durable::Engine::Sqlite => "sqlite",
+            durable::Engine::Log => "log",
+        };
+        let args = [
+            "--durable".as_ref(),
+            db.as_os_str(),
+            "--engine".as_ref(),
+            engine.as_ref(),
+        ];
+        Self::start_with(exe, &args).await
+    }
+
+    async fn start_with(exe: &Path, extra: &[&std::ffi::OsStr]) -> anyhow::Result<Self> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let child = Command::new(exe)
             .args(["floor", "--listen", &addr.to_string()])
+            .args(extra)
             .kill_on_drop(true)
             .spawn()?;
         wait_listening(addr).await?;
         let pid = child.id().context("the floor exited")?;
         Ok(Self {
             child,
+            addr,
             target: Target::post(addr, "/verify/json", None),
             pid,
         })
@@ -640,6 +682,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut floor = Floor::start(&exe).await?;
     let mut floors = Vec::new();
 
+    // The durable floor, measured right after each verifyd scenario it bounds (so that both see
+    // the same moment of this machine and its disk), or on its own when it is all that runs.
+    let durable = if wanted(Scenario::Durable) {
+        Some(DurableFloors::start(&exe, dir.path()).await?)
+    } else {
+        None
+    };
+    let alone = ![Scenario::Request, Scenario::Check, Scenario::Rate]
+        .into_iter()
+        .any(wanted);
+
     let server = start_verifyd(&verifyd_bin, &dir.path().join("bench.db")).await?;
     let auth = Some((server.key.clone(), server.secret.clone()));
     let server_pid = server.child.id().context("verifyd exited")?;
@@ -668,7 +721,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             load::closed_loop(&request, args.connections, duration, make, Expect::Status0),
         )
         .await?;
-        rows.push(("POST /verify/json (new number each)".into(), report));
+        rows.push((REQUEST.into(), report));
+        if let Some(durable) = &durable {
+            rows.extend(durable.inserts(args.connections, duration).await?);
+        }
     }
 
     // POST /verify/check/json with right codes: verifications made first with a known pin_code.
@@ -697,7 +753,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 ),
             )
             .await?;
-            rows.push(("POST /verify/check/json (right code)".into(), report));
+            rows.push((CHECK.into(), report));
+            if let Some(durable) = &durable {
+                rows.extend(durable.rewrites(args.connections, args.checks).await?);
+            }
         }
 
         // GET /verify/search/json over those verifications.
@@ -780,9 +839,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         )
         .await?;
         rows.push((format!("POST /verify/json at {} req/s", args.rate), report));
+        if let Some(durable) = &durable {
+            rows.extend(
+                durable
+                    .at_rate(args.connections, args.rate, duration)
+                    .await?,
+            );
+        }
     }
 
     drop(server);
+
+    if let (Some(durable), true) = (&durable, alone) {
+        floors.push((
+            "durable floor",
+            floor.measure(args.connections, duration).await?,
+        ));
+        rows.extend(durable.inserts(args.connections, duration).await?);
+        rows.extend(
+            durable
+                .at_rate(args.connections, args.rate, duration)
+                .await?,
+        );
+        rows.extend(durable.rewrites(args.connections, args.checks).await?);
+    }
+    drop(durable);
     floor.child.kill().await?;
     // With no throughput scenario there is no floor, and the ratio column says nothing.
     let floor_rps = if floors.is_empty() {
@@ -812,8 +893,143 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     for (name, report) in &rows {
         println!("{}", row(name, report, floor_rps));
     }
+    let find = |name: &str| rows.iter().find(|(n, _)| n == name).map(|(_, m)| &m.report);
+    let sqlite = |what: &str| format!("durable floor ({DURABLE_SQLITE}): {what}");
+    let pairs = [
+        ("new request", REQUEST.to_owned(), sqlite(DURABLE_INSERT)),
+        ("check", CHECK.to_owned(), sqlite(DURABLE_REWRITE)),
+    ];
+    let mut against: Vec<String> = pairs
+        .iter()
+        .filter_map(|(what, ours, floor)| {
+            let (ours, floor) = (find(ours)?, find(floor)?);
+            Some(format!(
+                "| {what}, req/s | {:.0} | {:.0} | {:.2} |",
+                ours.rps(),
+                floor.rps(),
+                ours.rps() / floor.rps()
+            ))
+        })
+        .collect();
+    let rate_ours = format!("POST /verify/json at {} req/s", args.rate);
+    let rate_floor = sqlite(&format!("{DURABLE_INSERT} at {} req/s", args.rate));
+    if let (Some(ours), Some(floor)) = (find(&rate_ours), find(&rate_floor)) {
+        against.push(format!(
+            "| new request at {} req/s, p99 ms | {:.2} | {:.2} | {:.2} |",
+            args.rate,
+            ours.quantile_ms(0.99),
+            floor.quantile_ms(0.99),
+            ours.quantile_ms(0.99) / floor.quantile_ms(0.99)
+        ));
+    }
+    if !against.is_empty() {
+        println!();
+        println!("| verifyd against the durable floor ({DURABLE_SQLITE}), measured right after | verifyd | durable floor | ratio |");
+        println!("|---|---|---|---|");
+        for line in against {
+            println!("{line}");
+        }
+    }
     Ok(())
 }
+
+const REQUEST: &str = "POST /verify/json (new number each)";
+const CHECK: &str = "POST /verify/check/json (right code)";
+
+/// The durable floor's two servers: SQLite, written as verifyd's engine writes, and a plain file.
+struct DurableFloors {
+    servers: Vec<(&'static str, Floor)>,
+}
+
+impl DurableFloors {
+    async fn start(exe: &Path, dir: &Path) -> anyhow::Result<Self> {
+        let mut servers = Vec::new();
+        for (engine, file, name) in [
+            (durable::Engine::Sqlite, "durable.db", DURABLE_SQLITE),
+            (
+                durable::Engine::Log,
+                "durable.log",
+                "plain file + fdatasync",
+            ),
+        ] {
+            servers.push((
+                name,
+                Floor::start_durable(exe, &dir.join(file), engine).await?,
+            ));
+        }
+        Ok(Self { servers })
+    }
+
+    /// A row inserted per request, closed loop with warm-up (as `request`).
+    async fn inserts(
+        &self,
+        connections: usize,
+        duration: Duration,
+    ) -> anyhow::Result<Vec<(String, Measured)>> {
+        let mut rows = Vec::new();
+        for (name, server) in &self.servers {
+            let m = server.measure(connections, duration).await?;
+            rows.push((format!("durable floor ({name}): {DURABLE_INSERT}"), m));
+        }
+        Ok(rows)
+    }
+
+    /// A row inserted per request at `rate`, after two seconds at that rate (as `rate`).
+    async fn at_rate(
+        &self,
+        connections: usize,
+        rate: u64,
+        duration: Duration,
+    ) -> anyhow::Result<Vec<(String, Measured)>> {
+        let mut rows = Vec::new();
+        let nothing = |_| Bytes::new();
+        for (name, server) in &self.servers {
+            let warm_up = Duration::from_secs(2);
+            load::fixed_rate(&server.target, connections, rate, warm_up, nothing).await?;
+            let m = measured(
+                server.pid,
+                load::fixed_rate(&server.target, connections, rate, duration, nothing),
+            )
+            .await?;
+            rows.push((
+                format!("durable floor ({name}): {DURABLE_INSERT} at {rate} req/s"),
+                m,
+            ));
+        }
+        Ok(rows)
+    }
+
+    /// `count` rows inserted, then each rewritten once (as `check`).
+    async fn rewrites(
+        &self,
+        connections: usize,
+        count: u64,
+    ) -> anyhow::Result<Vec<(String, Measured)>> {
+        let mut rows = Vec::new();
+        for (name, server) in &self.servers {
+            let ids = load::collect_ids(&server.target, connections, count, |_| Bytes::new());
+            let ids = Arc::new(ids.await?);
+            let rewrite = Target::post(server.addr, "/verify/check/json", None);
+            let m = measured(
+                server.pid,
+                load::fixed_count(
+                    &rewrite,
+                    connections,
+                    ids.len() as u64,
+                    move |i| form(&[("request_id", &ids[i as usize])]),
+                    Expect::Status0,
+                ),
+            )
+            .await?;
+            rows.push((format!("durable floor ({name}): {DURABLE_REWRITE}"), m));
+        }
+        Ok(rows)
+    }
+}
+
+const DURABLE_SQLITE: &str = "SQLite";
+const DURABLE_INSERT: &str = "a row inserted per request";
+const DURABLE_REWRITE: &str = "a row rewritten per request";
 
 /// `url` with its database name replaced by `name`.
 fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
