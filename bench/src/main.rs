@@ -48,7 +48,7 @@ enum Cmd {
         #[arg(long)]
         durable: Option<PathBuf>,
         /// What the durable floor writes with.
-        #[arg(long, value_enum, default_value = "sqlite")]
+        #[arg(long, value_enum, default_value = "sqlite", requires = "durable")]
         engine: durable::Engine,
     },
 }
