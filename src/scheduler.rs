@@ -338,10 +338,31 @@ impl Scheduler {
     /// Takes over deliveries whose lease ran out, then runs every step due now. Returns how many
     /// deliveries it started.
     ///
-    /// The sweep goes first: a delivery left by a process that died is older than any step due
-    /// now, and handing both to the dispatcher in one tick in the other order would let a call
-    /// overtake the SMS it follows.
+    /// The sweep goes first, and again before every further batch of due steps: a delivery left
+    /// by a process that died is older than any step due now, and handing the step to the
+    /// dispatcher first would let a call overtake the SMS it follows. Steps that keep coming due
+    /// (after a restart, those of every verification the dead process started) can hold the tick
+    /// in its claiming for seconds, and leases run out meanwhile.
     pub async fn tick(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            total += self.sweep().await?;
+            let minter = Box::new(OsMinter::new(self.key.clone()));
+            let orders = self
+                .store
+                .claim_due(self.clock.clone(), CLAIM_BATCH, minter)
+                .await?;
+            total += orders.len();
+            self.dispatcher.dispatch(orders);
+            match self.store.next_due().await? {
+                Some(t) if t <= self.clock.now() => continue,
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    /// Hands every delivery whose lease ran out to the dispatcher; returns how many.
+    async fn sweep(&self) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
             let stale = self.store.claim_stale_deliveries(SWEEP_BATCH).await?;
@@ -355,20 +376,7 @@ impl Scheduler {
             total += stale.len();
             self.dispatcher.dispatch(stale);
             if !full {
-                break;
-            }
-        }
-        loop {
-            let minter = Box::new(OsMinter::new(self.key.clone()));
-            let orders = self
-                .store
-                .claim_due(self.clock.clone(), CLAIM_BATCH, minter)
-                .await?;
-            total += orders.len();
-            self.dispatcher.dispatch(orders);
-            match self.store.next_due().await? {
-                Some(t) if t <= self.clock.now() => continue,
-                _ => return Ok(total),
+                return Ok(total);
             }
         }
     }
