@@ -507,6 +507,118 @@ mod tests {
         assert!(position(&sms_a_sent) < position(&call_a_started), "{log:?}");
     }
 
+    /// A store whose sweeps and claims follow a script; a tick uses nothing else of it.
+    struct ScriptedStore {
+        stale: Mutex<VecDeque<Vec<DeliveryOrder>>>,
+        due: Mutex<VecDeque<Vec<DeliveryOrder>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl VerificationStore for ScriptedStore {
+        async fn create(
+            &self,
+            _: crate::domain::Verification,
+            _: DeliveryOrder,
+            _: crate::domain::Instant,
+        ) -> crate::store::StoreResult<crate::store::CreateOutcome> {
+            unreachable!("a tick creates nothing")
+        }
+        async fn apply(
+            &self,
+            _: &str,
+            _: &RequestId,
+            _: crate::store::Command,
+            _: crate::store::SharedClock,
+            _: crate::store::BoxMinter,
+        ) -> crate::store::StoreResult<
+            Option<(crate::store::CommandOutcome, crate::domain::Verification)>,
+        > {
+            unreachable!("a tick applies nothing")
+        }
+        async fn find(
+            &self,
+            _: &str,
+            _: &[RequestId],
+        ) -> crate::store::StoreResult<Vec<crate::domain::Verification>> {
+            unreachable!("a tick finds nothing")
+        }
+        async fn claim_due(
+            &self,
+            _: crate::store::SharedClock,
+            _: usize,
+            _: crate::store::BoxMinter,
+        ) -> crate::store::StoreResult<Vec<DeliveryOrder>> {
+            Ok(self.due.lock().unwrap().pop_front().unwrap_or_default())
+        }
+        async fn next_due(&self) -> crate::store::StoreResult<Option<crate::domain::Instant>> {
+            // Something left in the script is due already.
+            Ok((!self.due.lock().unwrap().is_empty())
+                .then(|| chrono::DateTime::from_timestamp(0, 0).unwrap()))
+        }
+        async fn undelivered(&self, _: usize) -> crate::store::StoreResult<Vec<DeliveryOrder>> {
+            unreachable!("a tick reads no undelivered list")
+        }
+        async fn claim_stale_deliveries(
+            &self,
+            _: usize,
+        ) -> crate::store::StoreResult<Vec<DeliveryOrder>> {
+            Ok(self.stale.lock().unwrap().pop_front().unwrap_or_default())
+        }
+        async fn mark_delivered(
+            &self,
+            _: Vec<(RequestId, EventId)>,
+        ) -> crate::store::StoreResult<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_sms_whose_lease_runs_out_while_the_tick_claims_goes_before_its_call() {
+        let key = ServerKey::from_bytes([7; 32]);
+        let (sms_a, call_a) = (
+            order(&key, 1, 1, EventKind::Sms),
+            order(&key, 1, 2, EventKind::Tts),
+        );
+        let call_b = order(&key, 2, 3, EventKind::Tts);
+        let name = |o: &DeliveryOrder, what: &str| format!("{} {what}", o.event_id.as_str());
+        let (sms_a_sent, call_a_started) = (name(&sms_a, "sent"), name(&call_a, "started"));
+        // As after a restart: the first claim takes B's call with more still due; by the second,
+        // the lease on A's SMS (left by the dead process) has run out, and A's call is due.
+        let store = Arc::new(ScriptedStore {
+            stale: Mutex::new(VecDeque::from([vec![], vec![sms_a]])),
+            due: Mutex::new(VecDeque::from([vec![call_b], vec![call_a]])),
+        });
+        let channel = Arc::new(GatedChannel {
+            sent: Mutex::default(),
+            gate: Semaphore::new(10),
+        });
+        let (dispatcher, _worker) = spawn_dispatcher(
+            store.clone(),
+            Channels::new(vec![channel.clone()]),
+            key.clone(),
+        );
+        let clock = Arc::new(crate::clock::ManualClock::new(
+            chrono::DateTime::from_timestamp(1_000, 0).unwrap(),
+        ));
+        let scheduler = Scheduler::new(
+            store,
+            clock,
+            key,
+            dispatcher,
+            Arc::new(SchedulerWake::default()),
+        );
+
+        assert_eq!(scheduler.tick().await.unwrap(), 3);
+        let sent = || channel.sent.lock().unwrap().clone();
+        until("A's call goes out", || sent().contains(&call_a_started)).await;
+        let log = sent();
+        let position = |e: &String| log.iter().position(|x| x == e);
+        assert!(
+            position(&sms_a_sent).is_some_and(|sms| sms < position(&call_a_started).unwrap()),
+            "{log:?}"
+        );
+    }
+
     /// Whether the scheduler's sleep would end now, without waiting for its timer.
     async fn woken(wake: &SchedulerWake) -> bool {
         // Timeout polls the inner future before its timer: zero means "ready now or not".
