@@ -3,12 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth;
-use crate::config::{ChannelKind, DatabaseUrl, KeySource, Settings, Tls};
+use crate::config::{ChannelKind, DatabaseUrl, HttpLimits, InboxHost, KeySource, Settings, Tls};
 use crate::domain::Price;
 use crate::service::Pricing;
 use crate::startup::Application;
@@ -55,7 +56,7 @@ pub fn with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API, the scheduler and the delivery channels (the default command).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -117,6 +118,33 @@ pub struct ServeArgs {
     /// node sends it once this has passed.
     #[arg(long, env = "VERIFYD_DELIVERY_LEASE", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub delivery_lease: u64,
+
+    /// Seconds a client has to send its request headers, from opening the connection or from
+    /// the first byte of a later request on it.
+    #[arg(long, env = "VERIFYD_HEADER_TIMEOUT", default_value_t = HttpLimits::default().header_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+
+    /// Seconds a client has to send a request's body once its headers are in.
+    #[arg(long, env = "VERIFYD_BODY_TIMEOUT", default_value_t = HttpLimits::default().body_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout: u64,
+
+    /// Seconds a keep-alive connection may wait for its next request before it is closed.
+    #[arg(long, env = "VERIFYD_IDLE_TIMEOUT", default_value_t = HttpLimits::default().idle_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub idle_timeout: u64,
+
+    /// Connections open at once; more wait until one closes. Default: three quarters of the
+    /// open-file limit (ulimit -n), and never more than that.
+    #[arg(long, env = "VERIFYD_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+
+    /// A host name the inbox pages answer to, besides loopback addresses, `localhost` and the
+    /// listen address (repeat the flag; comma-separated in the environment).
+    #[arg(
+        long = "inbox-host",
+        env = "VERIFYD_INBOX_HOSTS",
+        value_delimiter = ','
+    )]
+    pub inbox_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -187,6 +215,19 @@ fn settings(database: DatabaseUrl, args: &ServeArgs) -> anyhow::Result<Settings>
             per_call: price("price-call", &args.price_call)?,
         },
         delivery_lease: std::time::Duration::from_secs(args.delivery_lease),
+        http: HttpLimits {
+            header_timeout: Duration::from_secs(args.header_timeout),
+            body_timeout: Duration::from_secs(args.body_timeout),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+            max_connections: args
+                .max_connections
+                .map(|n| n.min(usize::MAX as u64) as usize),
+        },
+        inbox_hosts: args
+            .inbox_hosts
+            .iter()
+            .map(|h| InboxHost::parse(h).context("--inbox-host"))
+            .collect::<anyhow::Result<_>>()?,
     })
 }
 

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::bail;
 
@@ -113,6 +114,60 @@ pub struct Tls {
     pub key: PathBuf,
 }
 
+/// How long the HTTP server waits for clients, and how many connections it keeps open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// From a connection's opening (or the first byte of a later request) until its request
+    /// headers are in.
+    pub header_timeout: Duration,
+    /// From a request's headers until its body is in.
+    pub body_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Connections open at once; `None`: three quarters of the open-file limit
+    /// ([`crate::http::connection_cap`]).
+    pub max_connections: Option<usize>,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
+        }
+    }
+}
+
+/// A host name the inbox pages answer to besides loopback and the listen address: a name
+/// without port, as it appears in the Host header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxHost(String);
+
+impl InboxHost {
+    pub fn parse(raw: &str) -> anyhow::Result<Self> {
+        let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            bail!("{raw:?} is not a host name (letters, digits, hyphens and dots; no port)");
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
@@ -126,6 +181,9 @@ pub struct Settings {
     /// How long a stored delivery belongs to the node that made it before another node's sweep
     /// may send it.
     pub delivery_lease: std::time::Duration,
+    pub http: HttpLimits,
+    /// Host names the inbox pages answer to, besides loopback and the listen address.
+    pub inbox_hosts: Vec<InboxHost>,
 }
 
 impl Settings {
@@ -145,6 +203,8 @@ impl Settings {
             channels: vec![ChannelKind::Inbox],
             pricing: Pricing::default(),
             delivery_lease: crate::store::sqlite::DEFAULT_DELIVERY_LEASE,
+            http: HttpLimits::default(),
+            inbox_hosts: Vec::new(),
         }
     }
 }
@@ -182,6 +242,18 @@ mod tests {
         assert!(!format!("{url:?}").contains("s3cret"));
         let url = DatabaseUrl::parse("postgresql://postgres@127.0.0.1/postgres").unwrap();
         assert_eq!(url.describe(), "postgresql://postgres@127.0.0.1/postgres");
+    }
+
+    #[test]
+    fn inbox_hosts_are_bare_host_names() {
+        assert_eq!(
+            InboxHost::parse("Verifyd.Local.").unwrap().as_str(),
+            "verifyd.local"
+        );
+        assert!(InboxHost::parse("verifyd:8080").is_err());
+        assert!(InboxHost::parse("").is_err());
+        assert!(InboxHost::parse("a..b").is_err());
+        assert!(InboxHost::parse("evil.com/x").is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use axum::Router;
 use tokio::task::JoinHandle;
 
+use crate::api::inbox::{Inbox, InboxAccess};
 use crate::api::request_id::RequestIdLayer;
 use crate::api::{self, AppState};
 use crate::auth::{self, KeyCache};
@@ -19,6 +20,7 @@ use crate::channel::{Channels, DeliveryChannel};
 use crate::clock::{Clock, ClockAnchor, ScaledClock};
 use crate::config::{ChannelKind, DatabaseUrl, KeySource, Settings};
 use crate::crypto::ServerKey;
+use crate::http::{self, refusals::Refusals};
 use crate::scheduler::{spawn_dispatcher, Scheduler, SchedulerWake};
 use crate::service::VerifyService;
 use crate::store::postgres::PgStore;
@@ -31,8 +33,7 @@ const META_CLOCK_ANCHOR: &str = "clock_anchor";
 /// A server that is listening; [`Application::run_until_stopped`] serves until shutdown.
 pub struct Application {
     addr: SocketAddr,
-    handle: axum_server::Handle<SocketAddr>,
-    server: JoinHandle<std::io::Result<()>>,
+    server: http::Server,
     background: Vec<JoinHandle<()>>,
     store: Arc<dyn Store>,
     database: DatabaseUrl,
@@ -88,17 +89,19 @@ fn lock_database(path: &Path) -> anyhow::Result<File> {
     }
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| {
-            format!(
-                "cannot create the lock file {}",
-                Path::new(&lock_path).display()
-            )
-        })?;
+    let mut options = File::options();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(&lock_path).with_context(|| {
+        format!(
+            "cannot create the lock file {}",
+            Path::new(&lock_path).display()
+        )
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => bail!(
@@ -164,7 +167,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::v1::routes())
         .merge(api::health::routes());
     if state.inbox.is_some() {
-        app = app.merge(api::inbox::routes());
+        app = app.merge(api::inbox::routes(state.clone()));
     }
     app.with_state(state).layer(RequestIdLayer)
 }
@@ -244,50 +247,49 @@ impl Application {
             wake,
             settings.pricing.clone(),
         ));
+        let refusals = Refusals::new();
         let state = AppState::new(api::Shared {
             service,
             keys: keys.clone(),
-            inbox,
+            inbox: inbox.map(|log| Inbox {
+                log,
+                access: InboxAccess::new(addr.ip(), settings.inbox_hosts.clone()),
+            }),
+            refusals: refusals.clone(),
         });
         let app = router(state);
 
-        let handle = axum_server::Handle::new();
-        let server = match &settings.tls {
-            Some(tls) => {
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                let config =
-                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                        .await
-                        .with_context(|| {
-                            format!(
-                                "cannot load the TLS certificate {} or key {}",
-                                tls.cert.display(),
-                                tls.key.display()
-                            )
-                        })?;
-                let server = axum_server::from_tcp_rustls(listener, config)?.handle(handle.clone());
-                tokio::spawn(server.serve(app.into_make_service()))
-            }
-            None => {
-                let server = axum_server::from_tcp(listener)?.handle(handle.clone());
-                tokio::spawn(server.serve(app.into_make_service()))
-            }
+        let tls = match &settings.tls {
+            Some(tls) => Some(http::tls_acceptor(&tls.cert, &tls.key)?),
+            None => None,
         };
+        let max_connections = http::connection_cap(settings.http.max_connections);
+        let server = http::spawn(
+            listener,
+            http::Config {
+                router: app,
+                limits: settings.http.clone(),
+                max_connections,
+                tls,
+                refusals: refusals.clone(),
+            },
+        )?;
         tracing::info!(
             %addr,
             tls = settings.tls.is_some(),
             database = %settings.database.describe(),
             channels = ?channels.names(),
+            max_connections,
             "verifyd is listening"
         );
         let background = vec![
             tokio::spawn(scheduler.clone().run()),
             tokio::spawn(keys.refresh_forever()),
+            tokio::spawn(refusals.log_forever()),
             dispatch_task,
         ];
         Ok(Self {
             addr,
-            handle,
             server,
             background,
             store,
@@ -319,30 +321,24 @@ impl Application {
         &self.database
     }
 
-    /// Serves until SIGINT or SIGTERM, then stops accepting and lets requests in flight finish.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.handle.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            handle.graceful_shutdown(Some(Duration::from_secs(10)));
-        });
-        let result = self.server_result().await;
-        result
-    }
-
-    async fn server_result(mut self) -> anyhow::Result<()> {
-        let server = std::mem::replace(&mut self.server, tokio::spawn(async { Ok(()) }));
-        let result = server.await.context("the HTTP server task failed")?;
+    /// Serves until SIGINT or SIGTERM, then stops accepting and lets requests in flight finish
+    /// (for 10 s at most).
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = self.server.stopped() => bail!("the HTTP server stopped by itself"),
+            _ = shutdown_signal() => {}
+        }
+        tracing::info!("shutting down");
+        self.server.graceful_shutdown(Duration::from_secs(10));
+        self.server.stopped().await;
         self.stop_background();
-        result.context("the HTTP server stopped with an error")
+        Ok(())
     }
 
     /// Stops serving and every background task; for tests that start many servers.
     pub async fn stop(mut self) {
-        self.handle.shutdown();
-        let server = std::mem::replace(&mut self.server, tokio::spawn(async { Ok(()) }));
-        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        self.server.shutdown();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server.stopped()).await;
         self.stop_background();
     }
 
@@ -355,8 +351,7 @@ impl Application {
 
 impl Drop for Application {
     fn drop(&mut self) {
-        self.handle.shutdown();
-        self.server.abort();
+        self.server.shutdown();
         self.stop_background();
     }
 }

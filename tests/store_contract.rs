@@ -586,7 +586,8 @@ async fn meta_values_are_replaced() {
     }
 }
 
-fn message(id: &str, to: &str) -> InboxMessage {
+/// An inbox message of the verification `v`.
+fn message(id: &str, to: &str, v: &Verification) -> InboxMessage {
     InboxMessage {
         id: id.into(),
         channel: "sms".into(),
@@ -594,7 +595,7 @@ fn message(id: &str, to: &str) -> InboxMessage {
         from: "VERIFY".into(),
         text: format!("text {id}"),
         locale: "en-gb".into(),
-        request_id: "r".into(),
+        request_id: v.id.as_str().into(),
         created_at: "2026-01-01T00:00:00.000Z".into(),
     }
 }
@@ -602,17 +603,112 @@ fn message(id: &str, to: &str) -> InboxMessage {
 #[tokio::test]
 async fn the_inbox_keeps_one_copy_per_id_newest_first() {
     for (engine, store, _dir) in engines().await {
-        store.append(message("a", "1")).await.unwrap();
-        store.append(message("b", "2")).await.unwrap();
-        store.append(message("c", "1")).await.unwrap();
-        store.append(message("a", "1")).await.unwrap();
+        let (v, f) = new_verification("k1", "447700100030", 30, 1);
+        store.create(v.clone(), f, t(0)).await.unwrap();
+        store.append(message("a", "1", &v)).await.unwrap();
+        store.append(message("b", "2", &v)).await.unwrap();
+        store.append(message("c", "1", &v)).await.unwrap();
+        store.append(message("a", "1", &v)).await.unwrap();
         let all = store.list(None, 10).await.unwrap();
         let ids: Vec<&str> = all.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["c", "b", "a"], "{engine}");
         let to_1 = store.list(Some("1"), 10).await.unwrap();
         assert_eq!(to_1.len(), 2, "{engine}");
         assert_eq!(store.list(None, 1).await.unwrap().len(), 1, "{engine}");
-        assert_eq!(all[2], message("a", "1"), "{engine}");
+        assert_eq!(all[2], message("a", "1", &v), "{engine}");
+    }
+}
+
+/// The ids of the inbox messages to `to`.
+async fn inbox_of(store: &dyn Store, to: &str) -> Vec<String> {
+    let listed = store.list(Some(to), 10).await.unwrap();
+    listed.into_iter().map(|m| m.id).collect()
+}
+
+#[tokio::test]
+async fn inbox_messages_go_with_the_end_of_their_verification_and_only_theirs() {
+    for (engine, store, _dir) in engines().await {
+        let (checked, f) = new_verification("k1", "447700100031", 31, 1);
+        store.create(checked.clone(), f, t(0)).await.unwrap();
+        let (cancelled, f) = new_verification("k1", "447700100032", 32, 1);
+        store.create(cancelled.clone(), f, t(0)).await.unwrap();
+        let (expiring, f) = new_verification("k1", "447700100033", 33, 6);
+        store.create(expiring.clone(), f, t(0)).await.unwrap();
+        let (going_on, f) = new_verification("k1", "447700100034", 34, 1);
+        store.create(going_on.clone(), f, t(0)).await.unwrap();
+        for (v, to) in [
+            (&checked, "447700100031"),
+            (&cancelled, "447700100032"),
+            (&expiring, "447700100033"),
+            (&going_on, "447700100034"),
+        ] {
+            store
+                .append(message(&format!("M{to}"), to, v))
+                .await
+                .unwrap();
+        }
+        let right = Command::Check {
+            code_hash: SequenceMinter::hash("0001"),
+            code_len: 4,
+        };
+        store
+            .apply("k1", &checked.id, right, at(1), minter())
+            .await
+            .unwrap()
+            .unwrap();
+        let (outcome, _) = store
+            .apply("k1", &cancelled.id, Command::Cancel, at(31), minter())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(outcome, CommandOutcome::Cancelled(Ok(())), "{engine}");
+        // Workflow 6 sends one SMS and expires after 300 s; workflow 1 is still waiting then.
+        store.claim_due(at(300), 100, minter()).await.unwrap();
+        assert_eq!(
+            store
+                .find("k1", std::slice::from_ref(&expiring.id))
+                .await
+                .unwrap()[0]
+                .status(),
+            Status::Expired,
+            "{engine}"
+        );
+        for to in ["447700100031", "447700100032", "447700100033"] {
+            assert!(
+                inbox_of(store.as_ref(), to).await.is_empty(),
+                "{engine}: {to}"
+            );
+        }
+        assert_eq!(
+            inbox_of(store.as_ref(), "447700100034").await,
+            ["M447700100034"],
+            "{engine}: a verification in progress keeps its message"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_message_whose_verification_ended_on_its_way_to_the_inbox_is_not_kept() {
+    for (engine, store, _dir) in engines().await {
+        let (v, f) = new_verification("k1", "447700100035", 35, 1);
+        store.create(v.clone(), f, t(0)).await.unwrap();
+        let right = Command::Check {
+            code_hash: SequenceMinter::hash("0001"),
+            code_len: 4,
+        };
+        store
+            .apply("k1", &v.id, right, at(1), minter())
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .append(message("late", "447700100035", &v))
+            .await
+            .unwrap();
+        assert!(
+            inbox_of(store.as_ref(), "447700100035").await.is_empty(),
+            "{engine}"
+        );
     }
 }
 
@@ -656,7 +752,10 @@ async fn a_sqlite_file_of_the_first_schema_keeps_its_deliveries_and_inbox_when_m
     {
         let store = SqliteStore::open(&current).unwrap();
         store.create(v.clone(), f.clone(), t(0)).await.unwrap();
-        store.append(message("M41", "447700100041")).await.unwrap();
+        store
+            .append(message("M41", "447700100041", &v))
+            .await
+            .unwrap();
     }
     let old = dir.path().join("old.db");
     {
@@ -696,7 +795,10 @@ async fn a_sqlite_file_of_the_first_schema_keeps_its_deliveries_and_inbox_when_m
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, "M41");
     // The same message again is still recognised as already stored.
-    store.append(message("M41", "447700100041")).await.unwrap();
+    store
+        .append(message("M41", "447700100041", &v))
+        .await
+        .unwrap();
     assert_eq!(store.list(None, 10).await.unwrap().len(), 1);
     store
         .mark_delivered(vec![(f.request_id.clone(), f.event_id.clone())])
@@ -705,4 +807,68 @@ async fn a_sqlite_file_of_the_first_schema_keeps_its_deliveries_and_inbox_when_m
     assert!(store.undelivered(10).await.unwrap().is_empty());
     let found = store.find("k1", std::slice::from_ref(&v.id)).await.unwrap();
     assert_eq!(found.len(), 1);
+}
+
+#[tokio::test]
+async fn upgrading_a_sqlite_file_removes_the_inbox_messages_of_ended_verifications() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("upgrade.db");
+    let (ended, f) = new_verification("k1", "447700100042", 42, 1);
+    let (going_on, g) = new_verification("k1", "447700100043", 43, 1);
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.create(ended.clone(), f, t(0)).await.unwrap();
+        store.create(going_on.clone(), g, t(0)).await.unwrap();
+        store
+            .append(message("M43", "447700100043", &going_on))
+            .await
+            .unwrap();
+        let cancel = store.apply("k1", &ended.id, Command::Cancel, at(31), minter());
+        cancel.await.unwrap().unwrap();
+    }
+    {
+        // As a version before the inbox went with its verification left it.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "insert into inbox_message (message_id, channel, to_number, from_id, text, locale, \
+             request_id, created_at) values ('M42', 'sms', '447700100042', 'VERIFY', 'x', \
+             'en-gb', ?1, 0)",
+            [ended.id.as_str()],
+        )
+        .unwrap();
+        conn.execute_batch("pragma user_version = 2").unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert!(inbox_of(&store, "447700100042").await.is_empty());
+    assert_eq!(inbox_of(&store, "447700100043").await, ["M43"]);
+}
+
+#[tokio::test]
+async fn upgrading_a_postgres_schema_removes_the_inbox_messages_of_ended_verifications() {
+    let Some(schema) = support::PgSchema::create() else {
+        return;
+    };
+    let (ended, f) = new_verification("k1", "447700100044", 44, 1);
+    let (going_on, g) = new_verification("k1", "447700100045", 45, 1);
+    {
+        let store = PgStore::open(&schema.url).await.unwrap();
+        store.create(ended.clone(), f, t(0)).await.unwrap();
+        store.create(going_on.clone(), g, t(0)).await.unwrap();
+        store
+            .append(message("M45", "447700100045", &going_on))
+            .await
+            .unwrap();
+        let cancel = store.apply("k1", &ended.id, Command::Cancel, at(31), minter());
+        cancel.await.unwrap().unwrap();
+    }
+    // As the first schema version left it.
+    schema.execute(&format!(
+        "insert into inbox_message (message_id, channel, to_number, from_id, text, locale, \
+         request_id, created_at) values ('M44', 'sms', '447700100044', 'VERIFY', 'x', 'en-gb', \
+         '{}', 0); drop index inbox_message_request; delete from verifyd_schema where version = 2",
+        ended.id.as_str()
+    ));
+    let store = PgStore::open(&schema.url).await.unwrap();
+    assert!(inbox_of(&store, "447700100044").await.is_empty());
+    assert_eq!(inbox_of(&store, "447700100045").await, ["M45"]);
 }

@@ -9,8 +9,8 @@ pub mod v1;
 use std::sync::Arc;
 
 use crate::auth::KeyCache;
+use crate::http::refusals::Refusals;
 use crate::service::VerifyService;
-use crate::store::InboxLog;
 
 /// What every handler can reach. axum clones the state for every request, so it is one `Arc`:
 /// one shared counter to touch instead of one per part.
@@ -21,7 +21,9 @@ pub struct Shared {
     pub service: Arc<VerifyService>,
     pub keys: Arc<KeyCache>,
     /// Present only while the inbox channel is configured; its routes exist only then.
-    pub inbox: Option<Arc<dyn InboxLog>>,
+    pub inbox: Option<inbox::Inbox>,
+    /// Requests refused before authentication, logged in aggregate.
+    pub refusals: Arc<Refusals>,
 }
 
 impl AppState {

@@ -5,6 +5,7 @@
 pub mod locale;
 pub mod message;
 pub mod numbering;
+pub mod plain;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod texts;

@@ -183,14 +183,21 @@ impl CodeLength {
     }
 }
 
-/// A PIN chosen by the API caller (`pin_code`): 4–10 ASCII letters or digits.
+/// Whether `raw` has the shape of a code: 4–10 ASCII letters, digits and hyphens, with at least
+/// one letter or digit (the API's own example is `AKFG-3424`).
+fn is_code(raw: &str) -> bool {
+    (4..=10).contains(&raw.len())
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && raw.bytes().any(|b| b.is_ascii_alphanumeric())
+}
+
+/// A PIN chosen by the API caller (`pin_code`), shaped as [`is_code`] says.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CustomPin(String);
 
 impl CustomPin {
     pub fn parse(raw: &str) -> Option<Self> {
-        let ok = (4..=10).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric());
-        ok.then(|| Self(raw.to_owned()))
+        is_code(raw).then(|| Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -204,14 +211,13 @@ impl fmt::Debug for CustomPin {
     }
 }
 
-/// A code typed by the user on check: 4–10 ASCII letters or digits (custom PINs reach 10).
+/// A code typed by the user on check, shaped as a custom PIN may be (they reach 10 characters).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Candidate(String);
 
 impl Candidate {
     pub fn parse(raw: &str) -> Option<Self> {
-        let ok = (4..=10).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric());
-        ok.then(|| Self(raw.to_owned()))
+        is_code(raw).then(|| Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -341,9 +347,16 @@ mod tests {
     }
 
     #[test]
-    fn pins_and_candidates_are_4_to_10_alphanumerics() {
+    fn pins_and_candidates_are_4_to_10_letters_digits_and_hyphens() {
         assert!(CustomPin::parse("AKFG3424").is_some());
-        assert!(CustomPin::parse("AKFG-3424").is_none());
+        assert!(
+            CustomPin::parse("AKFG-3424").is_some(),
+            "the API's own example"
+        );
+        assert!(Candidate::parse("AKFG-3424").is_some());
+        assert!(CustomPin::parse("----").is_none());
+        assert!(CustomPin::parse("12 34").is_none());
+        assert!(CustomPin::parse("12_34").is_none());
         assert!(CustomPin::parse("123").is_none());
         assert!(CustomPin::parse("12345678901").is_none());
         assert!(Candidate::parse("1234").is_some());

@@ -28,7 +28,10 @@ use super::{
 use crate::channel::inbox::InboxLogError;
 use crate::domain::{DeliveryOrder, EventId, Instant, RequestId, Status, Verification};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_inbox_ends_with_its_request.sql"),
+];
 const POOL_SIZE: usize = 16;
 pub const DEFAULT_DELIVERY_LEASE: Duration = super::sqlite::DEFAULT_DELIVERY_LEASE;
 /// The database's clock in milliseconds: leases compare with it, never with a node's clock.
@@ -208,15 +211,19 @@ async fn save(c: &impl GenericClient, v: &Verification) -> StoreResult<()> {
     .await
     .map_err(pg_err)?;
     if v.status() != Status::InProgress {
-        // Nothing is delivered for an ended request, and its sealed PIN copies go with it.
-        c.execute(
-            &c.prepare_cached("delete from delivery where request_id = $1")
-                .await
-                .map_err(pg_err)?,
-            &[&v.id.as_str()],
-        )
-        .await
-        .map_err(pg_err)?;
+        // Nothing is delivered for an ended request; its sealed PIN copies and the inbox
+        // messages that show its PIN go with it.
+        for sql in [
+            "delete from delivery where request_id = $1",
+            "delete from inbox_message where request_id = $1",
+        ] {
+            c.execute(
+                &c.prepare_cached(sql).await.map_err(pg_err)?,
+                &[&v.id.as_str()],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
     }
     Ok(())
 }
@@ -858,7 +865,9 @@ struct InboxJob {
 }
 
 /// Appends a batch of inbox messages in one statement; a message already there (sent again
-/// after a crash) is kept once.
+/// after a crash) is kept once, and one whose verification is no longer in progress is not kept.
+/// The share lock on the verification's row orders the insert with the transaction that ends
+/// it: either that transaction's delete sees the message, or the insert sees the end.
 async fn append_batch(pool: Pool, jobs: Vec<InboxJob>) {
     let result = append_all(&pool, &jobs).await;
     for job in jobs {
@@ -872,8 +881,11 @@ async fn append_all(pool: &Pool, jobs: &[InboxJob]) -> StoreResult<()> {
         .prepare_cached(
             "insert into inbox_message \
                (message_id, channel, to_number, from_id, text, locale, request_id, created_at) \
-             select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                                  $6::text[], $7::text[], $8::bigint[]) \
+             select m.* from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                                    $6::text[], $7::text[], $8::bigint[]) \
+                  as m(message_id, channel, to_number, from_id, text, locale, request_id, created_at) \
+             where exists (select 1 from verification v \
+                           where v.request_id = m.request_id and v.state = 0 for share) \
              on conflict (message_id) do nothing",
         )
         .await

@@ -11,18 +11,13 @@ async fn the_right_code_answers_0_with_event_id_price_and_currency() {
     };
     let id = app.start(&number(200)).await;
     let pin = app.pin(&number(200), &id).await;
+    let sms = app.messages_for(&number(200), &id, 1).await[0]["id"].clone();
     let body = app
         .call("/verify/check/json", &[("request_id", &id), ("code", &pin)])
         .await;
     assert_eq!(body["status"], "0", "{body}");
     assert_eq!(body["request_id"], id.as_str());
-    let event_id = body["event_id"].as_str().unwrap();
-    assert_eq!(
-        event_id,
-        app.messages_for(&number(200), &id, 1).await[0]["id"]
-            .as_str()
-            .unwrap()
-    );
+    assert_eq!(body["event_id"], sms);
     assert_eq!(body["price"], "0.00000000");
     assert_eq!(body["currency"], "EUR");
     assert_eq!(body["estimated_price_messages_sent"], "0.00000000");
@@ -241,4 +236,64 @@ async fn check_and_control_work_with_get_too() {
         .call_get("/verify/check/json", &[("request_id", &id), ("code", &pin)])
         .await;
     assert_eq!(body["status"], "0");
+}
+
+/// POSTs `form` to an XML endpoint and returns the answer, which must parse as XML 1.0.
+async fn xml_answer(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    key: &str,
+    form: &[(&str, &str)],
+) -> String {
+    let response = app
+        .client
+        .post(app.url(path))
+        .basic_auth(key, Some(&app.secret))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let xml = response.text().await.unwrap();
+    if let Err(e) = roxmltree::Document::parse(&xml) {
+        panic!("{path} answered ill-formed XML ({e}): {xml:?}");
+    }
+    xml
+}
+
+#[tokio::test]
+async fn a_request_id_with_control_characters_is_invalid_and_never_echoed_raw() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    let odd = "ab\u{1}c\u{1b}[2J\u{ffff}";
+    let xml = xml_answer(
+        &app,
+        "/verify/check/xml",
+        &app.key,
+        &[("request_id", odd), ("code", "1234")],
+    )
+    .await;
+    assert!(xml.contains("<status>3</status>"), "{xml}");
+    assert!(xml.contains("<request_id></request_id>"), "{xml}");
+    assert!(xml.contains("Invalid value for param: request_id"), "{xml}");
+    // Refused before the request id is looked at: still echoed, still well-formed.
+    let xml = xml_answer(
+        &app,
+        "/verify/check/xml",
+        "wrong-key",
+        &[("request_id", odd), ("code", "1234")],
+    )
+    .await;
+    assert!(xml.contains("<status>4</status>"), "{xml}");
+    for cmd in ["cancel", "trigger_next_event"] {
+        let xml = xml_answer(
+            &app,
+            "/verify/control/xml",
+            &app.key,
+            &[("request_id", odd), ("cmd", cmd)],
+        )
+        .await;
+        assert!(xml.contains("<status>3</status>"), "{xml}");
+        assert!(!xml.contains("ab"), "not echoed: {xml}");
+    }
 }

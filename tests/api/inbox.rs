@@ -81,3 +81,97 @@ async fn the_health_check_answers_ok_while_the_database_is_reachable() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "ok\n");
 }
+
+async fn inbox_status(app: &crate::helpers::TestApp, host: Option<&str>, query: &str) -> u16 {
+    let mut request = app.client.get(app.url(&format!("/inbox/messages{query}")));
+    if let Some(host) = host {
+        request = request.header("host", host);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn the_inbox_answers_only_a_host_that_names_this_machine_or_an_allowed_name() {
+    let Some(app) = crate::helpers::spawn_app_with(|s| {
+        s.inbox_hosts = vec![verifyd::config::InboxHost::parse("verifyd.test").unwrap()];
+    })
+    .await
+    else {
+        return;
+    };
+    let port = app.app.port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        format!("verifyd.test:{port}"),
+    ] {
+        assert_eq!(inbox_status(&app, Some(&host), "").await, 200, "{host}");
+    }
+    // A page on another site whose name was rebound to 127.0.0.1 sends its own name.
+    for host in [
+        format!("attacker.example:{port}"),
+        "attacker.example".to_owned(),
+        format!("localhost.attacker.example:{port}"),
+    ] {
+        assert_eq!(inbox_status(&app, Some(&host), "").await, 403, "{host}");
+        let page = app
+            .client
+            .get(app.url("/inbox"))
+            .header("host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 403, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn a_to_without_digits_is_an_error_not_every_message() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    app.start(&number(610)).await;
+    for query in ["?to=", "?to=abc", "?to=%2B"] {
+        assert_eq!(inbox_status(&app, None, query).await, 400, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn a_verifications_messages_leave_the_inbox_when_it_ends() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    let verified = app.start(&number(620)).await;
+    let pin = app.pin(&number(620), &verified).await;
+    let cancelled = app.start(&number(621)).await;
+    app.messages_for(&number(621), &cancelled, 1).await;
+    let expiring = app.start_with(&number(622), &[("workflow_id", "6")]).await;
+    app.messages_for(&number(622), &expiring, 1).await;
+    let going_on = app.start(&number(623)).await;
+    app.messages_for(&number(623), &going_on, 1).await;
+
+    let ok = app
+        .call(
+            "/verify/check/json",
+            &[("request_id", &verified), ("code", &pin)],
+        )
+        .await;
+    assert_eq!(ok["status"], "0", "{ok}");
+    app.advance(31).await;
+    let cancel = app
+        .call(
+            "/verify/control/json",
+            &[("request_id", &cancelled), ("cmd", "cancel")],
+        )
+        .await;
+    assert_eq!(cancel["status"], "0", "{cancel}");
+    app.advance(300).await;
+    for n in [620, 621, 622] {
+        assert!(app.inbox(&number(n)).await.is_empty(), "{}", number(n));
+    }
+    assert!(
+        !app.inbox(&number(623)).await.is_empty(),
+        "still in progress"
+    );
+}

@@ -193,3 +193,60 @@ async fn psd2_validates_code_length_workflow_and_timings_like_a_request() {
     let id = body["request_id"].as_str().unwrap();
     assert_eq!(app.pin(&n, id).await.len(), 6);
 }
+
+#[tokio::test]
+async fn amounts_that_two_decimals_would_round_are_refused() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    for amount in ["0.001", "0.005", "48.123", "0", "0.00", "-1", "1e3"] {
+        let body = app
+            .call(
+                "/verify/psd2/json",
+                &[
+                    ("number", &number(510)),
+                    ("payee", "Shop"),
+                    ("amount", amount),
+                ],
+            )
+            .await;
+        assert_eq!(body["status"], "3", "{amount}: {body}");
+        assert_eq!(
+            body["error_text"], "Invalid value for param: amount",
+            "{amount}"
+        );
+    }
+    assert!(app.inbox(&number(510)).await.is_empty());
+    let body = app
+        .call(
+            "/verify/psd2/json",
+            &[
+                ("number", &number(510)),
+                ("payee", "Shop"),
+                ("amount", "0.01"),
+            ],
+        )
+        .await;
+    assert_eq!(body["status"], "0", "{body}");
+    let id = body["request_id"].as_str().unwrap();
+    let sms = &app.messages_for(&number(510), id, 1).await[0];
+    assert!(sms["text"].as_str().unwrap().contains("0.01 EUR"), "{sms}");
+}
+
+#[tokio::test]
+async fn a_payee_with_a_line_break_is_refused() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    for payee in ["Shop\nCode: 0000", "Shop\u{202e}", "Shop\u{0}"] {
+        let body = app
+            .call(
+                "/verify/psd2/json",
+                &[("number", &number(511)), ("payee", payee), ("amount", "5")],
+            )
+            .await;
+        assert_eq!(body["status"], "3", "{payee:?}: {body}");
+        assert_eq!(body["error_text"], "Invalid value for param: payee");
+    }
+    assert!(app.inbox(&number(511)).await.is_empty());
+}

@@ -297,13 +297,15 @@ async fn every_validation_rule_of_the_request_is_enforced() {
         &invalid("pin_code"),
     )
     .await;
-    expect(
-        &app,
-        &[("number", &n), ("brand", "A"), ("pin_code", "AKFG-3424")],
-        "3",
-        &invalid("pin_code"),
-    )
-    .await;
+    for pin in ["AKFG 3424", "----", "12_34"] {
+        expect(
+            &app,
+            &[("number", &n), ("brand", "A"), ("pin_code", pin)],
+            "3",
+            &invalid("pin_code"),
+        )
+        .await;
+    }
     // Nothing above started a verification.
     assert!(app.inbox(&n).await.is_empty());
 }
@@ -536,4 +538,124 @@ async fn a_stored_verification_that_cannot_be_read_answers_status_5_and_is_set_a
     app.advance(125).await;
     let again = app.start(&number(18)).await;
     assert_ne!(again, id);
+}
+
+#[tokio::test]
+async fn texts_with_controls_line_breaks_or_bidi_overrides_are_refused_naming_the_parameter() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    let n = number(15);
+    for (name, value) in [
+        ("brand", "Bank\nCode: 0000"),
+        ("brand", "Bank\r"),
+        ("brand", "A\u{0}B"),
+        ("brand", "Bank\u{85}"),
+        ("brand", "\u{202e}knaB"),
+        ("brand", "Bank\u{2028}0000"),
+        ("sender_id", "VERIFY\u{1}"),
+        ("sender_id", "VER\tIFY"),
+        ("sender_id", "\u{2066}VERIFY"),
+    ] {
+        let mut params = vec![("number", n.as_str()), (name, value)];
+        if name != "brand" {
+            params.push(("brand", "Bank"));
+        }
+        expect(
+            &app,
+            &params,
+            "3",
+            &format!("Invalid value for param: {name}"),
+        )
+        .await;
+    }
+    assert!(
+        app.inbox(&n).await.is_empty(),
+        "no SMS carries a forged line"
+    );
+}
+
+#[tokio::test]
+async fn head_neither_starts_nor_changes_a_verification() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    let n = number(16);
+    for path in ["/verify/json", "/verify/xml", "/verify/psd2/json"] {
+        let response = app
+            .client
+            .head(app.url(path))
+            .query(&[
+                ("api_key", app.key.as_str()),
+                ("api_secret", &app.secret),
+                ("number", &n),
+                ("brand", "AcmeInc"),
+                ("payee", "Shop"),
+                ("amount", "1"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{path}");
+        assert_eq!(response.headers()["allow"], "GET, POST", "{path}");
+    }
+    assert!(app.inbox(&n).await.is_empty(), "nothing was started");
+
+    let id = app.start(&n).await;
+    let pin = app.pin(&n, &id).await;
+    for (path, extra) in [
+        ("/verify/check/json", ("code", pin.as_str())),
+        ("/verify/control/json", ("cmd", "cancel")),
+        ("/verify/control/json", ("cmd", "trigger_next_event")),
+    ] {
+        let response = app
+            .client
+            .head(app.url(path))
+            .query(&[
+                ("api_key", app.key.as_str()),
+                ("api_secret", &app.secret),
+                ("request_id", &id),
+                extra,
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{path} {extra:?}");
+    }
+    let search = app
+        .call("/verify/search/json", &[("request_id", &id)])
+        .await;
+    assert_eq!(search["status"], "IN PROGRESS", "{search}");
+    assert_eq!(search["checks"].as_array().unwrap().len(), 0, "{search}");
+    assert_eq!(search["events"].as_array().unwrap().len(), 1, "{search}");
+}
+
+#[tokio::test]
+async fn the_specs_own_pin_code_example_is_sent_and_checked() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    let id = app
+        .start_with(&number(17), &[("pin_code", "AKFG-3424")])
+        .await;
+    let m = app.messages_for(&number(17), &id, 1).await;
+    assert!(
+        m[0]["text"].as_str().unwrap().contains("AKFG-3424"),
+        "{}",
+        m[0]
+    );
+    let wrong = app
+        .call(
+            "/verify/check/json",
+            &[("request_id", &id), ("code", "AKFG3424")],
+        )
+        .await;
+    assert_eq!(wrong["status"], "16", "{wrong}");
+    let ok = app
+        .call(
+            "/verify/check/json",
+            &[("request_id", &id), ("code", "AKFG-3424")],
+        )
+        .await;
+    assert_eq!(ok["status"], "0", "{ok}");
 }

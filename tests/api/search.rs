@@ -244,3 +244,67 @@ async fn several_results_in_xml_are_verify_request_elements_in_one_root() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_xml_search_stays_well_formed_for_a_control_character_stored_before_it_was_refused() {
+    use verifyd::clock::Clock;
+    use verifyd::domain::locale::Locale;
+    use verifyd::domain::testing::SequenceMinter;
+    use verifyd::domain::{
+        CodeLength, NewVerification, PhoneNumber, Purpose, RequestId, Timing, Verification,
+        Workflow,
+    };
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    // As an earlier verifyd stored it: the API refuses such a sender_id now.
+    let new = NewVerification {
+        id: RequestId::from_bytes([7; 16]),
+        account: app.key.clone(),
+        number: PhoneNumber::parse(&number(330), None).unwrap(),
+        purpose: Purpose::Brand {
+            brand: "Acme".into(),
+            sender_id: "VER\u{1}IFY\u{ffff}".into(),
+        },
+        locale: Locale::from_tag("en-gb").unwrap(),
+        code_length: CodeLength::DEFAULT,
+        workflow: Workflow::parse(1).unwrap(),
+        timing: Timing::default(),
+        custom_pin: None,
+    };
+    let mut minter = SequenceMinter { pins: 0, events: 1 };
+    let (v, first) = Verification::start(new, app.clock.now(), &mut minter);
+    let id = v.id.as_str().to_owned();
+    app.app
+        .store()
+        .create(v, first, app.clock.now())
+        .await
+        .unwrap();
+    let response = app
+        .client
+        .get(app.url("/verify/search/xml"))
+        .basic_auth(&app.key, Some(&app.secret))
+        .query(&[("request_id", &id)])
+        .send()
+        .await
+        .unwrap();
+    let xml = response.text().await.unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}: {xml:?}"));
+    let sender = doc
+        .descendants()
+        .find(|n| n.has_tag_name("sender_id"))
+        .and_then(|n| n.text());
+    assert_eq!(sender, Some("VER\u{fffd}IFY\u{fffd}"));
+}
+
+#[tokio::test]
+async fn a_request_id_with_control_characters_is_invalid_in_search() {
+    let Some(app) = spawn_app().await else {
+        return;
+    };
+    let body = app
+        .call_get("/verify/search/json", &[("request_id", "abc\u{1}")])
+        .await;
+    assert_eq!(body["status"], "3", "{body}");
+    assert_eq!(body["error_text"], "Invalid value for param: request_id");
+}

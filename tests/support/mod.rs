@@ -43,8 +43,24 @@ pub fn start_url(dir: &Path, url: &str, extra: &[&str]) -> Server {
 }
 
 fn start_with_url(dir: &Path, url: &str, port: u16, extra: &[&str]) -> Server {
+    start_command(Command::new(BIN), dir, url, port, extra)
+}
+
+/// Starts `verifyd serve` with the database `db` from a shell that first runs `setup` (say
+/// `ulimit -n 128; umask 022`).
+pub fn start_after(dir: &Path, db: &Path, setup: &str, extra: &[&str]) -> Server {
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(format!("{setup}\nexec \"$0\" \"$@\""))
+        .arg(BIN);
+    let url = format!("sqlite://{}", db.display());
+    start_command(shell, dir, &url, free_port(), extra)
+}
+
+fn start_command(mut command: Command, dir: &Path, url: &str, port: u16, extra: &[&str]) -> Server {
     let stderr = dir.join(format!("server-{port}-{}.log", std::process::id()));
-    let mut child = Command::new(BIN)
+    let mut child = command
         .arg("serve")
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
@@ -104,6 +120,11 @@ fn start_with_url(dir: &Path, url: &str, port: u16, extra: &[&str]) -> Server {
 impl Server {
     pub fn base(&self, scheme: &str) -> String {
         format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's process id (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// SIGKILL: no shutdown code runs.

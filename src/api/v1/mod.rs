@@ -6,10 +6,11 @@ pub mod params;
 pub mod response;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::handler::Handler;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
 use self::error::{Endpoint, V1Error};
@@ -18,10 +19,12 @@ use self::response::{Fields, Format, Reply};
 use super::AppState;
 use crate::auth::{Account, AuthError};
 use crate::domain::locale::{Locale, LocaleSet};
+use crate::domain::plain;
 use crate::domain::{
     Candidate, CodeLength, Country, CustomPin, Instant, PhoneNumber, Purpose, RequestId, Timing,
     Workflow, DEFAULT_SENDER_ID, NEXT_EVENT_WAIT_RANGE, PIN_EXPIRY_RANGE,
 };
+use crate::http::refusals::{self, Reason};
 use crate::service::{
     CheckResult, ControlCommand, ControlResult, Report, StartOutcome, StartRequest,
 };
@@ -33,18 +36,62 @@ const MAX_SEARCH_IDS: usize = 10;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/verify/{format}", get(request).post(request))
-        .route("/verify/psd2/{format}", get(psd2).post(psd2))
-        .route("/verify/check/{format}", get(check).post(check))
-        .route("/verify/search/{format}", get(search).post(search))
-        .route("/verify/control/{format}", get(control).post(control))
+        .route("/verify/{format}", get_or_post(request))
+        .route("/verify/psd2/{format}", get_or_post(psd2))
+        .route("/verify/check/{format}", get_or_post(check))
+        .route("/verify/search/{format}", get_or_post(search))
+        .route("/verify/control/{format}", get_or_post(control))
         .route("/verify/network-unblock", post(network_unblock))
         .layer(DefaultBodyLimit::max(params::MAX_BODY))
+}
+
+/// GET and POST only. axum answers HEAD with a GET route (dropping the body), and a HEAD that
+/// starts a verification throws its request_id away; it is refused instead.
+fn get_or_post<H, T>(handler: H) -> MethodRouter<AppState>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    get(handler.clone()).post(handler).head(|| async {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(axum::http::header::ALLOW, "GET, POST")],
+        )
+    })
+}
+
+/// The refusals that come before a caller is known, counted by client instead of one line each.
+fn unauthenticated(e: &V1Error) -> Option<Reason> {
+    match e {
+        V1Error::Missing("api_key" | "api_secret") => Some(Reason::MissingCredentials),
+        V1Error::BadCredentials => Some(Reason::BadCredentials),
+        V1Error::Barred => Some(Reason::DisabledKey),
+        _ => None,
+    }
+}
+
+/// Logs a refused request: once per request once the caller is known; before that, the first
+/// of each client per window, and the rest in aggregate (`http::refusals`).
+fn log_refusal(app: &AppState, p: &Params, e: &V1Error) {
+    if *e == V1Error::Internal {
+        return; // logged with its cause where it happened
+    }
+    let status = e.status();
+    match unauthenticated(e) {
+        Some(reason) => {
+            if app.refusals.count(p.client(), reason) {
+                tracing::info!(status, reason = %e, client = %refusals::shown(p.client()), "v1 request refused");
+            }
+        }
+        None => tracing::info!(status, reason = %e, "v1 request refused"),
+    }
 }
 
 /// Writes the reply or the error in the endpoint's own shape, and logs the error: this is the one
 /// place a v1 error is logged.
 fn finish(
+    app: &AppState,
+    p: &Params,
     endpoint: Endpoint,
     format: Format,
     result: Result<Reply, V1Error>,
@@ -54,9 +101,7 @@ fn finish(
         Ok(reply) => reply.render(format),
         Err(e) => {
             let status = e.status();
-            if e != V1Error::Internal {
-                tracing::info!(status, reason = %e, "v1 request refused");
-            }
+            log_refusal(app, p, &e);
             let text = e.text(endpoint);
             let (root, fields) = match endpoint {
                 Endpoint::Request | Endpoint::Psd2 => {
@@ -125,8 +170,18 @@ fn optional_int(
     }
 }
 
-fn max_chars(text: &str, n: usize) -> bool {
-    text.chars().count() <= n
+/// A text that goes into a message or an answer: at most `max` characters, none that could
+/// break a line or an answer ([`plain::is_plain`]).
+fn text_param<'a>(
+    p: &'a Params,
+    name: &'static str,
+    max: usize,
+) -> Result<Option<&'a str>, V1Error> {
+    match p.get(name) {
+        None => Ok(None),
+        Some(text) if text.chars().count() <= max && plain::is_plain(text) => Ok(Some(text)),
+        Some(_) => Err(V1Error::Invalid(name)),
+    }
 }
 
 /// The parameters `/verify` and `/verify/psd2` share: number, country, code length, locale and
@@ -182,14 +237,8 @@ async fn request(State(app): State<AppState>, Path(format): Path<String>, p: Par
         let account = authenticate(&app, &p).await?;
         let (number, code_length, locale, workflow, timing) =
             parse_common(&p, LocaleSet::Standard)?;
-        let brand = required(&p, "brand")?;
-        if !max_chars(brand, MAX_BRAND) {
-            return Err(V1Error::Invalid("brand"));
-        }
-        let sender_id = p.get("sender_id").unwrap_or(DEFAULT_SENDER_ID);
-        if !max_chars(sender_id, MAX_SENDER_ID) {
-            return Err(V1Error::Invalid("sender_id"));
-        }
+        let brand = text_param(&p, "brand", MAX_BRAND)?.ok_or(V1Error::Missing("brand"))?;
+        let sender_id = text_param(&p, "sender_id", MAX_SENDER_ID)?.unwrap_or(DEFAULT_SENDER_ID);
         let custom_pin = match p.get("pin_code") {
             Some(raw) => Some(CustomPin::parse(raw).ok_or(V1Error::Invalid("pin_code"))?),
             None => None,
@@ -209,13 +258,25 @@ async fn request(State(app): State<AppState>, Path(format): Path<String>, p: Par
         started(app.service.start(&account, req).await.map_err(internal)?)
     }
     .await;
-    finish(Endpoint::Request, format, result, "")
+    finish(&app, &p, Endpoint::Request, format, result, "")
 }
 
-/// Formats a payment amount in euro with two decimals; it must be a positive number.
+/// A payment amount in euro as the message shows it, with two decimals. Only what two decimals
+/// show exactly is taken: `0.001` would read "0.00" and `0.005` "0.01" on the phone.
 fn parse_amount(raw: &str) -> Option<String> {
-    let amount: f64 = raw.trim().parse().ok()?;
-    (amount.is_finite() && amount > 0.0 && amount < 1e12).then(|| format!("{amount:.2}"))
+    const MAX_WHOLE_DIGITS: usize = 12;
+    let raw = raw.trim();
+    let (whole, cents) = raw.split_once('.').unwrap_or((raw, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || whole.len() > MAX_WHOLE_DIGITS || !digits(whole) || !digits(cents) {
+        return None;
+    }
+    if cents.len() > 2 || (raw.contains('.') && cents.is_empty()) {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let cents: u64 = format!("{cents:0<2}").parse().ok()?;
+    (whole > 0 || cents > 0).then(|| format!("{whole}.{cents:02}"))
 }
 
 async fn psd2(State(app): State<AppState>, Path(format): Path<String>, p: Params) -> Response {
@@ -226,10 +287,7 @@ async fn psd2(State(app): State<AppState>, Path(format): Path<String>, p: Params
     let result = async {
         let account = authenticate(&app, &p).await?;
         let (number, code_length, locale, workflow, timing) = parse_common(&p, LocaleSet::Psd2)?;
-        let payee = required(&p, "payee")?;
-        if !max_chars(payee, MAX_PAYEE) {
-            return Err(V1Error::Invalid("payee"));
-        }
+        let payee = text_param(&p, "payee", MAX_PAYEE)?.ok_or(V1Error::Missing("payee"))?;
         let amount = parse_amount(required(&p, "amount")?).ok_or(V1Error::Invalid("amount"))?;
         let req = StartRequest {
             number,
@@ -246,14 +304,20 @@ async fn psd2(State(app): State<AppState>, Path(format): Path<String>, p: Params
         started(app.service.start(&account, req).await.map_err(internal)?)
     }
     .await;
-    finish(Endpoint::Psd2, Format::Json, result, "")
+    finish(&app, &p, Endpoint::Psd2, Format::Json, result, "")
 }
 
-/// A `request_id` parameter: longer than the API's 32 characters is invalid; any other string
-/// that is not one of ours is simply not found.
+/// A request id as given, which some answers echo: at most the API's 32 characters, and plain
+/// text.
+fn is_echoable_id(raw: &str) -> bool {
+    raw.len() <= 32 && plain::is_plain(raw)
+}
+
+/// A `request_id` parameter: longer than the API's 32 characters, or holding a control
+/// character, is invalid; any other string that is not one of ours is simply not found.
 fn request_id_param(p: &Params) -> Result<(String, Option<RequestId>), V1Error> {
     let raw = required(p, "request_id")?;
-    if raw.len() > 32 {
+    if !is_echoable_id(raw) {
         return Err(V1Error::Invalid("request_id"));
     }
     Ok((raw.to_owned(), RequestId::parse(raw)))
@@ -263,7 +327,12 @@ async fn check(State(app): State<AppState>, Path(format): Path<String>, p: Param
     let Some(format) = Format::parse(&format) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let echo = p.get("request_id").unwrap_or("").to_owned();
+    // Every check error echoes the request id, once it is one that may be echoed.
+    let echo = p
+        .get("request_id")
+        .filter(|raw| is_echoable_id(raw))
+        .unwrap_or("")
+        .to_owned();
     let result = async {
         let account = authenticate(&app, &p).await?;
         let (raw, id) = request_id_param(&p)?;
@@ -300,7 +369,7 @@ async fn check(State(app): State<AppState>, Path(format): Path<String>, p: Param
         }
     }
     .await;
-    finish(Endpoint::Check, format, result, &echo)
+    finish(&app, &p, Endpoint::Check, format, result, &echo)
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC, as search writes every date.
@@ -394,7 +463,7 @@ async fn search(State(app): State<AppState>, Path(format): Path<String>, p: Para
         if raws.len() > MAX_SEARCH_IDS {
             return Err(V1Error::TooManyRequestIds);
         }
-        if raws.iter().any(|r| r.len() > 32) {
+        if !raws.iter().all(|r| is_echoable_id(r)) {
             return Err(V1Error::Invalid(if several {
                 "request_ids"
             } else {
@@ -429,7 +498,7 @@ async fn search(State(app): State<AppState>, Path(format): Path<String>, p: Para
         }
     }
     .await;
-    finish(Endpoint::Search, format, result, "")
+    finish(&app, &p, Endpoint::Search, format, result, "")
 }
 
 async fn control(State(app): State<AppState>, Path(format): Path<String>, p: Params) -> Response {
@@ -464,7 +533,7 @@ async fn control(State(app): State<AppState>, Path(format): Path<String>, p: Par
         }
     }
     .await;
-    finish(Endpoint::Control, format, result, "")
+    finish(&app, &p, Endpoint::Control, format, result, "")
 }
 
 async fn network_unblock(State(app): State<AppState>, headers: HeaderMap, p: Params) -> Response {
@@ -475,9 +544,7 @@ async fn network_unblock(State(app): State<AppState>, headers: HeaderMap, p: Par
         .to_owned();
     let auth = authenticate(&app, &p).await.map(|_| ());
     if let Err(e) = &auth {
-        if *e != V1Error::Internal {
-            tracing::info!(reason = %e, "network unblock refused");
-        }
+        log_refusal(&app, &p, e);
     }
     let (status, kind, title, detail) = error::network_unblock_answer(auth);
     let body = serde_json::json!({
@@ -516,9 +583,35 @@ mod tests {
     fn amounts_are_positive_numbers_printed_with_two_decimals() {
         assert_eq!(parse_amount("48").as_deref(), Some("48.00"));
         assert_eq!(parse_amount("48.5").as_deref(), Some("48.50"));
-        assert_eq!(parse_amount("0"), None);
-        assert_eq!(parse_amount("-1"), None);
-        assert_eq!(parse_amount("NaN"), None);
-        assert_eq!(parse_amount("abc"), None);
+        assert_eq!(parse_amount(" 0.01 ").as_deref(), Some("0.01"));
+        assert_eq!(parse_amount("007.10").as_deref(), Some("7.10"));
+        assert_eq!(
+            parse_amount("999999999999.99").as_deref(),
+            Some("999999999999.99")
+        );
+        for refused in [
+            "0",
+            "0.00",
+            "-1",
+            "NaN",
+            "abc",
+            "",
+            ".5",
+            "5.",
+            "1e3",
+            "+5",
+            "1 000",
+            "1000000000000",
+        ] {
+            assert_eq!(parse_amount(refused), None, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn amounts_that_two_decimals_cannot_show_are_refused() {
+        assert_eq!(parse_amount("0.001"), None, "would read 0.00");
+        assert_eq!(parse_amount("0.005"), None, "would read 0.01");
+        assert_eq!(parse_amount("48.123"), None);
+        assert_eq!(parse_amount("48.100"), None);
     }
 }

@@ -2,11 +2,18 @@
 //! merged. The body is parsed by its content, not its Content-Type, because official SDKs send
 //! form bodies labelled `application/json` (vonage-python-sdk issue #323).
 
+use std::net::IpAddr;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONNECTION};
+use axum::http::{HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+
+use crate::api::AppState;
+use crate::http::refusals::{self, Reason};
+use crate::http::{BodyTimeout, ConnInfo};
 
 /// Largest body accepted; a Verify request is a few hundred bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -18,6 +25,8 @@ pub struct Params {
     pairs: Vec<(String, String)>,
     /// Credentials from `Authorization: Basic`, when present and well formed.
     basic: Option<(String, String)>,
+    /// The address the request came from, when it came over a socket.
+    client: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for Params {
@@ -39,7 +48,12 @@ impl Params {
         Self {
             pairs,
             basic: authorization.and_then(parse_basic),
+            client: None,
         }
+    }
+
+    pub fn client(&self) -> Option<IpAddr> {
+        self.client
     }
 
     /// The first non-empty value of `name`.
@@ -113,25 +127,52 @@ pub fn parse_int(raw: &str) -> Option<i64> {
     })
 }
 
-impl<S: Send + Sync> FromRequest<S> for Params {
+impl FromRequest<AppState> for Params {
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Self::Rejection> {
         let query = req.uri().query().map(str::to_owned);
         let authorization = req
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        Ok(Params::from_parts(
-            query.as_deref(),
-            &bytes,
-            authorization.as_deref(),
-        ))
+        let client = req.extensions().get::<ConnInfo>().map(|c| c.peer.ip());
+        let http1 = req.version() < Version::HTTP_2;
+        let bytes = match Bytes::from_request(req, app).await {
+            Ok(bytes) => bytes,
+            Err(rejection) if caused_by::<BodyTimeout>(&rejection) => {
+                if app.refusals.count(client, Reason::BodyTimeout) {
+                    tracing::info!(client = %refusals::shown(client), "request refused: its body did not arrive within the body timeout");
+                }
+                let mut answer =
+                    (StatusCode::REQUEST_TIMEOUT, "request body too slow\n").into_response();
+                if http1 {
+                    // The rest of the body may still come; the connection cannot be read further.
+                    answer
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                return Err(answer);
+            }
+            Err(rejection) => return Err(rejection.into_response()),
+        };
+        let mut params = Params::from_parts(query.as_deref(), &bytes, authorization.as_deref());
+        params.client = client;
+        Ok(params)
     }
+}
+
+/// Whether `error` or one of its sources is an `E`.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<E>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -68,12 +68,12 @@ impl Reply {
                 with_type(body, "application/json")
             }
             Format::Xml => {
-                let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+                let mut xml = XmlWriter::new();
                 match self.root {
-                    Some(root) => write_xml(&mut out, root, &self.fields),
-                    None => write_fields(&mut out, &self.fields),
+                    Some(root) => xml.element(root, &self.fields),
+                    None => xml.fields(&self.fields),
                 }
-                with_type(out.into_bytes(), "text/xml")
+                with_type(xml.finish().into_bytes(), "text/xml")
             }
         }
     }
@@ -103,54 +103,85 @@ impl serde::Serialize for Fields {
     }
 }
 
-fn write_xml(out: &mut String, name: &str, fields: &Fields) {
-    out.push('<');
-    out.push_str(name);
-    out.push('>');
-    write_fields(out, fields);
-    out.push_str("</");
-    out.push_str(name);
-    out.push('>');
+/// Writes an XML 1.0 document that is well-formed whatever the text in it. Element names are
+/// the code's own constants; text is escaped, and a character XML 1.0 does not allow (C0 controls
+/// other than tab and line feed, U+FFFE, U+FFFF) is written as U+FFFD: neither a value stored
+/// before verifyd refused such characters nor an echoed parameter can break an answer. A carriage
+/// return is written as a reference so that parsers do not turn it into a line feed.
+struct XmlWriter {
+    out: String,
 }
 
-fn write_fields(out: &mut String, fields: &Fields) {
-    for (field, value) in &fields.0 {
-        match value {
-            Value::Text(t) => {
-                out.push('<');
-                out.push_str(field);
-                out.push('>');
-                escape_into(out, t);
-                out.push_str("</");
-                out.push_str(field);
-                out.push('>');
-            }
-            Value::List { item, records } => {
-                out.push('<');
-                out.push_str(field);
-                out.push('>');
-                for r in records {
-                    write_xml(out, item, r);
+impl XmlWriter {
+    fn new() -> Self {
+        Self {
+            out: String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"),
+        }
+    }
+
+    fn element(&mut self, name: &'static str, fields: &Fields) {
+        self.open(name);
+        self.fields(fields);
+        self.close(name);
+    }
+
+    fn fields(&mut self, fields: &Fields) {
+        for (name, value) in &fields.0 {
+            match value {
+                Value::Text(text) => {
+                    self.open(name);
+                    self.text(text);
+                    self.close(name);
                 }
-                out.push_str("</");
-                out.push_str(field);
-                out.push('>');
+                Value::List { item, records } => {
+                    self.open(name);
+                    for record in records {
+                        self.element(item, record);
+                    }
+                    self.close(name);
+                }
             }
         }
     }
-}
 
-fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
+    fn open(&mut self, name: &'static str) {
+        debug_assert!(is_xml_name(name), "{name}");
+        self.out.push('<');
+        self.out.push_str(name);
+        self.out.push('>');
+    }
+
+    fn close(&mut self, name: &'static str) {
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push('>');
+    }
+
+    fn text(&mut self, text: &str) {
+        for c in text.chars() {
+            match c {
+                '<' => self.out.push_str("&lt;"),
+                '>' => self.out.push_str("&gt;"),
+                '&' => self.out.push_str("&amp;"),
+                '"' => self.out.push_str("&quot;"),
+                '\'' => self.out.push_str("&apos;"),
+                '\r' => self.out.push_str("&#13;"),
+                '\t' | '\n' => self.out.push(c),
+                '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => self.out.push('\u{fffd}'),
+                c => self.out.push(c),
+            }
         }
     }
+
+    fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// Element names here are lowercase ASCII words with underscores.
+fn is_xml_name(name: &str) -> bool {
+    name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
 #[cfg(test)]
@@ -163,13 +194,55 @@ mod tests {
             .text("status", "0")
             .text("brand", "A&B <x>")
             .list("events", "event", vec![Fields::new().text("type", "sms")]);
-        let mut out = String::new();
-        write_xml(&mut out, "verify_request", &f);
+        let mut xml = XmlWriter::new();
+        xml.element("verify_request", &f);
         assert_eq!(
-            out,
-            "<verify_request><status>0</status><brand>A&amp;B &lt;x&gt;</brand>\
+            xml.finish(),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<verify_request><status>0</status><brand>A&amp;B &lt;x&gt;</brand>\
              <events><event><type>sms</type></event></events></verify_request>"
         );
+    }
+
+    fn xml_with_text(text: &str) -> String {
+        let mut xml = XmlWriter::new();
+        xml.element("r", &Fields::new().text("t", text));
+        xml.finish()
+    }
+
+    #[test]
+    fn xml_stays_well_formed_whatever_character_the_text_holds() {
+        let every: Vec<char> = (0..=0x10ffff).filter_map(char::from_u32).collect();
+        for chunk in every.chunks(4096) {
+            let text: String = chunk.iter().collect();
+            let xml = xml_with_text(&text);
+            let doc = roxmltree::Document::parse(&xml)
+                .unwrap_or_else(|e| panic!("ill-formed for U+{:04X}..: {e}", u32::from(chunk[0])));
+            let read = doc
+                .root_element()
+                .first_child()
+                .unwrap()
+                .text()
+                .unwrap_or("");
+            let expected: String = chunk
+                .iter()
+                .map(|&c| match c {
+                    '\t' | '\n' | '\r' => c,
+                    '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => '\u{fffd}',
+                    c => c,
+                })
+                .collect();
+            assert!(
+                read == expected,
+                "U+{:04X}.. read back differently",
+                u32::from(chunk[0])
+            );
+        }
+    }
+
+    #[test]
+    fn xml_replaces_what_xml_forbids_and_keeps_what_it_allows() {
+        assert!(xml_with_text("a\u{1}b\u{ffff}").contains("<t>a\u{fffd}b\u{fffd}</t>"));
+        assert!(xml_with_text("a\r\nb\tc").contains("<t>a&#13;\nb\tc</t>"));
     }
 
     #[test]

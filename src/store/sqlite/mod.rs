@@ -44,6 +44,7 @@ const STATE_SET_ASIDE: i64 = -1;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_keys_by_request.sql"),
+    include_str!("../../../migrations/sqlite/0003_inbox_ends_with_its_request.sql"),
 ];
 
 /// What an operation sees on the writer thread.
@@ -166,8 +167,26 @@ fn open_reader(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
+/// Creates `path` empty, readable and writable by its owner only, unless it exists. SQLite gives
+/// the WAL and shared-memory files the database file's mode, so they are private too.
+pub fn create_private_file(path: &Path) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create the database {}", path.display())),
+    }
+}
+
 /// Opens (creating if needed) the database file and brings its schema up to date.
 pub fn open_and_migrate(path: &Path) -> anyhow::Result<Connection> {
+    create_private_file(path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -597,11 +616,17 @@ fn save(tx: &mut Tx<'_>, v: Verification) -> StoreResult<Arc<Verification>> {
     ])
     .map_err(db_err)?;
     if v.status() != Status::InProgress {
-        // Nothing is delivered for an ended request, and its sealed PIN copies go with it.
-        conn.prepare_cached("delete from delivery where request_id = ?1")
-            .map_err(db_err)?
-            .execute(params![v.id.as_str()])
-            .map_err(db_err)?;
+        // Nothing is delivered for an ended request; its sealed PIN copies and the inbox
+        // messages that show its PIN go with it.
+        for sql in [
+            "delete from delivery where request_id = ?1",
+            "delete from inbox_message where request_id = ?1",
+        ] {
+            conn.prepare_cached(sql)
+                .map_err(db_err)?
+                .execute(params![v.id.as_str()])
+                .map_err(db_err)?;
+        }
     }
     let v = Arc::new(v);
     tx.written.push(v.clone());
@@ -1155,10 +1180,14 @@ impl InboxLog for SqliteStore {
             .map_err(|e| InboxLogError(format!("created_at: {e}")))?
             .timestamp_millis();
         self.write(move |conn| {
+            // A message whose verification ended while it was on its way is not kept: the end
+            // took the verification's other messages already.
             conn.prepare_cached(
                 "insert into inbox_message \
                  (message_id, channel, to_number, from_id, text, locale, request_id, created_at) \
-                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) on conflict (request_id, message_id) do nothing",
+                 select ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 where exists \
+                   (select 1 from verification where request_id = ?7 and state = 0) \
+                 on conflict (request_id, message_id) do nothing",
             )
             .map_err(db_err)?
             .execute(params![
