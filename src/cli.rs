@@ -132,13 +132,15 @@ pub struct ServeArgs {
     #[arg(long, env = "VERIFYD_IDLE_TIMEOUT", default_value_t = HttpLimits::default().idle_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub idle_timeout: u64,
 
-    /// Connections open at once; more wait until one closes. Default: three quarters of the
-    /// open-file limit (ulimit -n), and never more than that.
+    /// Connections open at once; more wait until one closes, and idle keep-alive connections
+    /// close to make room. Default: three quarters of the open-file limit (ulimit -n), and never
+    /// more than that.
     #[arg(long, env = "VERIFYD_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
 
-    /// A host name the inbox pages answer to, besides loopback addresses, `localhost` and the
-    /// listen address (repeat the flag; comma-separated in the environment).
+    /// A host name or IP address the inbox pages answer to (as clients write it in the Host
+    /// header), besides loopback addresses, `localhost` and the listen address (repeat the flag;
+    /// comma-separated in the environment).
     #[arg(
         long = "inbox-host",
         env = "VERIFYD_INBOX_HOSTS",

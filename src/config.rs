@@ -140,13 +140,18 @@ impl Default for HttpLimits {
     }
 }
 
-/// A host name the inbox pages answer to besides loopback and the listen address: a name
-/// without port, as it appears in the Host header.
+/// A host the inbox pages answer to besides loopback and the listen address: a name or an IP
+/// address, without port, as it appears in the Host header (the address a port mapping or a
+/// proxy puts there, say).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InboxHost(String);
 
 impl InboxHost {
     pub fn parse(raw: &str) -> anyhow::Result<Self> {
+        let bare = raw.trim().trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+            return Ok(Self(ip.to_canonical().to_string()));
+        }
         let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
         let valid = !name.is_empty()
             && name.len() <= 253
@@ -254,6 +259,14 @@ mod tests {
         assert!(InboxHost::parse("").is_err());
         assert!(InboxHost::parse("a..b").is_err());
         assert!(InboxHost::parse("evil.com/x").is_err());
+        assert_eq!(
+            InboxHost::parse("192.0.2.10").unwrap().as_str(),
+            "192.0.2.10"
+        );
+        assert_eq!(
+            InboxHost::parse("[2001:DB8::1]").unwrap().as_str(),
+            "2001:db8::1"
+        );
     }
 
     #[test]

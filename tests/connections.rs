@@ -146,7 +146,7 @@ async fn an_idle_keep_alive_connection_lives_for_the_idle_timeout_not_the_header
     let (_, after) = read_until_closed(&mut conn, Duration::from_secs(10))
         .await
         .expect("closed once idle");
-    assert!(after >= Duration::from_millis(2_800), "{after:?}");
+    assert!(after >= Duration::from_secs(2), "{after:?}");
     assert!(after < Duration::from_secs(6), "{after:?}");
 }
 
@@ -174,20 +174,43 @@ async fn a_silent_tls_connection_is_closed_after_the_header_timeout_too() {
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
     let (app, _dir) = serve_with(2, 10, 30, |s| s.http.max_connections = Some(3)).await;
+    let opened = Instant::now();
     let mut silent = Vec::new();
     for _ in 0..3 {
         silent.push(TcpStream::connect(app.addr()).await.unwrap());
     }
     // Let the server take the three before the fourth arrives.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut fourth = TcpStream::connect(app.addr()).await.unwrap();
+    fourth.write_all(HEALTH).await.unwrap();
+    let answer = read_health_answer(&mut fourth).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Not before the silent ones were closed, 2 s after they were accepted.
+    assert!(
+        opened.elapsed() >= Duration::from_millis(1_900),
+        "answered after {:?}: the cap did not hold",
+        opened.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_make_room_when_the_cap_is_reached() {
+    let (app, _dir) = serve_with(10, 10, 60, |s| s.http.max_connections = Some(3)).await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut conn = TcpStream::connect(app.addr()).await.unwrap();
+        conn.write_all(HEALTH).await.unwrap();
+        read_health_answer(&mut conn).await;
+        idle.push(conn);
+    }
     let started = Instant::now();
     let mut fourth = TcpStream::connect(app.addr()).await.unwrap();
     fourth.write_all(HEALTH).await.unwrap();
     let answer = read_health_answer(&mut fourth).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
-        started.elapsed() >= Duration::from_millis(1_200),
-        "answered at once ({:?}): the cap did not hold",
+        started.elapsed() < Duration::from_secs(5),
+        "waited {:?} for the idle timeout",
         started.elapsed()
     );
 }
@@ -263,6 +286,27 @@ fn silent_sockets_cannot_take_every_descriptor_of_a_server_limited_to_128() {
     drop(silent);
 }
 
+/// The refusals a log accounts for: lines of their own, and the sums of the summary lines.
+fn refusals_in(log: &str) -> (usize, Vec<&str>, u64) {
+    let own = log
+        .lines()
+        .filter(|l| l.contains("v1 request refused"))
+        .count();
+    let summaries: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused requests, counted instead of logged one by one"))
+        .collect();
+    let summed = summaries
+        .iter()
+        .map(|l| {
+            let after = l.split("refused=").nth(1).expect("a count");
+            let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u64>().unwrap()
+        })
+        .sum();
+    (own, summaries, summed)
+}
+
 #[test]
 fn a_flood_of_refused_requests_is_logged_in_aggregate() {
     let dir = tempfile::tempdir().unwrap();
@@ -270,6 +314,7 @@ fn a_flood_of_refused_requests_is_logged_in_aggregate() {
     let client = reqwest::blocking::Client::new();
     let url = format!("{}/verify/json", server.base("http"));
     const FLOOD: usize = 3_000;
+    let started = Instant::now();
     for i in 0..FLOOD {
         let form: &[(&str, &str)] = if i % 2 == 0 {
             &[
@@ -284,19 +329,41 @@ fn a_flood_of_refused_requests_is_logged_in_aggregate() {
             client.post(&url).form(form).send().unwrap().json().unwrap();
         assert_ne!(answer["status"], "0");
     }
-    let summary = "refused requests, counted instead of logged one by one";
-    let log = wait_for_log(&server, summary, Duration::from_secs(15));
-    let lines = log.lines().filter(|l| l.contains("refused")).count();
-    assert!(lines <= 3, "{lines} lines for {FLOOD} refusals:\n{log}");
-    let line = log
-        .lines()
-        .find(|l| l.contains(summary))
-        .unwrap_or_else(|| panic!("{log}"));
-    assert!(line.contains("client=127.0.0.1"), "{line}");
-    assert!(line.contains(&format!("refused={}", FLOOD - 1)), "{line}");
+    // Summaries come at the end of each 10 s window; the flood may span more than one.
+    let windows = started.elapsed().as_secs() as usize / 10 + 2;
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let log = loop {
+        let log = server.log();
+        let (own, _, summed) = refusals_in(&log);
+        if own as u64 + summed >= FLOOD as u64 || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (own, summaries, summed) = refusals_in(&log);
+    assert_eq!(
+        own as u64 + summed,
+        FLOOD as u64,
+        "every refusal counted:\n{log}"
+    );
     assert!(
-        line.contains("missing credentials: 1500, bad credentials: 1499"),
-        "{line}"
+        own <= windows,
+        "{own} lines of their own in {windows} windows:\n{log}"
+    );
+    assert!(summaries.len() <= windows, "{log}");
+    assert!(
+        summaries.iter().all(|l| l.contains("client=127.0.0.1")),
+        "{log}"
+    );
+    assert!(
+        summaries
+            .iter()
+            .any(|l| l.contains("missing credentials: ")),
+        "{log}"
+    );
+    assert!(
+        summaries.iter().any(|l| l.contains("bad credentials: ")),
+        "{log}"
     );
 }
 

@@ -31,7 +31,7 @@ pub struct Inbox {
 }
 
 /// The hosts the inbox answers to: loopback addresses, `localhost`, the listen address, the
-/// address a connection reached, and names the operator allowed (`--inbox-host`).
+/// address a connection reached, and names and addresses the operator allowed (`--inbox-host`).
 pub struct InboxAccess {
     listen: IpAddr,
     names: Vec<InboxHost>,
@@ -53,7 +53,8 @@ impl InboxAccess {
             let listen = self.listen.to_canonical();
             return ip.is_loopback()
                 || (ip == listen && !listen.is_unspecified())
-                || Some(ip) == local.map(|l| l.to_canonical());
+                || Some(ip) == local.map(|l| l.to_canonical())
+                || self.names.iter().any(|n| n.as_str() == ip.to_string());
         }
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         name == "localhost" || self.names.iter().any(|n| n.as_str() == name)
@@ -214,7 +215,11 @@ mod tests {
     fn access() -> InboxAccess {
         InboxAccess::new(
             "192.0.2.10".parse().unwrap(),
-            vec![InboxHost::parse("verifyd.test").unwrap()],
+            vec![
+                InboxHost::parse("verifyd.test").unwrap(),
+                InboxHost::parse("198.51.100.7").unwrap(),
+                InboxHost::parse("2001:db8::7").unwrap(),
+            ],
         )
     }
 
@@ -233,6 +238,8 @@ mod tests {
             "192.0.2.10:8080",
             "verifyd.test:8080",
             "Verifyd.Test",
+            "198.51.100.7:8081",
+            "[2001:db8::7]:8081",
         ] {
             assert!(a.allows(Some(host), None), "{host}");
         }

@@ -5,6 +5,10 @@
 
 /// The first character of `text` that may not be in a message or an answer, if any.
 pub fn forbidden_char(text: &str) -> Option<char> {
+    // Printable ASCII, nearly every text, is decided a byte at a time.
+    if text.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return None;
+    }
     text.chars().find(|&c| is_forbidden(c))
 }
 

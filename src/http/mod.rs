@@ -96,6 +96,8 @@ struct Shared {
     tls: Option<TlsAcceptor>,
     limits: HttpLimits,
     refusals: Arc<Refusals>,
+    /// Counts the times the cap was reached; idle connections close when it moves.
+    pressure: watch::Sender<u64>,
 }
 
 /// Serves on `listener` (already bound) until told to stop.
@@ -108,6 +110,7 @@ pub fn spawn(listener: std::net::TcpListener, config: Config) -> io::Result<Serv
         tls: config.tls,
         limits: config.limits,
         refusals: config.refusals,
+        pressure: watch::Sender::new(0),
     });
     let (stop, stopping) = watch::channel(Stop::No);
     let task = tokio::spawn(accept_loop(
@@ -196,10 +199,11 @@ async fn accept_loop(
     let mut accept_warning = Throttled::default();
     loop {
         // A slot first: at the cap, new connections wait in the kernel's listen backlog, where
-        // they hold no descriptor of ours.
+        // they hold no descriptor of ours, and idle keep-alive connections make room for them.
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
+                shared.pressure.send_modify(|times| *times += 1);
                 if let Some(held_back) = cap_warning.due() {
                     tracing::warn!(
                         max_connections,
@@ -216,15 +220,19 @@ async fn accept_loop(
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of descriptors (another part of the process used them) or a
-                    // connection reset before it was accepted; try again shortly.
+                Err(e) if out_of_resources(&e) => {
+                    // Another part of the process used the descriptors (or memory) up; accepting
+                    // again at once would spin.
                     if let Some(held_back) = accept_warning.due() {
                         tracing::warn!(error = %e, times_since_last_line = held_back, "cannot accept a connection");
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                        _ = stop_asked(&mut stopping) => break,
+                    }
                 }
+                // The client gave up before it was accepted.
+                Err(_) => continue,
             },
             _ = stop_asked(&mut stopping) => break,
         };
@@ -249,6 +257,16 @@ async fn accept_loop(
 /// GOAWAY) before it is dropped.
 const GOODBYE: Duration = Duration::from_secs(1);
 
+/// Accept errors that come from this process or machine running short, not from the client.
+fn out_of_resources(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    let code = e.raw_os_error().map(Errno::from_raw_os_error);
+    matches!(
+        code,
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
+    )
+}
+
 async fn serve(
     stream: TcpStream,
     info: ConnInfo,
@@ -265,34 +283,22 @@ async fn serve(
         info,
         body_timeout: limits.body_timeout,
     };
+    let mut conn = Conn {
+        builder: &shared.builder,
+        watch: &watch,
+        pressure: shared.pressure.subscribe(),
+        stopping: &mut stopping,
+    };
     let result = match &shared.tls {
-        None => {
-            drive(
-                &shared.builder,
-                TokioIo::new(io),
-                service,
-                &watch,
-                &mut stopping,
-            )
-            .await
-        }
+        None => conn.drive(TokioIo::new(io), service).await,
         Some(tls) => {
             let handshake = tokio::select! {
                 done = tls.accept(io) => Some(done),
                 _ = watch.expiry() => None,
-                _ = stop_asked(&mut stopping) => None,
+                _ = stop_asked(conn.stopping) => None,
             };
             match handshake {
-                Some(Ok(io)) => {
-                    drive(
-                        &shared.builder,
-                        TokioIo::new(io),
-                        service,
-                        &watch,
-                        &mut stopping,
-                    )
-                    .await
-                }
+                Some(Ok(io)) => conn.drive(TokioIo::new(io), service).await,
                 Some(Err(e)) => Err(e.into()),
                 None => Ok(()),
             }
@@ -322,36 +328,52 @@ async fn serve(
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Serves one connection until it ends, its deadline passes or a stop says so.
-async fn drive<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    io: I,
-    service: ConnService,
-    watch: &Watch,
-    stopping: &mut watch::Receiver<Stop>,
-) -> Result<(), BoxError>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
-    let goodbye_by = tokio::select! {
-        done = conn.as_mut() => return done,
-        why = watch.expiry() => match why {
-            // Mid-request: nothing to finish, and a slow client would take its time.
-            Expiry::Headers => return Ok(()),
-            Expiry::Idle => Instant::now() + GOODBYE,
-        },
-        stop = stop_asked(stopping) => match stop {
-            Stop::Gracefully(deadline) => deadline,
-            Stop::No | Stop::Now => return Ok(()),
-        },
-    };
-    conn.as_mut().graceful_shutdown();
-    tokio::select! {
-        done = conn.as_mut() => done,
-        _ = tokio::time::sleep_until(goodbye_by) => Ok(()),
-        _ = stop_now_asked(stopping) => Ok(()),
+/// What one connection's task watches besides the connection itself.
+struct Conn<'a> {
+    builder: &'a auto::Builder<TokioExecutor>,
+    watch: &'a Watch,
+    /// Moves when the cap is reached: an idle connection then makes room.
+    pressure: watch::Receiver<u64>,
+    stopping: &'a mut watch::Receiver<Stop>,
+}
+
+impl Conn<'_> {
+    /// Serves the connection until it ends, its deadline passes, the cap needs its slot while it
+    /// is idle, or a stop says so.
+    async fn drive<I>(&mut self, io: I, service: ConnService) -> Result<(), BoxError>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let conn = self.builder.serve_connection(io, service);
+        tokio::pin!(conn);
+        let expiry = self.watch.expiry();
+        tokio::pin!(expiry);
+        let goodbye_by = loop {
+            tokio::select! {
+                done = conn.as_mut() => return done,
+                why = expiry.as_mut() => match why {
+                    // Mid-request: nothing to finish, and a slow client would take its time.
+                    Expiry::Headers => return Ok(()),
+                    Expiry::Idle => break Instant::now() + GOODBYE,
+                },
+                Ok(()) = self.pressure.changed() => {
+                    if self.watch.idle() {
+                        tracing::debug!("idle connection closed to make room under the cap");
+                        break Instant::now() + GOODBYE;
+                    }
+                }
+                stop = stop_asked(self.stopping) => match stop {
+                    Stop::Gracefully(deadline) => break deadline,
+                    Stop::No | Stop::Now => return Ok(()),
+                },
+            }
+        };
+        conn.as_mut().graceful_shutdown();
+        tokio::select! {
+            done = conn.as_mut() => done,
+            _ = tokio::time::sleep_until(goodbye_by) => Ok(()),
+            _ = stop_now_asked(self.stopping) => Ok(()),
+        }
     }
 }
 
@@ -370,11 +392,10 @@ mod tests {
 
     #[test]
     fn the_default_cap_leaves_a_quarter_of_the_open_file_limit() {
-        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-            .current
-            .unwrap();
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
         let cap = connection_cap(None);
-        assert_eq!(cap as u64, (limit / 4 * 3).max(1));
+        let expected = limit.map_or(MAX_CAP, |n| (n / 4 * 3) as usize);
+        assert_eq!(cap, expected.clamp(1, MAX_CAP));
         assert_eq!(connection_cap(Some(3)), 3);
         assert_eq!(
             connection_cap(Some(usize::MAX)),

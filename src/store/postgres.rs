@@ -244,6 +244,15 @@ async fn set_aside(
     )
     .await
     .map_err(pg_err)?;
+    // It has ended for good: the messages that show its PIN go, as at any other end.
+    c.execute(
+        &c.prepare_cached("delete from inbox_message where request_id = $1")
+            .await
+            .map_err(pg_err)?,
+        &[&request_id],
+    )
+    .await
+    .map_err(pg_err)?;
     Ok(())
 }
 
@@ -867,7 +876,10 @@ struct InboxJob {
 /// Appends a batch of inbox messages in one statement; a message already there (sent again
 /// after a crash) is kept once, and one whose verification is no longer in progress is not kept.
 /// The share lock on the verification's row orders the insert with the transaction that ends
-/// it: either that transaction's delete sees the message, or the insert sees the end.
+/// it (which holds the row `for update`): either that transaction's delete sees the message, or
+/// the insert sees the end. This relies on read committed, PostgreSQL's default and what every
+/// transaction here runs at: each statement of the ending transaction sees what committed before
+/// it started.
 async fn append_batch(pool: Pool, jobs: Vec<InboxJob>) {
     let result = append_all(&pool, &jobs).await;
     for job in jobs {

@@ -522,6 +522,7 @@ async fn a_stored_verification_that_cannot_be_read_answers_status_5_and_is_set_a
         return;
     };
     let id = app.start(&number(18)).await;
+    app.messages_for(&number(18), &id, 1).await;
     app.corrupt_body(&id);
 
     let body = app
@@ -538,6 +539,11 @@ async fn a_stored_verification_that_cannot_be_read_answers_status_5_and_is_set_a
     app.advance(125).await;
     let again = app.start(&number(18)).await;
     assert_ne!(again, id);
+    let left = app.inbox(&number(18)).await;
+    assert!(
+        left.iter().all(|m| m["request_id"] != id.as_str()),
+        "its messages went with it: {left:?}"
+    );
 }
 
 #[tokio::test]
@@ -600,6 +606,20 @@ async fn head_neither_starts_nor_changes_a_verification() {
         assert_eq!(response.headers()["allow"], "GET, POST", "{path}");
     }
     assert!(app.inbox(&n).await.is_empty(), "nothing was started");
+    for method in [
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::OPTIONS,
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), app.url("/verify/json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(response.headers()["allow"], "GET, POST", "{method}");
+    }
 
     let id = app.start(&n).await;
     let pin = app.pin(&n, &id).await;

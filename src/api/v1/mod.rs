@@ -46,18 +46,23 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// GET and POST only. axum answers HEAD with a GET route (dropping the body), and a HEAD that
-/// starts a verification throws its request_id away; it is refused instead.
+/// starts a verification throws its request_id away; it is refused like every other method.
 fn get_or_post<H, T>(handler: H) -> MethodRouter<AppState>
 where
     H: Handler<T, AppState>,
     T: 'static,
 {
-    get(handler.clone()).post(handler).head(|| async {
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(axum::http::header::ALLOW, "GET, POST")],
-        )
-    })
+    get(handler.clone())
+        .post(handler)
+        .head(method_not_allowed)
+        .fallback(method_not_allowed)
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(axum::http::header::ALLOW, "GET, POST")],
+    )
 }
 
 /// The refusals that come before a caller is known, counted by client instead of one line each.

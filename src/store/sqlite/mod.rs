@@ -645,6 +645,12 @@ fn set_aside(tx: &mut Tx<'_>, request_id: &str, error: &StoreError) -> StoreResu
         .map_err(db_err)?
         .execute(params![STATE_SET_ASIDE, request_id])
         .map_err(db_err)?;
+    // It has ended for good: the messages that show its PIN go, as at any other end.
+    tx.conn
+        .prepare_cached("delete from inbox_message where request_id = ?1")
+        .map_err(db_err)?
+        .execute(params![request_id])
+        .map_err(db_err)?;
     Ok(())
 }
 
