@@ -392,3 +392,40 @@ fn the_database_its_wal_and_shm_the_lock_and_the_key_file_are_private_to_their_o
     }
     assert!(Path::new(&db).exists());
 }
+
+#[tokio::test]
+async fn an_http2_connection_is_served_and_closed_once_idle_for_the_idle_timeout() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let (app, _dir) = serve_with(1, 10, 3, |_| {}).await;
+    let tcp = TcpStream::connect(app.addr()).await.unwrap();
+    // Pings while idle neither count as a request begun nor keep the connection open.
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(300))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    for pause in [0, 1_800] {
+        // The second request comes after more than the header timeout: only the idle timeout
+        // applies between HTTP/2 requests.
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let request = hyper::Request::get(format!("http://{}/healthz", app.addr()))
+            .body(Empty::<axum::body::Bytes>::new())
+            .unwrap();
+        let answer = sender.send_request(request).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.version(), hyper::Version::HTTP_2);
+    }
+    let answered = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), driver).await;
+    ended
+        .expect("the server closed the connection")
+        .unwrap()
+        .ok();
+    let after = answered.elapsed();
+    assert!(after >= Duration::from_secs(2), "{after:?}");
+    assert!(after < Duration::from_secs(6), "{after:?}");
+}

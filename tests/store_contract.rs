@@ -70,6 +70,14 @@ fn minter() -> Box<SequenceMinter> {
     })
 }
 
+/// A check with the PIN every verification here starts with.
+fn right_code() -> Command {
+    Command::Check {
+        code_hash: SequenceMinter::hash("0001"),
+        code_len: 4,
+    }
+}
+
 fn new_verification(
     account: &str,
     number: &str,
@@ -344,10 +352,7 @@ async fn the_right_code_verifies_and_frees_the_number() {
     for (engine, store, _dir) in engines().await {
         let (v, f) = new_verification("k1", "447700100006", 8, 1);
         store.create(v.clone(), f, t(0)).await.unwrap();
-        let right = Command::Check {
-            code_hash: SequenceMinter::hash("0001"),
-            code_len: 4,
-        };
+        let right = right_code();
         let (outcome, _) = store
             .apply("k1", &v.id, right, at(5), minter())
             .await
@@ -515,10 +520,7 @@ async fn the_deliveries_of_an_ended_request_are_dropped() {
     for (engine, store, _dir) in engines_with_lease(std::time::Duration::ZERO).await {
         let (v, f) = new_verification("k1", "447700100013", 16, 1);
         store.create(v.clone(), f, t(0)).await.unwrap();
-        let right = Command::Check {
-            code_hash: SequenceMinter::hash("0001"),
-            code_len: 4,
-        };
+        let right = right_code();
         store
             .apply("k1", &v.id, right, at(1), minter())
             .await
@@ -647,10 +649,7 @@ async fn inbox_messages_go_with_the_end_of_their_verification_and_only_theirs() 
                 .await
                 .unwrap();
         }
-        let right = Command::Check {
-            code_hash: SequenceMinter::hash("0001"),
-            code_len: 4,
-        };
+        let right = right_code();
         store
             .apply("k1", &checked.id, right, at(1), minter())
             .await
@@ -692,10 +691,7 @@ async fn a_message_whose_verification_ended_on_its_way_to_the_inbox_is_not_kept(
     for (engine, store, _dir) in engines().await {
         let (v, f) = new_verification("k1", "447700100035", 35, 1);
         store.create(v.clone(), f, t(0)).await.unwrap();
-        let right = Command::Check {
-            code_hash: SequenceMinter::hash("0001"),
-            code_len: 4,
-        };
+        let right = right_code();
         store
             .apply("k1", &v.id, right, at(1), minter())
             .await

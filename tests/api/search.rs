@@ -1,6 +1,20 @@
 use crate::helpers::{number, spawn_app, spawn_app_with, v1_json, wrong_code};
 use verifyd::domain::Price;
 
+/// An XML search with the app's credentials; its answer is `text/xml`.
+async fn search_xml(app: &crate::helpers::TestApp, query: &[(&str, &str)]) -> String {
+    let response = app
+        .client
+        .get(app.url("/verify/search/xml"))
+        .basic_auth(&app.key, Some(&app.secret))
+        .query(query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/xml");
+    response.text().await.unwrap()
+}
+
 fn is_date(s: &str) -> bool {
     chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").is_ok()
 }
@@ -202,16 +216,7 @@ async fn search_answers_xml_with_wrapped_checks_and_events() {
         &[("request_id", &id), ("code", "0000")],
     )
     .await;
-    let response = app
-        .client
-        .get(app.url("/verify/search/xml"))
-        .basic_auth(&app.key, Some(&app.secret))
-        .query(&[("request_id", &id)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["content-type"], "text/xml");
-    let text = response.text().await.unwrap();
+    let text = search_xml(&app, &[("request_id", &id)]).await;
     assert!(text.starts_with("<?xml"), "{text}");
     assert!(text.contains("<verify_request><request_id>"), "{text}");
     assert!(text.contains("<checks><check><date_received>"), "{text}");
@@ -225,15 +230,7 @@ async fn several_results_in_xml_are_verify_request_elements_in_one_root() {
     };
     let a = app.start(&number(305)).await;
     let b = app.start(&number(306)).await;
-    let response = app
-        .client
-        .get(app.url("/verify/search/xml"))
-        .basic_auth(&app.key, Some(&app.secret))
-        .query(&[("request_ids", &a), ("request_ids", &b)])
-        .send()
-        .await
-        .unwrap();
-    let text = response.text().await.unwrap();
+    let text = search_xml(&app, &[("request_ids", &a), ("request_ids", &b)]).await;
     assert!(
         text.contains("?>\n<verification_requests><verify_request><request_id>"),
         "{text}"
@@ -280,15 +277,7 @@ async fn an_xml_search_stays_well_formed_for_a_control_character_stored_before_i
         .create(v, first, app.clock.now())
         .await
         .unwrap();
-    let response = app
-        .client
-        .get(app.url("/verify/search/xml"))
-        .basic_auth(&app.key, Some(&app.secret))
-        .query(&[("request_id", &id)])
-        .send()
-        .await
-        .unwrap();
-    let xml = response.text().await.unwrap();
+    let xml = search_xml(&app, &[("request_id", &id)]).await;
     let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}: {xml:?}"));
     let sender = doc
         .descendants()
