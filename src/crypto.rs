@@ -30,6 +30,7 @@ pub fn os_random(buf: &mut [u8]) {
 pub struct ServerKey {
     pin_hash: [u8; 32],
     seal: XChaCha20Poly1305,
+    receipts: [u8; 32],
     fingerprint: String,
 }
 
@@ -51,6 +52,7 @@ impl ServerKey {
         Self {
             pin_hash: derive(&root, "verifyd/pin-hash/v1"),
             seal: XChaCha20Poly1305::new((&seal_key).into()),
+            receipts: derive(&root, "verifyd/receipt-url/v1"),
             fingerprint: hex::encode(&derive(&root, "verifyd/fingerprint/v1")[..8]),
         }
     }
@@ -89,6 +91,21 @@ impl ServerKey {
             Err(e) => Err(e)
                 .with_context(|| format!("while reading the secret key file {}", path.display())),
         }
+    }
+
+    /// The part of a channel's receipt URL that only this server can make: a gateway is given
+    /// the URL, and a callback without it is refused before its body is read.
+    pub fn receipt_token(&self, channel: &str) -> String {
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(&self.receipts).expect("HMAC takes any key length");
+        mac.update(channel.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    pub fn receipt_token_matches(&self, channel: &str, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let expected = self.receipt_token(channel);
+        expected.len() == token.len() && bool::from(expected.as_bytes().ct_eq(token.as_bytes()))
     }
 
     /// A short public identifier of the key, stored in the database to catch a node started with

@@ -1,26 +1,20 @@
-//! Moves verifications along in time and hands their messages to channels.
+//! Moves verifications along in time and hands their deliveries to the dispatcher.
 //!
 //! The [`Scheduler`] asks the store for verifications whose next step is due (the store fires the
 //! event or records the expiry and stores the delivery, leased to this process, in the same
 //! transaction), and sweeps up deliveries whose lease ran out: those a crashed process left, or
-//! that this one could not send. The [`Dispatcher`] renders each delivery, passes it to its channel
-//! and then deletes it from the store. Delivery is at least once; the inbox drops a repeated event
-//! id, so it shows every message once.
+//! that this one could not send. What happens to a delivery then (which channel, failover,
+//! retries, receipts) is `delivery/`'s business.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify, Semaphore};
-use tokio::task::JoinHandle;
-use tracing::Instrument;
+use tokio::sync::Notify;
 
-use crate::channel::{ChannelError, Channels, OutgoingMessage};
 use crate::clock::Clock;
 use crate::crypto::{OsMinter, ServerKey};
-use crate::domain::{message, DeliveryOrder, EventId, RequestId};
+use crate::delivery::Dispatcher;
 use crate::store::{StoreError, VerificationStore};
 
 /// Verifications advanced per store call.
@@ -30,214 +24,6 @@ const SWEEP_BATCH: usize = 512;
 /// Longest real-time sleep between looks at the store; bounds how late a step can be when the
 /// store changed without telling us (another process, a clock change).
 const MAX_IDLE: Duration = Duration::from_millis(500);
-/// Deliveries waiting for the dispatcher; beyond this they wait in the store for a sweep.
-const DISPATCH_QUEUE: usize = 16_384;
-/// Deliveries in flight at once.
-const MAX_IN_FLIGHT: usize = 256;
-/// Tries of a delivery that fails transiently, with doubling pauses from one second; after that
-/// it stays in the store and is tried again when its lease runs out.
-const MAX_TRIES: u32 = 5;
-
-/// Handle to the delivery worker.
-#[derive(Clone)]
-pub struct Dispatcher {
-    tx: mpsc::Sender<DeliveryOrder>,
-}
-
-impl Dispatcher {
-    pub fn dispatch(&self, orders: impl IntoIterator<Item = DeliveryOrder>) {
-        for order in orders {
-            // A full queue (or a stopping worker) leaves the delivery in the store, leased;
-            // the sweep sends it when the lease runs out.
-            if let Err(e) = self.tx.try_send(order) {
-                tracing::warn!(
-                    event_id = e.into_inner().event_id.as_str(),
-                    "delivery queue full; the delivery waits in the store"
-                );
-            }
-        }
-    }
-}
-
-/// Starts the delivery worker. It runs until every [`Dispatcher`] is dropped.
-///
-/// Deliveries of different verifications go out concurrently; those of one verification go out
-/// one after another, in the order they were dispatched. After a crash the first tick hands over
-/// an SMS the dead process left and the call that came due meanwhile together, and sent side by
-/// side the call could reach the phone before the SMS it follows.
-pub fn spawn_dispatcher(
-    store: Arc<dyn VerificationStore>,
-    channels: Channels,
-    key: ServerKey,
-) -> (Dispatcher, JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<DeliveryOrder>(DISPATCH_QUEUE);
-    let (done_tx, done_rx) = mpsc::unbounded_channel::<(RequestId, EventId)>();
-    let marker = tokio::spawn(mark_delivered_loop(store, done_rx));
-    let handle = tokio::spawn(async move {
-        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<RequestId>();
-        let mut lanes = Lanes::default();
-        let start = |order: DeliveryOrder, permit| {
-            let (channels, key) = (channels.clone(), key.clone());
-            let (done, finished) = (done_tx.clone(), finished_tx.clone());
-            tokio::spawn(async move {
-                let request_id = order.request_id.clone();
-                if deliver(&channels, &key, &order).await {
-                    let _ = done.send((request_id.clone(), order.event_id));
-                }
-                drop(permit);
-                let _ = finished.send(request_id);
-            });
-        };
-        let mut open = true;
-        while open || !lanes.is_empty() {
-            let ready = tokio::select! {
-                biased;
-                Some(request_id) = finished_rx.recv() => lanes.finished(&request_id),
-                order = rx.recv(), if open => match order {
-                    Some(order) => lanes.arrived(order),
-                    None => {
-                        open = false;
-                        None
-                    }
-                },
-            };
-            if let Some(order) = ready {
-                let permit = permits.clone().acquire_owned().await.expect("never closed");
-                start(order, permit);
-            }
-        }
-        drop(done_tx);
-        let _ = marker.await;
-    });
-    (Dispatcher { tx }, handle)
-}
-
-/// The verifications with a delivery in flight, each with the deliveries waiting behind it.
-#[derive(Default)]
-struct Lanes {
-    waiting: HashMap<RequestId, VecDeque<DeliveryOrder>>,
-}
-
-impl Lanes {
-    /// A new delivery: returned to be sent now when its verification has none in flight, else
-    /// queued behind it.
-    fn arrived(&mut self, order: DeliveryOrder) -> Option<DeliveryOrder> {
-        match self.waiting.entry(order.request_id.clone()) {
-            Entry::Occupied(mut lane) => {
-                lane.get_mut().push_back(order);
-                None
-            }
-            Entry::Vacant(lane) => {
-                lane.insert(VecDeque::new());
-                Some(order)
-            }
-        }
-    }
-
-    /// The delivery in flight for `request_id` is finished with: the next one of that
-    /// verification, to be sent now.
-    fn finished(&mut self, request_id: &RequestId) -> Option<DeliveryOrder> {
-        let lane = self.waiting.get_mut(request_id)?;
-        let next = lane.pop_front();
-        if next.is_none() {
-            self.waiting.remove(request_id);
-        }
-        next
-    }
-
-    fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
-    }
-}
-
-/// Confirms finished deliveries to the store in batches. If that keeps failing the deliveries
-/// stay in the store and are sent again after their lease: at least once, never lost.
-async fn mark_delivered_loop(
-    store: Arc<dyn VerificationStore>,
-    mut rx: mpsc::UnboundedReceiver<(RequestId, EventId)>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut ids = vec![first];
-        while let Ok(id) = rx.try_recv() {
-            ids.push(id);
-        }
-        for attempt in 0..5u32 {
-            match store.mark_delivered(ids.clone()).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, "could not record sent deliveries; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-            }
-        }
-    }
-}
-
-/// Returns whether the delivery is finished with (sent, or refused for good) and can leave the
-/// store.
-async fn deliver(channels: &Channels, key: &ServerKey, order: &DeliveryOrder) -> bool {
-    let span = tracing::info_span!(
-        "deliver",
-        request_id = %order.request_id,
-        event_id = order.event_id.as_str(),
-        kind = order.kind.as_str(),
-        to = %order.to.masked(),
-    );
-    deliver_in_span(channels, key, order).instrument(span).await
-}
-
-async fn deliver_in_span(channels: &Channels, key: &ServerKey, order: &DeliveryOrder) -> bool {
-    let Some(channel) = channels.for_kind(order.kind) else {
-        tracing::error!("no channel delivers this kind of event; dropping it");
-        return true;
-    };
-    let pin = match key.unseal_pin(&order.request_id, &order.sealed_pin) {
-        Ok(pin) => pin,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the PIN of this delivery; dropping it");
-            return true;
-        }
-    };
-    let rendered = message::render(order, &pin);
-    let outgoing = OutgoingMessage {
-        id: order.event_id.clone(),
-        kind: order.kind,
-        to: order.to.clone(),
-        from: order.purpose.sender_id().to_owned(),
-        text: rendered.text,
-        locale: order.locale.as_str().to_owned(),
-        request_id: order.request_id.clone(),
-        created_at: order.created_at,
-    };
-    let channel_name = channel.name();
-    let mut attempt = 1;
-    loop {
-        match channel.send(&outgoing).await {
-            Ok(()) => {
-                tracing::info!(channel = channel_name, "delivered");
-                return true;
-            }
-            Err(ChannelError::Rejected(reason)) => {
-                tracing::error!(channel = channel_name, %reason, "delivery rejected");
-                return true;
-            }
-            Err(ChannelError::Transient(reason)) if attempt < MAX_TRIES => {
-                tracing::warn!(channel = channel_name, %reason, attempt, "delivery failed; will retry");
-                tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
-                attempt += 1;
-            }
-            Err(ChannelError::Transient(reason)) => {
-                tracing::error!(
-                    channel = channel_name,
-                    %reason,
-                    "delivery failed; it stays stored and is tried again when its lease runs out"
-                );
-                return false;
-            }
-        }
-    }
-}
 
 /// How the service tells the scheduler that a verification has a new step, without making it look
 /// at the store for every request. The scheduler publishes when it will look next (real time);
@@ -407,105 +193,13 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channel::DeliveryChannel;
-    use crate::domain::locale::Locale;
-    use crate::domain::{EventKind, PhoneNumber, Purpose};
-    use crate::store::sqlite::SqliteStore;
+    use crate::delivery::dispatch::tests::{order, until, GatedChannel};
+    use crate::delivery::{spawn_dispatcher, Router};
+    use crate::domain::{DeliveryOrder, EventId, EventKind, RequestId};
+    use crate::store::{Attempt, AttemptError, AttemptId, AttemptState, DeliveryLog};
+    use std::collections::VecDeque;
     use std::sync::Mutex;
-
-    /// Records what it sends; an SMS waits for a permit of `gate` before it counts as sent.
-    struct GatedChannel {
-        sent: Mutex<Vec<String>>,
-        gate: Semaphore,
-    }
-
-    #[async_trait::async_trait]
-    impl DeliveryChannel for GatedChannel {
-        fn name(&self) -> &'static str {
-            "gated"
-        }
-        fn handles(&self, _: EventKind) -> bool {
-            true
-        }
-        async fn send(&self, m: &OutgoingMessage) -> Result<(), ChannelError> {
-            self.sent
-                .lock()
-                .unwrap()
-                .push(format!("{} started", m.id.as_str()));
-            if m.kind == EventKind::Sms {
-                self.gate.acquire().await.unwrap().forget();
-            }
-            self.sent
-                .lock()
-                .unwrap()
-                .push(format!("{} sent", m.id.as_str()));
-            Ok(())
-        }
-    }
-
-    fn order(key: &ServerKey, request: u8, event: u8, kind: EventKind) -> DeliveryOrder {
-        let request_id = RequestId::from_bytes([request; 16]);
-        DeliveryOrder {
-            event_id: EventId::from_bytes([event; 8]),
-            sealed_pin: key.seal_pin(&request_id, "1234"),
-            request_id,
-            kind,
-            to: PhoneNumber::parse("447700123456", None).unwrap(),
-            purpose: Purpose::Brand {
-                brand: "Acme".into(),
-                sender_id: "VERIFY".into(),
-            },
-            locale: Locale::from_tag("en-gb").unwrap(),
-            created_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
-        }
-    }
-
-    async fn until(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !done() {
-            assert!(tokio::time::Instant::now() < deadline, "{what}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn a_verification_s_call_waits_for_its_sms_while_other_verifications_go_ahead() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("d.db")).unwrap());
-        let channel = Arc::new(GatedChannel {
-            sent: Mutex::default(),
-            gate: Semaphore::new(0),
-        });
-        let key = ServerKey::from_bytes([7; 32]);
-        let (dispatcher, _worker) =
-            spawn_dispatcher(store, Channels::new(vec![channel.clone()]), key.clone());
-        let (sms_a, call_a) = (
-            order(&key, 1, 1, EventKind::Sms),
-            order(&key, 1, 2, EventKind::Tts),
-        );
-        let sms_b = order(&key, 2, 3, EventKind::Sms);
-        let name = |o: &DeliveryOrder, what: &str| format!("{} {what}", o.event_id.as_str());
-        let (sms_a_sent, call_a_started) = (name(&sms_a, "sent"), name(&call_a, "started"));
-        let sms_b_started = name(&sms_b, "started");
-        let sent = || channel.sent.lock().unwrap().clone();
-
-        dispatcher.dispatch([sms_a, call_a, sms_b]);
-        until("the other verification's SMS goes out meanwhile", || {
-            sent().contains(&sms_b_started)
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!sent().contains(&call_a_started), "{:?}", sent());
-
-        channel.gate.add_permits(2);
-        until("the call follows its SMS", || {
-            sent().contains(&call_a_started)
-        })
-        .await;
-        let log = sent();
-        let position = |e: &String| log.iter().position(|x| x == e).unwrap();
-        assert!(position(&sms_a_sent) < position(&call_a_started), "{log:?}");
-    }
+    use tokio::sync::Semaphore;
 
     /// A store whose sweeps and claims follow a script; a tick uses nothing else of it.
     struct ScriptedStore {
@@ -572,6 +266,59 @@ mod tests {
         }
     }
 
+    /// The channel here keeps its own record, so the log is never written.
+    #[async_trait::async_trait]
+    impl DeliveryLog for ScriptedStore {
+        async fn attempt_started(
+            &self,
+            _: &RequestId,
+            _: &EventId,
+            _: &str,
+            _: &str,
+            _: crate::domain::Instant,
+        ) -> crate::store::StoreResult<AttemptId> {
+            unreachable!("no try is recorded")
+        }
+        async fn attempt_accepted(
+            &self,
+            _: AttemptId,
+            _: &RequestId,
+            _: &EventId,
+            _: &str,
+            _: bool,
+            _: crate::domain::Instant,
+        ) -> crate::store::StoreResult<()> {
+            unreachable!("no try is recorded")
+        }
+        async fn attempt_failed(
+            &self,
+            _: AttemptId,
+            _: AttemptError,
+            _: crate::domain::Instant,
+        ) -> crate::store::StoreResult<()> {
+            unreachable!("no try is recorded")
+        }
+        async fn renew_leases(
+            &self,
+            _: Vec<(RequestId, EventId)>,
+        ) -> crate::store::StoreResult<()> {
+            Ok(())
+        }
+        async fn apply_receipt(
+            &self,
+            _: &str,
+            _: &str,
+            _: AttemptState,
+            _: Option<AttemptError>,
+            _: crate::domain::Instant,
+        ) -> crate::store::StoreResult<bool> {
+            unreachable!("no receipts here")
+        }
+        async fn attempts(&self, _: &RequestId) -> crate::store::StoreResult<Vec<Attempt>> {
+            unreachable!("nothing reads the log")
+        }
+    }
+
     #[tokio::test]
     async fn an_sms_whose_lease_runs_out_while_the_tick_claims_goes_before_its_call() {
         let key = ServerKey::from_bytes([7; 32]);
@@ -592,14 +339,16 @@ mod tests {
             sent: Mutex::default(),
             gate: Semaphore::new(10),
         });
-        let (dispatcher, _worker) = spawn_dispatcher(
-            store.clone(),
-            Channels::new(vec![channel.clone()]),
-            key.clone(),
-        );
         let clock = Arc::new(crate::clock::ManualClock::new(
             chrono::DateTime::from_timestamp(1_000, 0).unwrap(),
         ));
+        let (dispatcher, _worker) = spawn_dispatcher(
+            store.clone(),
+            Arc::new(Router::with_inbox_channel(channel.clone())),
+            key.clone(),
+            clock.clone(),
+            Duration::from_secs(60),
+        );
         let scheduler = Scheduler::new(
             store,
             clock,

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use crate::auth::Account;
 use crate::clock::Clock;
 use crate::crypto::{OsMinter, ServerKey};
+use crate::delivery::Dispatcher;
 use crate::domain::locale::Locale;
 use crate::domain::{
     Candidate, CheckOutcome, CodeLength, ControlError, CustomPin, EventId, EventKind, Instant,
     NewVerification, PhoneNumber, Price, Purpose, RequestId, Status, Timing, Verification,
     Workflow,
 };
-use crate::scheduler::{Dispatcher, SchedulerWake};
+use crate::scheduler::SchedulerWake;
 use crate::store::{Command, CommandOutcome, CreateOutcome, StoreError, VerificationStore};
 
 /// Prices reported by check and search; the Verify API reports them, a self-hosted service can

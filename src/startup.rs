@@ -8,20 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use axum::Router;
 use tokio::task::JoinHandle;
 
 use crate::api::inbox::{Inbox, InboxAccess};
 use crate::api::request_id::RequestIdLayer;
 use crate::api::{self, AppState};
 use crate::auth::{self, KeyCache};
-use crate::channel::inbox::InboxChannel;
-use crate::channel::{Channels, DeliveryChannel};
 use crate::clock::{Clock, ClockAnchor, ScaledClock};
-use crate::config::{ChannelKind, DatabaseUrl, KeySource, Settings};
+use crate::config::delivery::INBOX;
+use crate::config::{DatabaseUrl, KeySource, Settings};
 use crate::crypto::ServerKey;
+use crate::delivery::{spawn_dispatcher, Router};
 use crate::http::{self, refusals::Refusals};
-use crate::scheduler::{spawn_dispatcher, Scheduler, SchedulerWake};
+use crate::scheduler::{Scheduler, SchedulerWake};
 use crate::service::VerifyService;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -162,9 +161,10 @@ async fn ensure_first_key(keys: &dyn KeyStore, now: crate::domain::Instant) -> a
 }
 
 /// The whole HTTP surface for `state`; handler tests can drive it without a socket.
-pub fn router(state: AppState) -> Router {
-    let mut app = Router::new()
+pub fn router(state: AppState) -> axum::Router {
+    let mut app = axum::Router::new()
         .merge(api::v1::routes())
+        .merge(api::receipts::routes())
         .merge(api::health::routes());
     if state.inbox.is_some() {
         app = app.merge(api::inbox::routes(state.clone()));
@@ -178,13 +178,7 @@ impl Application {
     }
 
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
-        let only_inbox = settings.channels.iter().all(|c| *c == ChannelKind::Inbox);
-        if !(settings.clock_speed.is_finite() && settings.clock_speed > 0.0) {
-            bail!("--clock-speed must be a positive number");
-        }
-        if settings.clock_speed != 1.0 && !only_inbox {
-            bail!("--clock-speed is only allowed with the inbox channel: real users would get calls at the wrong times");
-        }
+        settings.validate()?;
         // Bind first: a port in use is the most common start failure and needs no database.
         let listener = std::net::TcpListener::bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -208,28 +202,41 @@ impl Application {
         };
         ensure_first_key(store.as_ref(), clock.now()).await?;
 
-        let mut channel_list: Vec<Arc<dyn DeliveryChannel>> = Vec::new();
-        let mut inbox: Option<Arc<dyn InboxLog>> = None;
-        for kind in &settings.channels {
-            match kind {
-                ChannelKind::Inbox => {
-                    let log: Arc<dyn InboxLog> = store.clone();
-                    channel_list.push(Arc::new(InboxChannel::new(log.clone())));
-                    inbox = Some(log);
-                }
-            }
-        }
-        let channels = Channels::new(channel_list);
+        let delivery = &settings.delivery;
+        let uses_inbox = delivery
+            .routes
+            .iter()
+            .any(|r| r.channels.iter().any(|c| c == INBOX));
+        let inbox: Option<Arc<dyn InboxLog>> =
+            uses_inbox.then(|| store.clone() as Arc<dyn InboxLog>);
         if inbox.is_some() && !addr.ip().is_loopback() {
             tracing::warn!(
                 %addr,
                 "the inbox (GET /inbox) shows every PIN in clear and is served on a non-loopback address"
             );
         }
+        for kind in delivery.unrouted_kinds() {
+            tracing::warn!(
+                kind = kind.as_str(),
+                "no route carries this kind of message: its steps fail and nothing is sent"
+            );
+        }
+        if delivery.public_url.is_none() && !delivery.channels.is_empty() {
+            tracing::warn!(
+                "no public_url: gateways are given no receipt URL, and deliveries stay `submitted`"
+            );
+        }
+        let client = crate::channel::http::client().context("cannot set up the HTTP client")?;
+        let delivery_router = Arc::new(Router::new(delivery.clone(), inbox.clone(), client, &key));
 
         let store_dyn = store.clone();
-        let (dispatcher, dispatch_task) =
-            spawn_dispatcher(store_dyn.clone(), channels.clone(), key.clone());
+        let (dispatcher, dispatch_task) = spawn_dispatcher(
+            store_dyn.clone(),
+            delivery_router.clone(),
+            key.clone(),
+            clock.clone(),
+            settings.delivery_lease,
+        );
         let wake = Arc::new(SchedulerWake::default());
         let scheduler = Arc::new(Scheduler::new(
             store_dyn.clone(),
@@ -256,6 +263,8 @@ impl Application {
                 access: InboxAccess::new(addr.ip(), settings.inbox_hosts.clone()),
             }),
             refusals: refusals.clone(),
+            delivery: delivery_router.clone(),
+            deliveries: store_dyn.clone(),
         });
         let app = router(state);
 
@@ -278,7 +287,7 @@ impl Application {
             %addr,
             tls = settings.tls.is_some(),
             database = %settings.database.describe(),
-            channels = ?channels.names(),
+            routes = settings.delivery.routes.len(),
             max_connections,
             "verifyd is listening"
         );

@@ -12,12 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{PgSchema, Server};
 
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
+use support::client;
 
 struct Cluster {
     nodes: Vec<Server>,

@@ -11,12 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::Server;
 
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
+use support::client;
 
 fn number(i: usize) -> String {
     format!("4477001{:05}", 50_000 + i)

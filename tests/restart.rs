@@ -11,12 +11,7 @@ use serde_json::Value;
 /// which leaves a loaded machine time to make the requests before the kill.
 const SPEED: &str = "20";
 
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
+use support::client;
 
 fn inbox(base: &str, to: &str) -> Vec<Value> {
     client()

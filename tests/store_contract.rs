@@ -18,8 +18,8 @@ use verifyd::domain::{
 use verifyd::store::postgres::PgStore;
 use verifyd::store::sqlite::SqliteStore;
 use verifyd::store::{
-    ApiKeyRecord, Command, CommandOutcome, CreateOutcome, InboxLog, InboxMessage, KeyState,
-    SharedClock, Store, VerificationStore,
+    ApiKeyRecord, AttemptError, AttemptState, Command, CommandOutcome, CreateOutcome, InboxLog,
+    InboxMessage, KeyState, SharedClock, Store, VerificationStore,
 };
 
 /// A fresh, empty store per engine, with a name for failure messages. The temp dir lives as long
@@ -832,7 +832,11 @@ async fn upgrading_a_sqlite_file_removes_the_inbox_messages_of_ended_verificatio
             [ended.id.as_str()],
         )
         .unwrap();
-        conn.execute_batch("pragma user_version = 2").unwrap();
+        // Back to the second schema; later migrations run again on the next open.
+        conn.execute_batch(
+            "drop table delivery_attempt; drop table delivery_receipt; pragma user_version = 2",
+        )
+        .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
     assert!(inbox_of(&store, "447700100042").await.is_empty());
@@ -861,10 +865,164 @@ async fn upgrading_a_postgres_schema_removes_the_inbox_messages_of_ended_verific
     schema.execute(&format!(
         "insert into inbox_message (message_id, channel, to_number, from_id, text, locale, \
          request_id, created_at) values ('M44', 'sms', '447700100044', 'VERIFY', 'x', 'en-gb', \
-         '{}', 0); drop index inbox_message_request; delete from verifyd_schema where version = 2",
+         '{}', 0); drop index inbox_message_request; drop table delivery_attempt; \
+         drop table delivery_receipt; delete from verifyd_schema where version >= 2",
         ended.id.as_str()
     ));
     let store = PgStore::open(&schema.url).await.unwrap();
     assert!(inbox_of(&store, "447700100044").await.is_empty());
     assert_eq!(inbox_of(&store, "447700100045").await, ["M45"]);
+}
+
+#[tokio::test]
+async fn an_accepted_try_is_recorded_and_its_delivery_leaves_the_store_at_once() {
+    for (engine, store, _dir) in engines().await {
+        let (v, f) = new_verification("k1", "447700100050", 50, 1);
+        store.create(v.clone(), f.clone(), t(0)).await.unwrap();
+        let first = store
+            .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(1))
+            .await
+            .unwrap();
+        let error = AttemptError {
+            code: "connect".into(),
+            text: "refused".into(),
+        };
+        store.attempt_failed(first, error, t(2)).await.unwrap();
+        assert_eq!(store.undelivered(10).await.unwrap().len(), 1, "{engine}");
+        let second = store
+            .attempt_started(&v.id, &f.event_id, "sms", "vonage", t(3))
+            .await
+            .unwrap();
+        store
+            .attempt_accepted(second, &v.id, &f.event_id, "V-1", false, t(4))
+            .await
+            .unwrap();
+        assert!(store.undelivered(10).await.unwrap().is_empty(), "{engine}");
+        let attempts = store.attempts(&v.id).await.unwrap();
+        let seen: Vec<(&str, AttemptState, Option<&str>, Option<&str>)> = attempts
+            .iter()
+            .map(|a| {
+                (
+                    a.channel.as_str(),
+                    a.state,
+                    a.message_id.as_deref(),
+                    a.error_code.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("twilio", AttemptState::Failed, None, Some("connect")),
+                ("vonage", AttemptState::Submitted, Some("V-1"), None)
+            ],
+            "{engine}"
+        );
+        assert_eq!(
+            (attempts[1].created_at, attempts[1].updated_at),
+            (t(3), t(4))
+        );
+        assert_eq!(attempts[0].event_id, f.event_id.as_str());
+    }
+}
+
+#[tokio::test]
+async fn a_receipt_that_comes_before_the_acceptance_is_recorded_is_applied_with_it() {
+    for (engine, store, _dir) in engines().await {
+        let (v, f) = new_verification("k1", "447700100051", 51, 1);
+        store.create(v.clone(), f.clone(), t(0)).await.unwrap();
+        let id = store
+            .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(1))
+            .await
+            .unwrap();
+        let early = store
+            .apply_receipt("twilio", "SM9", AttemptState::Delivered, None, t(2))
+            .await
+            .unwrap();
+        assert!(!early, "{engine}: kept for later");
+        store
+            .attempt_accepted(id, &v.id, &f.event_id, "SM9", false, t(3))
+            .await
+            .unwrap();
+        let attempts = store.attempts(&v.id).await.unwrap();
+        assert_eq!(attempts[0].state, AttemptState::Delivered, "{engine}");
+        // A receipt after the acceptance applies at once; one that says "still on its way"
+        // changes nothing.
+        let late = store
+            .apply_receipt(
+                "twilio",
+                "SM9",
+                AttemptState::Undeliverable,
+                Some(AttemptError {
+                    code: "30003".into(),
+                    text: "unreachable".into(),
+                }),
+                t(4),
+            )
+            .await
+            .unwrap();
+        assert!(late, "{engine}");
+        store
+            .apply_receipt("twilio", "SM9", AttemptState::Submitted, None, t(5))
+            .await
+            .unwrap();
+        let attempts = store.attempts(&v.id).await.unwrap();
+        assert_eq!(attempts[0].state, AttemptState::Undeliverable, "{engine}");
+        assert_eq!(attempts[0].error_code.as_deref(), Some("30003"), "{engine}");
+        assert_eq!(attempts[0].updated_at, t(4), "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn a_try_a_stopped_process_left_queued_is_closed_when_the_next_starts() {
+    for (engine, store, _dir) in engines().await {
+        let (v, f) = new_verification("k1", "447700100052", 52, 1);
+        store.create(v.clone(), f.clone(), t(0)).await.unwrap();
+        store
+            .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(1))
+            .await
+            .unwrap();
+        store
+            .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(60))
+            .await
+            .unwrap();
+        let attempts = store.attempts(&v.id).await.unwrap();
+        let states: Vec<(AttemptState, Option<&str>)> = attempts
+            .iter()
+            .map(|a| (a.state, a.error_code.as_deref()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (AttemptState::Failed, Some("interrupted")),
+                (AttemptState::Queued, None)
+            ],
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_being_worked_on_is_not_swept_while_its_lease_is_renewed() {
+    for (engine, store, _dir) in engines_with_lease(std::time::Duration::from_millis(300)).await {
+        let (v, f) = new_verification("k1", "447700100053", 53, 1);
+        store.create(v.clone(), f.clone(), t(0)).await.unwrap();
+        for _ in 0..4 {
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            store
+                .renew_leases(vec![(v.id.clone(), f.event_id.clone())])
+                .await
+                .unwrap();
+            assert!(
+                store.claim_stale_deliveries(10).await.unwrap().is_empty(),
+                "{engine}"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(
+            store.claim_stale_deliveries(10).await.unwrap().len(),
+            1,
+            "{engine}"
+        );
+    }
 }

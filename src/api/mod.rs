@@ -3,14 +3,17 @@
 
 pub mod health;
 pub mod inbox;
+pub mod receipts;
 pub mod request_id;
 pub mod v1;
 
 use std::sync::Arc;
 
 use crate::auth::KeyCache;
+use crate::delivery::Router;
 use crate::http::refusals::Refusals;
 use crate::service::VerifyService;
+use crate::store::DeliveryLog;
 
 /// What every handler can reach. axum clones the state for every request, so it is one `Arc`:
 /// one shared counter to touch instead of one per part.
@@ -24,6 +27,9 @@ pub struct Shared {
     pub inbox: Option<inbox::Inbox>,
     /// Requests refused before authentication, logged in aggregate.
     pub refusals: Arc<Refusals>,
+    /// The channels, for the receipts their gateways post back.
+    pub delivery: Arc<Router>,
+    pub deliveries: Arc<dyn DeliveryLog>,
 }
 
 impl AppState {

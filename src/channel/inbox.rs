@@ -3,13 +3,14 @@
 //!
 //! The channel keeps its messages through [`InboxLog`]; the server's store engine implements it
 //! (so the inbox survives restarts and is shared by nodes), but the channel sees nothing else.
+//! The stored message is also the record of the delivery: the inbox keeps no other.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{ChannelError, DeliveryChannel, OutgoingMessage};
-use crate::domain::EventKind;
+use super::{Accepted, Channel, Failure, Outgoing, SendError};
+use crate::config::delivery::{Kind, INBOX};
 
 /// One message as the inbox keeps it. It holds the PIN in clear, so `Debug` leaves the text out.
 #[derive(Clone, PartialEq, Eq, serde::Serialize)]
@@ -40,7 +41,7 @@ impl std::fmt::Debug for InboxMessage {
 pub struct InboxLogError(pub String);
 
 /// Where the inbox keeps its messages. Appending an id twice keeps one copy, so a delivery
-/// retried after a crash shows once.
+/// retried after a crash shows once; a message whose verification has ended is not kept.
 #[async_trait]
 pub trait InboxLog: Send + Sync + 'static {
     async fn append(&self, message: InboxMessage) -> Result<(), InboxLogError>;
@@ -50,6 +51,8 @@ pub trait InboxLog: Send + Sync + 'static {
         to: Option<&str>,
         limit: usize,
     ) -> Result<Vec<InboxMessage>, InboxLogError>;
+    /// The messages of one verification, oldest first.
+    async fn of_request(&self, request_id: &str) -> Result<Vec<InboxMessage>, InboxLogError>;
 }
 
 pub struct InboxChannel {
@@ -63,21 +66,17 @@ impl InboxChannel {
 }
 
 #[async_trait]
-impl DeliveryChannel for InboxChannel {
-    fn name(&self) -> &'static str {
-        "inbox"
+impl Channel for InboxChannel {
+    fn name(&self) -> &str {
+        INBOX
     }
 
-    fn handles(&self, _: EventKind) -> bool {
-        true
-    }
-
-    async fn send(&self, m: &OutgoingMessage) -> Result<(), ChannelError> {
+    async fn send(&self, m: &Outgoing) -> Result<Accepted, SendError> {
         let message = InboxMessage {
             id: m.id.as_str().to_owned(),
             channel: match m.kind {
-                EventKind::Sms => "sms",
-                EventKind::Tts => "voice",
+                Kind::Sms => "sms",
+                Kind::Voice => "voice",
             }
             .to_owned(),
             to: m.to.digits().to_owned(),
@@ -93,6 +92,10 @@ impl DeliveryChannel for InboxChannel {
         self.log
             .append(message)
             .await
-            .map_err(|e| ChannelError::Transient(e.to_string()))
+            .map_err(|e| SendError::Temporary(Failure::new("store", e.to_string())))?;
+        Ok(Accepted {
+            message_id: m.id.as_str().to_owned(),
+            delivered: true,
+        })
     }
 }

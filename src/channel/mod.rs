@@ -1,31 +1,45 @@
-//! Delivery channels: how a rendered message reaches a phone. A channel gets one message at a time
-//! and never sees the store or the PIN's lifecycle; the scheduler decides what to send and when.
+//! Delivery channels: how a rendered message reaches a phone. A channel is one file behind
+//! [`Channel`]: it sends one message at a time and reads its gateway's receipts, and never sees
+//! the store or the PIN's lifecycle. Which channel carries a message, and what happens when it
+//! fails, is decided in `delivery/`.
 
+pub mod http;
 pub mod inbox;
+pub mod twilio_sms;
+pub mod vonage_sms;
+pub mod webhook;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{EventId, EventKind, Instant, PhoneNumber, RequestId};
+use crate::config::delivery::Kind;
+use crate::domain::{EventId, Instant, PhoneNumber, RequestId};
 
 /// One message ready to go out. It holds the PIN in clear, so `Debug` leaves the text out.
 #[derive(Clone)]
-pub struct OutgoingMessage {
+pub struct Outgoing {
     /// The event's id; a channel can use it to drop duplicates of a retried delivery.
     pub id: EventId,
-    pub kind: EventKind,
+    pub request_id: RequestId,
+    pub kind: Kind,
     pub to: PhoneNumber,
     pub from: String,
     pub text: String,
     pub locale: String,
-    pub request_id: RequestId,
     pub created_at: Instant,
+    /// What is left of the PIN's life when the message is sent; a gateway that takes a validity
+    /// period is given it.
+    pub valid_for: Duration,
+    /// Where this channel's gateway is to post delivery receipts, when the server has a
+    /// `public_url`.
+    pub receipt_url: Option<String>,
 }
 
-impl std::fmt::Debug for OutgoingMessage {
+impl std::fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutgoingMessage")
+        f.debug_struct("Outgoing")
             .field("id", &self.id)
             .field("kind", &self.kind)
             .field("to", &self.to.masked())
@@ -34,41 +48,117 @@ impl std::fmt::Debug for OutgoingMessage {
     }
 }
 
-/// Why a delivery failed; decides whether it is retried.
-#[derive(Debug, thiserror::Error)]
-pub enum ChannelError {
-    /// The other side refused this message; sending it again will not help.
+/// A gateway took the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// The gateway's id for the message; receipts name it.
+    pub message_id: String,
+    /// Already at the phone (the inbox), not only accepted for delivery.
+    pub delivered: bool,
+}
+
+/// Why a try failed; decides what the router does next.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The gateway refused this message for good (a 4xx, an invalid number): no other channel
+    /// and no retry will do better.
     #[error("rejected: {0}")]
-    Rejected(String),
-    /// A failure that may pass (network, storage, a busy peer).
+    Rejected(Failure),
+    /// A failure that may pass (refused connection, 5xx, no answer in time).
     #[error("temporary failure: {0}")]
-    Transient(String),
+    Temporary(Failure),
+    /// The gateway asked to slow down.
+    #[error("throttled for {retry_after:?}: {failure}")]
+    Throttled {
+        retry_after: Duration,
+        failure: Failure,
+    },
+}
+
+impl SendError {
+    pub fn failure(&self) -> &Failure {
+        match self {
+            SendError::Rejected(f) | SendError::Temporary(f) => f,
+            SendError::Throttled { failure, .. } => failure,
+        }
+    }
+}
+
+/// A gateway's (or the transport's) error code and text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// `http-503`, the gateway's own code (`21211`), or `connect`, `timeout`, …
+    pub code: String,
+    pub text: String,
+}
+
+impl Failure {
+    pub fn new(code: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            text: text.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.text)
+    }
+}
+
+/// What a gateway says happened to a message it accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptState {
+    /// Still on its way (queued, sent, buffered): nothing changes.
+    Submitted,
+    Delivered,
+    /// The network could not deliver it (a phone off for too long, a number not in service).
+    Undeliverable,
+    Failed,
+}
+
+/// A delivery receipt, read from a gateway's callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub message_id: String,
+    pub state: ReceiptState,
+    pub error: Option<Failure>,
+}
+
+/// A callback as it reached the server.
+#[derive(Clone, Debug)]
+pub struct ReceiptRequest {
+    /// The full URL the gateway called (the one it was given).
+    pub url: String,
+    pub headers: axum::http::HeaderMap,
+    /// Query string and form body, merged (a gateway may use either).
+    pub params: BTreeMap<String, String>,
+    pub body: axum::body::Bytes,
+}
+
+/// Why a callback is not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// Its signature is missing or wrong: 403.
+    #[error("bad signature")]
+    BadSignature,
+    /// It cannot be read: 400.
+    #[error("not a receipt: {0}")]
+    Malformed(String),
 }
 
 #[async_trait]
-pub trait DeliveryChannel: Send + Sync + 'static {
-    fn name(&self) -> &'static str;
-    /// Whether this channel delivers SMS, voice, or both.
-    fn handles(&self, kind: EventKind) -> bool;
-    async fn send(&self, message: &OutgoingMessage) -> Result<(), ChannelError>;
-}
-
-/// The configured channels; the first one that handles a kind delivers it.
-#[derive(Clone, Default)]
-pub struct Channels {
-    list: Vec<Arc<dyn DeliveryChannel>>,
-}
-
-impl Channels {
-    pub fn new(list: Vec<Arc<dyn DeliveryChannel>>) -> Self {
-        Self { list }
-    }
-
-    pub fn for_kind(&self, kind: EventKind) -> Option<&Arc<dyn DeliveryChannel>> {
-        self.list.iter().find(|c| c.handles(kind))
-    }
-
-    pub fn names(&self) -> Vec<&'static str> {
-        self.list.iter().map(|c| c.name()).collect()
+pub trait Channel: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    /// Sends one message; the caller bounds how long it may take.
+    async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError>;
+    /// Reads a receipt this channel's gateway posted; `Ok(None)` for a callback that says
+    /// nothing about a message (a test ping).
+    fn receipt(&self, request: &ReceiptRequest) -> Result<Option<Receipt>, ReceiptError> {
+        let _ = request;
+        Err(ReceiptError::Malformed(
+            "this channel takes no receipts".into(),
+        ))
     }
 }

@@ -104,6 +104,7 @@ mod tests {
             locale: Locale::from_tag(locale).unwrap(),
             sealed_pin: vec![],
             created_at: DateTime::from_timestamp(0, 0).unwrap(),
+            pin_expires_at: None,
         }
     }
 

@@ -179,6 +179,11 @@ pub struct DeliveryOrder {
     pub sealed_pin: Vec<u8>,
     #[serde(with = "ms")]
     pub created_at: Instant,
+    /// When the PIN this event carries stops being accepted: a gateway that takes a validity
+    /// period gets what is left of it, and a delivery that keeps failing is given up then.
+    /// Deliveries stored by earlier versions have none.
+    #[serde(default, with = "ms_opt")]
+    pub pin_expires_at: Option<Instant>,
 }
 
 /// The caller's request, already validated.
@@ -444,6 +449,7 @@ impl Verification {
                 .clone()
                 .expect("an active verification keeps its sealed PIN"),
             created_at: now,
+            pin_expires_at: Some(self.pin.expires_at),
         }
     }
 

@@ -28,15 +28,18 @@ pub enum Reason {
     HeaderTimeout,
     /// A request whose body did not arrive within the body timeout.
     BodyTimeout,
+    /// A receipt callback with an unknown URL or a bad signature.
+    BadReceipt,
 }
 
-const REASONS: [Reason; 6] = [
+const REASONS: [Reason; 7] = [
     Reason::MissingCredentials,
     Reason::BadCredentials,
     Reason::DisabledKey,
     Reason::InboxHost,
     Reason::HeaderTimeout,
     Reason::BodyTimeout,
+    Reason::BadReceipt,
 ];
 
 impl Reason {
@@ -48,6 +51,7 @@ impl Reason {
             Reason::InboxHost => "inbox asked for under another host name",
             Reason::HeaderTimeout => "request headers too slow",
             Reason::BodyTimeout => "request body too slow",
+            Reason::BadReceipt => "receipt with an unknown URL or a bad signature",
         }
     }
 

@@ -190,10 +190,135 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn set_meta(&self, name: &str, value: &str) -> StoreResult<()>;
 }
 
+/// Where one try of one event on one channel stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptState {
+    /// Handed to the channel; no answer yet (or the process stopped before one came).
+    Queued,
+    /// The gateway accepted it.
+    Submitted,
+    /// The gateway reports it at the phone.
+    Delivered,
+    /// The network could not deliver it.
+    Undeliverable,
+    /// The try or the message failed.
+    Failed,
+}
+
+impl AttemptState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptState::Queued => "queued",
+            AttemptState::Submitted => "submitted",
+            AttemptState::Delivered => "delivered",
+            AttemptState::Undeliverable => "undeliverable",
+            AttemptState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            AttemptState::Queued,
+            AttemptState::Submitted,
+            AttemptState::Delivered,
+            AttemptState::Undeliverable,
+            AttemptState::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+}
+
+/// One recorded try, as `verifyd deliveries` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub request_id: String,
+    pub event_id: String,
+    /// `sms` or `voice`.
+    pub kind: String,
+    pub channel: String,
+    pub message_id: Option<String>,
+    pub state: AttemptState,
+    pub error_code: Option<String>,
+    pub error_text: Option<String>,
+    pub created_at: Instant,
+    pub updated_at: Instant,
+}
+
+/// A recorded try, as the store names it.
+pub type AttemptId = i64;
+
+/// The error a try or a receipt recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptError {
+    pub code: String,
+    pub text: String,
+}
+
+/// The record of every try to deliver an event, and the receipts gateways send about them.
+/// Times are real time (the wall clock), not workflow time.
+#[async_trait]
+pub trait DeliveryLog: Send + Sync + 'static {
+    /// Records a try of the event on `channel` about to be made, closes earlier tries of it
+    /// that never finished (a process that stopped), and starts the delivery's lease again.
+    async fn attempt_started(
+        &self,
+        request_id: &RequestId,
+        event_id: &EventId,
+        kind: &str,
+        channel: &str,
+        at: Instant,
+    ) -> StoreResult<AttemptId>;
+
+    /// The gateway took the message, as `message_id`. In one transaction: the try becomes
+    /// submitted (delivered when `delivered`), a receipt that came before is applied, and the
+    /// delivery leaves the store, so that nothing sends the event again.
+    async fn attempt_accepted(
+        &self,
+        attempt: AttemptId,
+        request_id: &RequestId,
+        event_id: &EventId,
+        message_id: &str,
+        delivered: bool,
+        at: Instant,
+    ) -> StoreResult<()>;
+
+    /// The try failed with `error`; the delivery stays unless the caller gives it up
+    /// ([`VerificationStore::mark_delivered`]).
+    async fn attempt_failed(
+        &self,
+        attempt: AttemptId,
+        error: AttemptError,
+        at: Instant,
+    ) -> StoreResult<()>;
+
+    /// Starts the leases of deliveries still being worked on again, so that no sweep takes them.
+    async fn renew_leases(&self, deliveries: Vec<(RequestId, EventId)>) -> StoreResult<()>;
+
+    /// A gateway's receipt for `message_id` on `channel`: applied to its try now (returns true),
+    /// or kept and applied when the try's acceptance is recorded. Only a final state
+    /// (delivered, undeliverable, failed) changes a try.
+    async fn apply_receipt(
+        &self,
+        channel: &str,
+        message_id: &str,
+        state: AttemptState,
+        error: Option<AttemptError>,
+        at: Instant,
+    ) -> StoreResult<bool>;
+
+    /// Every try of a verification's events, oldest first.
+    async fn attempts(&self, request_id: &RequestId) -> StoreResult<Vec<Attempt>>;
+}
+
 /// Everything a running server needs from one engine. The engine also keeps the inbox channel's
 /// log ([`InboxLog`]), which the channel sees only through that trait.
-pub trait Store: VerificationStore + KeyStore + MetaStore + InboxLog {}
-impl<T: VerificationStore + KeyStore + MetaStore + InboxLog> Store for T {}
+pub trait Store: DeliveryStore + KeyStore + MetaStore + InboxLog {}
+impl<T: DeliveryStore + KeyStore + MetaStore + InboxLog> Store for T {}
+
+/// What the delivery dispatcher needs of an engine.
+pub trait DeliveryStore: VerificationStore + DeliveryLog {}
+impl<T: VerificationStore + DeliveryLog> DeliveryStore for T {}
 
 /// A stored body that does not decode. serde's message can quote the stored value (a number, a
 /// hash), so only the kind and position of the error are kept.

@@ -1,6 +1,8 @@
 //! Runs the real `verifyd` binary for tests that need a whole process: SDKs, restarts, the CLI.
 #![allow(dead_code)]
 
+pub mod gateway;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,22 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_verifyd");
+
+/// One HTTP client for a whole test binary, with a new connection per request (servers are
+/// killed and started again on the same port). Building a client loads the system's root
+/// certificates, tens of milliseconds each time.
+pub fn client() -> reqwest::blocking::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap()
+        })
+        .clone()
+}
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {

@@ -26,6 +26,7 @@ use super::{
 use crate::channel::inbox::InboxLogError;
 use crate::domain::{DeliveryOrder, EventId, Instant, Minter, RequestId, Status, Verification};
 
+mod attempts;
 pub mod body;
 mod cache;
 use body::Body;
@@ -45,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_keys_by_request.sql"),
     include_str!("../../../migrations/sqlite/0003_inbox_ends_with_its_request.sql"),
+    include_str!("../../../migrations/sqlite/0004_delivery_attempts.sql"),
 ];
 
 /// What an operation sees on the writer thread.
@@ -1171,6 +1173,9 @@ impl MetaStore for SqliteStore {
 const INBOX_TO_NUMBER: &str =
     "select message_id, channel, to_number, from_id, text, locale, request_id, created_at \
      from inbox_message where to_number = ?1 order by seq desc limit ?2";
+const INBOX_OF_REQUEST: &str =
+    "select message_id, channel, to_number, from_id, text, locale, request_id, created_at \
+     from inbox_message where request_id = ?1 order by seq";
 const INBOX_ALL: &str =
     "select message_id, channel, to_number, from_id, text, locale, request_id, created_at \
      from inbox_message order by seq desc limit ?1";
@@ -1222,43 +1227,53 @@ impl InboxLog for SqliteStore {
         self.read(move |conn| {
             // Two statements, not one with "?1 is null or to_number = ?1": SQLite cannot use the
             // index on to_number for that, and scans every message (seconds in a big inbox).
-            let sql = match to {
-                Some(_) => INBOX_TO_NUMBER,
-                None => INBOX_ALL,
-            };
-            let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
             let limit = limit as i64;
-            let bound = match &to {
-                Some(to) => stmt.query(params![to, limit]),
-                None => stmt.query(params![limit]),
-            };
-            let rows = bound.map_err(db_err)?.mapped(|r| {
-                Ok((
-                    InboxMessage {
-                        id: r.get(0)?,
-                        channel: r.get(1)?,
-                        to: r.get(2)?,
-                        from: r.get(3)?,
-                        text: r.get(4)?,
-                        locale: r.get(5)?,
-                        request_id: r.get(6)?,
-                        created_at: String::new(),
-                    },
-                    r.get::<_, i64>(7)?,
-                ))
-            });
-            let mut out = Vec::new();
-            for row in rows {
-                let (mut message, created) = row.map_err(db_err)?;
-                message.created_at =
-                    ms_to_instant(created)?.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                out.push(message);
+            match &to {
+                Some(to) => inbox_rows(conn, INBOX_TO_NUMBER, params![to, limit]),
+                None => inbox_rows(conn, INBOX_ALL, params![limit]),
             }
-            Ok(out)
         })
         .await
         .map_err(inbox_err)
     }
+
+    async fn of_request(&self, request_id: &str) -> Result<Vec<InboxMessage>, InboxLogError> {
+        let request_id = request_id.to_owned();
+        self.read(move |conn| inbox_rows(conn, INBOX_OF_REQUEST, params![request_id]))
+            .await
+            .map_err(inbox_err)
+    }
+}
+
+fn inbox_rows(
+    conn: &Connection,
+    sql: &str,
+    bound: impl rusqlite::Params,
+) -> StoreResult<Vec<InboxMessage>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt.query(bound).map_err(db_err)?.mapped(|r| {
+        Ok((
+            InboxMessage {
+                id: r.get(0)?,
+                channel: r.get(1)?,
+                to: r.get(2)?,
+                from: r.get(3)?,
+                text: r.get(4)?,
+                locale: r.get(5)?,
+                request_id: r.get(6)?,
+                created_at: String::new(),
+            },
+            r.get::<_, i64>(7)?,
+        ))
+    });
+    let mut out = Vec::new();
+    for row in rows {
+        let (mut message, created) = row.map_err(db_err)?;
+        message.created_at =
+            ms_to_instant(created)?.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        out.push(message);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 //! another node's sweep when the lease runs out. The "one verification in progress per key and
 //! number" rule is a unique partial index, so it holds across nodes whatever they do.
 
+mod attempts;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -29,8 +31,9 @@ use crate::channel::inbox::InboxLogError;
 use crate::domain::{DeliveryOrder, EventId, Instant, RequestId, Status, Verification};
 
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/postgres/0001_init.sql"),
-    include_str!("../../migrations/postgres/0002_inbox_ends_with_its_request.sql"),
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../migrations/postgres/0002_inbox_ends_with_its_request.sql"),
+    include_str!("../../../migrations/postgres/0003_delivery_attempts.sql"),
 ];
 const POOL_SIZE: usize = 16;
 pub const DEFAULT_DELIVERY_LEASE: Duration = super::sqlite::DEFAULT_DELIVERY_LEASE;
@@ -946,6 +949,22 @@ impl InboxLog for PgStore {
             .map_err(inbox_err)
     }
 
+    async fn of_request(&self, request_id: &str) -> Result<Vec<InboxMessage>, InboxLogError> {
+        let client = self.client().await.map_err(inbox_err)?;
+        let stmt = client
+            .prepare_cached(
+                "select message_id, channel, to_number, from_id, text, locale, request_id, \
+                 created_at from inbox_message where request_id = $1 order by seq",
+            )
+            .await
+            .map_err(|e| inbox_err(pg_err(e)))?;
+        let rows = client
+            .query(&stmt, &[&request_id])
+            .await
+            .map_err(|e| inbox_err(pg_err(e)))?;
+        inbox_messages(&rows)
+    }
+
     async fn list(
         &self,
         to: Option<&str>,
@@ -974,22 +993,26 @@ impl InboxLog for PgStore {
             }
         }
         .map_err(|e| inbox_err(pg_err(e)))?;
-        rows.iter()
-            .map(|r| {
-                let created = ms_to_instant(r.get(7)).map_err(inbox_err)?;
-                Ok(InboxMessage {
-                    id: r.get(0),
-                    channel: r.get(1),
-                    to: r.get(2),
-                    from: r.get(3),
-                    text: r.get(4),
-                    locale: r.get(5),
-                    request_id: r.get(6),
-                    created_at: created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                })
-            })
-            .collect()
+        inbox_messages(&rows)
     }
+}
+
+fn inbox_messages(rows: &[tokio_postgres::Row]) -> Result<Vec<InboxMessage>, InboxLogError> {
+    rows.iter()
+        .map(|r| {
+            let created = ms_to_instant(r.get(7)).map_err(inbox_err)?;
+            Ok(InboxMessage {
+                id: r.get(0),
+                channel: r.get(1),
+                to: r.get(2),
+                from: r.get(3),
+                text: r.get(4),
+                locale: r.get(5),
+                request_id: r.get(6),
+                created_at: created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

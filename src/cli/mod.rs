@@ -1,17 +1,21 @@
-//! The command line: `verifyd serve` (the default), `verifyd keys …`, `verifyd migrate`.
+//! The command line: `verifyd serve` (the default), `verifyd keys …`, `verifyd migrate`,
+//! `verifyd config check`, `verifyd send-test`, `verifyd deliveries`.
+
+mod deliveries;
+mod resolve;
+mod send_test;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth;
-use crate::config::{ChannelKind, DatabaseUrl, HttpLimits, InboxHost, KeySource, Settings, Tls};
-use crate::domain::Price;
-use crate::service::Pricing;
+use crate::config::file::ConfigFile;
+use crate::config::DatabaseUrl;
 use crate::startup::Application;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -25,13 +29,14 @@ use crate::store::{KeyState, KeyStore, Store};
 )]
 pub struct Cli {
     /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DATABASE
-    #[arg(
-        long,
-        global = true,
-        env = "VERIFYD_DATABASE_URL",
-        default_value = "sqlite://verifyd.db"
-    )]
-    pub database: String,
+    /// [default: sqlite://verifyd.db]
+    #[arg(long, global = true, env = "VERIFYD_DATABASE_URL")]
+    pub database: Option<String>,
+
+    /// Configuration file (TOML, docs/configuration.md). Its top-level keys are the defaults of
+    /// the flags of the same names; environment variables and flags override them.
+    #[arg(long, global = true, env = "VERIFYD_CONFIG")]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -40,7 +45,15 @@ pub struct Cli {
 /// `verifyd` with no command (only flags, or nothing) means `verifyd serve`, which is what
 /// `cargo run --release` starts. Flags must then belong to `serve`; clap reports any that do not.
 pub fn with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const COMMANDS: [&str; 4] = ["serve", "keys", "migrate", "help"];
+    const COMMANDS: [&str; 7] = [
+        "serve",
+        "keys",
+        "migrate",
+        "config",
+        "send-test",
+        "deliveries",
+        "help",
+    ];
     const TOP_LEVEL_ONLY: [&str; 4] = ["-h", "--help", "-V", "--version"];
     let named = |list: &[&str]| {
         args.iter()
@@ -62,35 +75,51 @@ pub enum Command {
     Keys(KeysCommand),
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// The configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Send one test message through one configured channel; exit 0 only if its gateway
+    /// accepted it.
+    SendTest(send_test::SendTestArgs),
+    /// Every delivery attempt of a verification, one JSON object per line.
+    Deliveries {
+        /// The verification's request_id.
+        request_id: String,
+    },
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the configuration file, the environment and the flags as `serve` would, and print
+    /// the configuration that takes effect (secrets as ***). Exit 0 when valid, 2 otherwise.
+    Check(Box<ServeArgs>),
+}
+
+/// The server's settings. Each also comes from the configuration file's key of the same name
+/// (with `_` for `-`); the environment variable and the flag win over the file.
+#[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "VERIFYD_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "VERIFYD_LISTEN")]
+    pub listen: Option<SocketAddr>,
 
     /// PEM certificate chain; with --tls-key serves HTTPS on the same port.
-    #[arg(long, env = "VERIFYD_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "VERIFYD_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key for --tls-cert.
-    #[arg(long, env = "VERIFYD_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "VERIFYD_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
 
-    /// Run workflow time N times faster than real time (inbox channel only), to try expiry flows
-    /// in seconds. Continues across restarts.
-    #[arg(long, env = "VERIFYD_CLOCK_SPEED", default_value_t = 1.0)]
-    pub clock_speed: f64,
+    /// Run workflow time N times faster than real time (only when every route ends in the
+    /// inbox), to try expiry flows in seconds. Continues across restarts. [default: 1]
+    #[arg(long, env = "VERIFYD_CLOCK_SPEED")]
+    pub clock_speed: Option<f64>,
 
-    /// Delivery channel. `inbox` shows every message at /inbox instead of sending it.
-    #[arg(
-        long = "channel",
-        env = "VERIFYD_CHANNEL",
-        value_enum,
-        default_value = "inbox"
-    )]
-    pub channel: ChannelArg,
+    /// `inbox`: every message to the inbox at /inbox, whatever the configuration file's routes
+    /// say. Without a configuration file that is what happens anyway.
+    #[arg(long = "channel", env = "VERIFYD_CHANNEL", value_enum)]
+    pub channel: Option<ChannelArg>,
 
     /// File with the server key (64 hex characters) that protects PINs; created if missing.
     /// Default: the database path plus `.key`. VERIFYD_SECRET_KEY (the hex itself) takes
@@ -98,44 +127,46 @@ pub struct ServeArgs {
     #[arg(long, env = "VERIFYD_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
 
-    /// Currency that check and search report prices in.
-    #[arg(long, env = "VERIFYD_CURRENCY", default_value = "EUR")]
-    pub currency: String,
+    /// Currency that check and search report prices in [default: EUR].
+    #[arg(long, env = "VERIFYD_CURRENCY")]
+    pub currency: Option<String>,
 
-    /// Price reported for a successful verification.
-    #[arg(long, env = "VERIFYD_PRICE_VERIFICATION", default_value = "0")]
-    pub price_verification: String,
+    /// Price reported for a successful verification [default: 0].
+    #[arg(long, env = "VERIFYD_PRICE_VERIFICATION")]
+    pub price_verification: Option<String>,
 
-    /// Price reported per SMS sent (in estimated_price_messages_sent).
-    #[arg(long, env = "VERIFYD_PRICE_SMS", default_value = "0")]
-    pub price_sms: String,
+    /// Price reported per SMS sent (in estimated_price_messages_sent) [default: 0].
+    #[arg(long, env = "VERIFYD_PRICE_SMS")]
+    pub price_sms: Option<String>,
 
-    /// Price reported per call placed (in estimated_price_messages_sent).
-    #[arg(long, env = "VERIFYD_PRICE_CALL", default_value = "0")]
-    pub price_call: String,
+    /// Price reported per call placed (in estimated_price_messages_sent) [default: 0].
+    #[arg(long, env = "VERIFYD_PRICE_CALL")]
+    pub price_call: Option<String>,
 
     /// Seconds a stored delivery belongs to the node that made it; if that node dies, another
-    /// node sends it once this has passed.
-    #[arg(long, env = "VERIFYD_DELIVERY_LEASE", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub delivery_lease: u64,
+    /// node sends it once this has passed (1–3600) [default: 60].
+    #[arg(long, env = "VERIFYD_DELIVERY_LEASE")]
+    pub delivery_lease: Option<u64>,
 
     /// Seconds a client has to send its request headers, from opening the connection or from
-    /// the first byte of a later request on it.
-    #[arg(long, env = "VERIFYD_HEADER_TIMEOUT", default_value_t = HttpLimits::default().header_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub header_timeout: u64,
+    /// the first byte of a later request on it (1–3600) [default: 10].
+    #[arg(long, env = "VERIFYD_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
 
-    /// Seconds a client has to send a request's body once its headers are in.
-    #[arg(long, env = "VERIFYD_BODY_TIMEOUT", default_value_t = HttpLimits::default().body_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub body_timeout: u64,
+    /// Seconds a client has to send a request's body once its headers are in (1–3600)
+    /// [default: 10].
+    #[arg(long, env = "VERIFYD_BODY_TIMEOUT")]
+    pub body_timeout: Option<u64>,
 
-    /// Seconds a keep-alive connection may wait for its next request before it is closed.
-    #[arg(long, env = "VERIFYD_IDLE_TIMEOUT", default_value_t = HttpLimits::default().idle_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86400))]
-    pub idle_timeout: u64,
+    /// Seconds a keep-alive connection may wait for its next request before it is closed
+    /// (1–86400) [default: 60].
+    #[arg(long, env = "VERIFYD_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
 
     /// Connections open at once; more wait until one closes, and idle keep-alive connections
     /// close to make room. Default: three quarters of the open-file limit (ulimit -n), and never
     /// more than that.
-    #[arg(long, env = "VERIFYD_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "VERIFYD_MAX_CONNECTIONS")]
     pub max_connections: Option<u64>,
 
     /// A host name or IP address the inbox pages answer to (as clients write it in the Host
@@ -175,64 +206,6 @@ pub enum KeysCommand {
     Enable { key: String },
 }
 
-fn price(flag: &str, raw: &str) -> anyhow::Result<Price> {
-    Price::parse(raw).with_context(|| {
-        format!("--{flag} must be a non-negative decimal with at most 8 decimals, not {raw:?}")
-    })
-}
-
-fn settings(database: DatabaseUrl, args: &ServeArgs) -> anyhow::Result<Settings> {
-    let key = match std::env::var("VERIFYD_SECRET_KEY") {
-        Ok(hex) if !hex.trim().is_empty() => KeySource::Hex(hex),
-        _ => KeySource::File(
-            args.secret_key_file
-                .clone()
-                .unwrap_or_else(|| database.default_key_file()),
-        ),
-    };
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(Tls {
-            cert: cert.clone(),
-            key: key.clone(),
-        }),
-        _ => None,
-    };
-    let currency = args.currency.trim().to_ascii_uppercase();
-    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
-        bail!("--currency must be a three-letter code such as EUR");
-    }
-    Ok(Settings {
-        listen: args.listen,
-        database,
-        key,
-        tls,
-        clock_speed: args.clock_speed,
-        channels: match args.channel {
-            ChannelArg::Inbox => vec![ChannelKind::Inbox],
-        },
-        pricing: Pricing {
-            currency,
-            verification: price("price-verification", &args.price_verification)?,
-            per_sms: price("price-sms", &args.price_sms)?,
-            per_call: price("price-call", &args.price_call)?,
-        },
-        delivery_lease: std::time::Duration::from_secs(args.delivery_lease),
-        http: HttpLimits {
-            header_timeout: Duration::from_secs(args.header_timeout),
-            body_timeout: Duration::from_secs(args.body_timeout),
-            idle_timeout: Duration::from_secs(args.idle_timeout),
-            max_connections: args
-                .max_connections
-                .map(|n| n.min(usize::MAX as u64) as usize),
-        },
-        inbox_hosts: args
-            .inbox_hosts
-            .iter()
-            .map(|h| InboxHost::parse(h).context("--inbox-host"))
-            .collect::<anyhow::Result<_>>()?,
-    })
-}
-
 /// Opens the database for a command-line tool, next to a running server if there is one.
 async fn open_for_admin(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match database {
@@ -241,21 +214,56 @@ async fn open_for_admin(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>
     })
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let database = DatabaseUrl::parse(&cli.database)?;
+/// Exit status of a `config check` that finds a problem.
+const INVALID_CONFIGURATION: u8 = 2;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Config(ConfigCommand::Check(args)) = &cli.command {
+        return Ok(match config_check(&cli, args) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(INVALID_CONFIGURATION)
+            }
+        });
+    }
+    let file = resolve::load(cli.config.as_ref())?;
+    let database = resolve::database(cli.database.as_deref(), file.as_ref())?;
     match cli.command {
-        Command::Serve(args) => serve(database, &args).await,
+        Command::Serve(args) => serve(database, file.as_ref(), &args).await?,
         Command::Migrate => {
             open_for_admin(&database).await?;
             eprintln!("the database schema is up to date");
-            Ok(())
         }
-        Command::Keys(cmd) => keys(database, cmd).await,
+        Command::Keys(cmd) => keys(database, cmd).await?,
+        Command::SendTest(args) => return send_test::run(file.as_ref(), &args).await,
+        Command::Deliveries { request_id } => {
+            let store = open_for_admin(&database).await?;
+            deliveries::print(store.as_ref(), &request_id).await?;
+        }
+        Command::Config(_) => unreachable!("handled above"),
     }
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(database: DatabaseUrl, args: &ServeArgs) -> anyhow::Result<()> {
-    let app = Application::build(settings(database, args)?).await?;
+/// What `serve` would run with, as TOML, or why it would not start.
+fn config_check(cli: &Cli, args: &ServeArgs) -> anyhow::Result<String> {
+    let file = resolve::load(cli.config.as_ref())?;
+    let database = resolve::database(cli.database.as_deref(), file.as_ref())?;
+    let settings = resolve::settings(database, file.as_ref(), args)?;
+    let from_env = file.map(|f| f.from_env).unwrap_or_default();
+    Ok(crate::config::show::effective_toml(&settings, &from_env))
+}
+
+async fn serve(
+    database: DatabaseUrl,
+    file: Option<&ConfigFile>,
+    args: &ServeArgs,
+) -> anyhow::Result<()> {
+    let app = Application::build(resolve::settings(database, file, args)?).await?;
     app.run_until_stopped().await
 }
 

@@ -1,5 +1,10 @@
-//! Server settings, filled from the command line and environment (src/cli.rs) and passed
-//! explicitly to [`crate::startup::Application::build`].
+//! Server settings: built-in defaults, then the configuration file (`file.rs`), then `VERIFYD_*`
+//! environment variables, then command-line flags (src/cli.rs); passed explicitly to
+//! [`crate::startup::Application::build`].
+
+pub mod delivery;
+pub mod file;
+pub mod show;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -103,11 +108,6 @@ fn redact_password(url: &str) -> String {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChannelKind {
-    Inbox,
-}
-
 #[derive(Clone, Debug)]
 pub struct Tls {
     pub cert: PathBuf,
@@ -181,7 +181,8 @@ pub struct Settings {
     pub tls: Option<Tls>,
     /// Workflow time runs this many times faster than real time (inbox channel only).
     pub clock_speed: f64,
-    pub channels: Vec<ChannelKind>,
+    /// Channels and routes: the configuration file's, or every kind to the inbox.
+    pub delivery: delivery::DeliveryConfig,
     pub pricing: Pricing,
     /// How long a stored delivery belongs to the node that made it before another node's sweep
     /// may send it.
@@ -205,12 +206,31 @@ impl Settings {
             database,
             tls: None,
             clock_speed: 1.0,
-            channels: vec![ChannelKind::Inbox],
+            delivery: delivery::DeliveryConfig::default(),
             pricing: Pricing::default(),
             delivery_lease: crate::store::sqlite::DEFAULT_DELIVERY_LEASE,
             http: HttpLimits::default(),
             inbox_hosts: Vec::new(),
         }
+    }
+}
+
+impl Settings {
+    /// What can be checked without opening anything, before the server listens.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.clock_speed.is_finite() && self.clock_speed > 0.0) {
+            bail!(
+                "the clock speed (--clock-speed, clock_speed) must be a positive number, not {}",
+                self.clock_speed
+            );
+        }
+        if self.clock_speed != 1.0 && !self.delivery.only_inbox() {
+            bail!(
+                "the clock speed (--clock-speed, clock_speed) may differ from 1 only when every \
+                 route ends in the inbox: real users would get calls at the wrong times"
+            );
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,109 @@
+//! Delivery receipts that gateways post back: `/receipts/{channel}/{token}`, the URL each
+//! gateway was given (`public_url` + that path). The token makes the URL unguessable; the
+//! channel then checks its gateway's own signature and reads the receipt, and the store applies
+//! it to the try it names.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::AppState;
+use crate::channel::{ReceiptError, ReceiptRequest, ReceiptState};
+use crate::delivery::router::RECEIPTS_PATH;
+use crate::http::refusals::{self, Reason};
+use crate::http::ConnInfo;
+use crate::store::{AttemptError, AttemptState};
+
+/// A receipt is a few hundred bytes.
+const MAX_BODY: usize = 16 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        &format!("{RECEIPTS_PATH}/{{channel}}/{{token}}"),
+        get(receive).post(receive),
+    )
+}
+
+fn state(s: ReceiptState) -> AttemptState {
+    match s {
+        ReceiptState::Submitted => AttemptState::Submitted,
+        ReceiptState::Delivered => AttemptState::Delivered,
+        ReceiptState::Undeliverable => AttemptState::Undeliverable,
+        ReceiptState::Failed => AttemptState::Failed,
+    }
+}
+
+async fn receive(
+    State(app): State<AppState>,
+    Path((channel, token)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let client = request.extensions().get::<ConnInfo>().map(|c| c.peer.ip());
+    let Some((target, url)) = app.delivery.receipt_target(&channel, &token) else {
+        if app.refusals.count(client, Reason::BadReceipt) {
+            tracing::info!(client = %refusals::shown(client), "receipt refused: no channel has this receipt URL");
+        }
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "a receipt is small\n").into_response();
+    };
+    let mut params: BTreeMap<String, String> = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    if body.first() != Some(&b'{') {
+        params.extend(form_urlencoded::parse(&body).into_owned());
+    }
+    let receipt_request = ReceiptRequest {
+        url: url.to_owned(),
+        headers: parts.headers,
+        params,
+        body,
+    };
+    let receipt = match target.receipt(&receipt_request) {
+        Ok(Some(receipt)) => receipt,
+        Ok(None) => return StatusCode::NO_CONTENT.into_response(),
+        Err(ReceiptError::BadSignature) => {
+            if app.refusals.count(client, Reason::BadReceipt) {
+                tracing::info!(client = %refusals::shown(client), %channel, "receipt refused: bad signature");
+            }
+            return (StatusCode::FORBIDDEN, "bad signature\n").into_response();
+        }
+        Err(e @ ReceiptError::Malformed(_)) => {
+            tracing::info!(%channel, error = %e, "receipt refused");
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+        }
+    };
+    let error = receipt.error.map(|f| AttemptError {
+        code: f.code,
+        text: f.text,
+    });
+    match app
+        .deliveries
+        .apply_receipt(
+            &channel,
+            &receipt.message_id,
+            state(receipt.state),
+            error,
+            chrono::Utc::now(),
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(%channel, message_id = %receipt.message_id, state = ?receipt.state, "receipt");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => {
+            // The gateway sends it again on an error answer.
+            tracing::error!(%channel, error = %e, "could not record a receipt");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! `verifyd deliveries REQUEST_ID`: every try to deliver a verification's events, one JSON
+//! object per line, oldest first. The inbox keeps no separate record: its stored message is the
+//! record of its delivery (and leaves with the verification's end).
+
+use anyhow::Context;
+
+use crate::domain::{Instant, RequestId};
+use crate::store::Store;
+
+fn time(t: Instant) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub async fn print(store: &dyn Store, request_id: &str) -> anyhow::Result<()> {
+    let id = RequestId::parse(request_id)
+        .with_context(|| format!("{request_id:?} is not a request_id (32 lowercase hex)"))?;
+    let mut lines: Vec<(Instant, serde_json::Value)> = Vec::new();
+    for a in store.attempts(&id).await? {
+        let error = match (&a.error_code, &a.error_text) {
+            (None, None) => serde_json::Value::Null,
+            (code, text) => format!(
+                "{}: {}",
+                code.as_deref().unwrap_or(""),
+                text.as_deref().unwrap_or("")
+            )
+            .into(),
+        };
+        lines.push((
+            a.created_at,
+            serde_json::json!({
+                "event_id": a.event_id,
+                "kind": a.kind,
+                "channel": a.channel,
+                "message_id": a.message_id,
+                "state": a.state.as_str(),
+                "error": error,
+                "created_at": time(a.created_at),
+                "updated_at": time(a.updated_at),
+            }),
+        ));
+    }
+    for m in store
+        .of_request(id.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        let at = chrono::DateTime::parse_from_rfc3339(&m.created_at)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_default();
+        lines.push((
+            at,
+            serde_json::json!({
+                "event_id": m.id,
+                "kind": m.channel,
+                "channel": crate::config::delivery::INBOX,
+                "message_id": m.id,
+                "state": "delivered",
+                "error": null,
+                "created_at": m.created_at,
+                "updated_at": m.created_at,
+            }),
+        ));
+    }
+    lines.sort_by_key(|(at, _)| *at);
+    for (_, line) in lines {
+        println!("{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! `verifyd send-test --channel NAME --to NUMBER`: one message through one configured channel,
+//! and the transport's errors turned into advice.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use crate::channel::{Outgoing, SendError};
+use crate::config::delivery::{ChannelSpec, Kind, INBOX};
+use crate::config::file::ConfigFile;
+use crate::domain::{EventId, PhoneNumber, RequestId};
+
+#[derive(Debug, Args)]
+pub struct SendTestArgs {
+    /// A channel of the configuration file.
+    #[arg(long)]
+    pub channel: String,
+    /// The phone number to send to, international (+447700900123).
+    #[arg(long)]
+    pub to: String,
+    /// The sender [default: the channel's `from`, else VERIFY].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// The text [default: a line that names the channel].
+    #[arg(long)]
+    pub text: Option<String>,
+}
+
+pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Result<ExitCode> {
+    let Some(file) = file else {
+        bail!("send-test needs the configuration file that defines the channel: --config FILE");
+    };
+    if args.channel == INBOX {
+        bail!("the inbox is not a gateway; start the server and open /inbox instead");
+    }
+    let Some(config) = file.delivery.channels.get(&args.channel) else {
+        let known: Vec<&str> = file.delivery.channels.keys().map(String::as_str).collect();
+        bail!(
+            "{} has no channel {:?}; it has: {}",
+            file.path.display(),
+            args.channel,
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    let to = PhoneNumber::parse(&args.to, None)
+        .ok()
+        .with_context(|| format!("{:?} is not a valid international phone number", args.to))?;
+    let client = crate::channel::http::client()?;
+    let (channel, channel_from) =
+        crate::delivery::router::build_channel(&args.channel, config, &client);
+    let mut id = [0u8; 8];
+    crate::crypto::os_random(&mut id);
+    let mut request = [0u8; 16];
+    crate::crypto::os_random(&mut request);
+    let message = Outgoing {
+        id: EventId::from_bytes(id),
+        request_id: RequestId::from_bytes(request),
+        kind: Kind::Sms,
+        to,
+        from: args
+            .from
+            .clone()
+            .or(channel_from)
+            .unwrap_or_else(|| crate::domain::DEFAULT_SENDER_ID.to_owned()),
+        text: args
+            .text
+            .clone()
+            .unwrap_or_else(|| format!("verifyd test message: channel {} works.", args.channel)),
+        locale: "en-gb".into(),
+        created_at: chrono::Utc::now(),
+        valid_for: Duration::from_secs(300),
+        receipt_url: None,
+    };
+    let sent = tokio::time::timeout(config.timeout, channel.send(&message))
+        .await
+        .unwrap_or_else(|_| {
+            Err(SendError::Temporary(crate::channel::Failure::new(
+                "timeout",
+                format!("no answer within {:?}", config.timeout),
+            )))
+        });
+    match sent {
+        Ok(accepted) => {
+            let line = serde_json::json!({
+                "channel": args.channel,
+                "message_id": accepted.message_id,
+                "to": message.to.masked(),
+            });
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}: {}", args.channel, e.failure());
+            eprintln!("{}", advice(&config.spec, &e, config.timeout));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// What to look at, for an error of `spec`'s gateway.
+pub fn advice(spec: &ChannelSpec, e: &SendError, timeout: Duration) -> String {
+    let f = e.failure();
+    let credentials = match spec {
+        ChannelSpec::TwilioSms(_) => "account_sid and auth_token",
+        ChannelSpec::VonageSms(_) => "api_key and api_secret",
+        ChannelSpec::Webhook(_) => "the headers (Authorization)",
+    };
+    let url = match spec {
+        ChannelSpec::Webhook(_) => "url",
+        _ => "base_url",
+    };
+    match (e, f.code.as_str()) {
+        (SendError::Temporary(_), "connect") => format!(
+            "advice: the gateway could not be reached (host unreachable, name not found or \
+             connection refused): check {url} and this machine's network"
+        ),
+        (SendError::Temporary(_), "timeout") => format!(
+            "advice: no answer within {timeout:?}: check {url}, or raise the channel's timeout"
+        ),
+        (SendError::Throttled { .. }, _) => {
+            "advice: the gateway asks to slow down; try again in a moment".into()
+        }
+        (_, "http-401" | "http-403" | "20003" | "vonage-4") => {
+            format!("advice: the gateway refused the credentials: check {credentials}")
+        }
+        (_, "21212" | "21606" | "21659" | "21603" | "vonage-15") => {
+            "advice: the gateway refused the sender: set `from` to a number the account owns, \
+             or a sender the destination country allows"
+                .into()
+        }
+        (_, "21211" | "21614" | "21408" | "vonage-29" | "vonage-7") => {
+            "advice: the gateway refused the destination number (invalid, not allowed on this \
+             account, or barred)"
+                .into()
+        }
+        (SendError::Temporary(_), _) => {
+            "advice: the gateway had a temporary problem; try again, and look at its status page"
+                .into()
+        }
+        (SendError::Rejected(_), _) => {
+            "advice: the gateway refused the message; its code and text are above".into()
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The effective configuration as TOML, for `verifyd config check`: every key with the value it
+//! takes after defaults, file, environment and flags, and `***` for every password, secret or
+//! token and every value that came from `${…}`.
+
+use std::collections::BTreeSet;
+
+use toml::{Table, Value};
+
+use super::delivery::{ChannelSpec, DeliveryConfig, Secret};
+use super::{KeySource, Settings};
+
+const MASK: &str = "***";
+
+pub fn effective_toml(settings: &Settings, from_env: &BTreeSet<String>) -> String {
+    let mut top = Table::new();
+    let mut put = |key: &str, value: Value| {
+        top.insert(key.to_owned(), value);
+    };
+    put("listen", settings.listen.to_string().into());
+    put("database", settings.database.describe().into());
+    if let Some(tls) = &settings.tls {
+        put("tls_cert", tls.cert.display().to_string().into());
+        put("tls_key", tls.key.display().to_string().into());
+    }
+    put("clock_speed", settings.clock_speed.into());
+    match &settings.key {
+        KeySource::File(path) => put("secret_key_file", path.display().to_string().into()),
+        // VERIFYD_SECRET_KEY has no key in the file; it is shown masked under its own name.
+        KeySource::Hex(_) => put("secret_key", MASK.into()),
+    }
+    let pricing = &settings.pricing;
+    put("currency", pricing.currency.clone().into());
+    put(
+        "price_verification",
+        pricing.verification.to_string().into(),
+    );
+    put("price_sms", pricing.per_sms.to_string().into());
+    put("price_call", pricing.per_call.to_string().into());
+    put("delivery_lease", secs(settings.delivery_lease));
+    let http = &settings.http;
+    put("header_timeout", secs(http.header_timeout));
+    put("body_timeout", secs(http.body_timeout));
+    put("idle_timeout", secs(http.idle_timeout));
+    put(
+        "max_connections",
+        (crate::http::connection_cap(http.max_connections) as i64).into(),
+    );
+    put(
+        "inbox_hosts",
+        Value::Array(
+            settings
+                .inbox_hosts
+                .iter()
+                .map(|h| h.as_str().into())
+                .collect(),
+        ),
+    );
+    let delivery = &settings.delivery;
+    if let Some(url) = &delivery.public_url {
+        put("public_url", url.clone().into());
+    }
+    top.insert(
+        "channels".into(),
+        Value::Table(channels(delivery, from_env)),
+    );
+    top.insert("routes".into(), Value::Array(routes(delivery)));
+    toml::to_string(&top).expect("a table of plain values")
+}
+
+fn secs(d: std::time::Duration) -> Value {
+    if d.subsec_nanos() == 0 {
+        (d.as_secs() as i64).into()
+    } else {
+        d.as_secs_f64().into()
+    }
+}
+
+fn channels(delivery: &DeliveryConfig, from_env: &BTreeSet<String>) -> Table {
+    let mut out = Table::new();
+    for (name, channel) in &delivery.channels {
+        let key = format!("channels.{name}");
+        let mut t = Table::new();
+        // A value from the environment is shown masked, whatever it is.
+        let mut text = |field: &str, value: &str| {
+            let shown = if from_env.contains(&format!("{key}.{field}")) {
+                MASK
+            } else {
+                value
+            };
+            t.insert(field.to_owned(), shown.into());
+        };
+        text("type", channel.spec.type_name());
+        match &channel.spec {
+            ChannelSpec::TwilioSms(c) => {
+                text("account_sid", &c.account_sid);
+                text("auth_token", masked(&c.auth_token));
+                if let Some(from) = &c.from {
+                    text("from", from);
+                }
+                if let Some(sid) = &c.messaging_service_sid {
+                    text("messaging_service_sid", sid);
+                }
+                text("base_url", &c.base_url);
+            }
+            ChannelSpec::VonageSms(c) => {
+                text("api_key", &c.api_key);
+                text("api_secret", masked(&c.api_secret));
+                if let Some(from) = &c.from {
+                    text("from", from);
+                }
+                text("base_url", &c.base_url);
+            }
+            ChannelSpec::Webhook(c) => {
+                text("url", &c.url);
+                text("method", &c.method);
+                text("body", &c.body);
+                text("content_type", &c.content_type);
+                if let Some(secret) = &c.signing_secret {
+                    text("signing_secret", masked(secret));
+                }
+                if let Some(pointer) = &c.message_id {
+                    text("message_id", pointer);
+                }
+                if let Some(from) = &c.from {
+                    text("from", from);
+                }
+                let headers: Table = c
+                    .headers
+                    .keys()
+                    .map(|name| (name.clone(), Value::from(MASK)))
+                    .collect();
+                t.insert("headers".into(), Value::Table(headers));
+            }
+        }
+        t.insert("timeout".into(), secs(channel.timeout));
+        out.insert(name.clone(), Value::Table(t));
+    }
+    out
+}
+
+fn masked(_: &Secret) -> &'static str {
+    MASK
+}
+
+fn routes(delivery: &DeliveryConfig) -> Vec<Value> {
+    delivery
+        .routes
+        .iter()
+        .map(|r| {
+            let mut t = Table::new();
+            t.insert("kind".into(), r.kind.as_str().into());
+            if !r.to.is_empty() {
+                let to = r.to.iter().map(|p| Value::from(format!("+{p}"))).collect();
+                t.insert("to".into(), Value::Array(to));
+            }
+            let channels = r.channels.iter().map(|c| Value::from(c.as_str())).collect();
+            t.insert("channels".into(), Value::Array(channels));
+            if let Some(from) = &r.from {
+                t.insert("from".into(), from.as_str().into());
+            }
+            Value::Table(t)
+        })
+        .collect()
+}

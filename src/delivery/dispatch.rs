@@ -1,0 +1,764 @@
+//! Works through deliveries: renders each message, tries the channels of its route as the
+//! failover policy says, records every try in the store, and keeps the delivery leased while it
+//! is being worked on.
+//!
+//! A try is recorded as `queued` before the channel is called, and its acceptance in the same
+//! transaction that removes the delivery from the store. So once a gateway's acceptance is
+//! recorded, nothing sends the event again; the one window that at-least-once leaves is a
+//! gateway that accepted while this process stopped before that one commit.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::policy::{Failover, Next};
+use super::router::{Router, Step};
+use crate::channel::{Accepted, Failure, Outgoing, SendError};
+use crate::clock::Clock;
+use crate::config::delivery::Kind;
+use crate::crypto::ServerKey;
+use crate::domain::{message, DeliveryOrder, EventId, Instant, RequestId};
+use crate::store::{AttemptError, AttemptId, DeliveryStore};
+
+/// Deliveries waiting for the dispatcher; beyond this they wait in the store for a sweep.
+const DISPATCH_QUEUE: usize = 16_384;
+/// Deliveries in flight at once.
+const MAX_IN_FLIGHT: usize = 256;
+/// How long a delivery stored by an earlier version (without its PIN's end) is tried.
+const LEGACY_VALIDITY: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Handle to the delivery worker.
+#[derive(Clone)]
+pub struct Dispatcher {
+    tx: mpsc::Sender<DeliveryOrder>,
+}
+
+impl Dispatcher {
+    pub fn dispatch(&self, orders: impl IntoIterator<Item = DeliveryOrder>) {
+        for order in orders {
+            // A full queue (or a stopping worker) leaves the delivery in the store, leased;
+            // the sweep sends it when the lease runs out.
+            if let Err(e) = self.tx.try_send(order) {
+                tracing::warn!(
+                    event_id = e.into_inner().event_id.as_str(),
+                    "delivery queue full; the delivery waits in the store"
+                );
+            }
+        }
+    }
+}
+
+/// What every delivery task shares.
+struct Shared {
+    store: Arc<dyn DeliveryStore>,
+    router: Arc<Router>,
+    key: ServerKey,
+    clock: Arc<dyn Clock>,
+    /// Deliveries being worked on, whose leases the renewer keeps alive.
+    working: Mutex<HashSet<(RequestId, EventId)>>,
+    /// Deliveries the inbox took, to be removed from the store in batches.
+    done: mpsc::UnboundedSender<(RequestId, EventId)>,
+}
+
+/// Starts the delivery worker. It runs until every [`Dispatcher`] is dropped.
+///
+/// Deliveries of different verifications go out concurrently; those of one verification go out
+/// one after another, in the order they were dispatched. After a crash the first tick hands over
+/// an SMS the dead process left and the call that came due meanwhile together, and sent side by
+/// side the call could reach the phone before the SMS it follows.
+pub fn spawn_dispatcher(
+    store: Arc<dyn DeliveryStore>,
+    router: Arc<Router>,
+    key: ServerKey,
+    clock: Arc<dyn Clock>,
+    lease: Duration,
+) -> (Dispatcher, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<DeliveryOrder>(DISPATCH_QUEUE);
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<(RequestId, EventId)>();
+    let marker = tokio::spawn(mark_delivered_loop(store.clone(), done_rx));
+    let shared = Arc::new(Shared {
+        store,
+        router,
+        key,
+        clock,
+        working: Mutex::default(),
+        done: done_tx,
+    });
+    let renewer = tokio::spawn(renew_leases_loop(shared.clone(), lease / 3));
+    let handle = tokio::spawn(async move {
+        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<RequestId>();
+        let mut lanes = Lanes::default();
+        let start = |order: DeliveryOrder, permit| {
+            let (shared, finished) = (shared.clone(), finished_tx.clone());
+            tokio::spawn(async move {
+                let request_id = order.request_id.clone();
+                deliver(&shared, &order).await;
+                drop(permit);
+                let _ = finished.send(request_id);
+            });
+        };
+        let mut open = true;
+        while open || !lanes.is_empty() {
+            let ready = tokio::select! {
+                biased;
+                Some(request_id) = finished_rx.recv() => lanes.finished(&request_id),
+                order = rx.recv(), if open => match order {
+                    Some(order) => lanes.arrived(order),
+                    None => {
+                        open = false;
+                        None
+                    }
+                },
+            };
+            if let Some(order) = ready {
+                let permit = permits.clone().acquire_owned().await.expect("never closed");
+                start(order, permit);
+            }
+        }
+        renewer.abort();
+        drop(shared);
+        let _ = marker.await;
+    });
+    (Dispatcher { tx }, handle)
+}
+
+/// The verifications with a delivery in flight, each with the deliveries waiting behind it.
+#[derive(Default)]
+struct Lanes {
+    waiting: HashMap<RequestId, VecDeque<DeliveryOrder>>,
+}
+
+impl Lanes {
+    /// A new delivery: returned to be sent now when its verification has none in flight, else
+    /// queued behind it.
+    fn arrived(&mut self, order: DeliveryOrder) -> Option<DeliveryOrder> {
+        match self.waiting.entry(order.request_id.clone()) {
+            Entry::Occupied(mut lane) => {
+                lane.get_mut().push_back(order);
+                None
+            }
+            Entry::Vacant(lane) => {
+                lane.insert(VecDeque::new());
+                Some(order)
+            }
+        }
+    }
+
+    /// The delivery in flight for `request_id` is finished with: the next one of that
+    /// verification, to be sent now.
+    fn finished(&mut self, request_id: &RequestId) -> Option<DeliveryOrder> {
+        let lane = self.waiting.get_mut(request_id)?;
+        let next = lane.pop_front();
+        if next.is_none() {
+            self.waiting.remove(request_id);
+        }
+        next
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
+/// Removes the deliveries the inbox took from the store, in batches. If that keeps failing they
+/// stay and are sent again after their lease (the inbox keeps one copy of each).
+async fn mark_delivered_loop(
+    store: Arc<dyn DeliveryStore>,
+    mut rx: mpsc::UnboundedReceiver<(RequestId, EventId)>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut ids = vec![first];
+        while let Ok(id) = rx.try_recv() {
+            ids.push(id);
+        }
+        for attempt in 0..5u32 {
+            match store.mark_delivered(ids.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "could not record sent deliveries; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the leases of deliveries being worked on (waiting between rounds, say) from running
+/// out, so that no sweep on this or another node sends them meanwhile.
+async fn renew_leases_loop(shared: Arc<Shared>, every: Duration) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let working: Vec<(RequestId, EventId)> = shared
+            .working
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        if working.is_empty() {
+            continue;
+        }
+        if let Err(e) = shared.store.renew_leases(working).await {
+            tracing::warn!(error = %e, "could not renew the leases of deliveries in progress");
+        }
+    }
+}
+
+/// Marks a delivery as being worked on for as long as it lives.
+struct Working<'a> {
+    shared: &'a Shared,
+    key: (RequestId, EventId),
+}
+
+impl<'a> Working<'a> {
+    fn new(shared: &'a Shared, order: &DeliveryOrder) -> Self {
+        let key = (order.request_id.clone(), order.event_id.clone());
+        shared
+            .working
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
+        Self { shared, key }
+    }
+}
+
+impl Drop for Working<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .working
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}
+
+async fn deliver(shared: &Shared, order: &DeliveryOrder) {
+    let span = tracing::info_span!(
+        "deliver",
+        request_id = %order.request_id,
+        event_id = order.event_id.as_str(),
+        kind = Kind::of(order.kind).as_str(),
+        to = %order.to.masked(),
+    );
+    deliver_in_span(shared, order).instrument(span).await
+}
+
+/// Removes a delivery that will not be sent (given up, or refused for good) from the store.
+async fn give_up(shared: &Shared, order: &DeliveryOrder) {
+    let done = vec![(order.request_id.clone(), order.event_id.clone())];
+    if let Err(e) = shared.store.mark_delivered(done).await {
+        tracing::warn!(error = %e, "could not remove a delivery that was given up; a sweep will look at it again");
+    }
+}
+
+fn attempt_error(failure: &Failure) -> AttemptError {
+    AttemptError {
+        code: failure.code.clone(),
+        text: failure.text.clone(),
+    }
+}
+
+fn real_now() -> Instant {
+    chrono::Utc::now()
+}
+
+async fn deliver_in_span(shared: &Shared, order: &DeliveryOrder) {
+    let _working = Working::new(shared, order);
+    let kind = Kind::of(order.kind);
+    let Some(steps) = shared.router.plan(kind, &order.to) else {
+        tracing::error!("no route carries this kind of message; it is not sent");
+        let recorded = async {
+            let id = shared
+                .store
+                .attempt_started(
+                    &order.request_id,
+                    &order.event_id,
+                    kind.as_str(),
+                    "none",
+                    real_now(),
+                )
+                .await?;
+            let error = AttemptError {
+                code: "no-route".into(),
+                text: format!("no route carries {} messages to this number", kind.as_str()),
+            };
+            shared.store.attempt_failed(id, error, real_now()).await
+        };
+        if let Err(e) = recorded.await {
+            tracing::warn!(error = %e, "could not record a delivery that has no route");
+        }
+        give_up(shared, order).await;
+        return;
+    };
+    let pin = match shared.key.unseal_pin(&order.request_id, &order.sealed_pin) {
+        Ok(pin) => pin,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the PIN of this delivery; dropping it");
+            give_up(shared, order).await;
+            return;
+        }
+    };
+    let text = message::render(order, &pin).text;
+    let deadline = order
+        .pin_expires_at
+        .unwrap_or(order.created_at + LEGACY_VALIDITY);
+    let mut failover = Failover::new(steps.len());
+    loop {
+        let step = &steps[failover.position()];
+        let outgoing = Outgoing {
+            id: order.event_id.clone(),
+            request_id: order.request_id.clone(),
+            kind,
+            to: order.to.clone(),
+            from: step
+                .from
+                .clone()
+                .unwrap_or_else(|| order.purpose.sender_id().to_owned()),
+            text: text.clone(),
+            locale: order.locale.as_str().to_owned(),
+            created_at: order.created_at,
+            valid_for: shared.clock.real_until(deadline),
+            receipt_url: step.receipt_url.clone(),
+        };
+        let channel = step.channel.name().to_owned();
+        let attempt = match record_start(shared, order, kind, step).await {
+            Ok(attempt) => attempt,
+            Err(e) => {
+                // Without a record the message is not sent; the delivery stays leased and a
+                // sweep takes it up again.
+                tracing::error!(%channel, error = %e, "cannot record a try; the delivery waits in the store");
+                return;
+            }
+        };
+        let sent = match tokio::time::timeout(step.timeout, step.channel.send(&outgoing)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(SendError::Temporary(Failure::new(
+                "timeout",
+                format!("no answer within {:?}", step.timeout),
+            ))),
+        };
+        match sent {
+            Ok(accepted) => {
+                accepted_by(shared, order, step, attempt, &accepted).await;
+                return;
+            }
+            Err(error) => {
+                if let Some(id) = attempt {
+                    if let Err(e) = shared
+                        .store
+                        .attempt_failed(id, attempt_error(error.failure()), real_now())
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not record a failed try");
+                    }
+                }
+                let retry_after = match &error {
+                    SendError::Rejected(failure) => {
+                        tracing::error!(%channel, error = %failure, "the gateway refused the message for good; it is not sent");
+                        give_up(shared, order).await;
+                        return;
+                    }
+                    SendError::Temporary(_) => None,
+                    SendError::Throttled { retry_after, .. } => Some(*retry_after),
+                };
+                tracing::warn!(%channel, error = %error.failure(), "try failed");
+                match failover.failed(retry_after, shared.clock.now(), deadline) {
+                    Next::Try(_) => {}
+                    Next::RetryAt(at) => {
+                        tokio::time::sleep(shared.clock.real_until(at)).await;
+                        failover.retrying();
+                    }
+                    Next::GiveUp => {
+                        tracing::error!(
+                            "every channel failed until the PIN expired; the message is not sent"
+                        );
+                        give_up(shared, order).await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Records the start of a try, unless the channel keeps its own record.
+async fn record_start(
+    shared: &Shared,
+    order: &DeliveryOrder,
+    kind: Kind,
+    step: &Step,
+) -> Result<Option<AttemptId>, crate::store::StoreError> {
+    if step.records_itself {
+        return Ok(None);
+    }
+    shared
+        .store
+        .attempt_started(
+            &order.request_id,
+            &order.event_id,
+            kind.as_str(),
+            step.channel.name(),
+            real_now(),
+        )
+        .await
+        .map(Some)
+}
+
+async fn accepted_by(
+    shared: &Shared,
+    order: &DeliveryOrder,
+    step: &Step,
+    attempt: Option<AttemptId>,
+    accepted: &Accepted,
+) {
+    let channel = step.channel.name();
+    match attempt {
+        None => {
+            let _ = shared
+                .done
+                .send((order.request_id.clone(), order.event_id.clone()));
+            tracing::info!(channel, "delivered");
+        }
+        Some(id) => {
+            let recorded = shared
+                .store
+                .attempt_accepted(
+                    id,
+                    &order.request_id,
+                    &order.event_id,
+                    &accepted.message_id,
+                    accepted.delivered,
+                    real_now(),
+                )
+                .await;
+            match recorded {
+                Ok(()) => {
+                    tracing::info!(channel, message_id = %accepted.message_id, "accepted by the gateway")
+                }
+                // The one window of at-least-once: a sweep may send it again.
+                Err(e) => tracing::error!(
+                    channel,
+                    message_id = %accepted.message_id,
+                    error = %e,
+                    "the gateway accepted the message but that could not be recorded; it may be sent again"
+                ),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::channel::Channel;
+    use crate::config::delivery::{DeliveryConfig, Route};
+    use crate::domain::locale::Locale;
+    use crate::domain::{EventKind, PhoneNumber, Purpose};
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{AttemptState, DeliveryLog, VerificationStore};
+
+    /// Records what it sends; an SMS waits for a permit of `gate` before it counts as sent.
+    pub(crate) struct GatedChannel {
+        pub(crate) sent: Mutex<Vec<String>>,
+        pub(crate) gate: Semaphore,
+    }
+
+    #[async_trait::async_trait]
+    impl Channel for GatedChannel {
+        fn name(&self) -> &str {
+            "gated"
+        }
+        async fn send(&self, m: &Outgoing) -> Result<Accepted, SendError> {
+            self.sent
+                .lock()
+                .unwrap()
+                .push(format!("{} started", m.id.as_str()));
+            if m.kind == Kind::Sms {
+                self.gate.acquire().await.unwrap().forget();
+            }
+            self.sent
+                .lock()
+                .unwrap()
+                .push(format!("{} sent", m.id.as_str()));
+            Ok(Accepted {
+                message_id: m.id.as_str().to_owned(),
+                delivered: true,
+            })
+        }
+    }
+
+    pub(crate) fn order(key: &ServerKey, request: u8, event: u8, kind: EventKind) -> DeliveryOrder {
+        let request_id = RequestId::from_bytes([request; 16]);
+        DeliveryOrder {
+            event_id: EventId::from_bytes([event; 8]),
+            sealed_pin: key.seal_pin(&request_id, "1234"),
+            request_id,
+            kind,
+            to: PhoneNumber::parse("447700123456", None).unwrap(),
+            purpose: Purpose::Brand {
+                brand: "Acme".into(),
+                sender_id: "VERIFY".into(),
+            },
+            locale: Locale::from_tag("en-gb").unwrap(),
+            created_at: chrono::Utc::now(),
+            pin_expires_at: Some(chrono::Utc::now() + chrono::Duration::minutes(5)),
+        }
+    }
+
+    pub(crate) async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn clock() -> Arc<dyn Clock> {
+        Arc::new(crate::clock::ManualClock::new(chrono::Utc::now()))
+    }
+
+    #[tokio::test]
+    async fn a_verification_s_call_waits_for_its_sms_while_other_verifications_go_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("d.db")).unwrap());
+        let channel = Arc::new(GatedChannel {
+            sent: Mutex::default(),
+            gate: Semaphore::new(0),
+        });
+        let key = ServerKey::from_bytes([7; 32]);
+        let router = Arc::new(Router::with_inbox_channel(channel.clone()));
+        let (dispatcher, _worker) =
+            spawn_dispatcher(store, router, key.clone(), clock(), Duration::from_secs(60));
+        let (sms_a, call_a) = (
+            order(&key, 1, 1, EventKind::Sms),
+            order(&key, 1, 2, EventKind::Tts),
+        );
+        let sms_b = order(&key, 2, 3, EventKind::Sms);
+        let name = |o: &DeliveryOrder, what: &str| format!("{} {what}", o.event_id.as_str());
+        let (sms_a_sent, call_a_started) = (name(&sms_a, "sent"), name(&call_a, "started"));
+        let sms_b_started = name(&sms_b, "started");
+        let sent = || channel.sent.lock().unwrap().clone();
+
+        dispatcher.dispatch([sms_a, call_a, sms_b]);
+        until("the other verification's SMS goes out meanwhile", || {
+            sent().contains(&sms_b_started)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!sent().contains(&call_a_started), "{:?}", sent());
+
+        channel.gate.add_permits(2);
+        until("the call follows its SMS", || {
+            sent().contains(&call_a_started)
+        })
+        .await;
+        let log = sent();
+        let position = |e: &String| log.iter().position(|x| x == e).unwrap();
+        assert!(position(&sms_a_sent) < position(&call_a_started), "{log:?}");
+    }
+
+    /// Answers each try with the next result of its script (the last one repeats).
+    struct ScriptedChannel {
+        name: &'static str,
+        script: Mutex<VecDeque<Result<Accepted, SendError>>>,
+        tries: Mutex<u32>,
+    }
+
+    impl ScriptedChannel {
+        fn new(name: &'static str, script: Vec<Result<Accepted, SendError>>) -> Arc<Self> {
+            Arc::new(Self {
+                name,
+                script: Mutex::new(script.into()),
+                tries: Mutex::new(0),
+            })
+        }
+
+        fn tries(&self) -> u32 {
+            *self.tries.lock().unwrap()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Channel for ScriptedChannel {
+        fn name(&self) -> &str {
+            self.name
+        }
+        async fn send(&self, _: &Outgoing) -> Result<Accepted, SendError> {
+            *self.tries.lock().unwrap() += 1;
+            let mut script = self.script.lock().unwrap();
+            if script.len() > 1 {
+                script.pop_front().unwrap()
+            } else {
+                script.front().unwrap().clone()
+            }
+        }
+    }
+
+    fn accepted(id: &str) -> Result<Accepted, SendError> {
+        Ok(Accepted {
+            message_id: id.into(),
+            delivered: false,
+        })
+    }
+
+    fn down() -> Result<Accepted, SendError> {
+        Err(SendError::Temporary(Failure::new(
+            "connect",
+            "connection refused",
+        )))
+    }
+
+    fn sms_route(channels: &[&str]) -> DeliveryConfig {
+        DeliveryConfig {
+            routes: vec![Route {
+                kind: Kind::Sms,
+                to: vec![],
+                channels: channels.iter().map(|c| c.to_string()).collect(),
+                from: None,
+            }],
+            from_file: true,
+            ..DeliveryConfig::default()
+        }
+    }
+
+    /// Stores `order` as the scheduler would, dispatches it and waits until it has left the store.
+    async fn deliver_through(
+        router: Router,
+        order: DeliveryOrder,
+        key: &ServerKey,
+    ) -> (Arc<SqliteStore>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("d.db")).unwrap());
+        let mut minter = crate::domain::testing::SequenceMinter { pins: 0, events: 1 };
+        let new = crate::domain::NewVerification {
+            id: order.request_id.clone(),
+            account: "k".into(),
+            number: order.to.clone(),
+            purpose: order.purpose.clone(),
+            locale: order.locale,
+            code_length: crate::domain::CodeLength::DEFAULT,
+            workflow: crate::domain::Workflow::parse(6).unwrap(),
+            timing: crate::domain::Timing::default(),
+            custom_pin: None,
+        };
+        let (v, _) = crate::domain::Verification::start(new, chrono::Utc::now(), &mut minter);
+        store
+            .create(v, order.clone(), chrono::Utc::now())
+            .await
+            .unwrap();
+        let (dispatcher, _worker) = spawn_dispatcher(
+            store.clone(),
+            Arc::new(router),
+            key.clone(),
+            clock(),
+            Duration::from_secs(60),
+        );
+        dispatcher.dispatch([order]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !store.undelivered(10).await.unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "still stored");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (store, dir)
+    }
+
+    async fn states(store: &SqliteStore, order: &DeliveryOrder) -> Vec<(String, AttemptState)> {
+        let attempts = store.attempts(&order.request_id).await.unwrap();
+        attempts.into_iter().map(|a| (a.channel, a.state)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_channel_that_is_down_hands_the_message_to_the_next_at_once() {
+        let key = ServerKey::from_bytes([7; 32]);
+        let first = ScriptedChannel::new("first", vec![down()]);
+        let second = ScriptedChannel::new("second", vec![accepted("M2")]);
+        let router = Router::with_channels(
+            sms_route(&["first", "second"]),
+            vec![("first", first.clone()), ("second", second.clone())],
+        );
+        let o = order(&key, 3, 3, EventKind::Sms);
+        let (store, _dir) = deliver_through(router, o.clone(), &key).await;
+        assert_eq!(
+            states(&store, &o).await,
+            [
+                ("first".into(), AttemptState::Failed),
+                ("second".into(), AttemptState::Submitted)
+            ]
+        );
+        let attempts = store.attempts(&o.request_id).await.unwrap();
+        assert_eq!(attempts[0].error_code.as_deref(), Some("connect"));
+        assert_eq!(attempts[1].message_id.as_deref(), Some("M2"));
+    }
+
+    #[tokio::test]
+    async fn a_rejection_is_final_and_no_other_channel_is_tried() {
+        let key = ServerKey::from_bytes([7; 32]);
+        let first = ScriptedChannel::new(
+            "first",
+            vec![Err(SendError::Rejected(Failure::new(
+                "21211",
+                "invalid To",
+            )))],
+        );
+        let second = ScriptedChannel::new("second", vec![accepted("M2")]);
+        let router = Router::with_channels(
+            sms_route(&["first", "second"]),
+            vec![("first", first.clone()), ("second", second.clone())],
+        );
+        let o = order(&key, 4, 4, EventKind::Sms);
+        let (store, _dir) = deliver_through(router, o.clone(), &key).await;
+        assert_eq!(
+            states(&store, &o).await,
+            [("first".into(), AttemptState::Failed)]
+        );
+        assert_eq!(second.tries(), 0);
+    }
+
+    #[tokio::test]
+    async fn when_every_channel_is_down_the_route_is_tried_again_until_one_takes_it() {
+        let key = ServerKey::from_bytes([7; 32]);
+        let first = ScriptedChannel::new("first", vec![down(), down(), accepted("M1")]);
+        let second = ScriptedChannel::new("second", vec![down()]);
+        let router = Router::with_channels(
+            sms_route(&["first", "second"]),
+            vec![("first", first.clone()), ("second", second.clone())],
+        );
+        let o = order(&key, 5, 5, EventKind::Sms);
+        let (store, _dir) = deliver_through(router, o.clone(), &key).await;
+        let s = states(&store, &o).await;
+        assert_eq!(s.len(), 5, "{s:?}");
+        assert_eq!(
+            s.last().unwrap(),
+            &("first".into(), AttemptState::Submitted)
+        );
+        assert_eq!((first.tries(), second.tries()), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn a_kind_without_a_route_is_recorded_as_failed_and_not_sent() {
+        let key = ServerKey::from_bytes([7; 32]);
+        let sms = ScriptedChannel::new("sms", vec![accepted("M")]);
+        let router = Router::with_channels(sms_route(&["sms"]), vec![("sms", sms.clone())]);
+        let o = order(&key, 6, 6, EventKind::Tts);
+        let (store, _dir) = deliver_through(router, o.clone(), &key).await;
+        let attempts = store.attempts(&o.request_id).await.unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(
+            (
+                attempts[0].channel.as_str(),
+                attempts[0].state,
+                attempts[0].error_code.as_deref()
+            ),
+            ("none", AttemptState::Failed, Some("no-route"))
+        );
+        assert_eq!(sms.tries(), 0);
+    }
+}

@@ -1,0 +1,184 @@
+//! Which channels carry a message: the configured routes, resolved into the channels that run.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::channel::inbox::{InboxChannel, InboxLog};
+use crate::channel::twilio_sms::TwilioSmsChannel;
+use crate::channel::vonage_sms::VonageSmsChannel;
+use crate::channel::webhook::WebhookChannel;
+use crate::channel::Channel;
+use crate::config::delivery::{ChannelConfig, ChannelSpec, DeliveryConfig, Kind, INBOX};
+use crate::crypto::ServerKey;
+use crate::domain::PhoneNumber;
+
+/// One channel of a route, as the dispatcher tries it.
+#[derive(Clone)]
+pub struct Step {
+    pub channel: Arc<dyn Channel>,
+    pub timeout: Duration,
+    /// The sender: the route's, else the channel's; `None` means the request's `sender_id`.
+    pub from: Option<String>,
+    /// Whether the channel keeps its own record of what it sent (the inbox), so that the try is
+    /// not written to the delivery log.
+    pub records_itself: bool,
+    /// Where its gateway posts receipts.
+    pub receipt_url: Option<String>,
+}
+
+pub struct Router {
+    config: DeliveryConfig,
+    channels: BTreeMap<String, Running>,
+    receipt_urls: BTreeMap<String, String>,
+}
+
+/// A channel that runs, with what its configuration says about every try.
+struct Running {
+    channel: Arc<dyn Channel>,
+    timeout: Duration,
+    from: Option<String>,
+}
+
+/// The channel a configuration describes, with its own sender (`from`) if it has one.
+pub fn build_channel(
+    name: &str,
+    config: &ChannelConfig,
+    client: &reqwest::Client,
+) -> (Arc<dyn Channel>, Option<String>) {
+    match &config.spec {
+        ChannelSpec::TwilioSms(t) => (
+            Arc::new(TwilioSmsChannel::new(name, t.clone(), client.clone())),
+            t.from.clone(),
+        ),
+        ChannelSpec::VonageSms(v) => (
+            Arc::new(VonageSmsChannel::new(name, v.clone(), client.clone())),
+            v.from.clone(),
+        ),
+        ChannelSpec::Webhook(w) => (
+            Arc::new(WebhookChannel::new(name, w.clone(), client.clone())),
+            w.from.clone(),
+        ),
+    }
+}
+
+/// Receipts for channel NAME are posted to `{public_url}/receipts/NAME/TOKEN`.
+pub const RECEIPTS_PATH: &str = "/receipts";
+
+impl Router {
+    /// Builds every configured channel (the inbox when `inbox` is given).
+    pub fn new(
+        config: DeliveryConfig,
+        inbox: Option<Arc<dyn InboxLog>>,
+        client: reqwest::Client,
+        key: &ServerKey,
+    ) -> Self {
+        let mut channels = BTreeMap::new();
+        if let Some(log) = inbox {
+            let running = Running {
+                channel: Arc::new(InboxChannel::new(log)),
+                timeout: Duration::from_secs(10),
+                from: None,
+            };
+            channels.insert(INBOX.to_owned(), running);
+        }
+        let mut receipt_urls = BTreeMap::new();
+        for (name, c) in &config.channels {
+            let (channel, from) = build_channel(name, c, &client);
+            let running = Running {
+                channel,
+                timeout: c.timeout,
+                from,
+            };
+            channels.insert(name.clone(), running);
+            if let Some(base) = &config.public_url {
+                let token = key.receipt_token(name);
+                receipt_urls.insert(
+                    name.clone(),
+                    format!("{base}{RECEIPTS_PATH}/{name}/{token}"),
+                );
+            }
+        }
+        Self {
+            config,
+            channels,
+            receipt_urls,
+        }
+    }
+
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.config
+    }
+
+    /// The configured channel `name` (the inbox too, when it runs).
+    pub fn channel(&self, name: &str) -> Option<&Arc<dyn Channel>> {
+        self.channels.get(name).map(|r| &r.channel)
+    }
+
+    /// The URL a channel's gateway is given for its receipts.
+    pub fn receipt_url(&self, name: &str) -> Option<&str> {
+        self.receipt_urls.get(name).map(String::as_str)
+    }
+
+    /// The channel a receipt callback to `/receipts/{name}/{token}` is for, with the URL its
+    /// gateway was given; `None` unless the token is the one in that URL.
+    pub fn receipt_target(&self, name: &str, token: &str) -> Option<(&Arc<dyn Channel>, &str)> {
+        use subtle::ConstantTimeEq;
+        let url = self.receipt_urls.get(name)?;
+        let expected = url.rsplit('/').next()?;
+        let matches = expected.len() == token.len()
+            && bool::from(expected.as_bytes().ct_eq(token.as_bytes()));
+        matches.then(|| (&self.channels[name].channel, url.as_str()))
+    }
+
+    /// The channels to try, in order, for a message of `kind` to `to`; `None` when no route
+    /// carries it.
+    pub fn plan(&self, kind: Kind, to: &PhoneNumber) -> Option<Vec<Step>> {
+        let route = self.config.route_for(kind, to.digits())?;
+        let steps: Vec<Step> = route
+            .channels
+            .iter()
+            .filter_map(|name| {
+                let running = self.channels.get(name)?;
+                Some(Step {
+                    channel: running.channel.clone(),
+                    timeout: running.timeout,
+                    from: route.from.clone().or_else(|| running.from.clone()),
+                    records_itself: name == INBOX,
+                    receipt_url: self.receipt_urls.get(name).cloned(),
+                })
+            })
+            .collect();
+        (!steps.is_empty()).then_some(steps)
+    }
+}
+
+#[cfg(test)]
+impl Router {
+    /// Every kind to one channel that stands in for the inbox (it keeps its own record).
+    pub(crate) fn with_inbox_channel(channel: Arc<dyn Channel>) -> Self {
+        Self::with_channels(DeliveryConfig::default(), vec![(INBOX, channel)])
+    }
+
+    /// `config`'s routes over the given channels, each with a one-second timeout.
+    pub(crate) fn with_channels(
+        config: DeliveryConfig,
+        channels: Vec<(&str, Arc<dyn Channel>)>,
+    ) -> Self {
+        Self {
+            config,
+            channels: channels
+                .into_iter()
+                .map(|(name, channel)| {
+                    let running = Running {
+                        channel,
+                        timeout: Duration::from_secs(1),
+                        from: None,
+                    };
+                    (name.to_owned(), running)
+                })
+                .collect(),
+            receipt_urls: BTreeMap::new(),
+        }
+    }
+}
