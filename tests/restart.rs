@@ -200,3 +200,64 @@ fn a_delivery_committed_but_not_sent_before_a_crash_is_sent_once_on_the_next_sta
         server.log()
     );
 }
+
+#[test]
+fn messages_waiting_for_a_gateway_that_is_down_survive_a_sigkill_and_go_out_once() {
+    use support::gateway::{closed_port, Answer, Gateway};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("verifyd.db");
+    let gateway_addr = closed_port();
+    let config = dir.path().join("verifyd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[channels.gw]\ntype = \"webhook\"\nurl = \"http://{gateway_addr}/send\"\n\
+             body = '{{\"id\":\"{{{{id}}}}\",\"to\":\"{{{{to}}}}\"}}'\nmessage_id = \"/message_id\"\n\
+             timeout = 2\n[[routes]]\nkind = \"sms\"\nchannels = [\"gw\"]\n"
+        ),
+    )
+    .unwrap();
+    let flags = ["--config", config.to_str().unwrap()];
+    let port = support::free_port();
+    let mut server = support::start_on(dir.path(), &db, port, &flags);
+    let (key, secret) = server.first_key.clone().unwrap();
+    let base = server.base("http");
+    for i in 0..5 {
+        let body: Value = client()
+            .post(format!("{base}/verify/json"))
+            .form(&[
+                ("api_key", key.as_str()),
+                ("api_secret", secret.as_str()),
+                ("number", format!("4477001007{i:02}").as_str()),
+                ("brand", "Acme"),
+                ("workflow_id", "6"),
+            ])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(body["status"], "0", "{body}");
+    }
+    // The gateway is down: the first rounds fail, and the messages wait.
+    std::thread::sleep(Duration::from_millis(1_500));
+    server.kill9();
+
+    let gateway = runtime.block_on(Gateway::start_on(
+        gateway_addr,
+        Answer::new(200, r#"{"message_id":"G{n}"}"#),
+    ));
+    let _server = support::start_on(dir.path(), &db, port, &flags);
+    let seen = runtime.block_on(gateway.wait_for(5, Duration::from_secs(20)));
+    assert_eq!(seen.len(), 5, "every message went out: {seen:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    let mut ids: Vec<String> = gateway
+        .seen()
+        .iter()
+        .map(|s| s.json()["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    let total = ids.len();
+    ids.dedup();
+    assert_eq!((ids.len(), total), (5, 5), "each once: {ids:?}");
+}

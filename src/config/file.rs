@@ -55,7 +55,9 @@ pub fn deserialize<T: DeserializeOwned>(key: &str, value: toml::Value) -> Result
             (true, inner) => inner.to_owned(),
             (false, inner) => format!("{key}.{inner}"),
         };
-        Problem::new(key, e.into_inner().to_string())
+        // The TOML deserializer adds a line that names the key again.
+        let text = e.into_inner().to_string();
+        Problem::new(key, text.lines().next().unwrap_or_default())
     })
 }
 
