@@ -276,7 +276,7 @@ mod tests {
             _: &str,
             _: &str,
             _: crate::domain::Instant,
-        ) -> crate::store::StoreResult<AttemptId> {
+        ) -> crate::store::StoreResult<Option<AttemptId>> {
             unreachable!("no try is recorded")
         }
         async fn attempt_accepted(

@@ -882,7 +882,8 @@ async fn an_accepted_try_is_recorded_and_its_delivery_leaves_the_store_at_once()
         let first = store
             .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(1))
             .await
-            .unwrap();
+            .unwrap()
+            .expect("the delivery is stored");
         let error = AttemptError {
             code: "connect".into(),
             text: "refused".into(),
@@ -892,7 +893,8 @@ async fn an_accepted_try_is_recorded_and_its_delivery_leaves_the_store_at_once()
         let second = store
             .attempt_started(&v.id, &f.event_id, "sms", "vonage", t(3))
             .await
-            .unwrap();
+            .unwrap()
+            .expect("the delivery is stored");
         store
             .attempt_accepted(second, &v.id, &f.event_id, "V-1", false, t(4))
             .await
@@ -934,7 +936,8 @@ async fn a_receipt_that_comes_before_the_acceptance_is_recorded_is_applied_with_
         let id = store
             .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(1))
             .await
-            .unwrap();
+            .unwrap()
+            .expect("the delivery is stored");
         let early = store
             .apply_receipt("twilio", "SM9", AttemptState::Delivered, None, t(2))
             .await
@@ -981,11 +984,13 @@ async fn a_try_a_stopped_process_left_queued_is_closed_when_the_next_starts() {
         store
             .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(1))
             .await
-            .unwrap();
+            .unwrap()
+            .expect("the delivery is stored");
         store
             .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(60))
             .await
-            .unwrap();
+            .unwrap()
+            .expect("the delivery is stored");
         let attempts = store.attempts(&v.id).await.unwrap();
         let states: Vec<(AttemptState, Option<&str>)> = attempts
             .iter()
@@ -1004,11 +1009,11 @@ async fn a_try_a_stopped_process_left_queued_is_closed_when_the_next_starts() {
 
 #[tokio::test]
 async fn a_delivery_being_worked_on_is_not_swept_while_its_lease_is_renewed() {
-    for (engine, store, _dir) in engines_with_lease(std::time::Duration::from_millis(300)).await {
+    for (engine, store, _dir) in engines_with_lease(std::time::Duration::from_secs(2)).await {
         let (v, f) = new_verification("k1", "447700100053", 53, 1);
         store.create(v.clone(), f.clone(), t(0)).await.unwrap();
-        for _ in 0..4 {
-            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        for _ in 0..6 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             store
                 .renew_leases(vec![(v.id.clone(), f.event_id.clone())])
                 .await
@@ -1018,11 +1023,82 @@ async fn a_delivery_being_worked_on_is_not_swept_while_its_lease_is_renewed() {
                 "{engine}"
             );
         }
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
         assert_eq!(
             store.claim_stale_deliveries(10).await.unwrap().len(),
             1,
             "{engine}"
         );
+    }
+}
+
+#[tokio::test]
+async fn no_try_is_recorded_for_a_delivery_that_is_no_longer_stored() {
+    for (engine, store, _dir) in engines().await {
+        let (v, f) = new_verification("k1", "447700100054", 54, 1);
+        store.create(v.clone(), f.clone(), t(0)).await.unwrap();
+        let first = store
+            .attempt_started(&v.id, &f.event_id, "sms", "a", t(1))
+            .await
+            .unwrap()
+            .expect("the delivery is stored");
+        store
+            .attempt_accepted(first, &v.id, &f.event_id, "A-1", false, t(2))
+            .await
+            .unwrap();
+        let again = store
+            .attempt_started(&v.id, &f.event_id, "sms", "b", t(3))
+            .await
+            .unwrap();
+        assert_eq!(again, None, "{engine}: a second copy is not sent");
+        let (ended, g) = new_verification("k1", "447700100055", 55, 1);
+        store.create(ended.clone(), g.clone(), t(0)).await.unwrap();
+        store
+            .apply("k1", &ended.id, right_code(), at(1), minter())
+            .await
+            .unwrap();
+        let after_end = store
+            .attempt_started(&ended.id, &g.event_id, "sms", "a", t(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            after_end, None,
+            "{engine}: an ended verification's message is not sent"
+        );
+        assert_eq!(store.attempts(&v.id).await.unwrap().len(), 1, "{engine}");
+        assert!(
+            store.attempts(&ended.id).await.unwrap().is_empty(),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_receipt_racing_its_acceptance_is_never_lost() {
+    for (engine, store, _dir) in engines().await {
+        for i in 0..60u8 {
+            let number = format!("4477001{:05}", 1000 + u32::from(i));
+            let (v, f) = new_verification("race", &number, 100 + i, 1);
+            store.create(v.clone(), f.clone(), t(0)).await.unwrap();
+            let id = store
+                .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(1))
+                .await
+                .unwrap()
+                .expect("the delivery is stored");
+            let message_id = format!("SM-race-{i}");
+            let receipt =
+                store.apply_receipt("twilio", &message_id, AttemptState::Delivered, None, t(2));
+            let acceptance =
+                store.attempt_accepted(id, &v.id, &f.event_id, &message_id, false, t(2));
+            let (r, a) = tokio::join!(receipt, acceptance);
+            r.unwrap();
+            a.unwrap();
+            let attempts = store.attempts(&v.id).await.unwrap();
+            assert_eq!(
+                attempts[0].state,
+                AttemptState::Delivered,
+                "{engine}: round {i}"
+            );
+        }
     }
 }

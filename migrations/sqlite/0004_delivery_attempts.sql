@@ -17,7 +17,9 @@ create table delivery_attempt (
     updated_at integer not null
 );
 create index delivery_attempt_event on delivery_attempt (request_id, event_id);
-create unique index delivery_attempt_message on delivery_attempt (channel, message_id)
+-- Not unique: a gateway may give two messages one id (a webhook's pointer to a field that is
+-- not an id); a receipt then applies to both.
+create index delivery_attempt_message on delivery_attempt (channel, message_id)
     where message_id is not null;
 
 -- A receipt that arrived before its try's acceptance was recorded; applied when it is.
@@ -30,3 +32,6 @@ create table delivery_receipt (
     received_at integer not null,
     primary key (channel, message_id)
 );
+-- Receipts that never meet their try (later parts of a long message, other traffic of the
+-- account) are dropped after a day.
+create index delivery_receipt_received on delivery_receipt (received_at);

@@ -31,7 +31,12 @@ impl std::fmt::Display for Origin<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.from_file, self.file) {
             (true, Some(file)) => write!(f, "{}: {}", file.display(), self.flag.replace('-', "_")),
-            _ => write!(f, "--{}", self.flag),
+            _ => write!(
+                f,
+                "--{} (or VERIFYD_{})",
+                self.flag,
+                self.flag.replace('-', "_").to_ascii_uppercase()
+            ),
         }
     }
 }

@@ -11,6 +11,8 @@ use crate::domain::EventKind;
 
 /// The built-in development channel: every message lands at `/inbox`.
 pub const INBOX: &str = "inbox";
+/// The channel a try is recorded on when no route carries its kind.
+pub const NO_CHANNEL: &str = "none";
 /// How long a channel waits for a gateway's answer unless its `timeout` says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const TWILIO_BASE_URL: &str = "https://api.twilio.com";
@@ -282,10 +284,21 @@ impl DeliveryConfig {
         let mut parsed = BTreeMap::new();
         for (name, value) in channels {
             let key = format!("channels.{name}");
-            if name == INBOX {
+            if name == INBOX || name == NO_CHANNEL {
                 return Err(Problem::new(
                     key,
-                    "`inbox` is built in; give this channel another name",
+                    format!("`{name}` is reserved; give this channel another name"),
+                ));
+            }
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                return Err(Problem::new(
+                    key,
+                    "a channel's name is up to 64 letters, digits, `-` and `_` (it is part of its receipt URL)",
                 ));
             }
             let table = value
@@ -464,11 +477,17 @@ fn check_webhook(key: &str, c: &Webhook) -> Result<(), Problem> {
             ));
         }
     }
-    for name in c.headers.keys() {
+    for (name, value) in &c.headers {
         if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(Problem::new(
                 format!("{key}.headers.{name}"),
                 "not a valid header name",
+            ));
+        }
+        if axum::http::HeaderValue::from_str(value.expose()).is_err() {
+            return Err(Problem::new(
+                format!("{key}.headers.{name}"),
+                "not a valid header value (a line break or a control character?)",
             ));
         }
     }
@@ -715,7 +734,15 @@ channels = ["vonage", "gateway"]
             ),
             (
                 "[channels.inbox]\ntype = \"webhook\"",
-                "v.toml: channels.inbox: `inbox` is built in",
+                "v.toml: channels.inbox: `inbox` is reserved",
+            ),
+            (
+                "[channels.\"a b\"]\ntype = \"webhook\"",
+                "v.toml: channels.a b: a channel's name is up to 64 letters",
+            ),
+            (
+                "[channels.w]\ntype = \"webhook\"\nurl = \"https://x.test\"\nheaders = { X = \"a\\nb\" }",
+                "v.toml: channels.w.headers.X: not a valid header value",
             ),
             (
                 "[[routes]]\nkind = \"sms\"\nto = [\"+1x\"]\nchannels = [\"inbox\"]",

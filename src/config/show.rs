@@ -111,7 +111,7 @@ fn channels(delivery: &DeliveryConfig, from_env: &BTreeSet<String>) -> Table {
                 text("base_url", &c.base_url);
             }
             ChannelSpec::Webhook(c) => {
-                text("url", &c.url);
+                text("url", &masked_url(&c.url));
                 text("method", &c.method);
                 text("body", &c.body);
                 text("content_type", &c.content_type);
@@ -142,6 +142,30 @@ fn masked(_: &Secret) -> &'static str {
     MASK
 }
 
+/// A URL with its password and the values of its query replaced by `***`: either may be a
+/// token written into the file.
+fn masked_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return MASK.into();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some(MASK));
+    }
+    if parsed.query().is_some() {
+        let names: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        parsed
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(names.iter().map(|k| (k.as_str(), MASK)));
+    }
+    // The parser encoded what the file wrote; show the placeholders and the mask as written.
+    parsed
+        .to_string()
+        .replace("%7B%7B", "{{")
+        .replace("%7D%7D", "}}")
+        .replace("%2A%2A%2A", MASK)
+}
+
 fn routes(delivery: &DeliveryConfig) -> Vec<Value> {
     delivery
         .routes
@@ -161,4 +185,21 @@ fn routes(delivery: &DeliveryConfig) -> Vec<Value> {
             Value::Table(t)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_passwords_or_query_values() {
+        assert_eq!(
+            masked_url("https://user:pw@sms.test/send?key=abc&to={{to}}"),
+            "https://user:***@sms.test/send?key=***&to=***"
+        );
+        assert_eq!(
+            masked_url("https://sms.test/send/{{to}}"),
+            "https://sms.test/send/{{to}}"
+        );
+    }
 }

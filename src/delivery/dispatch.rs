@@ -59,18 +59,48 @@ struct Shared {
     router: Arc<Router>,
     key: ServerKey,
     clock: Arc<dyn Clock>,
-    /// Deliveries being worked on, whose leases the renewer keeps alive.
+    /// Every delivery the dispatcher holds (waiting in a lane, being tried, or waiting between
+    /// rounds): their leases are kept alive, and a second copy (a sweep that took one up again)
+    /// is dropped on arrival.
     working: Mutex<HashSet<(RequestId, EventId)>>,
     /// Deliveries the inbox took, to be removed from the store in batches.
     done: mpsc::UnboundedSender<(RequestId, EventId)>,
 }
 
-/// Starts the delivery worker. It runs until every [`Dispatcher`] is dropped.
+impl Shared {
+    fn working(&self) -> std::sync::MutexGuard<'_, HashSet<(RequestId, EventId)>> {
+        self.working.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn key_of(order: &DeliveryOrder) -> (RequestId, EventId) {
+    (order.request_id.clone(), order.event_id.clone())
+}
+
+/// A delivery as the dispatcher works on it; one that comes back after waiting between rounds
+/// carries where its failover stands.
+struct Job {
+    order: DeliveryOrder,
+    failover: Option<Failover>,
+}
+
+/// How a turn at a delivery ended.
+enum Outcome {
+    /// Sent, refused for good, or given up: it has left the dispatcher.
+    Finished,
+    /// Every channel failed; the next round starts at this workflow time.
+    RetryAt(Instant, Failover),
+}
+
+/// Starts the delivery worker. It runs until every [`Dispatcher`] is dropped; dropping (or
+/// aborting) its task stops every delivery it runs.
 ///
 /// Deliveries of different verifications go out concurrently; those of one verification go out
 /// one after another, in the order they were dispatched. After a crash the first tick hands over
 /// an SMS the dead process left and the call that came due meanwhile together, and sent side by
-/// side the call could reach the phone before the SMS it follows.
+/// side the call could reach the phone before the SMS it follows. A delivery that waits between
+/// rounds gives its verification's turn to the next one: the call comes at its time even while
+/// the SMS before it cannot get through.
 pub fn spawn_dispatcher(
     store: Arc<dyn DeliveryStore>,
     router: Arc<Router>,
@@ -80,79 +110,116 @@ pub fn spawn_dispatcher(
 ) -> (Dispatcher, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<DeliveryOrder>(DISPATCH_QUEUE);
     let (done_tx, done_rx) = mpsc::unbounded_channel::<(RequestId, EventId)>();
-    let marker = tokio::spawn(mark_delivered_loop(store.clone(), done_rx));
     let shared = Arc::new(Shared {
-        store,
+        store: store.clone(),
         router,
         key,
         clock,
         working: Mutex::default(),
         done: done_tx,
     });
-    let renewer = tokio::spawn(renew_leases_loop(shared.clone(), lease / 3));
     let handle = tokio::spawn(async move {
+        // Every task of the dispatcher lives in this set, so that stopping the dispatcher stops
+        // them all.
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(mark_delivered_loop(store, done_rx));
+        tasks.spawn(renew_leases_loop(shared.clone(), lease / 3));
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<RequestId>();
+        let (turn_tx, mut turn_rx) = mpsc::unbounded_channel::<(DeliveryOrder, Outcome)>();
+        let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<Job>();
         let mut lanes = Lanes::default();
-        let start = |order: DeliveryOrder, permit| {
-            let (shared, finished) = (shared.clone(), finished_tx.clone());
-            tokio::spawn(async move {
-                let request_id = order.request_id.clone();
-                deliver(&shared, &order).await;
-                drop(permit);
-                let _ = finished.send(request_id);
-            });
-        };
+        let mut waiting_between_rounds = 0usize;
         let mut open = true;
-        while open || !lanes.is_empty() {
+        while open || !lanes.is_empty() || waiting_between_rounds > 0 {
             let ready = tokio::select! {
                 biased;
-                Some(request_id) = finished_rx.recv() => lanes.finished(&request_id),
+                Some((order, outcome)) = turn_rx.recv() => {
+                    match outcome {
+                        Outcome::Finished => {
+                            shared.working().remove(&key_of(&order));
+                        }
+                        Outcome::RetryAt(at, failover) => {
+                            waiting_between_rounds += 1;
+                            let wait = shared.clock.real_until(at);
+                            let retry = retry_tx.clone();
+                            let job = Job { order: order.clone(), failover: Some(failover) };
+                            tasks.spawn(async move {
+                                tokio::time::sleep(wait).await;
+                                let _ = retry.send(job);
+                            });
+                        }
+                    }
+                    lanes.finished(&order.request_id)
+                }
+                Some(job) = retry_rx.recv() => {
+                    waiting_between_rounds -= 1;
+                    lanes.arrived(job)
+                }
                 order = rx.recv(), if open => match order {
-                    Some(order) => lanes.arrived(order),
+                    Some(order) => {
+                        if shared.working().insert(key_of(&order)) {
+                            lanes.arrived(Job { order, failover: None })
+                        } else {
+                            tracing::debug!(event_id = order.event_id.as_str(), "a delivery already being worked on came again; dropped");
+                            None
+                        }
+                    }
                     None => {
                         open = false;
                         None
                     }
                 },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => None,
             };
-            if let Some(order) = ready {
-                let permit = permits.clone().acquire_owned().await.expect("never closed");
-                start(order, permit);
+            if let Some(job) = ready {
+                start(&mut tasks, &shared, &permits, &turn_tx, job).await;
             }
         }
-        renewer.abort();
-        drop(shared);
-        let _ = marker.await;
     });
     (Dispatcher { tx }, handle)
+}
+/// Hands `job` to a task of its own once fewer than [`MAX_IN_FLIGHT`] are being tried.
+async fn start(
+    tasks: &mut tokio::task::JoinSet<()>,
+    shared: &Arc<Shared>,
+    permits: &Arc<Semaphore>,
+    turns: &mpsc::UnboundedSender<(DeliveryOrder, Outcome)>,
+    job: Job,
+) {
+    let permit = permits.clone().acquire_owned().await.expect("never closed");
+    let (shared, turns) = (shared.clone(), turns.clone());
+    tasks.spawn(async move {
+        let outcome = deliver(&shared, &job).await;
+        drop(permit);
+        let _ = turns.send((job.order, outcome));
+    });
 }
 
 /// The verifications with a delivery in flight, each with the deliveries waiting behind it.
 #[derive(Default)]
 struct Lanes {
-    waiting: HashMap<RequestId, VecDeque<DeliveryOrder>>,
+    waiting: HashMap<RequestId, VecDeque<Job>>,
 }
 
 impl Lanes {
-    /// A new delivery: returned to be sent now when its verification has none in flight, else
-    /// queued behind it.
-    fn arrived(&mut self, order: DeliveryOrder) -> Option<DeliveryOrder> {
-        match self.waiting.entry(order.request_id.clone()) {
+    /// A delivery to make: returned to be sent now when its verification has none in flight,
+    /// else queued behind it.
+    fn arrived(&mut self, job: Job) -> Option<Job> {
+        match self.waiting.entry(job.order.request_id.clone()) {
             Entry::Occupied(mut lane) => {
-                lane.get_mut().push_back(order);
+                lane.get_mut().push_back(job);
                 None
             }
             Entry::Vacant(lane) => {
                 lane.insert(VecDeque::new());
-                Some(order)
+                Some(job)
             }
         }
     }
 
-    /// The delivery in flight for `request_id` is finished with: the next one of that
-    /// verification, to be sent now.
-    fn finished(&mut self, request_id: &RequestId) -> Option<DeliveryOrder> {
+    /// The delivery in flight for `request_id` is finished with (or waits between rounds): the
+    /// next one of that verification, to be sent now.
+    fn finished(&mut self, request_id: &RequestId) -> Option<Job> {
         let lane = self.waiting.get_mut(request_id)?;
         let next = lane.pop_front();
         if next.is_none() {
@@ -196,13 +263,7 @@ async fn renew_leases_loop(shared: Arc<Shared>, every: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let working: Vec<(RequestId, EventId)> = shared
-            .working
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
+        let working: Vec<(RequestId, EventId)> = shared.working().iter().cloned().collect();
         if working.is_empty() {
             continue;
         }
@@ -212,35 +273,8 @@ async fn renew_leases_loop(shared: Arc<Shared>, every: Duration) {
     }
 }
 
-/// Marks a delivery as being worked on for as long as it lives.
-struct Working<'a> {
-    shared: &'a Shared,
-    key: (RequestId, EventId),
-}
-
-impl<'a> Working<'a> {
-    fn new(shared: &'a Shared, order: &DeliveryOrder) -> Self {
-        let key = (order.request_id.clone(), order.event_id.clone());
-        shared
-            .working
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone());
-        Self { shared, key }
-    }
-}
-
-impl Drop for Working<'_> {
-    fn drop(&mut self) {
-        self.shared
-            .working
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.key);
-    }
-}
-
-async fn deliver(shared: &Shared, order: &DeliveryOrder) {
+async fn deliver(shared: &Shared, job: &Job) -> Outcome {
+    let order = &job.order;
     let span = tracing::info_span!(
         "deliver",
         request_id = %order.request_id,
@@ -248,21 +282,31 @@ async fn deliver(shared: &Shared, order: &DeliveryOrder) {
         kind = Kind::of(order.kind).as_str(),
         to = %order.to.masked(),
     );
-    deliver_in_span(shared, order).instrument(span).await
+    deliver_in_span(shared, job).instrument(span).await
 }
 
 /// Removes a delivery that will not be sent (given up, or refused for good) from the store.
-async fn give_up(shared: &Shared, order: &DeliveryOrder) {
-    let done = vec![(order.request_id.clone(), order.event_id.clone())];
+async fn give_up(shared: &Shared, order: &DeliveryOrder) -> Outcome {
+    let done = vec![key_of(order)];
     if let Err(e) = shared.store.mark_delivered(done).await {
         tracing::warn!(error = %e, "could not remove a delivery that was given up; a sweep will look at it again");
     }
+    Outcome::Finished
 }
 
-fn attempt_error(failure: &Failure) -> AttemptError {
+/// A gateway's error, for the record and the logs, with the PIN taken out: some gateways echo
+/// the message they refused, and what is recorded must not show a code.
+fn attempt_error(failure: &Failure, pin: &str) -> AttemptError {
+    let scrub = |text: &str| {
+        if pin.is_empty() {
+            text.to_owned()
+        } else {
+            text.replace(pin, "****")
+        }
+    };
     AttemptError {
-        code: failure.code.clone(),
-        text: failure.text.clone(),
+        code: scrub(&failure.code),
+        text: scrub(&failure.text),
     }
 }
 
@@ -270,22 +314,36 @@ fn real_now() -> Instant {
     chrono::Utc::now()
 }
 
-async fn deliver_in_span(shared: &Shared, order: &DeliveryOrder) {
-    let _working = Working::new(shared, order);
+/// How the start of a try was recorded.
+enum Started {
+    /// The try is recorded as this attempt.
+    Recorded(AttemptId),
+    /// The channel keeps its own record (the inbox).
+    Unrecorded,
+    /// The delivery is no longer in the store: another copy of it was accepted, or its
+    /// verification ended. Nothing is sent.
+    Gone,
+}
+
+async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
+    let order = &job.order;
     let kind = Kind::of(order.kind);
     let Some(steps) = shared.router.plan(kind, &order.to) else {
         tracing::error!("no route carries this kind of message; it is not sent");
         let recorded = async {
-            let id = shared
+            let started = shared
                 .store
                 .attempt_started(
                     &order.request_id,
                     &order.event_id,
                     kind.as_str(),
-                    "none",
+                    crate::config::delivery::NO_CHANNEL,
                     real_now(),
                 )
                 .await?;
+            let Some(id) = started else {
+                return Ok(());
+            };
             let error = AttemptError {
                 code: "no-route".into(),
                 text: format!("no route carries {} messages to this number", kind.as_str()),
@@ -295,22 +353,31 @@ async fn deliver_in_span(shared: &Shared, order: &DeliveryOrder) {
         if let Err(e) = recorded.await {
             tracing::warn!(error = %e, "could not record a delivery that has no route");
         }
-        give_up(shared, order).await;
-        return;
+        return give_up(shared, order).await;
     };
+    let deadline = order
+        .pin_expires_at
+        .unwrap_or(order.created_at + LEGACY_VALIDITY);
+    if shared.clock.now() >= deadline {
+        tracing::error!("the PIN expired before its message could be sent; it is not sent");
+        return give_up(shared, order).await;
+    }
     let pin = match shared.key.unseal_pin(&order.request_id, &order.sealed_pin) {
         Ok(pin) => pin,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the PIN of this delivery; dropping it");
-            give_up(shared, order).await;
-            return;
+            return give_up(shared, order).await;
         }
     };
     let text = message::render(order, &pin).text;
-    let deadline = order
-        .pin_expires_at
-        .unwrap_or(order.created_at + LEGACY_VALIDITY);
-    let mut failover = Failover::new(steps.len());
+    let mut failover = match &job.failover {
+        Some(f) => {
+            let mut f = f.clone();
+            f.retrying();
+            f
+        }
+        None => Failover::new(steps.len()),
+    };
     loop {
         let step = &steps[failover.position()];
         let outgoing = Outgoing {
@@ -330,12 +397,17 @@ async fn deliver_in_span(shared: &Shared, order: &DeliveryOrder) {
         };
         let channel = step.channel.name().to_owned();
         let attempt = match record_start(shared, order, kind, step).await {
-            Ok(attempt) => attempt,
+            Ok(Started::Recorded(id)) => Some(id),
+            Ok(Started::Unrecorded) => None,
+            Ok(Started::Gone) => {
+                tracing::info!("the delivery is no longer stored (sent by another try, or its verification ended); not sent");
+                return Outcome::Finished;
+            }
             Err(e) => {
                 // Without a record the message is not sent; the delivery stays leased and a
                 // sweep takes it up again.
                 tracing::error!(%channel, error = %e, "cannot record a try; the delivery waits in the store");
-                return;
+                return Outcome::Finished;
             }
         };
         let sent = match tokio::time::timeout(step.timeout, step.channel.send(&outgoing)).await {
@@ -345,45 +417,41 @@ async fn deliver_in_span(shared: &Shared, order: &DeliveryOrder) {
                 format!("no answer within {:?}", step.timeout),
             ))),
         };
-        match sent {
+        let error = match sent {
             Ok(accepted) => {
                 accepted_by(shared, order, step, attempt, &accepted).await;
-                return;
+                return Outcome::Finished;
             }
-            Err(error) => {
-                if let Some(id) = attempt {
-                    if let Err(e) = shared
-                        .store
-                        .attempt_failed(id, attempt_error(error.failure()), real_now())
-                        .await
-                    {
-                        tracing::warn!(error = %e, "could not record a failed try");
-                    }
-                }
-                let retry_after = match &error {
-                    SendError::Rejected(failure) => {
-                        tracing::error!(%channel, error = %failure, "the gateway refused the message for good; it is not sent");
-                        give_up(shared, order).await;
-                        return;
-                    }
-                    SendError::Temporary(_) => None,
-                    SendError::Throttled { retry_after, .. } => Some(*retry_after),
-                };
-                tracing::warn!(%channel, error = %error.failure(), "try failed");
-                match failover.failed(retry_after, shared.clock.now(), deadline) {
-                    Next::Try(_) => {}
-                    Next::RetryAt(at) => {
-                        tokio::time::sleep(shared.clock.real_until(at)).await;
-                        failover.retrying();
-                    }
-                    Next::GiveUp => {
-                        tracing::error!(
-                            "every channel failed until the PIN expired; the message is not sent"
-                        );
-                        give_up(shared, order).await;
-                        return;
-                    }
-                }
+            Err(error) => error,
+        };
+        let recorded = attempt_error(error.failure(), &pin);
+        if let Some(id) = attempt {
+            if let Err(e) = shared
+                .store
+                .attempt_failed(id, recorded.clone(), real_now())
+                .await
+            {
+                tracing::warn!(error = %e, "could not record a failed try");
+            }
+        }
+        let shown = format!("{}: {}", recorded.code, recorded.text);
+        let retry_after = match &error {
+            SendError::Rejected(_) => {
+                tracing::error!(%channel, error = %shown, "the gateway refused the message for good; it is not sent");
+                return give_up(shared, order).await;
+            }
+            SendError::Temporary(_) => None,
+            SendError::Throttled { retry_after, .. } => Some(*retry_after),
+        };
+        tracing::warn!(%channel, error = %shown, "try failed");
+        match failover.failed(retry_after, shared.clock.now(), deadline) {
+            Next::Try(_) => {}
+            Next::RetryAt(at) => return Outcome::RetryAt(at, failover),
+            Next::GiveUp => {
+                tracing::error!(
+                    "every channel failed until the PIN expired; the message is not sent"
+                );
+                return give_up(shared, order).await;
             }
         }
     }
@@ -395,11 +463,11 @@ async fn record_start(
     order: &DeliveryOrder,
     kind: Kind,
     step: &Step,
-) -> Result<Option<AttemptId>, crate::store::StoreError> {
+) -> Result<Started, crate::store::StoreError> {
     if step.records_itself {
-        return Ok(None);
+        return Ok(Started::Unrecorded);
     }
-    shared
+    let started = shared
         .store
         .attempt_started(
             &order.request_id,
@@ -408,9 +476,12 @@ async fn record_start(
             step.channel.name(),
             real_now(),
         )
-        .await
-        .map(Some)
+        .await?;
+    Ok(started.map_or(Started::Gone, Started::Recorded))
 }
+
+/// Tries to record an acceptance this many times before leaving the delivery to a sweep.
+const ACCEPTANCE_TRIES: u32 = 3;
 
 async fn accepted_by(
     shared: &Shared,
@@ -420,37 +491,39 @@ async fn accepted_by(
     accepted: &Accepted,
 ) {
     let channel = step.channel.name();
-    match attempt {
-        None => {
-            let _ = shared
-                .done
-                .send((order.request_id.clone(), order.event_id.clone()));
-            tracing::info!(channel, "delivered");
-        }
-        Some(id) => {
-            let recorded = shared
-                .store
-                .attempt_accepted(
-                    id,
-                    &order.request_id,
-                    &order.event_id,
-                    &accepted.message_id,
-                    accepted.delivered,
-                    real_now(),
-                )
-                .await;
-            match recorded {
-                Ok(()) => {
-                    tracing::info!(channel, message_id = %accepted.message_id, "accepted by the gateway")
-                }
-                // The one window of at-least-once: a sweep may send it again.
-                Err(e) => tracing::error!(
-                    channel,
-                    message_id = %accepted.message_id,
-                    error = %e,
-                    "the gateway accepted the message but that could not be recorded; it may be sent again"
-                ),
+    let Some(id) = attempt else {
+        let _ = shared.done.send(key_of(order));
+        tracing::info!(channel, "delivered");
+        return;
+    };
+    for try_number in 1..=ACCEPTANCE_TRIES {
+        let recorded = shared
+            .store
+            .attempt_accepted(
+                id,
+                &order.request_id,
+                &order.event_id,
+                &accepted.message_id,
+                accepted.delivered,
+                real_now(),
+            )
+            .await;
+        match recorded {
+            Ok(()) => {
+                tracing::info!(channel, message_id = %accepted.message_id, "accepted by the gateway");
+                return;
             }
+            Err(e) if try_number < ACCEPTANCE_TRIES => {
+                tracing::warn!(channel, error = %e, "could not record an acceptance; trying again");
+                tokio::time::sleep(Duration::from_millis(100 << try_number)).await;
+            }
+            // The one window of at-least-once: a sweep may send it again.
+            Err(e) => tracing::error!(
+                channel,
+                message_id = %accepted.message_id,
+                error = %e,
+                "the gateway accepted the message but that could not be recorded; it may be sent again"
+            ),
         }
     }
 }
@@ -523,6 +596,13 @@ pub(crate) mod tests {
 
     fn clock() -> Arc<dyn Clock> {
         Arc::new(crate::clock::ManualClock::new(chrono::Utc::now()))
+    }
+
+    /// Real time, for what waits between rounds.
+    fn real_clock() -> Arc<dyn Clock> {
+        let anchor =
+            crate::clock::ClockAnchor::resume(None, 1.0, chrono::Utc::now().timestamp_millis()).0;
+        Arc::new(crate::clock::ScaledClock::new(anchor))
     }
 
     #[tokio::test]
@@ -609,6 +689,27 @@ pub(crate) mod tests {
         })
     }
 
+    /// A channel whose sends wait for a permit of `gate`, then are accepted.
+    struct HeldChannel {
+        gate: Semaphore,
+        sent: Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Channel for HeldChannel {
+        fn name(&self) -> &str {
+            "held"
+        }
+        async fn send(&self, m: &Outgoing) -> Result<Accepted, SendError> {
+            self.gate.acquire().await.unwrap().forget();
+            self.sent.lock().unwrap().push(m.id.as_str().to_owned());
+            Ok(Accepted {
+                message_id: format!("H-{}", self.sent.lock().unwrap().len()),
+                delivered: false,
+            })
+        }
+    }
+
     fn down() -> Result<Accepted, SendError> {
         Err(SendError::Temporary(Failure::new(
             "connect",
@@ -668,6 +769,135 @@ pub(crate) mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         (store, dir)
+    }
+
+    /// A store holding `order`'s verification (workflow 5: an SMS, then a call) and delivery.
+    async fn stored(order: &DeliveryOrder) -> (Arc<SqliteStore>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("d.db")).unwrap());
+        let mut minter = crate::domain::testing::SequenceMinter { pins: 0, events: 1 };
+        let new = crate::domain::NewVerification {
+            id: order.request_id.clone(),
+            account: "k".into(),
+            number: order.to.clone(),
+            purpose: order.purpose.clone(),
+            locale: order.locale,
+            code_length: crate::domain::CodeLength::DEFAULT,
+            workflow: crate::domain::Workflow::parse(5).unwrap(),
+            timing: crate::domain::Timing::default(),
+            custom_pin: None,
+        };
+        let (v, _) = crate::domain::Verification::start(new, chrono::Utc::now(), &mut minter);
+        store
+            .create(v, order.clone(), chrono::Utc::now())
+            .await
+            .unwrap();
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn a_second_copy_of_a_delivery_being_sent_is_not_sent_again() {
+        let key = ServerKey::from_bytes([7; 32]);
+        let held = Arc::new(HeldChannel {
+            gate: Semaphore::new(0),
+            sent: Mutex::default(),
+        });
+        let router = Router::with_channels(sms_route(&["held"]), vec![("held", held.clone())]);
+        let o = order(&key, 7, 7, EventKind::Sms);
+        let (store, _dir) = stored(&o).await;
+        let (dispatcher, _worker) = spawn_dispatcher(
+            store.clone(),
+            Arc::new(router),
+            key,
+            clock(),
+            Duration::from_secs(60),
+        );
+        dispatcher.dispatch([o.clone()]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // As a sweep would, while the first is still with the gateway.
+        dispatcher.dispatch([o.clone()]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        held.gate.add_permits(5);
+        until("the delivery is accepted", || {
+            !held.sent.lock().unwrap().is_empty()
+        })
+        .await;
+        // A copy after the acceptance finds the delivery gone from the store.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        dispatcher.dispatch([o.clone()]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(held.sent.lock().unwrap().len(), 1);
+        assert_eq!(store.attempts(&o.request_id).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_goes_at_its_time_while_the_sms_before_it_waits_between_rounds() {
+        let key = ServerKey::from_bytes([7; 32]);
+        let sms = ScriptedChannel::new("sms", vec![down()]);
+        // The calls go to a channel that keeps its own record, so the call needs no stored
+        // delivery of its own here.
+        let calls = ScriptedChannel::new("inbox", vec![accepted("C1")]);
+        let mut config = sms_route(&["sms"]);
+        config.routes.push(Route {
+            kind: Kind::Voice,
+            to: vec![],
+            channels: vec!["inbox".into()],
+            from: None,
+        });
+        let router =
+            Router::with_channels(config, vec![("sms", sms.clone()), ("inbox", calls.clone())]);
+        let (first, call) = (
+            order(&key, 8, 8, EventKind::Sms),
+            order(&key, 8, 9, EventKind::Tts),
+        );
+        let (store, _dir) = stored(&first).await;
+        let (dispatcher, _worker) = spawn_dispatcher(
+            store,
+            Arc::new(router),
+            key,
+            real_clock(),
+            Duration::from_secs(60),
+        );
+        dispatcher.dispatch([first, call]);
+        until("the call goes out", || calls.tries() == 1).await;
+        assert!(sms.tries() >= 1);
+    }
+
+    #[tokio::test]
+    async fn a_verification_that_ends_stops_the_retries_of_its_message() {
+        let key = ServerKey::from_bytes([7; 32]);
+        let sms = ScriptedChannel::new("sms", vec![down()]);
+        let router = Router::with_channels(sms_route(&["sms"]), vec![("sms", sms.clone())]);
+        let o = order(&key, 9, 10, EventKind::Sms);
+        let (store, _dir) = stored(&o).await;
+        let (dispatcher, _worker) = spawn_dispatcher(
+            store.clone(),
+            Arc::new(router),
+            key,
+            real_clock(),
+            Duration::from_secs(60),
+        );
+        dispatcher.dispatch([o.clone()]);
+        until("the first try fails", || sms.tries() >= 1).await;
+        let right = crate::store::Command::Check {
+            code_hash: crate::domain::testing::SequenceMinter::hash("0001"),
+            code_len: 4,
+        };
+        let now: crate::store::SharedClock =
+            Arc::new(crate::clock::ManualClock::new(chrono::Utc::now()));
+        let minter = Box::new(crate::domain::testing::SequenceMinter {
+            pins: 0,
+            events: 99,
+        });
+        store
+            .apply("k", &o.request_id, right, now, minter)
+            .await
+            .unwrap()
+            .unwrap();
+        let tries = sms.tries();
+        // The next rounds would come 1 s and 3 s after the first try.
+        tokio::time::sleep(Duration::from_millis(3_500)).await;
+        assert_eq!(sms.tries(), tries, "no round after the end");
     }
 
     async fn states(store: &SqliteStore, order: &DeliveryOrder) -> Vec<(String, AttemptState)> {

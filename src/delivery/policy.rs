@@ -11,6 +11,8 @@ use crate::domain::Instant;
 
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 const LONGEST_PAUSE: Duration = Duration::from_secs(60);
+/// The last round starts this long before the PIN's end, at the latest.
+const LAST_ROUND: Duration = Duration::from_secs(1);
 
 /// Where an event's delivery stands among the channels of its route.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,10 +76,15 @@ impl Failover {
         self.position = 0;
         self.throttled = Duration::ZERO;
         let at = now + chrono::Duration::from_std(pause).expect("a pause of at most minutes");
-        if at >= deadline {
-            Next::GiveUp
+        if at < deadline {
+            return Next::RetryAt(at);
+        }
+        // A pause that would pass the PIN's end leaves room for one last round just before it.
+        let last = deadline - chrono::Duration::from_std(LAST_ROUND).expect("a second");
+        if last > now {
+            Next::RetryAt(last)
         } else {
-            Next::RetryAt(at)
+            Next::GiveUp
         }
     }
 
@@ -138,7 +145,13 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_tried_past_the_pins_end() {
+    fn a_last_round_comes_just_before_the_pins_end_and_nothing_after() {
+        let mut f = Failover::new(1);
+        assert_eq!(
+            f.failed(Some(Duration::from_secs(60)), t(280), t(300)),
+            Next::RetryAt(t(299))
+        );
+        assert_eq!(f.failed(None, t(299), t(300)), Next::GiveUp);
         let mut f = Failover::new(1);
         assert_eq!(f.failed(None, t(299), t(300)), Next::GiveUp);
         let mut f = Failover::new(2);

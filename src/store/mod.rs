@@ -245,6 +245,10 @@ pub struct Attempt {
     pub updated_at: Instant,
 }
 
+/// How long a receipt that names no recorded try is kept: the acceptance it waits for comes in
+/// milliseconds; what is still unmatched after a day never will be.
+pub const KEEP_PENDING_RECEIPTS_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// A recorded try, as the store names it.
 pub type AttemptId = i64;
 
@@ -261,6 +265,8 @@ pub struct AttemptError {
 pub trait DeliveryLog: Send + Sync + 'static {
     /// Records a try of the event on `channel` about to be made, closes earlier tries of it
     /// that never finished (a process that stopped), and starts the delivery's lease again.
+    /// `None`, recording nothing, when the delivery is no longer stored: another try of it was
+    /// accepted, or its verification ended. Then it must not be sent.
     async fn attempt_started(
         &self,
         request_id: &RequestId,
@@ -268,7 +274,7 @@ pub trait DeliveryLog: Send + Sync + 'static {
         kind: &str,
         channel: &str,
         at: Instant,
-    ) -> StoreResult<AttemptId>;
+    ) -> StoreResult<Option<AttemptId>>;
 
     /// The gateway took the message, as `message_id`. In one transaction: the try becomes
     /// submitted (delivered when `delivered`), a receipt that came before is applied, and the

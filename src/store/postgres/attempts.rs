@@ -9,6 +9,7 @@ use super::{ms_to_instant, pg_err, PgStore, DB_NOW_MS};
 use crate::domain::{EventId, Instant, RequestId};
 use crate::store::{
     Attempt, AttemptError, AttemptId, AttemptState, DeliveryLog, StoreError, StoreResult,
+    KEEP_PENDING_RECEIPTS_MS,
 };
 
 /// Serialises the transactions that touch one gateway message.
@@ -57,11 +58,25 @@ impl DeliveryLog for PgStore {
         kind: &str,
         channel: &str,
         at: Instant,
-    ) -> StoreResult<AttemptId> {
+    ) -> StoreResult<Option<AttemptId>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
         let (request_id, event_id) = (request_id.as_str(), event_id.as_str());
         let at = at.timestamp_millis();
+        let renew = format!(
+            "update delivery set lease_until = {DB_NOW_MS} + $3 \
+             where request_id = $1 and event_id = $2"
+        );
+        let stored = tx
+            .execute(
+                &tx.prepare_cached(&renew).await.map_err(pg_err)?,
+                &[&request_id, &event_id, &self.lease_ms],
+            )
+            .await
+            .map_err(pg_err)?;
+        if stored == 0 {
+            return Ok(None);
+        }
         tx.execute(
             &tx.prepare_cached(
                 "update delivery_attempt set state = 'failed', error_code = 'interrupted', \
@@ -71,16 +86,6 @@ impl DeliveryLog for PgStore {
             .await
             .map_err(pg_err)?,
             &[&request_id, &event_id, &at],
-        )
-        .await
-        .map_err(pg_err)?;
-        let renew = format!(
-            "update delivery set lease_until = {DB_NOW_MS} + $3 \
-             where request_id = $1 and event_id = $2"
-        );
-        tx.execute(
-            &tx.prepare_cached(&renew).await.map_err(pg_err)?,
-            &[&request_id, &event_id, &self.lease_ms],
         )
         .await
         .map_err(pg_err)?;
@@ -98,7 +103,7 @@ impl DeliveryLog for PgStore {
             .await
             .map_err(pg_err)?;
         tx.commit().await.map_err(pg_err)?;
-        Ok(row.get(0))
+        Ok(Some(row.get(0)))
     }
 
     async fn attempt_accepted(
@@ -255,6 +260,14 @@ impl DeliveryLog for PgStore {
                 .await
                 .map_err(pg_err)?,
                 &[&channel, &message_id, &state.as_str(), &code, &text, &at],
+            )
+            .await
+            .map_err(pg_err)?;
+            tx.execute(
+                &tx.prepare_cached("delete from delivery_receipt where received_at < $1")
+                    .await
+                    .map_err(pg_err)?,
+                &[&(at - KEEP_PENDING_RECEIPTS_MS)],
             )
             .await
             .map_err(pg_err)?;

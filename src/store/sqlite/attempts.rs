@@ -8,6 +8,7 @@ use super::{db_err, ms_to_instant, SqliteStore};
 use crate::domain::{EventId, Instant, RequestId};
 use crate::store::{
     Attempt, AttemptError, AttemptId, AttemptState, DeliveryLog, StoreError, StoreResult,
+    KEEP_PENDING_RECEIPTS_MS,
 };
 
 /// Final states a receipt may set; a receipt that says "on its way" changes nothing.
@@ -73,12 +74,22 @@ impl DeliveryLog for SqliteStore {
         kind: &str,
         channel: &str,
         at: Instant,
-    ) -> StoreResult<AttemptId> {
+    ) -> StoreResult<Option<AttemptId>> {
         let (request_id, event_id) = (request_id.as_str().to_owned(), event_id.as_str().to_owned());
         let (kind, channel) = (kind.to_owned(), channel.to_owned());
         let at = at.timestamp_millis();
         let lease_until = self.lease_until();
         self.write(move |conn| {
+            let stored = conn
+                .prepare_cached(
+                    "update delivery set lease_until = ?3 where request_id = ?1 and event_id = ?2",
+                )
+                .map_err(db_err)?
+                .execute(params![request_id, event_id, lease_until])
+                .map_err(db_err)?;
+            if stored == 0 {
+                return Ok(None);
+            }
             conn.prepare_cached(
                 "update delivery_attempt set state = 'failed', error_code = 'interrupted', \
                  error_text = 'the process stopped during this try', updated_at = ?3 \
@@ -88,12 +99,6 @@ impl DeliveryLog for SqliteStore {
             .execute(params![request_id, event_id, at])
             .map_err(db_err)?;
             conn.prepare_cached(
-                "update delivery set lease_until = ?3 where request_id = ?1 and event_id = ?2",
-            )
-            .map_err(db_err)?
-            .execute(params![request_id, event_id, lease_until])
-            .map_err(db_err)?;
-            conn.prepare_cached(
                 "insert into delivery_attempt \
                  (request_id, event_id, kind, channel, state, created_at, updated_at) \
                  values (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
@@ -101,7 +106,7 @@ impl DeliveryLog for SqliteStore {
             .map_err(db_err)?
             .execute(params![request_id, event_id, kind, channel, at])
             .map_err(db_err)?;
-            Ok(conn.last_insert_rowid())
+            Ok(Some(conn.last_insert_rowid()))
         })
         .await
     }
@@ -222,6 +227,10 @@ impl DeliveryLog for SqliteStore {
             .map_err(db_err)?
             .execute(params![channel, message_id, state.as_str(), code, text, at])
             .map_err(db_err)?;
+            conn.prepare_cached("delete from delivery_receipt where received_at < ?1")
+                .map_err(db_err)?
+                .execute(params![at - KEEP_PENDING_RECEIPTS_MS])
+                .map_err(db_err)?;
             Ok(false)
         })
         .await
