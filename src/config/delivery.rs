@@ -239,8 +239,18 @@ impl DeliveryConfig {
     /// The route for a message of `kind` to `digits` (E.164 without `+`): the longest prefix that
     /// matches, else the kind's default route.
     pub fn route_for(&self, kind: Kind, digits: &str) -> Option<&Route> {
-        let mut best: Option<(&Route, usize)> = None;
-        for route in self.routes.iter().filter(|r| r.kind == kind) {
+        self.route_index_for(kind, digits).map(|i| &self.routes[i])
+    }
+
+    /// As [`Self::route_for`], the route's position in [`Self::routes`].
+    pub fn route_index_for(&self, kind: Kind, digits: &str) -> Option<usize> {
+        let mut best: Option<(usize, usize)> = None;
+        for (index, route) in self
+            .routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.kind == kind)
+        {
             let length = if route.to.is_empty() {
                 Some(0)
             } else {
@@ -253,11 +263,11 @@ impl DeliveryConfig {
             };
             if let Some(length) = length {
                 if best.is_none_or(|(_, l)| length > l) {
-                    best = Some((route, length));
+                    best = Some((index, length));
                 }
             }
         }
-        best.map(|(route, _)| route)
+        best.map(|(index, _)| index)
     }
 
     /// Kinds no route carries: their messages are not sent.

@@ -169,11 +169,12 @@ pub fn spawn_dispatcher(
                         None
                     }
                 },
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => None,
             };
             if let Some(job) = ready {
                 start(&mut tasks, &shared, &permits, &turn_tx, job).await;
             }
+            // Finished tasks are let go of here, without waking the loop for each of them.
+            while tasks.try_join_next().is_some() {}
         }
     });
     (Dispatcher { tx }, handle)

@@ -31,6 +31,9 @@ pub struct Router {
     config: DeliveryConfig,
     channels: BTreeMap<String, Running>,
     receipt_urls: BTreeMap<String, String>,
+    /// Each route's steps, in the order of the configuration's routes: made once, not per
+    /// message.
+    plans: Vec<Vec<Step>>,
 }
 
 /// A channel that runs, with what its configuration says about every try.
@@ -99,10 +102,12 @@ impl Router {
                 );
             }
         }
+        let plans = plans(&config, &channels, &receipt_urls);
         Self {
             config,
             channels,
             receipt_urls,
+            plans,
         }
     }
 
@@ -133,24 +138,39 @@ impl Router {
 
     /// The channels to try, in order, for a message of `kind` to `to`; `None` when no route
     /// carries it.
-    pub fn plan(&self, kind: Kind, to: &PhoneNumber) -> Option<Vec<Step>> {
-        let route = self.config.route_for(kind, to.digits())?;
-        let steps: Vec<Step> = route
-            .channels
-            .iter()
-            .filter_map(|name| {
-                let running = self.channels.get(name)?;
-                Some(Step {
-                    channel: running.channel.clone(),
-                    timeout: running.timeout,
-                    from: route.from.clone().or_else(|| running.from.clone()),
-                    records_itself: name == INBOX,
-                    receipt_url: self.receipt_urls.get(name).cloned(),
-                })
-            })
-            .collect();
-        (!steps.is_empty()).then_some(steps)
+    pub fn plan(&self, kind: Kind, to: &PhoneNumber) -> Option<&[Step]> {
+        let index = self.config.route_index_for(kind, to.digits())?;
+        let steps = &self.plans[index];
+        (!steps.is_empty()).then_some(steps.as_slice())
     }
+}
+
+/// The steps of every route of `config`, over the channels that run.
+fn plans(
+    config: &DeliveryConfig,
+    channels: &BTreeMap<String, Running>,
+    receipt_urls: &BTreeMap<String, String>,
+) -> Vec<Vec<Step>> {
+    config
+        .routes
+        .iter()
+        .map(|route| {
+            route
+                .channels
+                .iter()
+                .filter_map(|name| {
+                    let running = channels.get(name)?;
+                    Some(Step {
+                        channel: running.channel.clone(),
+                        timeout: running.timeout,
+                        from: route.from.clone().or_else(|| running.from.clone()),
+                        records_itself: name == INBOX,
+                        receipt_url: receipt_urls.get(name).cloned(),
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -165,20 +185,24 @@ impl Router {
         config: DeliveryConfig,
         channels: Vec<(&str, Arc<dyn Channel>)>,
     ) -> Self {
+        let channels: BTreeMap<String, Running> = channels
+            .into_iter()
+            .map(|(name, channel)| {
+                let running = Running {
+                    channel,
+                    timeout: Duration::from_secs(1),
+                    from: None,
+                };
+                (name.to_owned(), running)
+            })
+            .collect();
+        let receipt_urls = BTreeMap::new();
+        let plans = plans(&config, &channels, &receipt_urls);
         Self {
             config,
-            channels: channels
-                .into_iter()
-                .map(|(name, channel)| {
-                    let running = Running {
-                        channel,
-                        timeout: Duration::from_secs(1),
-                        from: None,
-                    };
-                    (name.to_owned(), running)
-                })
-                .collect(),
-            receipt_urls: BTreeMap::new(),
+            channels,
+            receipt_urls,
+            plans,
         }
     }
 }
