@@ -428,6 +428,33 @@ fn deliveries_prints_one_json_line_per_try() {
         );
     }
     assert_eq!(lines[0]["event_id"], lines[1]["event_id"]);
+
+    // With a configuration file the inbox's tries are recorded like any other channel's, and
+    // stay when the verification ends (and its inbox messages go).
+    let pin = support::pin_in(&gateway.seen()[0].body);
+    let check: serde_json::Value = support::client()
+        .post(format!("{}/verify/check/json", server.base("http")))
+        .form(&[
+            ("api_key", key.as_str()),
+            ("api_secret", secret.as_str()),
+            ("request_id", id.as_str()),
+            ("code", pin.as_str()),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(check["status"], "0", "{check}");
+    let (ok, out) = run_bounded(
+        Command::new(BIN).args(["deliveries", &id, "--database", &database]),
+        Duration::from_secs(20),
+    );
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with('{')).count(),
+        3,
+        "{out}"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `verifyd deliveries REQUEST_ID`: every try to deliver a verification's events, one JSON
-//! object per line, oldest first. The inbox keeps no separate record: its stored message is the
-//! record of its delivery (and leaves with the verification's end).
+//! object per line, oldest first. Without a configuration file the inbox keeps no separate
+//! record: its stored message is the record of its delivery (and leaves with the verification's
+//! end).
 
 use anyhow::Context;
 
@@ -15,7 +16,12 @@ pub async fn print(store: &dyn Store, request_id: &str) -> anyhow::Result<()> {
     let id = RequestId::parse(request_id)
         .with_context(|| format!("{request_id:?} is not a request_id (32 lowercase hex)"))?;
     let mut lines: Vec<(Instant, serde_json::Value)> = Vec::new();
-    for a in store.attempts(&id).await? {
+    let attempts = store.attempts(&id).await?;
+    let recorded: std::collections::HashSet<(String, String)> = attempts
+        .iter()
+        .map(|a| (a.event_id.clone(), a.channel.clone()))
+        .collect();
+    for a in attempts {
         let error = match (&a.error_code, &a.error_text) {
             (None, None) => serde_json::Value::Null,
             (code, text) => format!(
@@ -39,10 +45,13 @@ pub async fn print(store: &dyn Store, request_id: &str) -> anyhow::Result<()> {
             }),
         ));
     }
+    let inbox = crate::config::delivery::INBOX;
     for m in store
         .of_request(id.as_str())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
+        .into_iter()
+        .filter(|m| !recorded.contains(&(m.id.clone(), inbox.to_owned())))
     {
         let at = chrono::DateTime::parse_from_rfc3339(&m.created_at)
             .map(|t| t.with_timezone(&chrono::Utc))
@@ -52,7 +61,7 @@ pub async fn print(store: &dyn Store, request_id: &str) -> anyhow::Result<()> {
             serde_json::json!({
                 "event_id": m.id,
                 "kind": m.channel,
-                "channel": crate::config::delivery::INBOX,
+                "channel": inbox,
                 "message_id": m.id,
                 "state": "delivered",
                 "error": null,

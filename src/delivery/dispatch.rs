@@ -835,10 +835,11 @@ pub(crate) mod tests {
     async fn a_call_goes_at_its_time_while_the_sms_before_it_waits_between_rounds() {
         let key = ServerKey::from_bytes([7; 32]);
         let sms = ScriptedChannel::new("sms", vec![down()]);
-        // The calls go to a channel that keeps its own record, so the call needs no stored
-        // delivery of its own here.
+        // The calls go to a channel that keeps its own record (the inbox, as without a
+        // configuration file), so the call needs no stored delivery of its own here.
         let calls = ScriptedChannel::new("inbox", vec![accepted("C1")]);
         let mut config = sms_route(&["sms"]);
+        config.from_file = false;
         config.routes.push(Route {
             kind: Kind::Voice,
             to: vec![],

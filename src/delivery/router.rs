@@ -20,8 +20,8 @@ pub struct Step {
     pub timeout: Duration,
     /// The sender: the route's, else the channel's; `None` means the request's `sender_id`.
     pub from: Option<String>,
-    /// Whether the channel keeps its own record of what it sent (the inbox), so that the try is
-    /// not written to the delivery log.
+    /// Whether the channel keeps its own record of what it sent (the inbox, when there is no
+    /// configuration file), so that the try is not written to the delivery log.
     pub records_itself: bool,
     /// Where its gateway posts receipts.
     pub receipt_url: Option<String>,
@@ -164,7 +164,10 @@ fn plans(
                         channel: running.channel.clone(),
                         timeout: running.timeout,
                         from: route.from.clone().or_else(|| running.from.clone()),
-                        records_itself: name == INBOX,
+                        // Without a configuration file the inbox is the whole of delivery, and
+                        // its stored message is its record (the benchmarked path); routed like
+                        // any channel, its tries are recorded like theirs.
+                        records_itself: name == INBOX && !config.from_file,
                         receipt_url: receipt_urls.get(name).cloned(),
                     })
                 })
