@@ -66,6 +66,16 @@ pub fn status_error(status: StatusCode, headers: &HeaderMap, failure: Failure) -
     }
 }
 
+/// A gateway's answer: status, headers and body text.
+pub async fn answer(
+    response: reqwest::Response,
+) -> Result<(StatusCode, HeaderMap, String), SendError> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await.map_err(transport_error)?;
+    Ok((status, headers, body))
+}
+
 /// At most `max` characters of a gateway's answer, for an error text.
 pub fn excerpt(text: &str, max: usize) -> String {
     let mut out: String = text.chars().take(max).collect();

@@ -9,7 +9,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 
-use super::http::{excerpt, status_error, transport_error};
+use super::http::{answer, excerpt, status_error, transport_error};
 use super::{
     Accepted, Channel, Failure, Outgoing, Receipt, ReceiptError, ReceiptRequest, ReceiptState,
     SendError,
@@ -98,9 +98,7 @@ impl Channel for TwilioSmsChannel {
             .send()
             .await
             .map_err(transport_error)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.map_err(transport_error)?;
+        let (status, headers, body) = answer(response).await?;
         if status.is_success() {
             let created: Created = serde_json::from_str(&body).map_err(|_| {
                 SendError::Temporary(Failure::new(

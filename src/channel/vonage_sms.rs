@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::http::{excerpt, status_error, transport_error};
+use super::http::{answer, excerpt, status_error, transport_error};
 use super::{
     Accepted, Channel, Failure, Outgoing, Receipt, ReceiptError, ReceiptRequest, ReceiptState,
     SendError,
@@ -90,9 +90,7 @@ impl Channel for VonageSmsChannel {
             .send()
             .await
             .map_err(transport_error)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.map_err(transport_error)?;
+        let (status, headers, body) = answer(response).await?;
         if !status.is_success() {
             let failure = Failure::new(format!("http-{}", status.as_u16()), excerpt(&body, 200));
             return Err(status_error(status, &headers, failure));

@@ -12,7 +12,7 @@ use axum::http::{HeaderName, HeaderValue};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 
-use super::http::{excerpt, status_error, transport_error};
+use super::http::{answer, excerpt, status_error, transport_error};
 use super::{
     Accepted, Channel, Failure, Outgoing, Receipt, ReceiptError, ReceiptRequest, ReceiptState,
     SendError,
@@ -144,15 +144,13 @@ impl Channel for WebhookChannel {
             );
         }
         let response = request.send().await.map_err(transport_error)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let answer = response.text().await.map_err(transport_error)?;
+        let (status, headers, reply) = answer(response).await?;
         if !status.is_success() {
-            let failure = Failure::new(format!("http-{}", status.as_u16()), excerpt(&answer, 200));
+            let failure = Failure::new(format!("http-{}", status.as_u16()), excerpt(&reply, 200));
             return Err(status_error(status, &headers, failure));
         }
         let found = c.message_id.as_deref().and_then(|pointer| {
-            let json: serde_json::Value = serde_json::from_str(&answer).ok()?;
+            let json: serde_json::Value = serde_json::from_str(&reply).ok()?;
             match json.pointer(pointer)? {
                 serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
                 serde_json::Value::Number(n) => Some(n.to_string()),

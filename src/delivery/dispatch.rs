@@ -737,25 +737,7 @@ pub(crate) mod tests {
         order: DeliveryOrder,
         key: &ServerKey,
     ) -> (Arc<SqliteStore>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("d.db")).unwrap());
-        let mut minter = crate::domain::testing::SequenceMinter { pins: 0, events: 1 };
-        let new = crate::domain::NewVerification {
-            id: order.request_id.clone(),
-            account: "k".into(),
-            number: order.to.clone(),
-            purpose: order.purpose.clone(),
-            locale: order.locale,
-            code_length: crate::domain::CodeLength::DEFAULT,
-            workflow: crate::domain::Workflow::parse(6).unwrap(),
-            timing: crate::domain::Timing::default(),
-            custom_pin: None,
-        };
-        let (v, _) = crate::domain::Verification::start(new, chrono::Utc::now(), &mut minter);
-        store
-            .create(v, order.clone(), chrono::Utc::now())
-            .await
-            .unwrap();
+        let (store, dir) = stored(&order).await;
         let (dispatcher, _worker) = spawn_dispatcher(
             store.clone(),
             Arc::new(router),
