@@ -150,6 +150,7 @@ channels = ["gw"]
         ("TWILIO_AUTH_TOKEN", "tw-secret-value"),
         ("GW_KEY", "gw-key-value"),
         ("VERIFYD_LISTEN", "127.0.0.1:9100"),
+        ("VERIFYD_PUBLIC_URL", "https://callbacks.example.net/"),
     ];
     let (code, out, err) = verifyd(
         &[
@@ -184,6 +185,11 @@ channels = ["gw"]
         Some(10),
         "the default"
     );
+    assert_eq!(
+        shown["public_url"].as_str(),
+        Some("https://callbacks.example.net"),
+        "the environment wins over the file"
+    );
     let twilio = &shown["channels"]["twilio"];
     assert_eq!(twilio["auth_token"].as_str(), Some("***"));
     assert_eq!(twilio["account_sid"].as_str(), Some("AC42"));
@@ -203,6 +209,19 @@ channels = ["gw"]
     let routes = shown["routes"].as_array().unwrap();
     assert_eq!(routes.len(), 2);
     assert_eq!(routes[0]["to"].as_array().unwrap()[0].as_str(), Some("+1"));
+}
+
+#[test]
+fn a_bad_value_from_a_flag_or_the_environment_is_named_by_its_flag() {
+    let (code, _, err) = verifyd(&["config", "check", "--public-url", "ftp://x"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--public-url") && err.contains("http://"),
+        "{err}"
+    );
+    let (code, _, err) = verifyd(&["config", "check"], &[("VERIFYD_CURRENCY", "euro")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--currency (or VERIFYD_CURRENCY)"), "{err}");
 }
 
 #[test]

@@ -169,6 +169,11 @@ pub struct ServeArgs {
     #[arg(long, env = "VERIFYD_MAX_CONNECTIONS")]
     pub max_connections: Option<u64>,
 
+    /// Base URL at which gateways reach this server, for delivery receipts
+    /// (https://verify.example.com).
+    #[arg(long, env = "VERIFYD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// A host name or IP address the inbox pages answer to (as clients write it in the Host
     /// header), besides loopback addresses, `localhost` and the listen address (repeat the flag;
     /// comma-separated in the environment).

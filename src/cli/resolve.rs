@@ -193,6 +193,16 @@ pub fn settings(
         .collect::<anyhow::Result<_>>()?;
 
     let mut delivery = file.map(|f| f.delivery.clone()).unwrap_or_default();
+    if let Some(url) = &args.public_url {
+        let origin = Origin {
+            flag: "public-url",
+            file: None,
+            from_file: false,
+        };
+        crate::config::delivery::check_http_url("public_url", url)
+            .map_err(|p| anyhow::anyhow!("{origin}: {}", p.problem))?;
+        delivery.public_url = Some(url.trim_end_matches('/').to_owned());
+    }
     if let Some(ChannelArg::Inbox) = args.channel {
         // Every kind to the inbox, whatever the file's routes say (its channels stay known).
         delivery = DeliveryConfig {

@@ -434,7 +434,7 @@ fn parse_channel(name: &str, table: &Table) -> Result<ChannelConfig, Problem> {
     })
 }
 
-fn check_http_url(key: &str, url: &str) -> Result<(), Problem> {
+pub fn check_http_url(key: &str, url: &str) -> Result<(), Problem> {
     let ok = ["http://", "https://"]
         .iter()
         .any(|s| url.strip_prefix(s).is_some_and(|rest| !rest.is_empty()))
