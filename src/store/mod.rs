@@ -216,6 +216,14 @@ impl AttemptState {
         }
     }
 
+    /// The states a receipt may set: one that says "still on its way" changes nothing.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            AttemptState::Delivered | AttemptState::Undeliverable | AttemptState::Failed
+        )
+    }
+
     pub fn parse(raw: &str) -> Option<Self> {
         [
             AttemptState::Queued,

@@ -215,10 +215,7 @@ impl DeliveryLog for PgStore {
         error: Option<AttemptError>,
         at: Instant,
     ) -> StoreResult<bool> {
-        if !matches!(
-            state,
-            AttemptState::Delivered | AttemptState::Undeliverable | AttemptState::Failed
-        ) {
+        if !state.is_final() {
             return Ok(true);
         }
         let (code, text) = match &error {

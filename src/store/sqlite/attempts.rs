@@ -11,14 +11,6 @@ use crate::store::{
     KEEP_PENDING_RECEIPTS_MS,
 };
 
-/// Final states a receipt may set; a receipt that says "on its way" changes nothing.
-fn is_final(state: AttemptState) -> bool {
-    matches!(
-        state,
-        AttemptState::Delivered | AttemptState::Undeliverable | AttemptState::Failed
-    )
-}
-
 /// Applies a kept receipt for `(channel, message_id)` to its try, once that try has the id.
 fn apply_pending(conn: &Connection, channel: &str, message_id: &str) -> StoreResult<()> {
     let pending: Option<(String, Option<String>, Option<String>, i64)> = conn
@@ -194,7 +186,7 @@ impl DeliveryLog for SqliteStore {
         error: Option<AttemptError>,
         at: Instant,
     ) -> StoreResult<bool> {
-        if !is_final(state) {
+        if !state.is_final() {
             return Ok(true);
         }
         let (channel, message_id) = (channel.to_owned(), message_id.to_owned());
