@@ -37,6 +37,7 @@ pub struct Application {
     store: Arc<dyn Store>,
     database: DatabaseUrl,
     scheduler: Arc<Scheduler>,
+    delivery: Arc<Router>,
     /// Held for the server's lifetime: one `serve` per SQLite file.
     _lock: Option<File>,
 }
@@ -227,7 +228,17 @@ impl Application {
             );
         }
         let client = crate::channel::http::client().context("cannot set up the HTTP client")?;
-        let delivery_router = Arc::new(Router::new(delivery.clone(), inbox.clone(), client, &key));
+        let receipts: Arc<dyn crate::channel::ReceiptSink> =
+            Arc::new(crate::delivery::receipts::StoreReceipts(
+                store.clone() as Arc<dyn crate::store::DeliveryLog>
+            ));
+        let delivery_router = Arc::new(Router::new(
+            delivery.clone(),
+            inbox.clone(),
+            client,
+            receipts,
+            &key,
+        ));
 
         let store_dyn = store.clone();
         let (dispatcher, dispatch_task) = spawn_dispatcher(
@@ -304,6 +315,7 @@ impl Application {
             store,
             database: settings.database.clone(),
             scheduler,
+            delivery: delivery_router,
             _lock: lock,
         })
     }
@@ -341,6 +353,7 @@ impl Application {
         self.server.graceful_shutdown(Duration::from_secs(10));
         self.server.stopped().await;
         self.stop_background();
+        self.delivery.close().await;
         Ok(())
     }
 
@@ -349,6 +362,7 @@ impl Application {
         self.server.shutdown();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server.stopped()).await;
         self.stop_background();
+        self.delivery.close().await;
     }
 
     fn stop_background(&mut self) {

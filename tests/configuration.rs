@@ -484,6 +484,7 @@ fn the_example_configuration_is_valid() {
         ("VONAGE_API_SECRET", "v"),
         ("GW_TOKEN", "g"),
         ("GW_SECRET", "s"),
+        ("SMPP_PASSWORD", "p"),
     ];
     let (code, out, err) = verifyd(
         &["config", "check", "--config", example.to_str().unwrap()],
@@ -491,6 +492,7 @@ fn the_example_configuration_is_valid() {
     );
     assert_eq!(code, Some(0), "{err}");
     let shown: toml::Table = toml::from_str(&out).unwrap();
-    assert_eq!(shown["channels"].as_table().unwrap().len(), 3);
-    assert_eq!(shown["routes"].as_array().unwrap().len(), 3);
+    assert_eq!(shown["channels"].as_table().unwrap().len(), 4);
+    assert_eq!(shown["routes"].as_array().unwrap().len(), 4);
+    assert_eq!(shown["channels"]["smsc"]["password"].as_str(), Some("***"));
 }

@@ -4,108 +4,11 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
+use support::app::serve;
 use support::gateway::{closed_port, Answer, Gateway};
-use verifyd::config::file::ConfigFile;
-use verifyd::config::{KeySource, Settings};
-use verifyd::crypto::ServerKey;
-use verifyd::domain::RequestId;
-use verifyd::startup::Application;
-use verifyd::store::{Attempt, AttemptState};
-
-const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-
-struct Server {
-    app: Application,
-    base: String,
-    key: (String, String),
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-/// A server whose configuration file is `config` (with `{public_url}` replaced by its own URL).
-async fn serve(config: &str) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let text = config.replace("{public_url}", &base);
-    let env = |name: &str| match name {
-        "TOKEN" => Some("s3cr3t-token".to_owned()),
-        _ => None,
-    };
-    let file = ConfigFile::parse(Path::new("test.toml"), &text, env).unwrap();
-    let mut settings = Settings::sqlite(
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        &dir.path().join("v.db"),
-    );
-    settings.key = KeySource::Hex(KEY_HEX.into());
-    settings.delivery = file.delivery;
-    let app = Application::build(settings)
-        .await
-        .expect("the server starts");
-    let key = verifyd::auth::create_key(app.store().as_ref(), "t", true, chrono::Utc::now())
-        .await
-        .unwrap();
-    Server {
-        app,
-        base,
-        key: (key.api_key, key.api_secret),
-        http: reqwest::Client::new(),
-        _dir: dir,
-    }
-}
-
-impl Server {
-    async fn start(&self, number: &str, extra: &[(&str, &str)]) -> String {
-        let mut form = vec![
-            ("api_key", self.key.0.as_str()),
-            ("api_secret", self.key.1.as_str()),
-            ("number", number),
-            ("brand", "AcmeInc"),
-            ("workflow_id", "6"),
-        ];
-        form.extend_from_slice(extra);
-        let body: Value = self
-            .http
-            .post(format!("{}/verify/json", self.base))
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(body["status"], "0", "{body}");
-        body["request_id"].as_str().unwrap().to_owned()
-    }
-
-    async fn attempts(&self, request_id: &str) -> Vec<Attempt> {
-        let id = RequestId::parse(request_id).unwrap();
-        self.app.store().attempts(&id).await.unwrap()
-    }
-
-    /// Waits (at most 10 s) until the verification's last try is in `state`.
-    async fn wait_for_state(&self, request_id: &str, state: AttemptState) -> Vec<Attempt> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let attempts = self.attempts(request_id).await;
-            if attempts.last().is_some_and(|a| a.state == state)
-                || tokio::time::Instant::now() > deadline
-            {
-                return attempts;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn receipt_url(&self, channel: &str) -> String {
-        let token = ServerKey::from_hex(KEY_HEX).unwrap().receipt_token(channel);
-        format!("{}/receipts/{channel}/{token}", self.base)
-    }
-}
+use verifyd::store::AttemptState;
 
 fn twilio_config(gateway: &Gateway) -> String {
     format!(

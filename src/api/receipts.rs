@@ -12,11 +12,10 @@ use axum::routing::get;
 use axum::Router;
 
 use super::AppState;
-use crate::channel::{ReceiptError, ReceiptRequest, ReceiptState};
+use crate::channel::{ReceiptError, ReceiptRequest};
 use crate::delivery::router::RECEIPTS_PATH;
 use crate::http::refusals::{self, Reason};
 use crate::http::ConnInfo;
-use crate::store::{AttemptError, AttemptState};
 
 /// A receipt is a few hundred bytes.
 const MAX_BODY: usize = 16 * 1024;
@@ -26,15 +25,6 @@ pub fn routes() -> Router<AppState> {
         &format!("{RECEIPTS_PATH}/{{channel}}/{{token}}"),
         get(receive).post(receive),
     )
-}
-
-fn state(s: ReceiptState) -> AttemptState {
-    match s {
-        ReceiptState::Submitted => AttemptState::Submitted,
-        ReceiptState::Delivered => AttemptState::Delivered,
-        ReceiptState::Undeliverable => AttemptState::Undeliverable,
-        ReceiptState::Failed => AttemptState::Failed,
-    }
 }
 
 async fn receive(
@@ -81,25 +71,8 @@ async fn receive(
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
     };
-    let error = receipt.error.map(|f| AttemptError {
-        code: f.code,
-        text: f.text,
-    });
-    match app
-        .deliveries
-        .apply_receipt(
-            &channel,
-            &receipt.message_id,
-            state(receipt.state),
-            error,
-            chrono::Utc::now(),
-        )
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(%channel, message_id = %receipt.message_id, state = ?receipt.state, "receipt");
-            StatusCode::NO_CONTENT.into_response()
-        }
+    match crate::delivery::receipts::record(app.deliveries.as_ref(), &channel, receipt).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => {
             // The gateway sends it again on an error answer.
             tracing::error!(%channel, error = %e, "could not record a receipt");

@@ -3,8 +3,10 @@
 //! the store or the PIN's lifecycle. Which channel carries a message, and what happens when it
 //! fails, is decided in `delivery/`.
 
+pub mod gsm;
 pub mod http;
 pub mod inbox;
+pub mod smpp;
 pub mod twilio_sms;
 pub mod vonage_sms;
 pub mod webhook;
@@ -148,6 +150,16 @@ pub enum ReceiptError {
     Malformed(String),
 }
 
+/// A receipt that could not be recorded: the gateway is asked to send it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotRecorded;
+
+/// Where a channel that hears receipts on its own connection (an SMSC's deliver_sm) hands them.
+#[async_trait]
+pub trait ReceiptSink: Send + Sync + 'static {
+    async fn receipt(&self, channel: &str, receipt: Receipt) -> Result<(), NotRecorded>;
+}
+
 #[async_trait]
 pub trait Channel: Send + Sync + 'static {
     fn name(&self) -> &str;
@@ -161,4 +173,6 @@ pub trait Channel: Send + Sync + 'static {
             "this channel takes no receipts".into(),
         ))
     }
+    /// Lets go of the channel's connections (an SMPP unbind) before the server stops.
+    async fn close(&self) {}
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::gsm::is_gsm7;
 use super::http::{answer, excerpt, status_error, transport_error};
 use super::{
     Accepted, Channel, Failure, Outgoing, Receipt, ReceiptError, ReceiptRequest, ReceiptState,
@@ -46,16 +47,6 @@ struct Part {
     message_id: Option<String>,
     #[serde(rename = "error-text")]
     error_text: Option<String>,
-}
-
-/// Whether GSM 03.38 (the default alphabet, with its extension table) writes `text`; otherwise
-/// the message goes as Unicode.
-pub fn is_gsm7(text: &str) -> bool {
-    const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
-                         ¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-    const EXTENSION: &str = "^{}\\[~]|€\u{c}";
-    text.chars()
-        .all(|c| BASIC.contains(c) || EXTENSION.contains(c))
 }
 
 #[async_trait]

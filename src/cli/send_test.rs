@@ -52,8 +52,10 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
         .ok()
         .with_context(|| format!("{:?} is not a valid international phone number", args.to))?;
     let client = crate::channel::http::client()?;
+    // A receipt that comes back on an SMPP bind before the command ends has no try to update.
+    let sink: std::sync::Arc<dyn crate::channel::ReceiptSink> = std::sync::Arc::new(Unrecorded);
     let (channel, channel_from) =
-        crate::delivery::router::build_channel(&args.channel, config, &client);
+        crate::delivery::router::build_channel(&args.channel, config, &client, &sink);
     let mut id = [0u8; 8];
     crate::crypto::os_random(&mut id);
     let mut request = [0u8; 16];
@@ -77,14 +79,16 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
         valid_for: Duration::from_secs(300),
         receipt_url: None,
     };
-    let sent = tokio::time::timeout(config.timeout, channel.send(&message))
+    let limit = crate::delivery::router::try_limit(config);
+    let sent = tokio::time::timeout(limit, channel.send(&message))
         .await
         .unwrap_or_else(|_| {
             Err(SendError::Temporary(crate::channel::Failure::new(
                 "timeout",
-                format!("no answer within {:?}", config.timeout),
+                format!("no answer within {limit:?}"),
             )))
         });
+    channel.close().await;
     match sent {
         Ok(accepted) => {
             let line = serde_json::json!({
@@ -103,6 +107,19 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
     }
 }
 
+struct Unrecorded;
+
+#[async_trait::async_trait]
+impl crate::channel::ReceiptSink for Unrecorded {
+    async fn receipt(
+        &self,
+        _: &str,
+        _: crate::channel::Receipt,
+    ) -> Result<(), crate::channel::NotRecorded> {
+        Ok(())
+    }
+}
+
 /// What to look at, for an error of `spec`'s gateway.
 pub fn advice(spec: &ChannelSpec, e: &SendError, timeout: Duration) -> String {
     let f = e.failure();
@@ -110,12 +127,41 @@ pub fn advice(spec: &ChannelSpec, e: &SendError, timeout: Duration) -> String {
         ChannelSpec::TwilioSms(_) => "account_sid and auth_token",
         ChannelSpec::VonageSms(_) => "api_key and api_secret",
         ChannelSpec::Webhook(_) => "the headers (Authorization)",
+        ChannelSpec::Smpp(_) => "system_id and password",
     };
     let url = match spec {
         ChannelSpec::Webhook(_) => "url",
+        ChannelSpec::Smpp(_) => "host and port",
         _ => "base_url",
     };
     match (e, f.code.as_str()) {
+        (_, "ESME_RINVPASWD") => {
+            "advice: the SMSC refused the password: check the channel's password (SMPP 3.4 takes              up to 8 characters)"
+                .into()
+        }
+        (_, "ESME_RINVSYSID") => {
+            "advice: the SMSC does not know this system_id: check it with the SMSC's operator"
+                .into()
+        }
+        (_, "ESME_RINVSYSTYP") => {
+            "advice: the SMSC refused the system_type: ask its operator which one the account              uses (often empty)"
+                .into()
+        }
+        (_, "ESME_RBINDFAIL" | "ESME_RALYBND") => {
+            "advice: the SMSC refused the bind: the account's bind limit may be reached (other              nodes or programs bound with the same system_id), or this address is not allowed"
+                .into()
+        }
+        (_, "tls") => {
+            "advice: the TLS handshake failed: check that the SMSC speaks TLS on this port and              that its certificate is trusted here (SSL_CERT_FILE)"
+                .into()
+        }
+        (_, "ESME_RINVSRCADR" | "sender") => {
+            "advice: the SMSC refused the sender: set `from` to a sender the account may use"
+                .into()
+        }
+        (_, "ESME_RINVDSTADR") => {
+            "advice: the SMSC refused the destination number".into()
+        }
         (SendError::Temporary(_), "connect") => format!(
             "advice: the gateway could not be reached (host unreachable, name not found or \
              connection refused): check {url} and this machine's network"

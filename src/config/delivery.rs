@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::file::{Problem, Table};
+use super::smpp::Smpp;
 use crate::domain::EventKind;
 
 /// The built-in development channel: every message lands at `/inbox`.
@@ -82,6 +83,7 @@ pub enum ChannelSpec {
     TwilioSms(TwilioSms),
     VonageSms(VonageSms),
     Webhook(Webhook),
+    Smpp(Smpp),
 }
 
 impl ChannelSpec {
@@ -90,6 +92,7 @@ impl ChannelSpec {
             ChannelSpec::TwilioSms(_) => "twilio-sms",
             ChannelSpec::VonageSms(_) => "vonage-sms",
             ChannelSpec::Webhook(_) => "webhook",
+            ChannelSpec::Smpp(_) => "smpp",
         }
     }
 
@@ -98,7 +101,7 @@ impl ChannelSpec {
     }
 }
 
-pub const CHANNEL_TYPES: [&str; 3] = ["twilio-sms", "vonage-sms", "webhook"];
+pub const CHANNEL_TYPES: [&str; 4] = ["twilio-sms", "vonage-sms", "webhook", "smpp"];
 
 /// Twilio's Messages API.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -375,6 +378,7 @@ fn parse_channel(name: &str, table: &Table) -> Result<ChannelConfig, Problem> {
         }
     };
     let timeout = match table.remove("timeout") {
+        None if type_name == "smpp" => super::smpp::DEFAULT_TIMEOUT,
         None => DEFAULT_TIMEOUT,
         Some(value) => {
             let secs = match value {
@@ -416,6 +420,11 @@ fn parse_channel(name: &str, table: &Table) -> Result<ChannelConfig, Problem> {
             let c: Webhook = super::file::deserialize(&key, value)?;
             check_webhook(&key, &c)?;
             ChannelSpec::Webhook(c)
+        }
+        "smpp" => {
+            let c: Smpp = super::file::deserialize(&key, value)?;
+            c.check(&key)?;
+            ChannelSpec::Smpp(c)
         }
         other => {
             return Err(Problem::new(
@@ -723,7 +732,7 @@ channels = ["vonage", "gateway"]
             ),
             (
                 "[channels.t]\ntype = \"smoke-signal\"",
-                "v.toml: channels.t.type: unknown type \"smoke-signal\"; expected one of twilio-sms, vonage-sms, webhook",
+                "v.toml: channels.t.type: unknown type \"smoke-signal\"; expected one of twilio-sms, vonage-sms, webhook, smpp",
             ),
             (
                 "[channels.v]\ntype = \"vonage-sms\"\napi_key = \"k\"\napi_secret = \"s\"\napi_secert = \"s\"",

@@ -5,6 +5,7 @@
 pub mod delivery;
 pub mod file;
 pub mod show;
+pub mod smpp;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

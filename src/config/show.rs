@@ -131,6 +131,19 @@ fn channels(delivery: &DeliveryConfig, from_env: &BTreeSet<String>) -> Table {
                     .collect();
                 t.insert("headers".into(), Value::Table(headers));
             }
+            ChannelSpec::Smpp(c) => {
+                text("host", &c.host);
+                text("system_id", &c.system_id);
+                text("password", masked(&c.password));
+                text("system_type", &c.system_type);
+                if let Some(from) = &c.from {
+                    text("from", from);
+                }
+                t.insert("port".into(), Value::Integer(c.port.into()));
+                t.insert("tls".into(), Value::Boolean(c.tls));
+                t.insert("window".into(), Value::Integer(c.window.into()));
+                t.insert("max_rate".into(), Value::Float(c.max_rate));
+            }
         }
         t.insert("timeout".into(), secs(channel.timeout));
         out.insert(name.clone(), Value::Table(t));

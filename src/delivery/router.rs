@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::channel::inbox::{InboxChannel, InboxLog};
+use crate::channel::smpp::{SmppChannel, TRY_TIMEOUTS};
 use crate::channel::twilio_sms::TwilioSmsChannel;
 use crate::channel::vonage_sms::VonageSmsChannel;
 use crate::channel::webhook::WebhookChannel;
-use crate::channel::Channel;
+use crate::channel::{Channel, ReceiptSink};
 use crate::config::delivery::{ChannelConfig, ChannelSpec, DeliveryConfig, Kind, INBOX};
 use crate::crypto::ServerKey;
 use crate::domain::PhoneNumber;
@@ -43,13 +44,25 @@ struct Running {
     from: Option<String>,
 }
 
-/// The channel a configuration describes, with its own sender (`from`) if it has one.
+/// The channel a configuration describes, with its own sender (`from`) if it has one. A
+/// channel with its own connection (SMPP) starts connecting at once, and hands the receipts it
+/// hears there to `sink`.
 pub fn build_channel(
     name: &str,
     config: &ChannelConfig,
     client: &reqwest::Client,
+    sink: &Arc<dyn ReceiptSink>,
 ) -> (Arc<dyn Channel>, Option<String>) {
     match &config.spec {
+        ChannelSpec::Smpp(s) => (
+            Arc::new(SmppChannel::start(
+                name,
+                s.clone(),
+                config.timeout,
+                sink.clone(),
+            )),
+            s.from.clone(),
+        ),
         ChannelSpec::TwilioSms(t) => (
             Arc::new(TwilioSmsChannel::new(name, t.clone(), client.clone())),
             t.from.clone(),
@@ -65,6 +78,15 @@ pub fn build_channel(
     }
 }
 
+/// How long one try of the channel may take. An SMPP channel's `timeout` bounds each wait for
+/// an answer, and a try may wait several times (the bind, each part, throttling pauses).
+pub fn try_limit(config: &ChannelConfig) -> Duration {
+    match config.spec {
+        ChannelSpec::Smpp(_) => config.timeout * (TRY_TIMEOUTS + 1),
+        _ => config.timeout,
+    }
+}
+
 /// Receipts for channel NAME are posted to `{public_url}/receipts/NAME/TOKEN`.
 pub const RECEIPTS_PATH: &str = "/receipts";
 
@@ -74,6 +96,7 @@ impl Router {
         config: DeliveryConfig,
         inbox: Option<Arc<dyn InboxLog>>,
         client: reqwest::Client,
+        sink: Arc<dyn ReceiptSink>,
         key: &ServerKey,
     ) -> Self {
         let mut channels = BTreeMap::new();
@@ -87,10 +110,10 @@ impl Router {
         }
         let mut receipt_urls = BTreeMap::new();
         for (name, c) in &config.channels {
-            let (channel, from) = build_channel(name, c, &client);
+            let (channel, from) = build_channel(name, c, &client, &sink);
             let running = Running {
                 channel,
-                timeout: c.timeout,
+                timeout: try_limit(c),
                 from,
             };
             channels.insert(name.clone(), running);
@@ -108,6 +131,13 @@ impl Router {
             channels,
             receipt_urls,
             plans,
+        }
+    }
+
+    /// Closes every channel's connections (SMPP binds), for the server's shutdown.
+    pub async fn close(&self) {
+        for running in self.channels.values() {
+            running.channel.close().await;
         }
     }
 

@@ -1,7 +1,9 @@
 //! Runs the real `verifyd` binary for tests that need a whole process: SDKs, restarts, the CLI.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod gateway;
+pub mod smsc;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

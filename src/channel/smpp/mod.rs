@@ -1,0 +1,366 @@
+//! SMPP 3.4 straight to an SMSC: one bind_transceiver per channel, kept up by [`session`], and
+//! every message sent as one submit_sm per part. Submits share a window (at most `window`
+//! awaiting their response) and an optional rate; an SMSC that asks to slow down
+//! (ESME_RTHROTTLED, ESME_RMSGQFUL) pauses the whole channel and the same submit goes again.
+//! Receipts come back on the bind as deliver_sm and go to the [`ReceiptSink`].
+
+pub mod receipt;
+mod session;
+pub mod status;
+pub mod text;
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusmpp::pdus::{SubmitSm, SubmitSmResp};
+use rusmpp::types::{COctetString, EmptyOrFullCOctetString, OctetString};
+use rusmpp::values::{DataCoding, EsmClass, Npi, RegisteredDelivery, Ton};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+use super::{Accepted, Channel, Failure, Outgoing, ReceiptSink, SendError};
+use crate::config::smpp::Smpp;
+use session::{Link, Session};
+
+/// The first pause after a throttling answer; it doubles while the SMSC keeps asking.
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+const LONGEST_PAUSE: Duration = Duration::from_secs(2);
+/// A try (waiting for the bind, every part, throttling pauses) takes at most this many
+/// `timeout`s; the router allows it a little more, so that the channel's own error is the one
+/// recorded.
+pub const TRY_TIMEOUTS: u32 = 4;
+
+pub struct SmppChannel {
+    name: String,
+    timeout: Duration,
+    link: watch::Receiver<Link>,
+    stop: watch::Sender<bool>,
+    session: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    window: Semaphore,
+    pace: Option<Pace>,
+    paused_until: Mutex<Option<Instant>>,
+    reference: AtomicU8,
+}
+
+impl SmppChannel {
+    /// Starts binding at once (and again after every drop) until [`Channel::close`].
+    pub fn start(name: &str, config: Smpp, timeout: Duration, sink: Arc<dyn ReceiptSink>) -> Self {
+        let (link_tx, link) = watch::channel(Link::Connecting);
+        let (stop, stop_rx) = watch::channel(false);
+        let session = Session {
+            name: name.to_owned(),
+            config: config.clone(),
+            timeout,
+            link: link_tx,
+            sink,
+            stop: stop_rx,
+        };
+        let handle = tokio::spawn(session.run());
+        let mut first = [0u8; 1];
+        crate::crypto::os_random(&mut first);
+        Self {
+            name: name.to_owned(),
+            window: Semaphore::new(config.window as usize),
+            pace: (config.max_rate > 0.0).then(|| Pace::new(config.max_rate)),
+            timeout,
+            link,
+            stop,
+            session: tokio::sync::Mutex::new(Some(handle)),
+            paused_until: Mutex::new(None),
+            reference: AtomicU8::new(first[0]),
+        }
+    }
+
+    /// The bound session, waiting up to `timeout` while a bind is under way; at once an error
+    /// when the last bind failed (so that the route's next channel gets the message).
+    async fn bound(&self) -> Result<rusmppc::Client, SendError> {
+        let mut link = self.link.clone();
+        let wait = async {
+            loop {
+                match &*link.borrow_and_update() {
+                    Link::Bound(client) => return Ok(client.clone()),
+                    Link::Down(failure) => return Err(SendError::Temporary(failure.clone())),
+                    Link::Closed => {
+                        return Err(SendError::Temporary(Failure::new(
+                            "closed",
+                            "the channel is shutting down",
+                        )))
+                    }
+                    Link::Connecting => {}
+                }
+                if link.changed().await.is_err() {
+                    return Err(SendError::Temporary(Failure::new(
+                        "closed",
+                        "the channel is shutting down",
+                    )));
+                }
+            }
+        };
+        tokio::time::timeout(self.timeout, wait)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SendError::Temporary(Failure::new(
+                    "not-bound",
+                    format!("no bind to the SMSC within {:?}", self.timeout),
+                )))
+            })
+    }
+
+    /// One submit_sm, again after each throttling answer until `deadline`.
+    async fn submit(
+        &self,
+        client: &rusmppc::Client,
+        pdu: &SubmitSm,
+        deadline: Instant,
+    ) -> Result<SubmitSmResp, SendError> {
+        let mut pause = FIRST_PAUSE;
+        let late = || {
+            SendError::Temporary(Failure::new(
+                "timeout",
+                format!("the SMSC took more than {:?}", self.timeout * TRY_TIMEOUTS),
+            ))
+        };
+        loop {
+            let resume = *self.paused_until.lock().expect("not poisoned");
+            if let Some(resume) = resume {
+                tokio::time::sleep_until(resume.min(deadline)).await;
+            }
+            if let Some(pace) = &self.pace {
+                tokio::time::timeout_at(deadline, pace.wait())
+                    .await
+                    .map_err(|_| late())?;
+            }
+            let permit = tokio::time::timeout_at(deadline, self.window.acquire())
+                .await
+                .map_err(|_| late())?
+                .expect("the window is never closed");
+            let answer = client.submit_sm(pdu.clone()).await;
+            drop(permit);
+            let error = match answer {
+                Ok(response) => return Ok(response),
+                Err(e) => self.failure(e, pause),
+            };
+            let SendError::Throttled { .. } = &error else {
+                return Err(error);
+            };
+            let resume = Instant::now() + pause;
+            if resume >= deadline {
+                return Err(error);
+            }
+            {
+                let mut paused = self.paused_until.lock().expect("not poisoned");
+                *paused = Some(paused.map_or(resume, |p| p.max(resume)));
+            }
+            tracing::info!(channel = %self.name, pause = ?pause, "the SMSC asks to slow down");
+            pause = (pause * 2).min(LONGEST_PAUSE);
+        }
+    }
+
+    fn failure(&self, e: rusmppc::error::Error, pause: Duration) -> SendError {
+        use rusmppc::error::Error;
+        match e {
+            Error::UnexpectedResponse { response } => {
+                let status = u32::from(response.status());
+                if status == 0 {
+                    SendError::Temporary(Failure::new(
+                        "answer",
+                        format!("the SMSC answered a submit_sm with {:?}", response.id()),
+                    ))
+                } else {
+                    status::submit_error(status, pause)
+                }
+            }
+            Error::ResponseTimeout { .. } => SendError::Temporary(Failure::new(
+                "timeout",
+                format!("no submit_sm_resp within {:?}", self.timeout),
+            )),
+            other => SendError::Temporary(Failure::new(
+                "connection",
+                format!("the SMPP connection failed: {other}"),
+            )),
+        }
+    }
+}
+
+/// submit_sm's relative validity_period (§7.1.1), `YYMMDDhhmmss000R`, for `left`.
+pub fn validity_period(left: Duration) -> String {
+    let secs = left.as_secs().clamp(1, 99 * 86_400);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    format!(
+        "0000{days:02}{:02}{:02}{:02}000R",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The source address for `from`: an international number (TON 1, NPI 1) or an alphanumeric
+/// sender of up to 11 characters (TON 5, NPI 0).
+pub fn source_address(from: &str) -> Result<(Ton, Npi, String), Failure> {
+    let digits = from.strip_prefix('+').unwrap_or(from);
+    if !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok((Ton::International, Npi::Isdn, digits.to_owned()));
+    }
+    if !from.is_empty() && from.chars().count() <= 11 && super::gsm::is_gsm7(from) {
+        return Ok((Ton::Alphanumeric, Npi::Unknown, from.to_owned()));
+    }
+    Err(Failure::new(
+        "sender",
+        format!("SMPP takes a sender of up to 11 GSM characters or an international number, not {from:?}"),
+    ))
+}
+
+fn field<T: FromStr>(value: &str, what: &str) -> Result<T, SendError> {
+    T::from_str(value).map_err(|_| {
+        SendError::Rejected(Failure::new(
+            "encoding",
+            format!("the {what} does not fit its SMPP field"),
+        ))
+    })
+}
+
+#[async_trait]
+impl Channel for SmppChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, m: &Outgoing) -> Result<Accepted, SendError> {
+        let deadline = Instant::now() + self.timeout * TRY_TIMEOUTS;
+        let (ton, npi, source) = source_address(&m.from).map_err(SendError::Rejected)?;
+        let reference = self.reference.fetch_add(1, Ordering::Relaxed);
+        let encoded = text::encode(&m.text, reference)
+            .map_err(|e| SendError::Rejected(Failure::new("too-long", e.to_string())))?;
+        let esm_class = if encoded.concatenated() {
+            EsmClass::from(0x40u8)
+        } else {
+            EsmClass::from(0u8)
+        };
+        let template = SubmitSm::builder()
+            .service_type(Default::default())
+            .source_addr_ton(ton)
+            .source_addr_npi(npi)
+            .source_addr(field::<COctetString<1, 21>>(&source, "sender")?)
+            .dest_addr_ton(Ton::International)
+            .dest_addr_npi(Npi::Isdn)
+            .destination_addr(field::<COctetString<1, 21>>(m.to.digits(), "number")?)
+            .esm_class(esm_class)
+            .validity_period(field::<EmptyOrFullCOctetString<17>>(
+                &validity_period(m.valid_for),
+                "validity period",
+            )?)
+            .registered_delivery(RegisteredDelivery::from(1u8))
+            .data_coding(DataCoding::from(encoded.data_coding))
+            .build();
+        let client = self.bound().await?;
+        let mut first_id = None;
+        for part in encoded.parts {
+            let short_message = OctetString::from_vec(part).map_err(|_| {
+                SendError::Rejected(Failure::new("encoding", "a part does not fit a submit_sm"))
+            })?;
+            let pdu = template.clone().with_short_message(short_message);
+            let response = self.submit(&client, &pdu, deadline).await?;
+            // The first part's id names the message: its receipt is the one recorded.
+            first_id.get_or_insert_with(|| response.message_id().to_string());
+        }
+        Ok(Accepted {
+            message_id: first_id.unwrap_or_default(),
+            delivered: false,
+        })
+    }
+
+    async fn close(&self) {
+        let _ = self.stop.send(true);
+        if let Some(handle) = self.session.lock().await.take() {
+            if tokio::time::timeout(Duration::from_secs(5), handle)
+                .await
+                .is_err()
+            {
+                tracing::warn!(channel = %self.name, "the SMPP session did not end within 5 s");
+            }
+        }
+    }
+}
+
+impl Drop for SmppChannel {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// At most `rate` submits a second, spaced evenly.
+struct Pace {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Pace {
+    fn new(rate: f64) -> Self {
+        Self {
+            interval: Duration::from_secs_f64(1.0 / rate),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().expect("not poisoned");
+            let slot = (*next).max(Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_validity_period_is_the_pins_remaining_life_in_relative_form() {
+        assert_eq!(
+            validity_period(Duration::from_secs(300)),
+            "000000000500000R"
+        );
+        assert_eq!(
+            validity_period(Duration::from_secs(3_661)),
+            "000000010101000R"
+        );
+        assert_eq!(
+            validity_period(Duration::from_secs(90_061)),
+            "000001010101000R"
+        );
+        assert_eq!(validity_period(Duration::ZERO), "000000000001000R");
+    }
+
+    #[test]
+    fn a_sender_is_an_international_number_or_up_to_11_characters() {
+        let (ton, npi, addr) = source_address("+447700900123").unwrap();
+        assert_eq!(
+            (ton, npi, addr.as_str()),
+            (Ton::International, Npi::Isdn, "447700900123")
+        );
+        let (ton, npi, addr) = source_address("AcmeInc").unwrap();
+        assert_eq!(
+            (ton, npi, addr.as_str()),
+            (Ton::Alphanumeric, Npi::Unknown, "AcmeInc")
+        );
+        assert!(source_address("AcmeIncorporated").is_err());
+        assert!(source_address("").is_err());
+        assert!(source_address("Ваш").is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_spaces_submits_evenly() {
+        let pace = Pace::new(4.0);
+        let start = Instant::now();
+        for _ in 0..5 {
+            pace.wait().await;
+        }
+        assert_eq!(Instant::now() - start, Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,55 @@
+//! Receipts into the delivery log, from wherever they arrive: a gateway's callback
+//! (`api/receipts.rs`) or a channel's own connection (an SMSC's deliver_sm).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::channel::{NotRecorded, Receipt, ReceiptSink, ReceiptState};
+use crate::store::{AttemptError, AttemptState, DeliveryLog, StoreError};
+
+fn state(s: ReceiptState) -> AttemptState {
+    match s {
+        ReceiptState::Submitted => AttemptState::Submitted,
+        ReceiptState::Delivered => AttemptState::Delivered,
+        ReceiptState::Undeliverable => AttemptState::Undeliverable,
+        ReceiptState::Failed => AttemptState::Failed,
+    }
+}
+
+/// Applies `receipt` of `channel` to the try it names (or keeps it for the try's acceptance).
+pub async fn record(
+    log: &dyn DeliveryLog,
+    channel: &str,
+    receipt: Receipt,
+) -> Result<(), StoreError> {
+    let error = receipt.error.map(|f| AttemptError {
+        code: f.code,
+        text: f.text,
+    });
+    log.apply_receipt(
+        channel,
+        &receipt.message_id,
+        state(receipt.state),
+        error,
+        chrono::Utc::now(),
+    )
+    .await?;
+    tracing::info!(%channel, message_id = %receipt.message_id, state = ?receipt.state, "receipt");
+    Ok(())
+}
+
+/// The sink channels with their own receipts hand them to.
+pub struct StoreReceipts(pub Arc<dyn DeliveryLog>);
+
+#[async_trait]
+impl ReceiptSink for StoreReceipts {
+    async fn receipt(&self, channel: &str, receipt: Receipt) -> Result<(), NotRecorded> {
+        record(self.0.as_ref(), channel, receipt)
+            .await
+            .map_err(|e| {
+                tracing::error!(%channel, error = %e, "could not record a receipt");
+                NotRecorded
+            })
+    }
+}

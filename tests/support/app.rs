@@ -1,0 +1,134 @@
+//! A server in the test's own process, configured by a configuration file's text, for tests
+//! that watch what its channels send and what it records of each try.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use verifyd::config::file::ConfigFile;
+use verifyd::config::{KeySource, Settings};
+use verifyd::crypto::ServerKey;
+use verifyd::domain::RequestId;
+use verifyd::startup::Application;
+use verifyd::store::{Attempt, AttemptState};
+
+pub const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+pub struct Server {
+    pub app: Application,
+    pub base: String,
+    pub key: (String, String),
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+/// A server whose configuration file is `config` (with `{public_url}` replaced by its own URL);
+/// `${TOKEN}` in it is `s3cr3t-token`.
+pub async fn serve(config: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = super::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let text = config.replace("{public_url}", &base);
+    let env = |name: &str| match name {
+        "TOKEN" => Some("s3cr3t-token".to_owned()),
+        _ => None,
+    };
+    let file = ConfigFile::parse(Path::new("test.toml"), &text, env).unwrap();
+    let mut settings = Settings::sqlite(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        &dir.path().join("v.db"),
+    );
+    settings.key = KeySource::Hex(KEY_HEX.into());
+    settings.delivery = file.delivery;
+    let app = Application::build(settings)
+        .await
+        .expect("the server starts");
+    let key = verifyd::auth::create_key(app.store().as_ref(), "t", true, chrono::Utc::now())
+        .await
+        .unwrap();
+    Server {
+        app,
+        base,
+        key: (key.api_key, key.api_secret),
+        http: reqwest::Client::new(),
+        dir,
+    }
+}
+
+impl Server {
+    /// Starts a verification (workflow 6: one SMS) and returns its request_id.
+    pub async fn start(&self, number: &str, extra: &[(&str, &str)]) -> String {
+        let body = self.request(number, extra).await;
+        assert_eq!(body["status"], "0", "{body}");
+        body["request_id"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /verify/json`'s answer.
+    pub async fn request(&self, number: &str, extra: &[(&str, &str)]) -> Value {
+        let mut form = vec![
+            ("api_key", self.key.0.as_str()),
+            ("api_secret", self.key.1.as_str()),
+            ("number", number),
+            ("brand", "AcmeInc"),
+            ("workflow_id", "6"),
+        ];
+        form.extend_from_slice(extra);
+        self.http
+            .post(format!("{}/verify/json", self.base))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /verify/check/json`'s status for `code`.
+    pub async fn check(&self, request_id: &str, code: &str) -> String {
+        let body: Value = self
+            .http
+            .post(format!("{}/verify/check/json", self.base))
+            .form(&[
+                ("api_key", self.key.0.as_str()),
+                ("api_secret", self.key.1.as_str()),
+                ("request_id", request_id),
+                ("code", code),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub async fn attempts(&self, request_id: &str) -> Vec<Attempt> {
+        let id = RequestId::parse(request_id).unwrap();
+        self.app.store().attempts(&id).await.unwrap()
+    }
+
+    /// Waits (at most 10 s) until the verification's last try is in `state`.
+    pub async fn wait_for_state(&self, request_id: &str, state: AttemptState) -> Vec<Attempt> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let attempts = self.attempts(request_id).await;
+            if attempts.last().is_some_and(|a| a.state == state)
+                || tokio::time::Instant::now() > deadline
+            {
+                return attempts;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn receipt_url(&self, channel: &str) -> String {
+        let token = ServerKey::from_hex(KEY_HEX).unwrap().receipt_token(channel);
+        format!("{}/receipts/{channel}/{token}", self.base)
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.dir.path().join("v.db")
+    }
+}
