@@ -222,9 +222,14 @@ impl Application {
                 "no route carries this kind of message: its steps fail and nothing is sent"
             );
         }
-        if delivery.public_url.is_none() && !delivery.channels.is_empty() {
+        // SMPP receipts come back on the bind; only HTTP gateways need a URL to post them to.
+        let posts_receipts = delivery
+            .channels
+            .values()
+            .any(|c| !matches!(c.spec, crate::config::delivery::ChannelSpec::Smpp(_)));
+        if delivery.public_url.is_none() && posts_receipts {
             tracing::warn!(
-                "no public_url: gateways are given no receipt URL, and deliveries stay `submitted`"
+                "no public_url: HTTP gateways are given no receipt URL, and their deliveries stay `submitted`"
             );
         }
         let client = crate::channel::http::client().context("cannot set up the HTTP client")?;

@@ -193,6 +193,56 @@ async fn a_wrong_password_is_refused_logged_with_its_status_and_explained_by_sen
     smsc.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_over_tls_checks_the_smscs_certificate_against_the_trusted_roots() {
+    let smsc = Smsc::start("secret").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let acceptor = verifyd::http::tls_acceptor(&cert_path, &key_path).unwrap();
+    let proxy = Proxy::start_tls(smsc.port, acceptor).await;
+    let config = dir.path().join("tls.toml");
+    let text = smpp_config(proxy.port, "secret", "tls = true")
+        .replace("public_url = \"{public_url}\"", "")
+        .replace("host = \"127.0.0.1\"", "host = \"localhost\"");
+    std::fs::write(&config, text).unwrap();
+    let send_test = |trusted: Option<std::path::PathBuf>| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(BIN);
+            command
+                .args([
+                    "send-test",
+                    "--channel",
+                    "smsc",
+                    "--to",
+                    "+447700100123",
+                    "--config",
+                ])
+                .arg(config);
+            match trusted {
+                // Only this certificate is trusted: the system's roots are not read.
+                Some(file) => command
+                    .env("SSL_CERT_FILE", file)
+                    .env("SSL_CERT_DIR", "/nonexistent"),
+                None => command.env_remove("SSL_CERT_FILE"),
+            };
+            run_bounded(&mut command, Duration::from_secs(30))
+        })
+    };
+    let (ok, out) = send_test(None).await.unwrap();
+    assert!(!ok, "a self-signed certificate is not trusted: {out}");
+    assert!(out.contains("smsc: tls:"), "{out}");
+    assert!(out.contains("advice: the TLS handshake failed"), "{out}");
+    let (ok, out) = send_test(Some(cert_path)).await.unwrap();
+    assert!(ok, "{out}");
+    let texts = texts(&smsc.wait_for(1, Duration::from_secs(5)).await);
+    assert_eq!(texts, ["verifyd test message: channel smsc works."]);
+    smsc.stop().await;
+}
+
 /// Outgoing messages for a channel tested on its own.
 fn outgoing(text: &str) -> Outgoing {
     Outgoing {
@@ -338,6 +388,37 @@ async fn when_the_smsc_drops_the_bind_with_submits_in_flight_every_message_still
     assert_eq!(reached, numbers.into_iter().collect());
     assert!(smsc.binds() >= 2, "bound again");
     server.app.stop().await;
+    smsc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_hangs_is_closed_and_bound_again_after_a_submit_times_out() {
+    let smsc = Smsc::start("secret").await;
+    let proxy = Proxy::start(smsc.port).await;
+    let sms = channel(proxy.port, "timeout = 0.5");
+    sms.send(&outgoing("code 1")).await.expect("accepted");
+    assert_eq!(smsc.binds(), 1);
+    proxy.freeze();
+    let e = sms.send(&outgoing("code 2")).await.unwrap_err();
+    assert_eq!(e.failure().code, "timeout", "{e:?}");
+    // The enquire_link that follows gets no answer either: the connection is closed, and the
+    // next bind goes through a thawed proxy.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    proxy.thaw();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let sent = loop {
+        match sms.send(&outgoing("code 3")).await {
+            Ok(sent) => break sent,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = e;
+            }
+            Err(e) => panic!("not bound again: {e:?}"),
+        }
+    };
+    assert!(sent.message_id.starts_with("smsc-"));
+    assert_eq!(smsc.binds(), 2, "bound again");
+    sms.close().await;
     smsc.stop().await;
 }
 

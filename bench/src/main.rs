@@ -4,6 +4,7 @@
 
 mod durable;
 mod load;
+mod smpp;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,9 @@ enum Cmd {
     /// Two verifyd nodes sharing one PostgreSQL database: requests per second, one node alone and
     /// both together.
     Cluster(ClusterArgs),
+    /// verifyd's SMPP channel against a local SMSC: submit_sm per second, and the time from
+    /// `POST /verify/json` to the submit_sm at a fixed rate.
+    Smpp(smpp::SmppArgs),
     /// The floor: a bare axum server answering a fixed Verify-shaped JSON (started by `run`).
     Floor {
         #[arg(long)]
@@ -167,6 +171,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Pending(args) => block_on(pending(args)),
         Cmd::Due(args) => block_on(due(args)),
         Cmd::Cluster(args) => block_on(cluster(args)),
+        Cmd::Smpp(args) => block_on(smpp::run(args)),
     }
 }
 
@@ -591,8 +596,14 @@ async fn start_verifyd(bin: &Path, db: &Path) -> anyhow::Result<Verifyd> {
 
 /// Starts verifyd on a new database and reads the API key it creates and prints.
 async fn start_verifyd_on(bin: &Path, database: &str) -> anyhow::Result<Verifyd> {
+    start_verifyd_with(bin, database, &[]).await
+}
+
+/// As [`start_verifyd_on`], with more `serve` flags.
+async fn start_verifyd_with(bin: &Path, database: &str, extra: &[&str]) -> anyhow::Result<Verifyd> {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
     let mut child = verifyd_command(bin, database, addr)
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;

@@ -326,21 +326,74 @@ pub struct Proxy {
     pub port: u16,
     accept: tokio::task::JoinHandle<()>,
     connections: Arc<Mutex<tokio::task::JoinSet<()>>>,
+    frozen: watch::Sender<bool>,
+}
+
+/// Copies `from` to `to`, holding every byte back while `frozen`.
+async fn pass(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    mut frozen: watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Both directions of a connection through the proxy.
+async fn relay(
+    inbound: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    outbound: tokio::net::TcpStream,
+    frozen: watch::Receiver<bool>,
+) {
+    let (in_read, in_write) = tokio::io::split(inbound);
+    let (out_read, out_write) = outbound.into_split();
+    tokio::select! {
+        _ = pass(in_read, out_write, frozen.clone()) => {}
+        _ = pass(out_read, in_write, frozen) => {}
+    }
 }
 
 impl Proxy {
     pub async fn start(target: u16) -> Self {
+        Self::start_with(target, None).await
+    }
+
+    /// A proxy that takes TLS from the client and speaks plain SMPP to the SMSC.
+    pub async fn start_tls(target: u16, tls: tokio_rustls::TlsAcceptor) -> Self {
+        Self::start_with(target, Some(tls)).await
+    }
+
+    async fn start_with(target: u16, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(Mutex::new(tokio::task::JoinSet::new()));
         let set = connections.clone();
+        let (frozen, frozen_rx) = watch::channel(false);
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let tls = tls.clone();
+                let frozen = frozen_rx.clone();
                 set.lock().unwrap().spawn(async move {
-                    if let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    match tls {
+                        None => relay(inbound, outbound, frozen).await,
+                        Some(tls) => {
+                            if let Ok(inbound) = tls.accept(inbound).await {
+                                relay(inbound, outbound, frozen).await;
+                            }
+                        }
                     }
                 });
             }
@@ -349,7 +402,17 @@ impl Proxy {
             port,
             accept,
             connections,
+            frozen,
         }
+    }
+
+    /// Holds back every byte in both directions, the connections left open: a link that hangs.
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
     }
 
     /// Closes every connection through the proxy; new ones are still taken.

@@ -10,7 +10,7 @@ pub mod status;
 pub mod text;
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +43,8 @@ pub struct SmppChannel {
     pace: Option<Pace>,
     paused_until: Mutex<Option<Instant>>,
     reference: AtomicU8,
+    /// A check of the link (after a submit got no answer) is under way.
+    checking: Arc<AtomicBool>,
 }
 
 impl SmppChannel {
@@ -71,6 +73,7 @@ impl SmppChannel {
             session: tokio::sync::Mutex::new(Some(handle)),
             paused_until: Mutex::new(None),
             reference: AtomicU8::new(first[0]),
+            checking: Arc::default(),
         }
     }
 
@@ -137,12 +140,21 @@ impl SmppChannel {
                 .await
                 .map_err(|_| late())?
                 .expect("the window is never closed");
-            let answer = client.submit_sm(pdu.clone()).await;
+            // rusmppc starts its response timer once the PDU is written; a connection that takes
+            // no more bytes would hold the submit (and its place in the window) for ever.
+            let answer = tokio::time::timeout(self.timeout, client.submit_sm(pdu.clone())).await;
             drop(permit);
             let error = match answer {
-                Ok(response) => return Ok(response),
-                Err(e) => self.failure(e, pause),
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(e)) => self.failure(e, pause),
+                Err(_) => SendError::Temporary(Failure::new(
+                    "timeout",
+                    format!("no submit_sm_resp within {:?}", self.timeout),
+                )),
             };
+            if error.failure().code == "timeout" {
+                self.check_link(client);
+            }
             let SendError::Throttled { .. } = &error else {
                 return Err(error);
             };
@@ -157,6 +169,27 @@ impl SmppChannel {
             tracing::info!(channel = %self.name, pause = ?pause, "the SMSC asks to slow down");
             pause = (pause * 2).min(LONGEST_PAUSE);
         }
+    }
+
+    /// A submit got no answer: an enquire_link tells a slow SMSC from a dead or garbled
+    /// connection, which is closed so that the session binds again.
+    fn check_link(&self, client: &rusmppc::Client) {
+        if self.checking.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (client, timeout, name) = (client.clone(), self.timeout, self.name.clone());
+        let checking = self.checking.clone();
+        tokio::spawn(async move {
+            let answered = matches!(
+                tokio::time::timeout(timeout, client.enquire_link()).await,
+                Ok(Ok(()))
+            );
+            if !answered {
+                tracing::warn!(channel = %name, "a submit and an enquire_link got no answer; closing the connection to bind again");
+                let _ = client.close().await;
+            }
+            checking.store(false, Ordering::SeqCst);
+        });
     }
 
     fn failure(&self, e: rusmppc::error::Error, pause: Duration) -> SendError {
