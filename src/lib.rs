@@ -12,6 +12,7 @@ pub mod domain;
 pub mod http;
 pub mod scheduler;
 pub mod service;
+pub mod speech;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

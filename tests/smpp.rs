@@ -256,6 +256,7 @@ fn outgoing(text: &str) -> Outgoing {
         created_at: chrono::Utc::now(),
         valid_for: Duration::from_secs(600),
         receipt_url: None,
+        script: None,
     }
 }
 

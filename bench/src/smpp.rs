@@ -230,6 +230,7 @@ fn message(i: u64) -> Outgoing {
         created_at: chrono::Utc::now(),
         valid_for: Duration::from_secs(300),
         receipt_url: None,
+        script: None,
     }
 }
 

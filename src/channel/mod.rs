@@ -37,6 +37,8 @@ pub struct Outgoing {
     /// Where this channel's gateway is to post delivery receipts, when the server has a
     /// `public_url`.
     pub receipt_url: Option<String>,
+    /// A call's script in pieces, for channels that render speech themselves.
+    pub script: Option<crate::domain::message::Script>,
 }
 
 impl std::fmt::Debug for Outgoing {

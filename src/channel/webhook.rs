@@ -230,6 +230,7 @@ mod tests {
             created_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
             valid_for: std::time::Duration::from_secs(290),
             receipt_url: None,
+            script: None,
         }
     }
 

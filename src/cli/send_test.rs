@@ -78,6 +78,7 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
         created_at: chrono::Utc::now(),
         valid_for: Duration::from_secs(300),
         receipt_url: None,
+        script: None,
     };
     let limit = crate::delivery::router::try_limit(config);
     let sent = tokio::time::timeout(limit, channel.send(&message))

@@ -370,7 +370,8 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
             return give_up(shared, order).await;
         }
     };
-    let text = message::render(order, &pin).text;
+    let rendered = message::render(order, &pin);
+    let (text, script) = (rendered.text, rendered.script);
     let mut failover = match &job.failover {
         Some(f) => {
             let mut f = f.clone();
@@ -395,6 +396,7 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
             created_at: order.created_at,
             valid_for: shared.clock.real_until(deadline),
             receipt_url: step.receipt_url.clone(),
+            script: script.clone(),
         };
         let channel = step.channel.name().to_owned();
         let attempt = match record_start(shared, order, kind, step).await {

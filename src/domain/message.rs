@@ -10,6 +10,75 @@ use super::workflow::EventKind;
 pub struct RenderedMessage {
     pub kind: EventKind,
     pub text: String,
+    /// For a call, the script in pieces: a speech engine renders what repeats (the fixed
+    /// phrases, each character of a code) once and keeps it.
+    pub script: Option<Script>,
+}
+
+/// A call's script before it is filled in. It holds the PIN in clear, so `Debug` leaves it out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Script {
+    /// The locale's voice template, with `{brand}`, `{payee}`, `{amount}` and `{code}`.
+    pub template: &'static str,
+    pub brand: String,
+    pub payee: String,
+    pub amount: String,
+    /// The code as typed; it is read one character at a time.
+    pub code: String,
+}
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Script")
+            .field("template", &self.template)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One piece of a script to speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// Words of the template.
+    Said(&'a str),
+    /// A brand, payee or amount.
+    Value(&'a str),
+    /// The code, to be read one character at a time.
+    Code(&'a str),
+}
+
+impl Script {
+    /// `template` (this script's own, or a speech engine's rewording of it) cut at its
+    /// placeholders, with this script's values in their places.
+    pub fn pieces<'a>(&'a self, template: &'a str) -> Vec<Piece<'a>> {
+        let mut pieces = Vec::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('}') else {
+                break;
+            };
+            let piece = match &after[..close] {
+                "brand" => Piece::Value(&self.brand),
+                "payee" => Piece::Value(&self.payee),
+                "amount" => Piece::Value(&self.amount),
+                "code" => Piece::Code(&self.code),
+                _ => {
+                    pieces.push(Piece::Said(&rest[..open + 1]));
+                    rest = after;
+                    continue;
+                }
+            };
+            if open > 0 {
+                pieces.push(Piece::Said(&rest[..open]));
+            }
+            pieces.push(piece);
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Said(rest));
+        }
+        pieces
+    }
 }
 
 /// Renders the message for `order` with the clear `pin`. Voice scripts read the code one character
@@ -37,9 +106,17 @@ pub fn render(order: &DeliveryOrder, pin: &str) -> RenderedMessage {
         "code" => Some(code.as_str()),
         _ => None,
     });
+    let script = (order.kind == EventKind::Tts).then(|| Script {
+        template,
+        brand: brand.to_owned(),
+        payee: payee.to_owned(),
+        amount: amount.to_owned(),
+        code: pin.to_owned(),
+    });
     RenderedMessage {
         kind: order.kind,
         text,
+        script,
     }
 }
 
@@ -127,6 +204,45 @@ mod tests {
         let m = render(&order(EventKind::Tts, brand("AcmeInc"), "en-gb"), "4815");
         assert_eq!(m.text.matches("4, 8, 1, 5").count(), 2, "{}", m.text);
         assert!(!m.text.contains("4815"));
+    }
+
+    #[test]
+    fn a_call_comes_with_its_script_in_pieces_and_an_sms_without() {
+        let m = render(&order(EventKind::Tts, brand("AcmeInc"), "en-gb"), "4815");
+        let script = m.script.unwrap();
+        let pieces = script.pieces(script.template);
+        assert_eq!(
+            pieces.iter().filter(|p| **p == Piece::Code("4815")).count(),
+            2
+        );
+        assert!(pieces.contains(&Piece::Value("AcmeInc")));
+        assert!(matches!(pieces[0], Piece::Said(s) if s.starts_with("Hello")));
+        assert!(!format!("{script:?}").contains("4815"));
+        assert!(render(&order(EventKind::Sms, brand("A"), "en-gb"), "1")
+            .script
+            .is_none());
+    }
+
+    #[test]
+    fn pieces_keep_text_around_unknown_braces() {
+        let script = Script {
+            template: "",
+            brand: "B".into(),
+            payee: String::new(),
+            amount: String::new(),
+            code: "12".into(),
+        };
+        assert_eq!(
+            script.pieces("a {x} {brand}: {code}."),
+            [
+                Piece::Said("a {"),
+                Piece::Said("x} "),
+                Piece::Value("B"),
+                Piece::Said(": "),
+                Piece::Code("12"),
+                Piece::Said(".")
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,198 @@
+//! Speech for calls, rendered on this machine with no cloud service: espeak-ng (run as a
+//! program) speaks each piece of a script once, and a call's audio is put together from those
+//! pieces. Per voice, the fixed phrases and every character a code may hold are kept for good;
+//! brands, payees and amounts go in a bounded cache, so a busy hour does not synthesise the same
+//! brand again.
+
+pub mod espeak;
+pub mod g711;
+pub mod voices;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+
+use crate::domain::message::{Piece, Script};
+pub use espeak::{SpeechError, RATE};
+
+/// 8 kHz 16-bit samples.
+pub type Audio = Arc<[i16]>;
+
+/// Silence between the characters of a code: time to write each one down.
+const BETWEEN_CHARACTERS_MS: usize = 450;
+/// Silence around the code, and at the start and end of the call.
+const AROUND_CODE_MS: usize = 300;
+/// Brands, payees and amounts kept at once.
+pub const VALUES_KEPT: usize = 4_096;
+
+pub struct Speech {
+    fixed: Mutex<HashMap<(&'static str, String), Audio>>,
+    values: Mutex<Bounded>,
+    /// espeak-ng processes at once.
+    running: Semaphore,
+}
+
+impl Default for Speech {
+    fn default() -> Self {
+        Self {
+            fixed: Mutex::default(),
+            values: Mutex::new(Bounded::new(VALUES_KEPT)),
+            running: Semaphore::new(2),
+        }
+    }
+}
+
+fn silence(ms: usize) -> impl Iterator<Item = i16> {
+    std::iter::repeat_n(0, ms * RATE as usize / 1000)
+}
+
+impl Speech {
+    /// The call's audio for `script` in `locale`.
+    pub async fn render(&self, locale: &str, script: &Script) -> Result<Vec<i16>, SpeechError> {
+        let voice = voices::for_locale(locale);
+        let payment = !script.payee.is_empty() || !script.amount.is_empty();
+        let template = if payment { voice.psd2_tts } else { voice.tts }.unwrap_or(script.template);
+        let mut audio: Vec<i16> = silence(AROUND_CODE_MS).collect();
+        for piece in script.pieces(template) {
+            match piece {
+                Piece::Said(text) => {
+                    let said = self.fixed(voice.espeak, text).await?;
+                    audio.extend_from_slice(&said);
+                }
+                Piece::Value(text) => {
+                    let said = self.value(voice.espeak, text).await?;
+                    audio.extend_from_slice(&said);
+                }
+                Piece::Code(code) => {
+                    audio.extend(silence(AROUND_CODE_MS));
+                    for (i, c) in code.chars().enumerate() {
+                        if i > 0 {
+                            audio.extend(silence(BETWEEN_CHARACTERS_MS));
+                        }
+                        let said = self.fixed(voice.espeak, &c.to_string()).await?;
+                        audio.extend_from_slice(&said);
+                    }
+                    audio.extend(silence(AROUND_CODE_MS));
+                }
+            }
+        }
+        audio.extend(silence(AROUND_CODE_MS));
+        Ok(audio)
+    }
+
+    /// Renders what every call of `locale` says (its phrases, the digits and letters) ahead of
+    /// the first call.
+    pub async fn warm(&self, locale: &str, template: &'static str) -> Result<(), SpeechError> {
+        let voice = voices::for_locale(locale);
+        let script = Script {
+            template,
+            brand: String::new(),
+            payee: String::new(),
+            amount: String::new(),
+            code: "0123456789".into(),
+        };
+        for piece in script.pieces(voice.tts.unwrap_or(template)) {
+            if let Piece::Said(text) = piece {
+                self.fixed(voice.espeak, text).await?;
+            }
+        }
+        for c in script.code.chars() {
+            self.fixed(voice.espeak, &c.to_string()).await?;
+        }
+        Ok(())
+    }
+
+    async fn fixed(&self, voice: &'static str, text: &str) -> Result<Audio, SpeechError> {
+        let key = (voice, text.to_owned());
+        if let Some(audio) = self.fixed.lock().expect("not poisoned").get(&key) {
+            return Ok(audio.clone());
+        }
+        let audio = self.speak(voice, text).await?;
+        self.fixed
+            .lock()
+            .expect("not poisoned")
+            .insert(key, audio.clone());
+        Ok(audio)
+    }
+
+    async fn value(&self, voice: &'static str, text: &str) -> Result<Audio, SpeechError> {
+        let key = (voice, text.to_owned());
+        if let Some(audio) = self.values.lock().expect("not poisoned").get(&key) {
+            return Ok(audio);
+        }
+        let audio = self.speak(voice, text).await?;
+        self.values
+            .lock()
+            .expect("not poisoned")
+            .insert(key, audio.clone());
+        Ok(audio)
+    }
+
+    async fn speak(&self, voice: &str, text: &str) -> Result<Audio, SpeechError> {
+        if text.trim().is_empty() {
+            return Ok(Arc::from(Vec::new()));
+        }
+        let _turn = self.running.acquire().await.expect("never closed");
+        Ok(Arc::from(espeak::speak(voice, text).await?))
+    }
+
+    /// How many pieces are kept: (fixed, values).
+    pub fn kept(&self) -> (usize, usize) {
+        (
+            self.fixed.lock().expect("not poisoned").len(),
+            self.values.lock().expect("not poisoned").map.len(),
+        )
+    }
+}
+
+/// A map that forgets its oldest entry when full.
+struct Bounded {
+    capacity: usize,
+    map: HashMap<(&'static str, String), Audio>,
+    order: VecDeque<(&'static str, String)>,
+}
+
+impl Bounded {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn get(&self, key: &(&'static str, String)) -> Option<Audio> {
+        self.map.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: (&'static str, String), audio: Audio) {
+        if self.map.insert(key.clone(), audio).is_none() {
+            self.order.push_back(key);
+        }
+        while self.map.len() > self.capacity {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.map.remove(&oldest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bounded_cache_forgets_its_oldest_entries() {
+        let mut b = Bounded::new(2);
+        let audio: Audio = Arc::from(vec![1i16]);
+        for name in ["a", "b", "c"] {
+            b.insert(("en", name.into()), audio.clone());
+        }
+        assert!(b.get(&("en", "a".into())).is_none());
+        assert!(b.get(&("en", "b".into())).is_some());
+        assert!(b.get(&("en", "c".into())).is_some());
+        assert_eq!(b.map.len(), 2);
+    }
+}
