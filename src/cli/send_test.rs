@@ -52,7 +52,8 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
         .ok()
         .with_context(|| format!("{:?} is not a valid international phone number", args.to))?;
     let client = crate::channel::http::client()?;
-    // A receipt that comes back on an SMPP bind before the command ends has no try to update.
+    // A receipt that comes back on this SMPP bind may be for the running server's message (the
+    // SMSC picks any bind of the account): it is refused, so that the SMSC sends it again.
     let sink: std::sync::Arc<dyn crate::channel::ReceiptSink> = std::sync::Arc::new(Unrecorded);
     let (channel, channel_from) =
         crate::delivery::router::build_channel(&args.channel, config, &client, &sink);
@@ -117,7 +118,7 @@ impl crate::channel::ReceiptSink for Unrecorded {
         _: &str,
         _: crate::channel::Receipt,
     ) -> Result<(), crate::channel::NotRecorded> {
-        Ok(())
+        Err(crate::channel::NotRecorded)
     }
 }
 

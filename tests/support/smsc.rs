@@ -32,6 +32,8 @@ pub struct Submit {
     pub short_message: Vec<u8>,
     /// The id it was accepted with; `None` when it was answered ESME_RTHROTTLED.
     pub message_id: Option<String>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 struct Handler {
@@ -85,6 +87,7 @@ impl SmppServerListener for Handler {
         _: &SmppConnectionInformation,
         _: &String,
     ) -> submit_sm_resp {
+        let at = std::time::Instant::now();
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut open = self.open.clone();
         let _ = open.wait_for(|o| *o).await;
@@ -108,6 +111,7 @@ impl SmppServerListener for Handler {
             validity_period: req.validity_period.clone(),
             short_message: req.short_message.clone(),
             message_id: message_id.clone(),
+            at,
         });
         match message_id {
             Some(id) => req.accept(id),
@@ -326,7 +330,8 @@ pub struct Proxy {
     pub port: u16,
     accept: tokio::task::JoinHandle<()>,
     connections: Arc<Mutex<tokio::task::JoinSet<()>>>,
-    frozen: watch::Sender<bool>,
+    /// One switch per connection so far.
+    frozen: Arc<Mutex<Vec<watch::Sender<bool>>>>,
 }
 
 /// Copies `from` to `to`, holding every byte back while `frozen`.
@@ -377,11 +382,14 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(Mutex::new(tokio::task::JoinSet::new()));
         let set = connections.clone();
-        let (frozen, frozen_rx) = watch::channel(false);
+        let frozen: Arc<Mutex<Vec<watch::Sender<bool>>>> = Arc::default();
+        let switches = frozen.clone();
+
         let accept = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let tls = tls.clone();
-                let frozen = frozen_rx.clone();
+                let (switch, frozen) = watch::channel(false);
+                switches.lock().unwrap().push(switch);
                 set.lock().unwrap().spawn(async move {
                     let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
                     else {
@@ -406,13 +414,12 @@ impl Proxy {
         }
     }
 
-    /// Holds back every byte in both directions, the connections left open: a link that hangs.
+    /// Holds back every byte in both directions of the connections open now, leaving them
+    /// open: links that hang. Later connections pass.
     pub fn freeze(&self) {
-        self.frozen.send_replace(true);
-    }
-
-    pub fn thaw(&self) {
-        self.frozen.send_replace(false);
+        for switch in self.frozen.lock().unwrap().iter() {
+            switch.send_replace(true);
+        }
     }
 
     /// Closes every connection through the proxy; new ones are still taken.

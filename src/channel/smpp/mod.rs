@@ -127,23 +127,27 @@ impl SmppChannel {
             ))
         };
         loop {
-            let resume = *self.paused_until.lock().expect("not poisoned");
-            if let Some(resume) = resume {
-                tokio::time::sleep_until(resume.min(deadline)).await;
-            }
             if let Some(pace) = &self.pace {
-                tokio::time::timeout_at(deadline, pace.wait())
-                    .await
-                    .map_err(|_| late())?;
+                pace.wait(deadline).await.map_err(|()| late())?;
             }
             let permit = tokio::time::timeout_at(deadline, self.window.acquire())
                 .await
                 .map_err(|_| late())?
                 .expect("the window is never closed");
+            // A pause set while this submit waited for its place holds it too.
+            let resume = *self.paused_until.lock().expect("not poisoned");
+            if let Some(resume) = resume.filter(|r| *r > Instant::now()) {
+                if resume >= deadline {
+                    return Err(late());
+                }
+                drop(permit);
+                tokio::time::sleep_until(resume).await;
+                continue;
+            }
             // rusmppc starts its response timer once the PDU is written; a connection that takes
             // no more bytes would hold the submit (and its place in the window) for ever.
-            let answer = tokio::time::timeout(self.timeout, client.submit_sm(pdu.clone())).await;
-            drop(permit);
+            let wait = (Instant::now() + self.timeout).min(deadline);
+            let answer = tokio::time::timeout_at(wait, client.submit_sm(pdu.clone())).await;
             let error = match answer {
                 Ok(Ok(response)) => return Ok(response),
                 Ok(Err(e)) => self.failure(e, pause),
@@ -152,22 +156,27 @@ impl SmppChannel {
                     format!("no submit_sm_resp within {:?}", self.timeout),
                 )),
             };
+            if let SendError::Throttled { .. } = &error {
+                // Paused before the submit's place is given back, so that no waiting submit
+                // goes in between.
+                let resume = Instant::now() + pause;
+                {
+                    let mut paused = self.paused_until.lock().expect("not poisoned");
+                    *paused = Some(paused.map_or(resume, |p| p.max(resume)));
+                }
+                drop(permit);
+                if resume >= deadline {
+                    return Err(error);
+                }
+                tracing::info!(channel = %self.name, pause = ?pause, "the SMSC asks to slow down");
+                pause = (pause * 2).min(LONGEST_PAUSE);
+                continue;
+            }
+            drop(permit);
             if error.failure().code == "timeout" {
                 self.check_link(client);
             }
-            let SendError::Throttled { .. } = &error else {
-                return Err(error);
-            };
-            let resume = Instant::now() + pause;
-            if resume >= deadline {
-                return Err(error);
-            }
-            {
-                let mut paused = self.paused_until.lock().expect("not poisoned");
-                *paused = Some(paused.map_or(resume, |p| p.max(resume)));
-            }
-            tracing::info!(channel = %self.name, pause = ?pause, "the SMSC asks to slow down");
-            pause = (pause * 2).min(LONGEST_PAUSE);
+            return Err(error);
         }
     }
 
@@ -230,11 +239,18 @@ pub fn validity_period(left: Duration) -> String {
     )
 }
 
-/// The source address for `from`: an international number (TON 1, NPI 1) or an alphanumeric
+/// The source address for `from`: an international number (TON 1, NPI 1: `+` or 10 digits and
+/// more), a short code (TON 3 network-specific, NPI 0: up to 8 digits), or an alphanumeric
 /// sender of up to 11 characters (TON 5, NPI 0).
 pub fn source_address(from: &str) -> Result<(Ton, Npi, String), Failure> {
-    let digits = from.strip_prefix('+').unwrap_or(from);
+    let (plus, digits) = match from.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, from),
+    };
     if !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        if !plus && digits.len() <= 8 {
+            return Ok((Ton::NetworkSpecific, Npi::Unknown, digits.to_owned()));
+        }
         return Ok((Ton::International, Npi::Isdn, digits.to_owned()));
     }
     if !from.is_empty() && from.chars().count() <= 11 && super::gsm::is_gsm7(from) {
@@ -263,7 +279,8 @@ impl Channel for SmppChannel {
 
     async fn send(&self, m: &Outgoing) -> Result<Accepted, SendError> {
         let deadline = Instant::now() + self.timeout * TRY_TIMEOUTS;
-        let (ton, npi, source) = source_address(&m.from).map_err(SendError::Rejected)?;
+        // Another channel of the route may take a sender this one cannot.
+        let (ton, npi, source) = source_address(&m.from).map_err(SendError::Temporary)?;
         let reference = self.reference.fetch_add(1, Ordering::Relaxed);
         let encoded = text::encode(&m.text, reference)
             .map_err(|e| SendError::Rejected(Failure::new("too-long", e.to_string())))?;
@@ -338,14 +355,20 @@ impl Pace {
         }
     }
 
-    async fn wait(&self) {
+    /// Waits for this submit's slot; `Err` at once, taking no slot, when it comes after
+    /// `deadline` (a slot taken and then not used would hold back every later submit).
+    async fn wait(&self, deadline: Instant) -> Result<(), ()> {
         let slot = {
             let mut next = self.next.lock().expect("not poisoned");
             let slot = (*next).max(Instant::now());
+            if slot > deadline {
+                return Err(());
+            }
             *next = slot + self.interval;
             slot
         };
         tokio::time::sleep_until(slot).await;
+        Ok(())
     }
 }
 
@@ -382,6 +405,12 @@ mod tests {
             (ton, npi, addr.as_str()),
             (Ton::Alphanumeric, Npi::Unknown, "AcmeInc")
         );
+        let (ton, npi, addr) = source_address("12345").unwrap();
+        assert_eq!(
+            (ton, npi, addr.as_str()),
+            (Ton::NetworkSpecific, Npi::Unknown, "12345")
+        );
+        assert_eq!(source_address("15005550006").unwrap().0, Ton::International);
         assert!(source_address("AcmeIncorporated").is_err());
         assert!(source_address("").is_err());
         assert!(source_address("Ваш").is_err());
@@ -391,9 +420,23 @@ mod tests {
     async fn a_rate_spaces_submits_evenly() {
         let pace = Pace::new(4.0);
         let start = Instant::now();
+        let far = start + Duration::from_secs(60);
         for _ in 0..5 {
-            pace.wait().await;
+            pace.wait(far).await.unwrap();
         }
+        assert_eq!(Instant::now() - start, Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_submit_that_cannot_get_a_slot_in_time_takes_none() {
+        let pace = Pace::new(1.0);
+        let start = Instant::now();
+        pace.wait(start).await.unwrap();
+        // The next slot is at +1 s: a submit due to give up at +0.5 s leaves it free.
+        for _ in 0..10 {
+            assert!(pace.wait(start + Duration::from_millis(500)).await.is_err());
+        }
+        pace.wait(start + Duration::from_secs(2)).await.unwrap();
         assert_eq!(Instant::now() - start, Duration::from_secs(1));
     }
 }

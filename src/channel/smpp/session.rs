@@ -239,7 +239,18 @@ impl Session {
                 let _ = client.unbind_resp(sequence).await;
                 let _ = client.close().await;
             }
-            _ => {}
+            // rusmppc answers enquire_link itself; responses are matched to their requests.
+            Some(Pdu::EnquireLink) => {}
+            _ if command.id().is_response() => {}
+            // Any other request (data_sm, query_sm …) is one this client does not take: an
+            // answer all the same, so that the SMSC does not wait for one and drop the bind.
+            _ => {
+                tracing::info!(channel = %self.name, command = ?command.id(), "an SMSC request this client does not take; answered generic_nack");
+                let _ = client
+                    .status(CommandStatus::EsmeRinvcmdid)
+                    .generic_nack(sequence)
+                    .await;
+            }
         }
     }
 
@@ -247,8 +258,12 @@ impl Session {
         let unbound = tokio::time::timeout(self.timeout, client.unbind()).await;
         let _ = client.close().await;
         let _ = tokio::time::timeout(self.timeout, client.closed()).await;
+        use rusmppc::error::Error;
         match unbound {
-            Ok(Ok(())) => tracing::info!(channel = %self.name, "unbound from the SMSC"),
+            // An SMSC may close the connection as it answers.
+            Ok(Ok(()) | Err(Error::ConnectionClosed | Error::ConnectionClosedByPeer)) => {
+                tracing::info!(channel = %self.name, "unbound from the SMSC")
+            }
             _ => {
                 tracing::warn!(channel = %self.name, "the SMSC did not answer the unbind; closed the connection")
             }

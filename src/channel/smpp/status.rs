@@ -71,8 +71,9 @@ pub fn submit_error(status: u32, retry_after: Duration) -> SendError {
             retry_after,
             failure,
         },
-        // The message or its destination is at fault: no SMSC takes it.
-        0x01 | 0x0B | 0x50 | 0x51 | 0x65 | 0x66 | 0xFE => SendError::Rejected(failure),
+        // The message or its destination is at fault: no SMSC takes it. (A refused TON or NPI
+        // is this SMSC's setting, and stays temporary: another channel may take the message.)
+        0x01 | 0x0B | 0x65 | 0x66 | 0xFE => SendError::Rejected(failure),
         _ => SendError::Temporary(failure),
     }
 }
@@ -112,7 +113,7 @@ mod tests {
     fn a_bad_destination_is_permanent_and_a_failing_smsc_temporary() {
         let e = submit_error(0x0B, Duration::ZERO);
         assert!(matches!(&e, SendError::Rejected(f) if f.code == "ESME_RINVDSTADR"));
-        for status in [0x08, 0x45, 0x64, 0xFF, 0x0A, 0x1234] {
+        for status in [0x08, 0x45, 0x64, 0xFF, 0x0A, 0x50, 0x51, 0x1234] {
             assert!(
                 matches!(
                     submit_error(status, Duration::ZERO),
