@@ -237,13 +237,22 @@ impl Application {
             Arc::new(crate::delivery::receipts::StoreReceipts(
                 store.clone() as Arc<dyn crate::store::DeliveryLog>
             ));
-        let delivery_router = Arc::new(Router::new(
-            delivery.clone(),
-            inbox.clone(),
-            client,
+        let speaks = delivery
+            .channels
+            .values()
+            .any(|c| matches!(c.spec, crate::config::delivery::ChannelSpec::Sip(_)));
+        if speaks {
+            let version = crate::speech::espeak::check()
+                .await
+                .context("a sip channel reads codes aloud with espeak-ng")?;
+            tracing::info!(espeak = %version, "speech for calls");
+        }
+        let deps = crate::delivery::router::Deps {
+            http: client,
             receipts,
-            &key,
-        ));
+            speech: Arc::default(),
+        };
+        let delivery_router = Arc::new(Router::new(delivery.clone(), inbox.clone(), deps, &key));
 
         let store_dyn = store.clone();
         let (dispatcher, dispatch_task) = spawn_dispatcher(

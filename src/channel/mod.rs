@@ -6,6 +6,7 @@
 pub mod gsm;
 pub mod http;
 pub mod inbox;
+pub mod sip;
 pub mod smpp;
 pub mod twilio_sms;
 pub mod vonage_sms;

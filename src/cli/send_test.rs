@@ -10,6 +10,7 @@ use clap::Args;
 use crate::channel::{Outgoing, SendError};
 use crate::config::delivery::{ChannelSpec, Kind, INBOX};
 use crate::config::file::ConfigFile;
+use crate::domain::message::Script;
 use crate::domain::{EventId, PhoneNumber, RequestId};
 
 #[derive(Debug, Args)]
@@ -52,19 +53,33 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
         .ok()
         .with_context(|| format!("{:?} is not a valid international phone number", args.to))?;
     let client = crate::channel::http::client()?;
-    // A receipt that comes back on this SMPP bind may be for the running server's message (the
-    // SMSC picks any bind of the account): it is refused, so that the SMSC sends it again.
-    let sink: std::sync::Arc<dyn crate::channel::ReceiptSink> = std::sync::Arc::new(Unrecorded);
+    let voice = config.spec.kinds() == [Kind::Voice];
+    let (outcomes, mut outcome) = tokio::sync::mpsc::unbounded_channel();
+    let sink: std::sync::Arc<dyn crate::channel::ReceiptSink> = std::sync::Arc::new(TestSink {
+        outcomes: voice.then_some(outcomes),
+    });
+    let deps = crate::delivery::router::Deps {
+        http: client,
+        receipts: sink,
+        speech: std::sync::Arc::default(),
+    };
     let (channel, channel_from) =
-        crate::delivery::router::build_channel(&args.channel, config, &client, &sink);
+        crate::delivery::router::build_channel(&args.channel, config, &deps);
     let mut id = [0u8; 8];
     crate::crypto::os_random(&mut id);
     let mut request = [0u8; 16];
     crate::crypto::os_random(&mut request);
+    let script = voice.then(|| Script {
+        template: TEST_CALL,
+        brand: args.channel.clone(),
+        payee: String::new(),
+        amount: String::new(),
+        code: "1234".into(),
+    });
     let message = Outgoing {
         id: EventId::from_bytes(id),
         request_id: RequestId::from_bytes(request),
-        kind: Kind::Sms,
+        kind: if voice { Kind::Voice } else { Kind::Sms },
         to,
         from: args
             .from
@@ -79,7 +94,7 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
         created_at: chrono::Utc::now(),
         valid_for: Duration::from_secs(300),
         receipt_url: None,
-        script: None,
+        script,
     };
     let limit = crate::delivery::router::try_limit(config);
     let sent = tokio::time::timeout(limit, channel.send(&message))
@@ -90,16 +105,54 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
                 format!("no answer within {limit:?}"),
             )))
         });
+    // A call's outcome comes after it was accepted: rung, played, hung up.
+    let ended = match (&sent, &config.spec) {
+        (Ok(_), ChannelSpec::Sip(sip)) => {
+            let limit = Duration::from_secs(sip.answer_timeout + 180);
+            Some(
+                tokio::time::timeout(limit, outcome.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+            )
+        }
+        _ => None,
+    };
     channel.close().await;
     match sent {
         Ok(accepted) => {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "channel": args.channel,
                 "message_id": accepted.message_id,
                 "to": message.to.masked(),
             });
+            let Some(ended) = ended else {
+                println!("{line}");
+                return Ok(ExitCode::SUCCESS);
+            };
+            let Some(receipt) = ended else {
+                eprintln!("{}: the call did not end in time", args.channel);
+                return Ok(ExitCode::FAILURE);
+            };
+            let delivered = receipt.state == crate::channel::ReceiptState::Delivered;
+            line["state"] = if delivered {
+                "delivered"
+            } else {
+                "undeliverable"
+            }
+            .into();
+            if let Some(error) = &receipt.error {
+                line["error"] = format!("{}: {}", error.code, error.text).into();
+            }
             println!("{line}");
-            Ok(ExitCode::SUCCESS)
+            if !delivered {
+                eprintln!("advice: the call was placed but not heard to the end (busy, declined, no answer or hung up); try a number that answers");
+            }
+            Ok(if delivered {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Err(e) => {
             eprintln!("{}: {}", args.channel, e.failure());
@@ -109,16 +162,31 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
     }
 }
 
-struct Unrecorded;
+/// What a test call says.
+const TEST_CALL: &str =
+    "This is a test call from verify d, on channel {brand}. The code is {code}.";
+
+/// A call's outcome is what send-test waits for. A receipt on an SMPP bind may be for the running
+/// server's message (the SMSC picks any bind of the account): it is refused, so that the SMSC
+/// sends it again.
+struct TestSink {
+    outcomes: Option<tokio::sync::mpsc::UnboundedSender<crate::channel::Receipt>>,
+}
 
 #[async_trait::async_trait]
-impl crate::channel::ReceiptSink for Unrecorded {
+impl crate::channel::ReceiptSink for TestSink {
     async fn receipt(
         &self,
         _: &str,
-        _: crate::channel::Receipt,
+        receipt: crate::channel::Receipt,
     ) -> Result<(), crate::channel::NotRecorded> {
-        Err(crate::channel::NotRecorded)
+        match &self.outcomes {
+            Some(outcomes) => {
+                let _ = outcomes.send(receipt);
+                Ok(())
+            }
+            None => Err(crate::channel::NotRecorded),
+        }
     }
 }
 
@@ -130,10 +198,12 @@ pub fn advice(spec: &ChannelSpec, e: &SendError, timeout: Duration) -> String {
         ChannelSpec::VonageSms(_) => "api_key and api_secret",
         ChannelSpec::Webhook(_) => "the headers (Authorization)",
         ChannelSpec::Smpp(_) => "system_id and password",
+        ChannelSpec::Sip(_) => "username and password",
     };
     let url = match spec {
         ChannelSpec::Webhook(_) => "url",
         ChannelSpec::Smpp(_) => "host and port",
+        ChannelSpec::Sip(_) => "proxy",
         _ => "base_url",
     };
     match (e, f.code.as_str()) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::file::{Problem, Table};
+use super::sip::Sip;
 use super::smpp::Smpp;
 use crate::domain::EventKind;
 
@@ -84,6 +85,7 @@ pub enum ChannelSpec {
     VonageSms(VonageSms),
     Webhook(Webhook),
     Smpp(Smpp),
+    Sip(Sip),
 }
 
 impl ChannelSpec {
@@ -93,15 +95,19 @@ impl ChannelSpec {
             ChannelSpec::VonageSms(_) => "vonage-sms",
             ChannelSpec::Webhook(_) => "webhook",
             ChannelSpec::Smpp(_) => "smpp",
+            ChannelSpec::Sip(_) => "sip",
         }
     }
 
     pub fn kinds(&self) -> &'static [Kind] {
-        &[Kind::Sms]
+        match self {
+            ChannelSpec::Sip(_) => &[Kind::Voice],
+            _ => &[Kind::Sms],
+        }
     }
 }
 
-pub const CHANNEL_TYPES: [&str; 4] = ["twilio-sms", "vonage-sms", "webhook", "smpp"];
+pub const CHANNEL_TYPES: [&str; 5] = ["twilio-sms", "vonage-sms", "webhook", "smpp", "sip"];
 
 /// Twilio's Messages API.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -426,6 +432,11 @@ fn parse_channel(name: &str, table: &Table) -> Result<ChannelConfig, Problem> {
             c.check(&key)?;
             ChannelSpec::Smpp(c)
         }
+        "sip" => {
+            let c: Sip = super::file::deserialize(&key, value)?;
+            c.check(&key)?;
+            ChannelSpec::Sip(c)
+        }
         other => {
             return Err(Problem::new(
                 format!("{key}.type"),
@@ -732,7 +743,7 @@ channels = ["vonage", "gateway"]
             ),
             (
                 "[channels.t]\ntype = \"smoke-signal\"",
-                "v.toml: channels.t.type: unknown type \"smoke-signal\"; expected one of twilio-sms, vonage-sms, webhook, smpp",
+                "v.toml: channels.t.type: unknown type \"smoke-signal\"; expected one of twilio-sms, vonage-sms, webhook, smpp, sip",
             ),
             (
                 "[channels.v]\ntype = \"vonage-sms\"\napi_key = \"k\"\napi_secret = \"s\"\napi_secert = \"s\"",

@@ -5,6 +5,7 @@
 pub mod delivery;
 pub mod file;
 pub mod show;
+pub mod sip;
 pub mod smpp;
 
 use std::net::SocketAddr;

@@ -144,6 +144,32 @@ fn channels(delivery: &DeliveryConfig, from_env: &BTreeSet<String>) -> Table {
                 t.insert("window".into(), Value::Integer(c.window.into()));
                 t.insert("max_rate".into(), Value::Float(c.max_rate));
             }
+            ChannelSpec::Sip(c) => {
+                text("proxy", &c.proxy);
+                text("from", &c.from);
+                text("to", &c.to);
+                if let Some(user) = &c.username {
+                    text("username", user);
+                }
+                if let Some(password) = &c.password {
+                    text("password", masked(password));
+                }
+                if let Some(ports) = &c.rtp_ports {
+                    text("rtp_ports", ports);
+                }
+                let transport = match c.transport {
+                    crate::config::sip::Transport::Udp => "udp",
+                    crate::config::sip::Transport::Tcp => "tcp",
+                };
+                text("transport", transport);
+                if let Some(ip) = &c.local_ip {
+                    text("local_ip", &ip.to_string());
+                }
+                t.insert(
+                    "answer_timeout".into(),
+                    Value::Integer(c.answer_timeout as i64),
+                );
+            }
         }
         t.insert("timeout".into(), secs(channel.timeout));
         out.insert(name.clone(), Value::Table(t));

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::channel::inbox::{InboxChannel, InboxLog};
+use crate::channel::sip::SipChannel;
 use crate::channel::smpp::{SmppChannel, TRY_TIMEOUTS};
 use crate::channel::twilio_sms::TwilioSmsChannel;
 use crate::channel::vonage_sms::VonageSmsChannel;
@@ -13,6 +14,7 @@ use crate::channel::{Channel, ReceiptSink};
 use crate::config::delivery::{ChannelConfig, ChannelSpec, DeliveryConfig, Kind, INBOX};
 use crate::crypto::ServerKey;
 use crate::domain::PhoneNumber;
+use crate::speech::Speech;
 
 /// One channel of a route, as the dispatcher tries it.
 #[derive(Clone)]
@@ -44,16 +46,35 @@ struct Running {
     from: Option<String>,
 }
 
+/// What channels share: the HTTP client, where receipts heard on a channel's own connection go,
+/// and the speech renderer of calls.
+#[derive(Clone)]
+pub struct Deps {
+    pub http: reqwest::Client,
+    pub receipts: Arc<dyn ReceiptSink>,
+    pub speech: Arc<Speech>,
+}
+
 /// The channel a configuration describes, with its own sender (`from`) if it has one. A
 /// channel with its own connection (SMPP) starts connecting at once, and hands the receipts it
-/// hears there to `sink`.
+/// hears there (and a SIP channel its calls' outcomes) to `deps.receipts`.
 pub fn build_channel(
     name: &str,
     config: &ChannelConfig,
-    client: &reqwest::Client,
-    sink: &Arc<dyn ReceiptSink>,
+    deps: &Deps,
 ) -> (Arc<dyn Channel>, Option<String>) {
+    let (client, sink) = (&deps.http, &deps.receipts);
     match &config.spec {
+        ChannelSpec::Sip(s) => (
+            Arc::new(SipChannel::new(
+                name,
+                s.clone(),
+                config.timeout,
+                deps.speech.clone(),
+                sink.clone(),
+            )),
+            None,
+        ),
         ChannelSpec::Smpp(s) => (
             Arc::new(SmppChannel::start(
                 name,
@@ -83,9 +104,14 @@ pub fn build_channel(
 pub fn try_limit(config: &ChannelConfig) -> Duration {
     match config.spec {
         ChannelSpec::Smpp(_) => config.timeout * (TRY_TIMEOUTS + 1),
+        // Rendering the speech comes first; a cold locale takes seconds.
+        ChannelSpec::Sip(_) => config.timeout + SPEECH_TIME,
         _ => config.timeout,
     }
 }
+
+/// What rendering a call's speech may take, cold, beyond the trunk's `timeout`.
+const SPEECH_TIME: Duration = Duration::from_secs(30);
 
 /// Receipts for channel NAME are posted to `{public_url}/receipts/NAME/TOKEN`.
 pub const RECEIPTS_PATH: &str = "/receipts";
@@ -95,8 +121,7 @@ impl Router {
     pub fn new(
         config: DeliveryConfig,
         inbox: Option<Arc<dyn InboxLog>>,
-        client: reqwest::Client,
-        sink: Arc<dyn ReceiptSink>,
+        deps: Deps,
         key: &ServerKey,
     ) -> Self {
         let mut channels = BTreeMap::new();
@@ -110,7 +135,7 @@ impl Router {
         }
         let mut receipt_urls = BTreeMap::new();
         for (name, c) in &config.channels {
-            let (channel, from) = build_channel(name, c, &client, &sink);
+            let (channel, from) = build_channel(name, c, &deps);
             let running = Running {
                 channel,
                 timeout: try_limit(c),

@@ -25,6 +25,14 @@ pub struct Server {
 /// A server whose configuration file is `config` (with `{public_url}` replaced by its own URL);
 /// `${TOKEN}` in it is `s3cr3t-token`.
 pub async fn serve(config: &str) -> Server {
+    serve_with_clock(config, None).await
+}
+
+/// As [`serve`], with workflow time from `clock` (real time when `None`).
+pub async fn serve_with_clock(
+    config: &str,
+    clock: Option<std::sync::Arc<dyn verifyd::clock::Clock>>,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = super::free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -40,7 +48,7 @@ pub async fn serve(config: &str) -> Server {
     );
     settings.key = KeySource::Hex(KEY_HEX.into());
     settings.delivery = file.delivery;
-    let app = Application::build(settings)
+    let app = Application::build_with(settings, verifyd::startup::Overrides { clock })
         .await
         .expect("the server starts");
     let key = verifyd::auth::create_key(app.store().as_ref(), "t", true, chrono::Utc::now())
@@ -56,7 +64,8 @@ pub async fn serve(config: &str) -> Server {
 }
 
 impl Server {
-    /// Starts a verification (workflow 6: one SMS) and returns its request_id.
+    /// Starts a verification (workflow 6, one SMS, unless `extra` names another) and returns its
+    /// request_id.
     pub async fn start(&self, number: &str, extra: &[(&str, &str)]) -> String {
         let body = self.request(number, extra).await;
         assert_eq!(body["status"], "0", "{body}");
@@ -70,8 +79,10 @@ impl Server {
             ("api_secret", self.key.1.as_str()),
             ("number", number),
             ("brand", "AcmeInc"),
-            ("workflow_id", "6"),
         ];
+        if !extra.iter().any(|(k, _)| *k == "workflow_id") {
+            form.push(("workflow_id", "6"));
+        }
         form.extend_from_slice(extra);
         self.http
             .post(format!("{}/verify/json", self.base))

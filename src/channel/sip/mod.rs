@@ -1,0 +1,481 @@
+//! Calls through a SIP trunk or PBX: the script rendered to speech on this machine
+//! ([`crate::speech`]), an INVITE offering PCMU and PCMA (rsipstack: transactions, dialogs,
+//! digest authentication), the prompt played as RTP once answered, then BYE.
+//!
+//! A call is accepted once the INVITE is sent and the trunk answers it (any response): the
+//! delivery then leaves the store, so no sweep and no other node calls again. What happens next
+//! comes back as a receipt: answered and played → delivered; busy, declined, no answer (CANCEL
+//! after `answer_timeout`), unreachable → undeliverable with the SIP status. No answer at all
+//! from the trunk, a refused authentication or a server error are temporary failures: the
+//! route's next channel takes the call.
+
+pub mod rtp;
+pub mod sdp;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rsipstack::dialog::authenticate::Credential;
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::platform::CancellationToken;
+use rsipstack::sip::{StatusCode, StatusCodeKind};
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipAddr, TransportLayer};
+use rsipstack::EndpointBuilder;
+use tokio::net::UdpSocket;
+use tokio::sync::OnceCell;
+
+use super::{Accepted, Channel, Failure, Outgoing, Receipt, ReceiptSink, ReceiptState, SendError};
+use crate::config::sip::{Sip, Transport};
+use crate::speech::Speech;
+
+/// The SIP side of a channel, started with its first call.
+struct Stack {
+    dialogs: Arc<DialogLayer>,
+    /// This machine's address for Contact and SDP.
+    local_ip: IpAddr,
+    /// The SIP port requests go out from.
+    local: SocketAddr,
+    proxy: SipAddr,
+}
+
+pub struct SipChannel {
+    name: String,
+    config: Sip,
+    /// How long the trunk may take to answer an INVITE at all.
+    timeout: Duration,
+    speech: Arc<Speech>,
+    sink: Arc<dyn ReceiptSink>,
+    stack: OnceCell<Stack>,
+    cancel: CancellationToken,
+    calls: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// The next RTP port of `rtp_ports` to try.
+    next_port: AtomicU32,
+}
+
+impl SipChannel {
+    pub fn new(
+        name: &str,
+        config: Sip,
+        timeout: Duration,
+        speech: Arc<Speech>,
+        sink: Arc<dyn ReceiptSink>,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            config,
+            timeout,
+            speech,
+            sink,
+            stack: OnceCell::new(),
+            cancel: CancellationToken::new(),
+            calls: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
+            next_port: AtomicU32::new(0),
+        }
+    }
+
+    async fn stack(&self) -> Result<&Stack, Failure> {
+        self.stack.get_or_try_init(|| self.start_stack()).await
+    }
+
+    async fn start_stack(&self) -> Result<Stack, Failure> {
+        let (host, port) = self
+            .config
+            .proxy_parts()
+            .expect("checked with the configuration");
+        let proxy_addr = tokio::net::lookup_host((host, port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| Failure::new("connect", format!("cannot resolve the proxy {host}")))?;
+        let local_ip = match self.config.local_ip {
+            Some(ip) => ip,
+            None => route_to(proxy_addr).map_err(|e| {
+                Failure::new(
+                    "connect",
+                    format!("no route to the proxy {proxy_addr}: {e}"),
+                )
+            })?,
+        };
+        let token = self.cancel.child_token();
+        let transports = TransportLayer::new(token.child_token());
+        let udp = UdpConnection::create_connection(
+            SocketAddr::new(local_ip, 0),
+            None,
+            Some(token.child_token()),
+        )
+        .await
+        .map_err(|e| Failure::new("connect", format!("cannot open a SIP socket: {e}")))?;
+        let local = udp
+            .get_addr()
+            .get_socketaddr()
+            .map_err(|e| Failure::new("connect", e.to_string()))?;
+        transports.add_transport(udp.into());
+        let endpoint = EndpointBuilder::new()
+            .with_user_agent("verifyd")
+            .with_transport_layer(transports)
+            .with_cancel_token(token.child_token())
+            .build();
+        let inner = endpoint.inner.clone();
+        tokio::spawn(async move { inner.serve().await });
+        let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        // Requests inside a call (the callee's BYE) go to their dialog.
+        let mut incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| Failure::new("connect", e.to_string()))?;
+        let layer = dialogs.clone();
+        tokio::spawn(async move {
+            let _endpoint = endpoint;
+            while let Some(mut tx) = incoming.recv().await {
+                match layer.match_dialog(&tx) {
+                    Some(mut d) => {
+                        let _ = d.handle(&mut tx).await;
+                    }
+                    None => {
+                        let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
+                    }
+                }
+            }
+        });
+        let transport = match self.config.transport {
+            Transport::Udp => rsipstack::sip::Transport::Udp,
+            Transport::Tcp => rsipstack::sip::Transport::Tcp,
+        };
+        Ok(Stack {
+            dialogs,
+            local_ip,
+            local,
+            proxy: SipAddr::new(transport, proxy_addr.into()),
+        })
+    }
+
+    /// A UDP socket for the call's audio, from `rtp_ports` when set.
+    async fn rtp_socket(&self, ip: IpAddr) -> Result<UdpSocket, Failure> {
+        let (first, last) = self
+            .config
+            .rtp_range()
+            .expect("checked with the configuration");
+        if first == 0 {
+            return UdpSocket::bind(SocketAddr::new(ip, 0))
+                .await
+                .map_err(|e| Failure::new("rtp", format!("cannot open an RTP socket: {e}")));
+        }
+        let span = u32::from(last - first) + 1;
+        for _ in 0..span {
+            let port = first + (self.next_port.fetch_add(1, Ordering::Relaxed) % span) as u16;
+            if let Ok(socket) = UdpSocket::bind(SocketAddr::new(ip, port)).await {
+                return Ok(socket);
+            }
+        }
+        Err(Failure::new(
+            "rtp",
+            format!("every RTP port of {first}-{last} is in use"),
+        ))
+    }
+}
+
+/// The local address this machine sends from to reach `to`.
+fn route_to(to: SocketAddr) -> std::io::Result<IpAddr> {
+    let any: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse().expect("an address")
+    } else {
+        "[::]:0".parse().expect("an address")
+    };
+    let probe = std::net::UdpSocket::bind(any)?;
+    probe.connect(to)?;
+    Ok(probe.local_addr()?.ip())
+}
+
+fn status_failure(status: &StatusCode) -> Failure {
+    let code = u16::from(status.clone());
+    Failure::new(format!("sip-{code}"), status.to_string())
+}
+
+/// What a final response other than 2xx means for the try: `None` when the call could not be
+/// placed here and another channel should try (authentication refused, a server error), else
+/// the callee's side (busy, declined, unreachable).
+fn temporary(code: u16) -> bool {
+    matches!(code, 401 | 403 | 407 | 408 | 500..=599)
+}
+
+#[async_trait]
+impl Channel for SipChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, m: &Outgoing) -> Result<Accepted, SendError> {
+        let script = m.script.as_ref().ok_or_else(|| {
+            SendError::Rejected(Failure::new("script", "a SIP channel carries calls only"))
+        })?;
+        let audio = self
+            .speech
+            .render(&m.locale, script)
+            .await
+            .map_err(|e| SendError::Temporary(Failure::new("speech", e.to_string())))?;
+        let stack = self.stack().await.map_err(SendError::Temporary)?;
+        let rtp = self
+            .rtp_socket(stack.local_ip)
+            .await
+            .map_err(SendError::Temporary)?;
+        let rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
+        let mut session = [0u8; 4];
+        crate::crypto::os_random(&mut session);
+        let offer = sdp::offer(
+            stack.local_ip,
+            rtp_port,
+            u64::from(u32::from_be_bytes(session)),
+        );
+        let mut callee = self.config.request_uri(m.to.digits());
+        if self.config.transport == Transport::Tcp {
+            callee.push_str(";transport=tcp");
+        }
+        let user = self
+            .config
+            .from
+            .strip_prefix("sip:")
+            .and_then(|f| f.split('@').next())
+            .unwrap_or("verifyd");
+        let contact = match stack.local {
+            SocketAddr::V4(a) => format!("sip:{user}@{a}"),
+            SocketAddr::V6(a) => format!("sip:{user}@[{}]:{}", a.ip(), a.port()),
+        };
+        let bad = |what: &str| {
+            SendError::Rejected(Failure::new(
+                "config",
+                format!("{what} is not a valid SIP URI"),
+            ))
+        };
+        let call_id = rsipstack::transaction::make_uuid_v4();
+        let option = InviteOption {
+            caller: self
+                .config
+                .from
+                .as_str()
+                .try_into()
+                .map_err(|_| bad("from"))?,
+            callee: callee.as_str().try_into().map_err(|_| bad("to"))?,
+            destination: Some(stack.proxy.clone()),
+            contact: contact.as_str().try_into().map_err(|_| bad("contact"))?,
+            content_type: Some("application/sdp".into()),
+            offer: Some(offer.into_bytes()),
+            call_id: Some(call_id.clone()),
+            credential: self.config.username.as_ref().map(|username| Credential {
+                username: username.clone(),
+                password: self
+                    .config
+                    .password
+                    .as_ref()
+                    .map(|p| p.expose().to_owned())
+                    .unwrap_or_default(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (state_tx, mut states) = stack.dialogs.new_dialog_state_channel();
+        let (dialog, mut handle) = stack
+            .dialogs
+            .do_invite_async(option, state_tx)
+            .map_err(|e| SendError::Temporary(Failure::new("sip", e.to_string())))?;
+        let invited = tokio::time::Instant::now();
+        // The first sign of life: a provisional response, or a final one.
+        let first = tokio::time::timeout(self.timeout, async {
+            loop {
+                tokio::select! {
+                    state = states.recv() => match state {
+                        Some(DialogState::Trying(_) | DialogState::Early(..)) => return None,
+                        Some(_) => {}
+                        None => return Some(Err(Failure::new("sip", "the call ended unanswered"))),
+                    },
+                    done = &mut handle => return Some(match done {
+                        Ok(Ok((_, response))) => Ok(response),
+                        Ok(Err(e)) => Err(Failure::new("sip", e.to_string())),
+                        Err(e) => Err(Failure::new("sip", e.to_string())),
+                    }),
+                }
+            }
+        })
+        .await;
+        let early_final = match first {
+            Err(_) => {
+                handle.abort();
+                stack.dialogs.remove_dialog(&dialog.id());
+                return Err(SendError::Temporary(Failure::new(
+                    "timeout",
+                    format!(
+                        "the proxy did not answer the INVITE within {:?}",
+                        self.timeout
+                    ),
+                )));
+            }
+            Ok(None) => None,
+            Ok(Some(Err(failure))) => {
+                stack.dialogs.remove_dialog(&dialog.id());
+                return Err(SendError::Temporary(failure));
+            }
+            Ok(Some(Ok(response))) => Some(response),
+        };
+        if let Some(Some(response)) = &early_final {
+            let code = u16::from(response.status_code.clone());
+            if temporary(code) {
+                stack.dialogs.remove_dialog(&dialog.id());
+                return Err(SendError::Temporary(status_failure(&response.status_code)));
+            }
+        }
+        let call = Call {
+            channel: self.name.clone(),
+            call_id: call_id.clone(),
+            answer_timeout: Duration::from_secs(self.config.answer_timeout),
+            invited,
+            sink: self.sink.clone(),
+            dialogs: stack.dialogs.clone(),
+            audio,
+            rtp,
+        };
+        self.calls
+            .lock()
+            .await
+            .spawn(call.run(dialog, handle, states, early_final));
+        Ok(Accepted {
+            message_id: call_id,
+            delivered: false,
+        })
+    }
+
+    async fn close(&self) {
+        // Calls in progress are cut; their deliveries were accepted.
+        self.calls.lock().await.abort_all();
+        self.cancel.cancel();
+    }
+}
+
+impl Drop for SipChannel {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// A call after the trunk took its INVITE: ringing, the prompt, BYE; its outcome a receipt.
+struct Call {
+    channel: String,
+    call_id: String,
+    answer_timeout: Duration,
+    invited: tokio::time::Instant,
+    sink: Arc<dyn ReceiptSink>,
+    dialogs: Arc<DialogLayer>,
+    audio: Vec<i16>,
+    rtp: UdpSocket,
+}
+
+type Handle = rsipstack::platform::JoinHandle<rsipstack::dialog::invitation::InviteAsyncResult>;
+
+impl Call {
+    async fn run(
+        self,
+        dialog: rsipstack::dialog::invite_dialog::InviteDialog,
+        mut handle: Handle,
+        mut states: DialogStateReceiver,
+        early_final: Option<Option<rsipstack::sip::Response>>,
+    ) {
+        let final_response = match early_final {
+            Some(response) => Ok(response),
+            None => {
+                let until = self.invited + self.answer_timeout;
+                match tokio::time::timeout_at(until, &mut handle).await {
+                    Ok(Ok(Ok((_, response)))) => Ok(response),
+                    Ok(Ok(Err(e))) => Err(Failure::new("sip", e.to_string())),
+                    Ok(Err(e)) => Err(Failure::new("sip", e.to_string())),
+                    Err(_) => {
+                        let _ = dialog.cancel().await;
+                        let _ = tokio::time::timeout(Duration::from_secs(35), &mut handle).await;
+                        Err(Failure::new(
+                            "sip-487",
+                            format!("no answer within {:?}; cancelled", self.answer_timeout),
+                        ))
+                    }
+                }
+            }
+        };
+        let outcome = match final_response {
+            Ok(Some(response)) if response.status_code.kind() == StatusCodeKind::Successful => {
+                self.answered(&dialog, &response.body, &mut states).await
+            }
+            Ok(Some(response)) => Err(status_failure(&response.status_code)),
+            Ok(None) => Err(Failure::new(
+                "sip",
+                "the INVITE ended without a final response",
+            )),
+            Err(failure) => Err(failure),
+        };
+        self.dialogs.remove_dialog(&dialog.id());
+        let receipt = match outcome {
+            Ok(()) => Receipt {
+                message_id: self.call_id.clone(),
+                state: ReceiptState::Delivered,
+                error: None,
+            },
+            Err(failure) => Receipt {
+                message_id: self.call_id.clone(),
+                state: ReceiptState::Undeliverable,
+                error: Some(failure),
+            },
+        };
+        tracing::info!(channel = %self.channel, call_id = %self.call_id, state = ?receipt.state, error = ?receipt.error.as_ref().map(|f| f.code.as_str()), "call ended");
+        let _ = self.sink.receipt(&self.channel, receipt).await;
+    }
+
+    /// Plays the prompt to an answered call and hangs up.
+    async fn answered(
+        &self,
+        dialog: &rsipstack::dialog::invite_dialog::InviteDialog,
+        body: &[u8],
+        states: &mut DialogStateReceiver,
+    ) -> Result<(), Failure> {
+        let answer = match sdp::answer(&String::from_utf8_lossy(body)) {
+            Ok(answer) => answer,
+            Err(e) => {
+                let _ = dialog.bye().await;
+                return Err(Failure::new("sdp", e.to_string()));
+            }
+        };
+        let mut ids = [0u8; 10];
+        crate::crypto::os_random(&mut ids);
+        let ssrc = u32::from_be_bytes(ids[0..4].try_into().expect("4 bytes"));
+        let seq = u16::from_be_bytes([ids[4], ids[5]]);
+        let ts = u32::from_be_bytes(ids[6..10].try_into().expect("4 bytes"));
+        let packets = rtp::packets(&self.audio, answer.payload, ssrc, seq, ts);
+        let hung_up = async {
+            while let Some(state) = states.recv().await {
+                if let DialogState::Terminated(_, reason) = state {
+                    return reason;
+                }
+            }
+            std::future::pending().await
+        };
+        tokio::select! {
+            played = rtp::play(&self.rtp, answer.to, &packets) => {
+                if let Err(e) = played {
+                    let _ = dialog.bye().await;
+                    return Err(Failure::new("rtp", e.to_string()));
+                }
+            }
+            reason = hung_up => {
+                let why = match reason {
+                    TerminatedReason::UasBye => "the callee hung up before the end of the prompt".to_owned(),
+                    other => format!("the call ended before the end of the prompt: {other:?}"),
+                };
+                return Err(Failure::new("hangup", why));
+            }
+        }
+        dialog
+            .bye()
+            .await
+            .map_err(|e| Failure::new("bye", e.to_string()))?;
+        Ok(())
+    }
+}
