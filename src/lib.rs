@@ -16,3 +16,4 @@ pub mod speech;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod xml;

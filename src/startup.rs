@@ -180,6 +180,18 @@ impl Application {
 
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
         settings.validate()?;
+        // A sip channel reads codes aloud: without espeak-ng the server does not start at all.
+        let speaks = settings
+            .delivery
+            .channels
+            .values()
+            .any(|c| matches!(c.spec, crate::config::delivery::ChannelSpec::Sip(_)));
+        if speaks {
+            let version = crate::speech::espeak::check()
+                .await
+                .context("a sip channel reads codes aloud with espeak-ng")?;
+            tracing::info!(espeak = %version, "speech for calls");
+        }
         // Bind first: a port in use is the most common start failure and needs no database.
         let listener = std::net::TcpListener::bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -222,11 +234,13 @@ impl Application {
                 "no route carries this kind of message: its steps fail and nothing is sent"
             );
         }
-        // SMPP receipts come back on the bind; only HTTP gateways need a URL to post them to.
+        // SMPP receipts come back on the bind and SIP calls report themselves; only HTTP
+        // gateways need a URL to post receipts to.
+        use crate::config::delivery::ChannelSpec;
         let posts_receipts = delivery
             .channels
             .values()
-            .any(|c| !matches!(c.spec, crate::config::delivery::ChannelSpec::Smpp(_)));
+            .any(|c| !matches!(c.spec, ChannelSpec::Smpp(_) | ChannelSpec::Sip(_)));
         if delivery.public_url.is_none() && posts_receipts {
             tracing::warn!(
                 "no public_url: HTTP gateways are given no receipt URL, and their deliveries stay `submitted`"
@@ -237,16 +251,6 @@ impl Application {
             Arc::new(crate::delivery::receipts::StoreReceipts(
                 store.clone() as Arc<dyn crate::store::DeliveryLog>
             ));
-        let speaks = delivery
-            .channels
-            .values()
-            .any(|c| matches!(c.spec, crate::config::delivery::ChannelSpec::Sip(_)));
-        if speaks {
-            let version = crate::speech::espeak::check()
-                .await
-                .context("a sip channel reads codes aloud with espeak-ng")?;
-            tracing::info!(espeak = %version, "speech for calls");
-        }
         let deps = crate::delivery::router::Deps {
             http: client,
             receipts,

@@ -75,8 +75,7 @@ async fn twilio_gets_the_documented_request_and_its_signed_status_callback_is_ap
     assert_eq!(forged.status(), 403);
     assert_eq!(server.attempts(&id).await[0].state, AttemptState::Submitted);
 
-    let signature =
-        verifyd::channel::twilio_sms::TwilioSmsChannel::signature("s3cr3t-token", &url, &params);
+    let signature = verifyd::channel::twilio::signature("s3cr3t-token", &url, &params);
     let signed = server
         .http
         .post(&url)

@@ -427,3 +427,43 @@ async fn a_trunk_that_does_not_answer_is_a_temporary_failure_within_timeout() {
     );
     pbx.close().await;
 }
+
+#[test]
+fn without_espeak_ng_a_server_with_a_sip_channel_stops_at_start_and_says_what_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("voice.toml");
+    std::fs::write(
+        &config,
+        "[channels.pbx]\ntype = \"sip\"\nproxy = \"127.0.0.1:5060\"\nfrom = \"sip:v@127.0.0.1\"\n\
+         to = \"sip:{e164}@127.0.0.1\"\n[[routes]]\nkind = \"voice\"\nchannels = [\"pbx\"]\n",
+    )
+    .unwrap();
+    let empty = dir.path().join("bin");
+    std::fs::create_dir(&empty).unwrap();
+    let (ok, out) = support::run_bounded(
+        Command::new(support::BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+            .arg(format!("sqlite://{}", dir.path().join("v.db").display()))
+            .arg("--config")
+            .arg(&config)
+            .env("PATH", &empty),
+        Duration::from_secs(20),
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("espeak-ng"), "{out}");
+    assert!(out.contains("apt-get install espeak-ng"), "{out}");
+
+    // Without a voice channel nothing of espeak-ng is needed.
+    let db = dir.path().join("sms.db");
+    let server = support::start_after(
+        dir.path(),
+        &db,
+        &format!("export PATH={}", empty.display()),
+        &[],
+    );
+    let health = support::client()
+        .get(format!("http://127.0.0.1:{}/healthz", server.port))
+        .send()
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}

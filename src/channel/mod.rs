@@ -6,10 +6,14 @@
 pub mod gsm;
 pub mod http;
 pub mod inbox;
+pub mod language;
 pub mod sip;
 pub mod smpp;
+pub mod twilio;
 pub mod twilio_sms;
+pub mod twilio_voice;
 pub mod vonage_sms;
+pub mod vonage_voice;
 pub mod webhook;
 
 use std::collections::BTreeMap;

@@ -2,17 +2,12 @@
 //! auth and form fields `To`, `From` or `MessagingServiceSid`, `Body`, `ValidityPeriod` and
 //! `StatusCallback`. Status callbacks are taken only with a valid `X-Twilio-Signature`.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use serde::Deserialize;
 
-use super::http::{answer, excerpt, status_error, transport_error};
+use super::http::transport_error;
 use super::{
-    Accepted, Channel, Failure, Outgoing, Receipt, ReceiptError, ReceiptRequest, ReceiptState,
-    SendError,
+    twilio, Accepted, Channel, Failure, Outgoing, Receipt, ReceiptError, ReceiptRequest,
+    ReceiptState, SendError,
 };
 use crate::config::delivery::TwilioSms;
 
@@ -41,32 +36,6 @@ impl TwilioSmsChannel {
             self.config.account_sid
         )
     }
-
-    /// Twilio's signature of a callback: HMAC-SHA1 with the auth token over the URL followed by
-    /// every form parameter's name and value, sorted by name.
-    pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
-        let mut sorted: Vec<&(String, String)> = params.iter().collect();
-        sorted.sort();
-        let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(auth_token.as_bytes())
-            .expect("HMAC takes any key length");
-        mac.update(url.as_bytes());
-        for (name, value) in sorted {
-            mac.update(name.as_bytes());
-            mac.update(value.as_bytes());
-        }
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    }
-}
-
-#[derive(Deserialize)]
-struct Created {
-    sid: String,
-}
-
-#[derive(Deserialize)]
-struct TwilioError {
-    code: Option<i64>,
-    message: Option<String>,
 }
 
 #[async_trait]
@@ -98,47 +67,15 @@ impl Channel for TwilioSmsChannel {
             .send()
             .await
             .map_err(transport_error)?;
-        let (status, headers, body) = answer(response).await?;
-        if status.is_success() {
-            let created: Created = serde_json::from_str(&body).map_err(|_| {
-                SendError::Temporary(Failure::new(
-                    "answer",
-                    format!(
-                        "Twilio answered {status} without a message sid: {}",
-                        excerpt(&body, 200)
-                    ),
-                ))
-            })?;
-            return Ok(Accepted {
-                message_id: created.sid,
-                delivered: false,
-            });
-        }
-        let failure = match serde_json::from_str::<TwilioError>(&body) {
-            Ok(TwilioError {
-                code: Some(code),
-                message,
-            }) => Failure::new(code.to_string(), message.unwrap_or_default()),
-            _ => Failure::new(format!("http-{}", status.as_u16()), excerpt(&body, 200)),
-        };
-        Err(status_error(status, &headers, failure))
+        let sid = twilio::created(response, "message").await?;
+        Ok(Accepted {
+            message_id: sid,
+            delivered: false,
+        })
     }
 
     fn receipt(&self, request: &ReceiptRequest) -> Result<Option<Receipt>, ReceiptError> {
-        let params: Vec<(String, String)> =
-            form_urlencoded::parse(&request.body).into_owned().collect();
-        let given = request
-            .headers
-            .get("x-twilio-signature")
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ReceiptError::BadSignature)?;
-        let expected = Self::signature(self.config.auth_token.expose(), &request.url, &params);
-        use subtle::ConstantTimeEq;
-        if given.len() != expected.len() || !bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
-        {
-            return Err(ReceiptError::BadSignature);
-        }
-        let params: BTreeMap<String, String> = params.into_iter().collect();
+        let params = twilio::signed_params(self.config.auth_token.expose(), request)?;
         let Some(sid) = params.get("MessageSid").filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
@@ -182,7 +119,7 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(
-            TwilioSmsChannel::signature(
+            twilio::signature(
                 "12345",
                 "https://mycompany.com/myapp.php?foo=1&bar=2",
                 &params

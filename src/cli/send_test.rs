@@ -199,6 +199,8 @@ pub fn advice(spec: &ChannelSpec, e: &SendError, timeout: Duration) -> String {
         ChannelSpec::Webhook(_) => "the headers (Authorization)",
         ChannelSpec::Smpp(_) => "system_id and password",
         ChannelSpec::Sip(_) => "username and password",
+        ChannelSpec::VonageVoice(_) => "application_id and private_key",
+        ChannelSpec::TwilioVoice(_) => "account_sid and auth_token",
     };
     let url = match spec {
         ChannelSpec::Webhook(_) => "url",

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::file::{Problem, Table};
 use super::sip::Sip;
 use super::smpp::Smpp;
+use super::voice::{TwilioVoice, VonageVoice};
 use crate::domain::EventKind;
 
 /// The built-in development channel: every message lands at `/inbox`.
@@ -50,7 +51,7 @@ impl Kind {
 }
 
 /// A value that must not be shown: `Debug` and the effective configuration print `***`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -86,6 +87,8 @@ pub enum ChannelSpec {
     Webhook(Webhook),
     Smpp(Smpp),
     Sip(Sip),
+    VonageVoice(VonageVoice),
+    TwilioVoice(TwilioVoice),
 }
 
 impl ChannelSpec {
@@ -96,18 +99,30 @@ impl ChannelSpec {
             ChannelSpec::Webhook(_) => "webhook",
             ChannelSpec::Smpp(_) => "smpp",
             ChannelSpec::Sip(_) => "sip",
+            ChannelSpec::VonageVoice(_) => "vonage-voice",
+            ChannelSpec::TwilioVoice(_) => "twilio-voice",
         }
     }
 
     pub fn kinds(&self) -> &'static [Kind] {
         match self {
-            ChannelSpec::Sip(_) => &[Kind::Voice],
+            ChannelSpec::Sip(_) | ChannelSpec::VonageVoice(_) | ChannelSpec::TwilioVoice(_) => {
+                &[Kind::Voice]
+            }
             _ => &[Kind::Sms],
         }
     }
 }
 
-pub const CHANNEL_TYPES: [&str; 5] = ["twilio-sms", "vonage-sms", "webhook", "smpp", "sip"];
+pub const CHANNEL_TYPES: [&str; 7] = [
+    "twilio-sms",
+    "vonage-sms",
+    "webhook",
+    "smpp",
+    "sip",
+    "vonage-voice",
+    "twilio-voice",
+];
 
 /// Twilio's Messages API.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -437,6 +452,15 @@ fn parse_channel(name: &str, table: &Table) -> Result<ChannelConfig, Problem> {
             c.check(&key)?;
             ChannelSpec::Sip(c)
         }
+        "vonage-voice" => {
+            let c: VonageVoice = super::file::deserialize(&key, value)?;
+            ChannelSpec::VonageVoice(c.load(&key)?)
+        }
+        "twilio-voice" => {
+            let c: TwilioVoice = super::file::deserialize(&key, value)?;
+            c.check(&key)?;
+            ChannelSpec::TwilioVoice(c)
+        }
         other => {
             return Err(Problem::new(
                 format!("{key}.type"),
@@ -743,7 +767,7 @@ channels = ["vonage", "gateway"]
             ),
             (
                 "[channels.t]\ntype = \"smoke-signal\"",
-                "v.toml: channels.t.type: unknown type \"smoke-signal\"; expected one of twilio-sms, vonage-sms, webhook, smpp, sip",
+                "v.toml: channels.t.type: unknown type \"smoke-signal\"; expected one of twilio-sms, vonage-sms, webhook, smpp, sip, vonage-voice, twilio-voice",
             ),
             (
                 "[channels.v]\ntype = \"vonage-sms\"\napi_key = \"k\"\napi_secret = \"s\"\napi_secert = \"s\"",

@@ -170,6 +170,18 @@ fn channels(delivery: &DeliveryConfig, from_env: &BTreeSet<String>) -> Table {
                     Value::Integer(c.answer_timeout as i64),
                 );
             }
+            ChannelSpec::VonageVoice(c) => {
+                text("application_id", &c.application_id);
+                text("private_key", &c.private_key.display().to_string());
+                text("from", &c.from);
+                text("base_url", &c.base_url);
+            }
+            ChannelSpec::TwilioVoice(c) => {
+                text("account_sid", &c.account_sid);
+                text("auth_token", masked(&c.auth_token));
+                text("from", &c.from);
+                text("base_url", &c.base_url);
+            }
         }
         t.insert("timeout".into(), secs(channel.timeout));
         out.insert(name.clone(), Value::Table(t));

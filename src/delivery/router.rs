@@ -8,7 +8,9 @@ use crate::channel::inbox::{InboxChannel, InboxLog};
 use crate::channel::sip::SipChannel;
 use crate::channel::smpp::{SmppChannel, TRY_TIMEOUTS};
 use crate::channel::twilio_sms::TwilioSmsChannel;
+use crate::channel::twilio_voice::TwilioVoiceChannel;
 use crate::channel::vonage_sms::VonageSmsChannel;
+use crate::channel::vonage_voice::VonageVoiceChannel;
 use crate::channel::webhook::WebhookChannel;
 use crate::channel::{Channel, ReceiptSink};
 use crate::config::delivery::{ChannelConfig, ChannelSpec, DeliveryConfig, Kind, INBOX};
@@ -65,6 +67,14 @@ pub fn build_channel(
 ) -> (Arc<dyn Channel>, Option<String>) {
     let (client, sink) = (&deps.http, &deps.receipts);
     match &config.spec {
+        ChannelSpec::VonageVoice(v) => (
+            Arc::new(VonageVoiceChannel::new(name, v.clone(), client.clone())),
+            None,
+        ),
+        ChannelSpec::TwilioVoice(t) => (
+            Arc::new(TwilioVoiceChannel::new(name, t.clone(), client.clone())),
+            None,
+        ),
         ChannelSpec::Sip(s) => (
             Arc::new(SipChannel::new(
                 name,

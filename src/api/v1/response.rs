@@ -158,19 +158,7 @@ impl XmlWriter {
     }
 
     fn text(&mut self, text: &str) {
-        for c in text.chars() {
-            match c {
-                '<' => self.out.push_str("&lt;"),
-                '>' => self.out.push_str("&gt;"),
-                '&' => self.out.push_str("&amp;"),
-                '"' => self.out.push_str("&quot;"),
-                '\'' => self.out.push_str("&apos;"),
-                '\r' => self.out.push_str("&#13;"),
-                '\t' | '\n' => self.out.push(c),
-                '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => self.out.push('\u{fffd}'),
-                c => self.out.push(c),
-            }
-        }
+        crate::xml::push_text(&mut self.out, text);
     }
 
     fn finish(self) -> String {
