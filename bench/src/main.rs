@@ -2,6 +2,7 @@
 //! Verify-shaped JSON) and then verifyd itself, under the same load over loopback, and prints
 //! every figure with its ratio to the floor measured in the same run (docs/benchmarks.md).
 
+mod calls;
 mod durable;
 mod load;
 mod smpp;
@@ -43,6 +44,8 @@ enum Cmd {
     /// verifyd's SMPP channel against a local SMSC: submit_sm per second, and the time from
     /// `POST /verify/json` to the submit_sm at a fixed rate.
     Smpp(smpp::SmppArgs),
+    /// Speech and SIP calls: a locale's cold start, and calls at once with their RTP jitter.
+    Calls(calls::CallsArgs),
     /// The floor: a bare axum server answering a fixed Verify-shaped JSON (started by `run`).
     Floor {
         #[arg(long)]
@@ -172,6 +175,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Due(args) => block_on(due(args)),
         Cmd::Cluster(args) => block_on(cluster(args)),
         Cmd::Smpp(args) => block_on(smpp::run(args)),
+        Cmd::Calls(args) => block_on(calls::run(args)),
     }
 }
 

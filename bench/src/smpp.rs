@@ -286,7 +286,7 @@ async fn post_to_submit(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let arrived = smsc.arrived.lock().unwrap().clone();
-    let mut latency = Histogram::<u64>::new(3)?;
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
     let mut missing = 0;
     for i in 0..count {
         match arrived.get(&number(i)) {
