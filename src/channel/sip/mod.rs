@@ -104,13 +104,11 @@ impl SipChannel {
         };
         let token = self.cancel.child_token();
         let transports = TransportLayer::new(token.child_token());
-        let udp = UdpConnection::create_connection(
-            SocketAddr::new(local_ip, 0),
-            None,
-            Some(token.child_token()),
-        )
-        .await
-        .map_err(|e| Failure::new("connect", format!("cannot open a SIP socket: {e}")))?;
+        let socket = sip_socket(SocketAddr::new(local_ip, 0))
+            .map_err(|e| Failure::new("connect", format!("cannot open a SIP socket: {e}")))?;
+        let udp = UdpConnection::from_socket(Arc::new(socket), None, Some(token.child_token()))
+            .await
+            .map_err(|e| Failure::new("connect", format!("cannot open a SIP socket: {e}")))?;
         let local = udp
             .get_addr()
             .get_socketaddr()
@@ -177,6 +175,20 @@ impl SipChannel {
             format!("every RTP port of {first}-{last} is in use"),
         ))
     }
+}
+
+/// What the SIP socket's receive buffer is asked to hold: hundreds of calls placed at once get
+/// their provisional and final answers in one burst, which overflows the usual 208 KiB (the
+/// kernel caps the request at `net.core.rmem_max`).
+const SIP_RECEIVE_BUFFER: usize = 4 << 20;
+
+fn sip_socket(at: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(at), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(SIP_RECEIVE_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&at.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// The local address this machine sends from to reach `to`.
