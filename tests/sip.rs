@@ -467,3 +467,47 @@ fn without_espeak_ng_a_server_with_a_sip_channel_stops_at_start_and_says_what_to
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_trunk_does_not_answer_the_next_channel_of_the_route_calls() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let gateway =
+        support::gateway::Gateway::start(support::gateway::Answer::new(201, r#"{"sid":"CA9"}"#))
+            .await;
+    let config = format!(
+        r#"
+[channels.pbx]
+type = "sip"
+proxy = "127.0.0.1:{port}"
+from = "sip:verifyd@127.0.0.1"
+to = "sip:{{e164}}@127.0.0.1:{port}"
+local_ip = "127.0.0.1"
+timeout = 1
+[channels.twilio-voice]
+type = "twilio-voice"
+account_sid = "AC1"
+auth_token = "t"
+from = "+15550100"
+base_url = "{}"
+[[routes]]
+kind = "voice"
+channels = ["pbx", "twilio-voice"]
+"#,
+        gateway.url()
+    );
+    let server = support::app::serve(&config).await;
+    let id = server.start("447700100123", &[("workflow_id", "7")]).await;
+    let seen = gateway.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(seen.len(), 1, "the provider got the call");
+    let attempts = server
+        .wait_for_state(&id, verifyd::store::AttemptState::Submitted)
+        .await;
+    let tried: Vec<(&str, Option<&str>)> = attempts
+        .iter()
+        .map(|a| (a.channel.as_str(), a.error_code.as_deref()))
+        .collect();
+    assert_eq!(tried, [("pbx", Some("timeout")), ("twilio-voice", None)]);
+    server.app.stop().await;
+    gateway.stop();
+}
