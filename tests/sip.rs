@@ -32,6 +32,11 @@ struct Sipp {
 
 impl Sipp {
     fn start(scenario: &str, rtp_port: Option<u16>) -> Self {
+        Self::start_over(scenario, rtp_port, "u1")
+    }
+
+    /// As [`Self::start`], over `transport` (`u1` UDP, `t1` TCP).
+    fn start_over(scenario: &str, rtp_port: Option<u16>, transport: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = support::free_port();
         let log = dir.path().join("sipp.log");
@@ -51,7 +56,14 @@ impl Sipp {
                 "1",
                 "-nostdin",
             ])
-            .args(["-timeout", "60s", "-trace_err", "-error_file"])
+            .args([
+                "-timeout",
+                "60s",
+                "-t",
+                transport,
+                "-trace_err",
+                "-error_file",
+            ])
             .arg(dir.path().join("errors.log"))
             .current_dir(dir.path())
             .stdout(std::fs::File::create(&log).unwrap())
@@ -243,6 +255,26 @@ async fn an_answered_call_hears_the_prompt_as_paced_rtp_and_is_hung_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_goes_over_tcp_when_the_channel_says_so() {
+    let audio = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sipp = Sipp::start_over("answer.xml", Some(audio.local_addr().unwrap().port()), "t1");
+    let outcomes = Arc::new(Outcomes::default());
+    let pbx = channel(sipp.port, "transport = \"tcp\"", outcomes.clone());
+    pbx.send(&call("4815"))
+        .await
+        .expect("the trunk takes the call over TCP");
+    let packets = capture(&audio, Duration::from_secs(10)).await;
+    assert!(packets.len() > 100, "{} frames", packets.len());
+    assert_eq!(
+        outcomes.wait(Duration::from_secs(10)).await.state,
+        ReceiptState::Delivered
+    );
+    let (passed, errors) = sipp.passed(Duration::from_secs(10)).await;
+    assert!(passed, "{errors}");
+    pbx.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_callee_makes_the_call_undeliverable_with_486() {
     let sipp = Sipp::start("busy.xml", None);
     let outcomes = Arc::new(Outcomes::default());
@@ -401,6 +433,36 @@ channels = ["pbx"]
     );
     let (passed, errors) = sipp.passed(Duration::from_secs(10)).await;
     assert!(passed, "{errors}");
+    let database = format!("sqlite://{}", server.database().display());
+    let request = id.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        support::run_bounded(
+            Command::new(support::BIN).args(["deliveries", &request, "--database", &database]),
+            Duration::from_secs(20),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let shown: Vec<(&str, &str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["kind"].as_str().unwrap(),
+                l["channel"].as_str().unwrap(),
+                l["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [("sms", "smsc", "submitted"), ("voice", "pbx", "delivered")]
+    );
     assert_eq!(server.check(&id, &code).await, "0");
     server.app.stop().await;
     smsc.stop().await;
