@@ -485,6 +485,7 @@ fn the_example_configuration_is_valid() {
         ("GW_TOKEN", "g"),
         ("GW_SECRET", "s"),
         ("SMPP_PASSWORD", "p"),
+        ("SIP_PASSWORD", "s"),
     ];
     let (code, out, err) = verifyd(
         &["config", "check", "--config", example.to_str().unwrap()],
@@ -492,7 +493,9 @@ fn the_example_configuration_is_valid() {
     );
     assert_eq!(code, Some(0), "{err}");
     let shown: toml::Table = toml::from_str(&out).unwrap();
-    assert_eq!(shown["channels"].as_table().unwrap().len(), 4);
+    assert_eq!(shown["channels"].as_table().unwrap().len(), 6);
     assert_eq!(shown["routes"].as_array().unwrap().len(), 4);
     assert_eq!(shown["channels"]["smsc"]["password"].as_str(), Some("***"));
+    assert_eq!(shown["channels"]["pbx"]["password"].as_str(), Some("***"));
+    assert_eq!(shown["channels"]["pbx"]["to"].as_str(), Some("sip:{e164}@sip.example.net"));
 }
