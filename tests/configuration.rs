@@ -497,5 +497,8 @@ fn the_example_configuration_is_valid() {
     assert_eq!(shown["routes"].as_array().unwrap().len(), 4);
     assert_eq!(shown["channels"]["smsc"]["password"].as_str(), Some("***"));
     assert_eq!(shown["channels"]["pbx"]["password"].as_str(), Some("***"));
-    assert_eq!(shown["channels"]["pbx"]["to"].as_str(), Some("sip:{e164}@sip.example.net"));
+    assert_eq!(
+        shown["channels"]["pbx"]["to"].as_str(),
+        Some("sip:{e164}@sip.example.net")
+    );
 }

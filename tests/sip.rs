@@ -74,8 +74,17 @@ impl Sipp {
         let child = command
             .spawn()
             .expect("sipp runs (Debian: apt-get install sip-tester)");
-        // SIPp listens once it has read its scenario.
-        std::thread::sleep(Duration::from_millis(300));
+        // SIPp listens once it has read its scenario: over TCP that can be seen; over UDP a
+        // request sent early is sent again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        if transport == "t1" {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "SIPp did not listen");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(300));
+        }
         Self {
             child: Some(child),
             port,
@@ -572,4 +581,75 @@ channels = ["pbx", "twilio-voice"]
     assert_eq!(tried, [("pbx", Some("timeout")), ("twilio-voice", None)]);
     server.app.stop().await;
     gateway.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_places_a_call_and_its_log_shows_no_number_or_digest_even_at_debug() {
+    let sipp = Sipp::start("auth401.xml", None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pbx.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[channels.pbx]\ntype = \"sip\"\nproxy = \"127.0.0.1:{port}\"\n\
+             from = \"sip:verifyd@127.0.0.1\"\nto = \"sip:{{e164}}@127.0.0.1:{port}\"\n\
+             local_ip = \"127.0.0.1\"\nusername = \"alice\"\npassword = \"guess\"\n\
+             [[routes]]\nkind = \"voice\"\nchannels = [\"pbx\"]\n",
+            port = sipp.port
+        ),
+    )
+    .unwrap();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        support::run_bounded(
+            Command::new(support::BIN)
+                .args([
+                    "send-test",
+                    "--channel",
+                    "pbx",
+                    "--to",
+                    "+447700100123",
+                    "--config",
+                ])
+                .arg(&config)
+                .env("RUST_LOG", "debug"),
+            Duration::from_secs(60),
+        )
+    })
+    .await
+    .unwrap();
+    // The wrong password: 100 Trying, then 403 — a temporary failure with advice.
+    assert!(!ok, "{out}");
+    assert!(out.contains("pbx: sip-403"), "{out}");
+    assert!(out.contains("advice:"), "{out}");
+    assert!(
+        !out.contains("447700100123"),
+        "a full number in the log: {out}"
+    );
+    assert!(!out.contains("Digest"), "a digest answer in the log: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_that_closes_mid_call_hangs_up_with_bye() {
+    let audio = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sipp = Sipp::start("answer.xml", Some(audio.local_addr().unwrap().port()));
+    let outcomes = Arc::new(Outcomes::default());
+    let pbx = channel(sipp.port, "", outcomes.clone());
+    pbx.send(&call("4815")).await.expect("accepted");
+    let mut buf = [0u8; 2048];
+    tokio::time::timeout(Duration::from_secs(10), audio.recv(&mut buf))
+        .await
+        .expect("the prompt starts")
+        .unwrap();
+    let started = Instant::now();
+    pbx.close().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let outcome = outcomes.wait(Duration::from_secs(1)).await;
+    assert_eq!(outcome.state, ReceiptState::Undeliverable);
+    assert_eq!(outcome.error.unwrap().code, "shutdown");
+    let (passed, errors) = sipp.passed(Duration::from_secs(10)).await;
+    assert!(passed, "SIPp got its BYE: {errors}");
 }

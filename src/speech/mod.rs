@@ -23,8 +23,8 @@ pub type Audio = Arc<[i16]>;
 const BETWEEN_CHARACTERS_MS: usize = 450;
 /// Silence around the code, and at the start and end of the call.
 const AROUND_CODE_MS: usize = 300;
-/// Brands, payees and amounts kept at once.
-pub const VALUES_KEPT: usize = 4_096;
+/// Samples of brands and payees kept at once (16 MiB of audio; about 1,000 brands).
+pub const VALUES_KEPT: usize = 8 << 20;
 
 pub struct Speech {
     fixed: Mutex<HashMap<(&'static str, String), Audio>>,
@@ -58,6 +58,11 @@ impl Speech {
             match piece {
                 Piece::Said(text) => {
                     let said = self.fixed(voice.espeak, text).await?;
+                    audio.extend_from_slice(&said);
+                }
+                // An amount is seldom said twice: it is rendered, not kept.
+                Piece::Value(text) if text == script.amount && !text.is_empty() => {
+                    let said = self.speak(voice.espeak, text).await?;
                     audio.extend_from_slice(&said);
                 }
                 Piece::Value(text) => {
@@ -146,9 +151,10 @@ impl Speech {
     }
 }
 
-/// A map that forgets its oldest entry when full.
+/// A map of audio that forgets its oldest entries when it holds more than `capacity` samples.
 struct Bounded {
     capacity: usize,
+    samples: usize,
     map: HashMap<(&'static str, String), Audio>,
     order: VecDeque<(&'static str, String)>,
 }
@@ -157,6 +163,7 @@ impl Bounded {
     fn new(capacity: usize) -> Self {
         Self {
             capacity,
+            samples: 0,
             map: HashMap::new(),
             order: VecDeque::new(),
         }
@@ -167,14 +174,18 @@ impl Bounded {
     }
 
     fn insert(&mut self, key: (&'static str, String), audio: Audio) {
-        if self.map.insert(key.clone(), audio).is_none() {
-            self.order.push_back(key);
+        self.samples += audio.len();
+        match self.map.insert(key.clone(), audio) {
+            Some(old) => self.samples -= old.len(),
+            None => self.order.push_back(key),
         }
-        while self.map.len() > self.capacity {
+        while self.samples > self.capacity {
             let Some(oldest) = self.order.pop_front() else {
                 break;
             };
-            self.map.remove(&oldest);
+            if let Some(gone) = self.map.remove(&oldest) {
+                self.samples -= gone.len();
+            }
         }
     }
 }
@@ -184,15 +195,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_bounded_cache_forgets_its_oldest_entries() {
-        let mut b = Bounded::new(2);
-        let audio: Audio = Arc::from(vec![1i16]);
+    fn the_bounded_cache_forgets_its_oldest_entries_past_its_samples() {
+        let mut b = Bounded::new(20);
+        let audio: Audio = Arc::from(vec![1i16; 10]);
         for name in ["a", "b", "c"] {
             b.insert(("en", name.into()), audio.clone());
         }
         assert!(b.get(&("en", "a".into())).is_none());
         assert!(b.get(&("en", "b".into())).is_some());
         assert!(b.get(&("en", "c".into())).is_some());
-        assert_eq!(b.map.len(), 2);
+        assert_eq!((b.map.len(), b.samples), (2, 20));
+        b.insert(("en", "c".into()), Arc::from(vec![1i16; 5]));
+        assert_eq!((b.map.len(), b.samples), (2, 15));
     }
 }

@@ -34,6 +34,9 @@ use super::{Accepted, Channel, Failure, Outgoing, Receipt, ReceiptSink, ReceiptS
 use crate::config::sip::{Sip, Transport};
 use crate::speech::Speech;
 
+/// How long calls in progress get to end themselves when the channel closes.
+const CLOSING_TIME: Duration = Duration::from_secs(3);
+
 /// The SIP side of a channel, started with its first call.
 struct Stack {
     dialogs: Arc<DialogLayer>,
@@ -54,6 +57,8 @@ pub struct SipChannel {
     stack: OnceCell<Stack>,
     cancel: CancellationToken,
     calls: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// Cancelled when the channel closes: calls in progress end themselves.
+    closing: CancellationToken,
     /// The next RTP port of `rtp_ports` to try.
     next_port: AtomicU32,
 }
@@ -75,6 +80,7 @@ impl SipChannel {
             stack: OnceCell::new(),
             cancel: CancellationToken::new(),
             calls: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
+            closing: CancellationToken::new(),
             next_port: AtomicU32::new(0),
         }
     }
@@ -130,14 +136,19 @@ impl SipChannel {
         tokio::spawn(async move {
             let _endpoint = endpoint;
             while let Some(mut tx) = incoming.recv().await {
-                match layer.match_dialog(&tx) {
-                    Some(mut d) => {
-                        let _ = d.handle(&mut tx).await;
+                // One task each: a transaction that waits (a re-INVITE for its ACK) holds up
+                // no other call's BYE.
+                let layer = layer.clone();
+                tokio::spawn(async move {
+                    match layer.match_dialog(&tx) {
+                        Some(mut d) => {
+                            let _ = d.handle(&mut tx).await;
+                        }
+                        None => {
+                            let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
+                        }
                     }
-                    None => {
-                        let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
-                    }
-                }
+                });
             }
         });
         let transport = match self.config.transport {
@@ -289,79 +300,57 @@ impl Channel for SipChannel {
             }),
             ..Default::default()
         };
-        let (state_tx, mut states) = stack.dialogs.new_dialog_state_channel();
-        let (dialog, mut handle) = stack
+        let (state_tx, states) = stack.dialogs.new_dialog_state_channel();
+        let (dialog, handle) = stack
             .dialogs
             .do_invite_async(option, state_tx)
             .map_err(|e| SendError::Temporary(Failure::new("sip", e.to_string())))?;
-        let invited = tokio::time::Instant::now();
-        // The first sign of life: a provisional response, or a final one.
-        let first = tokio::time::timeout(self.timeout, async {
-            loop {
-                tokio::select! {
-                    state = states.recv() => match state {
-                        Some(DialogState::Trying(_) | DialogState::Early(..)) => return None,
-                        Some(_) => {}
-                        None => return Some(Err(Failure::new("sip", "the call ended unanswered"))),
-                    },
-                    done = &mut handle => return Some(match done {
-                        Ok(Ok((_, response))) => Ok(response),
-                        Ok(Err(e)) => Err(Failure::new("sip", e.to_string())),
-                        Err(e) => Err(Failure::new("sip", e.to_string())),
-                    }),
-                }
-            }
-        })
-        .await;
-        let early_final = match first {
-            Err(_) => {
-                handle.abort();
-                stack.dialogs.remove_dialog(&dialog.id());
-                return Err(SendError::Temporary(Failure::new(
-                    "timeout",
-                    format!(
-                        "the proxy did not answer the INVITE within {:?}",
-                        self.timeout
-                    ),
-                )));
-            }
-            Ok(None) => None,
-            Ok(Some(Err(failure))) => {
-                stack.dialogs.remove_dialog(&dialog.id());
-                return Err(SendError::Temporary(failure));
-            }
-            Ok(Some(Ok(response))) => Some(response),
-        };
-        if let Some(Some(response)) = &early_final {
-            let code = u16::from(response.status_code.clone());
-            if temporary(code) {
-                stack.dialogs.remove_dialog(&dialog.id());
-                return Err(SendError::Temporary(status_failure(&response.status_code)));
-            }
-        }
+        // From here the call task owns the call: if this try is given up while it waits, the
+        // task still cancels or hangs up and reports.
+        let (verdict_tx, verdict) = tokio::sync::oneshot::channel();
         let call = Call {
             channel: self.name.clone(),
             call_id: call_id.clone(),
+            timeout: self.timeout,
             answer_timeout: Duration::from_secs(self.config.answer_timeout),
-            invited,
+            invited: tokio::time::Instant::now(),
             sink: self.sink.clone(),
             dialogs: stack.dialogs.clone(),
+            closing: self.closing.clone(),
             audio,
             rtp,
         };
-        self.calls
-            .lock()
-            .await
-            .spawn(call.run(dialog, handle, states, early_final));
-        Ok(Accepted {
-            message_id: call_id,
-            delivered: false,
-        })
+        {
+            let mut calls = self.calls.lock().await;
+            // Finished calls are let go of here, so that the set holds only calls in progress.
+            while calls.try_join_next().is_some() {}
+            calls.spawn(call.run(dialog, handle, states, verdict_tx));
+        }
+        match verdict.await {
+            Ok(Ok(())) => Ok(Accepted {
+                message_id: call_id,
+                delivered: false,
+            }),
+            Ok(Err(failure)) => Err(SendError::Temporary(failure)),
+            Err(_) => Err(SendError::Temporary(Failure::new(
+                "closed",
+                "the channel is shutting down",
+            ))),
+        }
     }
 
     async fn close(&self) {
-        // Calls in progress are cut; their deliveries were accepted.
-        self.calls.lock().await.abort_all();
+        // Calls in progress are told to end (CANCEL while ringing, BYE while playing) and get a
+        // moment to do it; whatever is left then is cut.
+        self.closing.cancel();
+        let mut calls = self.calls.lock().await;
+        let all_ended = tokio::time::timeout(CLOSING_TIME, async {
+            while calls.join_next().await.is_some() {}
+        })
+        .await;
+        if all_ended.is_err() {
+            calls.abort_all();
+        }
         self.cancel.cancel();
     }
 }
@@ -372,46 +361,57 @@ impl Drop for SipChannel {
     }
 }
 
-/// A call after the trunk took its INVITE: ringing, the prompt, BYE; its outcome a receipt.
+/// A call from its INVITE on: the trunk's first answer (the verdict `send` waits for), ringing,
+/// the prompt, BYE; its outcome a receipt.
 struct Call {
     channel: String,
     call_id: String,
+    /// How long the trunk may take to answer the INVITE.
+    timeout: Duration,
     answer_timeout: Duration,
     invited: tokio::time::Instant,
     sink: Arc<dyn ReceiptSink>,
     dialogs: Arc<DialogLayer>,
+    closing: CancellationToken,
     audio: Vec<i16>,
     rtp: UdpSocket,
 }
 
 type Handle = rsipstack::platform::JoinHandle<rsipstack::dialog::invitation::InviteAsyncResult>;
+type Dialog = rsipstack::dialog::invite_dialog::InviteDialog;
+type Verdict = tokio::sync::oneshot::Sender<Result<(), Failure>>;
+
+/// What the trunk's answers so far say about the try.
+enum First {
+    /// Ringing (a provisional response other than 100), or answered at once.
+    Accepted(Option<Option<rsipstack::sip::Response>>),
+    /// The call cannot be placed here; another channel should try.
+    Elsewhere(Failure),
+}
 
 impl Call {
     async fn run(
         self,
-        dialog: rsipstack::dialog::invite_dialog::InviteDialog,
+        dialog: Dialog,
         mut handle: Handle,
         mut states: DialogStateReceiver,
-        early_final: Option<Option<rsipstack::sip::Response>>,
+        verdict: Verdict,
     ) {
+        let first = self.first(&dialog, &mut handle, &mut states).await;
+        let early_final = match first {
+            First::Elsewhere(failure) => {
+                self.dialogs.remove_dialog(&dialog.id());
+                let _ = verdict.send(Err(failure));
+                return;
+            }
+            First::Accepted(early_final) => {
+                let _ = verdict.send(Ok(()));
+                early_final
+            }
+        };
         let final_response = match early_final {
             Some(response) => Ok(response),
-            None => {
-                let until = self.invited + self.answer_timeout;
-                match tokio::time::timeout_at(until, &mut handle).await {
-                    Ok(Ok(Ok((_, response)))) => Ok(response),
-                    Ok(Ok(Err(e))) => Err(Failure::new("sip", e.to_string())),
-                    Ok(Err(e)) => Err(Failure::new("sip", e.to_string())),
-                    Err(_) => {
-                        let _ = dialog.cancel().await;
-                        let _ = tokio::time::timeout(Duration::from_secs(35), &mut handle).await;
-                        Err(Failure::new(
-                            "sip-487",
-                            format!("no answer within {:?}; cancelled", self.answer_timeout),
-                        ))
-                    }
-                }
-            }
+            None => self.ringing(&dialog, &mut handle).await,
         };
         let outcome = match final_response {
             Ok(Some(response)) if response.status_code.kind() == StatusCodeKind::Successful => {
@@ -441,10 +441,77 @@ impl Call {
         let _ = self.sink.receipt(&self.channel, receipt).await;
     }
 
+    /// Waits for the trunk to start ringing (180/183), or for a final answer. A trunk that only
+    /// says "trying", or nothing, within `timeout`, refuses the credentials, or fails itself
+    /// (408, 5xx) sends the call elsewhere; the INVITE is then cancelled.
+    async fn first(
+        &self,
+        dialog: &Dialog,
+        handle: &mut Handle,
+        states: &mut DialogStateReceiver,
+    ) -> First {
+        let waited = tokio::time::timeout_at(self.invited + self.timeout, async {
+            loop {
+                tokio::select! {
+                    state = states.recv() => match state {
+                        Some(DialogState::Early(..)) => return Ok(None),
+                        Some(_) => {}
+                        None => return Err(Failure::new("sip", "the call ended unanswered")),
+                    },
+                    done = &mut *handle => return match done {
+                        Ok(Ok((_, response))) => Ok(Some(response)),
+                        Ok(Err(e)) => Err(Failure::new("sip", e.to_string())),
+                        Err(e) => Err(Failure::new("sip", e.to_string())),
+                    },
+                }
+            }
+        })
+        .await;
+        match waited {
+            Err(_) => {
+                // A CANCEL waits for a provisional answer to follow; the INVITE is let go of
+                // either way.
+                let _ = tokio::time::timeout(Duration::from_secs(2), dialog.cancel()).await;
+                handle.abort();
+                First::Elsewhere(Failure::new(
+                    "timeout",
+                    format!("the trunk did not start ringing within {:?}", self.timeout),
+                ))
+            }
+            Ok(Err(failure)) => First::Elsewhere(failure),
+            Ok(Ok(Some(Some(response)))) if temporary(u16::from(response.status_code.clone())) => {
+                First::Elsewhere(status_failure(&response.status_code))
+            }
+            Ok(Ok(early_final)) => First::Accepted(early_final),
+        }
+    }
+
+    /// Waits for the callee to answer; cancels after `answer_timeout`, or when the channel
+    /// closes.
+    async fn ringing(
+        &self,
+        dialog: &Dialog,
+        handle: &mut Handle,
+    ) -> Result<Option<rsipstack::sip::Response>, Failure> {
+        let until = self.invited + self.answer_timeout;
+        let why = tokio::select! {
+            done = tokio::time::timeout_at(until, &mut *handle) => match done {
+                Ok(Ok(Ok((_, response)))) => return Ok(response),
+                Ok(Ok(Err(e))) => return Err(Failure::new("sip", e.to_string())),
+                Ok(Err(e)) => return Err(Failure::new("sip", e.to_string())),
+                Err(_) => format!("no answer within {:?}; cancelled", self.answer_timeout),
+            },
+            _ = self.closing.cancelled() => "the server stopped while it rang; cancelled".to_owned(),
+        };
+        let _ = dialog.cancel().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut *handle).await;
+        Err(Failure::new("sip-487", why))
+    }
+
     /// Plays the prompt to an answered call and hangs up.
     async fn answered(
         &self,
-        dialog: &rsipstack::dialog::invite_dialog::InviteDialog,
+        dialog: &Dialog,
         body: &[u8],
         states: &mut DialogStateReceiver,
     ) -> Result<(), Failure> {
@@ -475,6 +542,10 @@ impl Call {
                     let _ = dialog.bye().await;
                     return Err(Failure::new("rtp", e.to_string()));
                 }
+            }
+            _ = self.closing.cancelled() => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), dialog.bye()).await;
+                return Err(Failure::new("shutdown", "the server stopped during the prompt"));
             }
             reason = hung_up => {
                 let why = match reason {
