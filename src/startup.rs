@@ -251,10 +251,25 @@ impl Application {
             Arc::new(crate::delivery::receipts::StoreReceipts(
                 store.clone() as Arc<dyn crate::store::DeliveryLog>
             ));
+        let speech: Arc<crate::speech::Speech> = Arc::default();
+        if speaks {
+            // Every locale's phrases, before the first calls need them (seconds of espeak-ng).
+            let speech = speech.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                match speech.warm().await {
+                    Ok(()) => tracing::info!(
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "speech ready for every locale"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "could not render speech ahead of calls"),
+                }
+            });
+        }
         let deps = crate::delivery::router::Deps {
             http: client,
             receipts,
-            speech: Arc::default(),
+            speech,
         };
         let delivery_router = Arc::new(Router::new(delivery.clone(), inbox.clone(), deps, &key));
 

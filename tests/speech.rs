@@ -159,3 +159,19 @@ async fn japanese_and_mandarin_calls_use_their_reworded_scripts() {
         assert!((5.0..30.0).contains(&secs), "{locale}: {secs} s");
     }
 }
+
+#[tokio::test]
+async fn warming_renders_every_locales_phrases_and_digits_ahead_of_calls() {
+    let speech = Speech::default();
+    speech.warm().await.unwrap();
+    let (fixed, _) = speech.kept();
+    for locale in ["en-gb", "ja-jp", "de-de", "zh-tw"] {
+        let mut call = script(locale, brand(), "9021");
+        call.brand = "AcmeInc".into();
+        speech.render(locale, &call).await.unwrap();
+        let mut payment = script(locale, payment(), "7715");
+        payment.payee = "Acme Shop".into();
+        speech.render(locale, &payment).await.unwrap();
+    }
+    assert_eq!(speech.kept().0, fixed, "nothing fixed left to render");
+}

@@ -86,24 +86,32 @@ impl Speech {
         Ok(audio)
     }
 
-    /// Renders what every call of `locale` says (its phrases, the digits and letters) ahead of
-    /// the first call.
-    pub async fn warm(&self, locale: &str, template: &'static str) -> Result<(), SpeechError> {
-        let voice = voices::for_locale(locale);
-        let script = Script {
-            template,
-            brand: String::new(),
-            payee: String::new(),
-            amount: String::new(),
-            code: "0123456789".into(),
-        };
-        for piece in script.pieces(voice.tts.unwrap_or(template)) {
-            if let Piece::Said(text) = piece {
-                self.fixed(voice.espeak, text).await?;
+    /// Renders what every call says (each locale's phrases, normal and PSD2, and the digits)
+    /// ahead of the first calls, so that a burst of calls does not wait for espeak-ng.
+    pub async fn warm(&self) -> Result<(), SpeechError> {
+        for texts in crate::domain::texts::LOCALE_TEXTS {
+            let voice = voices::for_locale(texts.tag);
+            let script = Script {
+                template: texts.tts,
+                brand: String::new(),
+                payee: String::new(),
+                amount: String::new(),
+                code: "0123456789".into(),
+            };
+            let templates = [
+                voice.tts.unwrap_or(texts.tts),
+                voice.psd2_tts.unwrap_or(texts.psd2_tts),
+            ];
+            for template in templates {
+                for piece in script.pieces(template) {
+                    if let Piece::Said(text) = piece {
+                        self.fixed(voice.espeak, text).await?;
+                    }
+                }
             }
-        }
-        for c in script.code.chars() {
-            self.fixed(voice.espeak, &c.to_string()).await?;
+            for c in script.code.chars() {
+                self.fixed(voice.espeak, &c.to_string()).await?;
+            }
         }
         Ok(())
     }

@@ -52,8 +52,10 @@ pub fn answer(sdp: &str) -> Result<Answer, AnswerError> {
     let mut media_ip = None;
     let mut audio: Option<(u16, Vec<u8>)> = None;
     let mut in_audio = false;
+    let mut in_media = false;
     for line in sdp.lines().map(str::trim) {
         if let Some(m) = line.strip_prefix("m=") {
+            in_media = true;
             in_audio = m.starts_with("audio ");
             if in_audio && audio.is_none() {
                 let mut fields = m.split_whitespace().skip(1);
@@ -68,10 +70,11 @@ pub fn answer(sdp: &str) -> Result<Answer, AnswerError> {
                 .split_whitespace()
                 .nth(2)
                 .and_then(|a| a.split('/').next()?.parse().ok());
-            if audio.is_some() && in_audio {
-                media_ip = ip;
-            } else if audio.is_none() {
+            // The session's address comes before any m= line; a stream's after its own.
+            if !in_media {
                 session_ip = ip;
+            } else if in_audio && media_ip.is_none() {
+                media_ip = ip;
             }
         }
     }
@@ -117,6 +120,10 @@ mod tests {
         // A media-level address wins over the session's.
         let sdp = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 6000 RTP/AVP 0\r\nc=IN IP4 10.0.0.2\r\n";
         assert_eq!(answer(sdp).unwrap().to, "10.0.0.2:6000".parse().unwrap());
+        // A video stream's address before the audio is not the session's.
+        let sdp = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 7000 RTP/AVP 96\r\nc=IN IP4 10.0.0.9\r\n\
+                   m=audio 6000 RTP/AVP 0\r\n";
+        assert_eq!(answer(sdp).unwrap().to, "10.0.0.1:6000".parse().unwrap());
     }
 
     #[test]
