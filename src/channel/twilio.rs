@@ -7,7 +7,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 
-use super::http::{answer, excerpt, status_error};
+use super::http::{answer, excerpt, status_error, transport_error};
 use super::{Failure, ReceiptError, ReceiptRequest, SendError};
 
 #[derive(Deserialize)]
@@ -21,15 +21,39 @@ struct TwilioError {
     message: Option<String>,
 }
 
-/// The sid of what a create request made (a message, a call), or Twilio's error.
-pub async fn created(response: reqwest::Response, what: &str) -> Result<String, SendError> {
+/// Posts `form` to `{base_url}/2010-04-01/Accounts/{account_sid}/{resource}.json` with Basic
+/// auth; the sid of what it made (a message, a call), or Twilio's error.
+pub async fn create(
+    client: &reqwest::Client,
+    base_url: &str,
+    account_sid: &str,
+    auth_token: &str,
+    resource: &str,
+    form: &[(&str, String)],
+) -> Result<String, SendError> {
+    let url = format!(
+        "{}/2010-04-01/Accounts/{account_sid}/{resource}.json",
+        base_url.trim_end_matches('/')
+    );
+    let response = client
+        .post(url)
+        .basic_auth(account_sid, Some(auth_token))
+        .form(form)
+        .send()
+        .await
+        .map_err(transport_error)?;
+    created(response).await
+}
+
+/// The sid of what a create request made, or Twilio's error.
+async fn created(response: reqwest::Response) -> Result<String, SendError> {
     let (status, headers, body) = answer(response).await?;
     if status.is_success() {
         let created: Created = serde_json::from_str(&body).map_err(|_| {
             SendError::Temporary(Failure::new(
                 "answer",
                 format!(
-                    "Twilio answered {status} without a {what} sid: {}",
+                    "Twilio answered {status} without a sid: {}",
                     excerpt(&body, 200)
                 ),
             ))

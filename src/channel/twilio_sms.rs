@@ -4,7 +4,6 @@
 
 use async_trait::async_trait;
 
-use super::http::transport_error;
 use super::{
     twilio, Accepted, Channel, Failure, Outgoing, Receipt, ReceiptError, ReceiptRequest,
     ReceiptState, SendError,
@@ -28,14 +27,6 @@ impl TwilioSmsChannel {
             client,
         }
     }
-
-    fn url(&self) -> String {
-        format!(
-            "{}/2010-04-01/Accounts/{}/Messages.json",
-            self.config.base_url.trim_end_matches('/'),
-            self.config.account_sid
-        )
-    }
 }
 
 #[async_trait]
@@ -56,18 +47,15 @@ impl Channel for TwilioSmsChannel {
         if let Some(url) = &m.receipt_url {
             form.push(("StatusCallback", url.clone()));
         }
-        let response = self
-            .client
-            .post(self.url())
-            .basic_auth(
-                &self.config.account_sid,
-                Some(self.config.auth_token.expose()),
-            )
-            .form(&form)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let sid = twilio::created(response, "message").await?;
+        let sid = twilio::create(
+            &self.client,
+            &self.config.base_url,
+            &self.config.account_sid,
+            self.config.auth_token.expose(),
+            "Messages",
+            &form,
+        )
+        .await?;
         Ok(Accepted {
             message_id: sid,
             delivered: false,

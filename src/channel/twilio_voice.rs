@@ -6,7 +6,6 @@
 
 use async_trait::async_trait;
 
-use super::http::transport_error;
 use super::language::bcp47;
 use super::{
     twilio, Accepted, Channel, Failure, Outgoing, Receipt, ReceiptError, ReceiptRequest,
@@ -57,23 +56,15 @@ impl Channel for TwilioVoiceChannel {
                 form.push(("StatusCallbackEvent", event.into()));
             }
         }
-        let url = format!(
-            "{}/2010-04-01/Accounts/{}/Calls.json",
-            self.config.base_url.trim_end_matches('/'),
-            self.config.account_sid
-        );
-        let response = self
-            .client
-            .post(url)
-            .basic_auth(
-                &self.config.account_sid,
-                Some(self.config.auth_token.expose()),
-            )
-            .form(&form)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let sid = twilio::created(response, "call").await?;
+        let sid = twilio::create(
+            &self.client,
+            &self.config.base_url,
+            &self.config.account_sid,
+            self.config.auth_token.expose(),
+            "Calls",
+            &form,
+        )
+        .await?;
         Ok(Accepted {
             message_id: sid,
             delivered: false,

@@ -27,7 +27,8 @@ const AROUND_CODE_MS: usize = 300;
 pub const VALUES_KEPT: usize = 8 << 20;
 
 pub struct Speech {
-    fixed: Mutex<HashMap<(&'static str, String), Audio>>,
+    /// Phrases and characters: a few thousand at most, kept for good.
+    fixed: Mutex<Bounded>,
     values: Mutex<Bounded>,
     /// espeak-ng processes at once.
     running: Semaphore,
@@ -36,7 +37,7 @@ pub struct Speech {
 impl Default for Speech {
     fn default() -> Self {
         Self {
-            fixed: Mutex::default(),
+            fixed: Mutex::new(Bounded::new(usize::MAX)),
             values: Mutex::new(Bounded::new(VALUES_KEPT)),
             running: Semaphore::new(2),
         }
@@ -117,25 +118,26 @@ impl Speech {
     }
 
     async fn fixed(&self, voice: &'static str, text: &str) -> Result<Audio, SpeechError> {
-        let key = (voice, text.to_owned());
-        if let Some(audio) = self.fixed.lock().expect("not poisoned").get(&key) {
-            return Ok(audio.clone());
-        }
-        let audio = self.speak(voice, text).await?;
-        self.fixed
-            .lock()
-            .expect("not poisoned")
-            .insert(key, audio.clone());
-        Ok(audio)
+        self.cached(&self.fixed, voice, text).await
     }
 
     async fn value(&self, voice: &'static str, text: &str) -> Result<Audio, SpeechError> {
+        self.cached(&self.values, voice, text).await
+    }
+
+    /// `text` in `voice` from `cache`, rendered and kept there when it is not yet.
+    async fn cached(
+        &self,
+        cache: &Mutex<Bounded>,
+        voice: &'static str,
+        text: &str,
+    ) -> Result<Audio, SpeechError> {
         let key = (voice, text.to_owned());
-        if let Some(audio) = self.values.lock().expect("not poisoned").get(&key) {
+        if let Some(audio) = cache.lock().expect("not poisoned").get(&key) {
             return Ok(audio);
         }
         let audio = self.speak(voice, text).await?;
-        self.values
+        cache
             .lock()
             .expect("not poisoned")
             .insert(key, audio.clone());
@@ -153,7 +155,7 @@ impl Speech {
     /// How many pieces are kept: (fixed, values).
     pub fn kept(&self) -> (usize, usize) {
         (
-            self.fixed.lock().expect("not poisoned").len(),
+            self.fixed.lock().expect("not poisoned").map.len(),
             self.values.lock().expect("not poisoned").map.len(),
         )
     }
