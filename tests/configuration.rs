@@ -395,7 +395,9 @@ fn deliveries_prints_one_json_line_per_try() {
             .filter(|l| l.starts_with('{'))
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        if lines.len() >= 3 || std::time::Instant::now() > deadline {
+        // The inbox try is written `queued` and then `delivered`: wait for the second.
+        let settled = lines.len() >= 3 && lines[2]["state"] != "queued";
+        if settled || std::time::Instant::now() > deadline {
             break lines;
         }
         std::thread::sleep(Duration::from_millis(100));
