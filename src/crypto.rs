@@ -132,9 +132,25 @@ impl ServerKey {
     }
 
     fn seal_pin_with(&self, request_id: &RequestId, code: &str, nonce: [u8; 24]) -> Vec<u8> {
+        self.seal_with(request_id.as_str().as_bytes(), code, nonce)
+    }
+
+    /// Encrypts a secret the server must use again later (an application's signature secret),
+    /// bound to what it belongs to: `owner` is not a request id, so it never opens as a PIN.
+    pub fn seal_secret(&self, owner: &str, secret: &str) -> Vec<u8> {
+        let mut nonce = [0u8; 24];
+        os_random(&mut nonce);
+        self.seal_with(format!("secret/{owner}").as_bytes(), secret, nonce)
+    }
+
+    pub fn unseal_secret(&self, owner: &str, sealed: &[u8]) -> anyhow::Result<String> {
+        self.unseal_with(format!("secret/{owner}").as_bytes(), sealed)
+    }
+
+    fn seal_with(&self, aad: &[u8], text: &str, nonce: [u8; 24]) -> Vec<u8> {
         let payload = Payload {
-            msg: code.as_bytes(),
-            aad: request_id.as_str().as_bytes(),
+            msg: text.as_bytes(),
+            aad,
         };
         let ciphertext = self
             .seal
@@ -147,19 +163,24 @@ impl ServerKey {
     }
 
     pub fn unseal_pin(&self, request_id: &RequestId, sealed: &[u8]) -> anyhow::Result<String> {
+        self.unseal_with(request_id.as_str().as_bytes(), sealed)
+            .context("sealed PIN")
+    }
+
+    fn unseal_with(&self, aad: &[u8], sealed: &[u8]) -> anyhow::Result<String> {
         if sealed.len() < 24 {
-            bail!("sealed PIN too short");
+            bail!("too short to be sealed");
         }
         let (nonce, ciphertext) = sealed.split_at(24);
         let payload = Payload {
             msg: ciphertext,
-            aad: request_id.as_str().as_bytes(),
+            aad,
         };
         let clear = self
             .seal
             .decrypt(XNonce::from_slice(nonce), payload)
-            .map_err(|_| anyhow::anyhow!("sealed PIN does not open with this server key"))?;
-        String::from_utf8(clear).context("sealed PIN is not text")
+            .map_err(|_| anyhow::anyhow!("does not open with this server key"))?;
+        String::from_utf8(clear).context("not text")
     }
 }
 
@@ -292,10 +313,14 @@ fn now_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// 48 bits of milliseconds, then random bits with a UUID's version (7) and variant set: Verify v2
+/// shows the id as a UUID, and 74 random bits per millisecond keep ids apart.
 fn request_id_from(millis: u64, random: [u8; 10]) -> RequestId {
     let mut bytes = [0u8; 16];
     bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
     bytes[6..].copy_from_slice(&random);
+    bytes[6] = 0x70 | (bytes[6] & 0x0f);
+    bytes[8] = 0x80 | (bytes[8] & 0x3f);
     RequestId::from_bytes(bytes)
 }
 
@@ -414,12 +439,16 @@ mod tests {
     fn a_new_verification_takes_its_id_pin_nonce_and_event_id_from_one_draw() {
         let mut minter = counted_minter();
         let id = minter.request_id();
-        let pin = minter.pin(&id, CodeLength::parse(4).unwrap());
+        let pin = minter.pin(&id, CodeLength::new(4).unwrap());
         let event = minter.event_id();
         assert_eq!(draws(), vec![64], "one system call for all four");
         // The block is 1..=64: the id took 1..=10, the digits 11..=26, the nonce 27..=50, the
         // event id 51..=58. Every byte went to one value only.
-        let id_bytes = hex::decode(id.as_str()).unwrap();
+        // Two of the id's bytes carry the UUID version and variant in their high bits.
+        let mut id_bytes = id.bytes();
+        assert_eq!((id_bytes[6] >> 4, id_bytes[8] >> 6), (7, 0b10));
+        id_bytes[6] &= 0x0f;
+        id_bytes[8] &= 0x3f;
         assert_eq!(id_bytes[6..], (1..=10).collect::<Vec<u8>>()[..]);
         assert_eq!(pin.sealed[..24], (27..=50).collect::<Vec<u8>>()[..]);
         assert_eq!(
@@ -480,13 +509,29 @@ mod tests {
     fn request_ids_are_distinct_and_sort_by_creation_time() {
         let first = request_id_at(1_763_769_600_000);
         let second = request_id_at(1_763_769_600_001);
-        assert!(RequestId::parse(first.as_str()).is_some());
+        assert!(RequestId::from_hex(first.as_str()).is_some());
+        let uuid = uuid::Uuid::from_bytes(first.bytes());
+        assert_eq!(uuid.get_version_num(), 7);
+        assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
         assert!(first.as_str() < second.as_str());
         assert!(OsMinter::new(key()).request_id().as_str() > second.as_str());
         let same_ms: std::collections::HashSet<_> = (0..1000)
             .map(|_| request_id_at(1_763_769_600_000))
             .collect();
         assert_eq!(same_ms.len(), 1000);
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_only_for_its_owner_and_never_as_a_pin() {
+        let key = key();
+        let sealed = key.seal_secret("app-1", "s3cret");
+        assert_eq!(key.unseal_secret("app-1", &sealed).unwrap(), "s3cret");
+        assert!(key.unseal_secret("app-2", &sealed).is_err());
+        let id = RequestId::from_bytes([1; 16]);
+        assert!(key.unseal_pin(&id, &sealed).is_err());
+        assert!(key
+            .unseal_secret("app-1", &key.seal_pin(&id, "1234"))
+            .is_err());
     }
 
     #[test]

@@ -195,7 +195,7 @@ mod tests {
     use super::*;
     use crate::delivery::dispatch::tests::{order, until, GatedChannel};
     use crate::delivery::{spawn_dispatcher, Router};
-    use crate::domain::{DeliveryOrder, EventId, EventKind, RequestId};
+    use crate::domain::{Channel as Medium, DeliveryOrder, EventId, RequestId};
     use crate::store::{Attempt, AttemptError, AttemptId, AttemptState, DeliveryLog};
     use std::collections::VecDeque;
     use std::sync::Mutex;
@@ -221,11 +221,11 @@ mod tests {
             &self,
             _: &str,
             _: &RequestId,
-            _: crate::store::Command,
+            _: crate::domain::Command,
             _: crate::store::SharedClock,
             _: crate::store::BoxMinter,
         ) -> crate::store::StoreResult<
-            Option<(crate::store::CommandOutcome, crate::domain::Verification)>,
+            Option<(crate::domain::CommandOutcome, crate::domain::Verification)>,
         > {
             unreachable!("a tick applies nothing")
         }
@@ -323,10 +323,10 @@ mod tests {
     async fn an_sms_whose_lease_runs_out_while_the_tick_claims_goes_before_its_call() {
         let key = ServerKey::from_bytes([7; 32]);
         let (sms_a, call_a) = (
-            order(&key, 1, 1, EventKind::Sms),
-            order(&key, 1, 2, EventKind::Tts),
+            order(&key, 1, 1, Medium::Sms),
+            order(&key, 1, 2, Medium::Voice),
         );
-        let call_b = order(&key, 2, 3, EventKind::Tts);
+        let call_b = order(&key, 2, 3, Medium::Voice);
         let name = |o: &DeliveryOrder, what: &str| format!("{} {what}", o.event_id.as_str());
         let (sms_a_sent, call_a_started) = (name(&sms_a, "sent"), name(&call_a, "started"));
         // As after a restart: the first claim takes B's call with more still due; by the second,

@@ -10,12 +10,11 @@ use crate::crypto::{OsMinter, ServerKey};
 use crate::delivery::Dispatcher;
 use crate::domain::locale::Locale;
 use crate::domain::{
-    Candidate, CheckOutcome, CodeLength, ControlError, CustomPin, EventId, EventKind, Instant,
-    NewVerification, PhoneNumber, Price, Purpose, RequestId, Status, Timing, Verification,
-    Workflow,
+    Candidate, Channel, CheckOutcome, Command, CommandOutcome, ControlError, CustomPin, EventId,
+    Instant, NewVerification, Policy, Price, Purpose, RequestId, Status, Step, Verification,
 };
 use crate::scheduler::SchedulerWake;
-use crate::store::{Command, CommandOutcome, CreateOutcome, StoreError, VerificationStore};
+use crate::store::{CreateOutcome, StoreError, VerificationStore};
 
 /// Prices reported by check and search; the Verify API reports them, a self-hosted service can
 /// set them to its own costs (default 0 EUR).
@@ -39,15 +38,15 @@ impl Default for Pricing {
     }
 }
 
-/// A validated start request.
+/// A validated start request, in the terms of the domain: each surface builds the steps and the
+/// policy from its own parameters.
 #[derive(Clone, Debug)]
 pub struct StartRequest {
-    pub number: PhoneNumber,
     pub purpose: Purpose,
     pub locale: Locale,
-    pub code_length: CodeLength,
-    pub workflow: Workflow,
-    pub timing: Timing,
+    pub steps: Vec<Step>,
+    pub policy: Policy,
+    pub reference: Option<String>,
     pub custom_pin: Option<CustomPin>,
 }
 
@@ -69,6 +68,8 @@ pub enum CheckResult {
     },
     WrongCode,
     TooManyWrongCodes,
+    /// The current step takes no code.
+    NoCode,
     /// Unknown to this account, or no longer in progress.
     NotActive,
 }
@@ -76,7 +77,8 @@ pub enum CheckResult {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlCommand {
     Cancel,
-    TriggerNextEvent,
+    /// Start the next step now.
+    Next,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,12 +183,11 @@ impl VerifyService {
         let new = NewVerification {
             id: id.clone(),
             account: account.api_key.clone(),
-            number: req.number,
             purpose: req.purpose,
             locale: req.locale,
-            code_length: req.code_length,
-            workflow: req.workflow,
-            timing: req.timing,
+            steps: req.steps,
+            policy: req.policy,
+            reference: req.reference,
             custom_pin,
         };
         let now = self.clock.now();
@@ -247,6 +248,7 @@ impl VerifyService {
             CommandOutcome::Checked(CheckOutcome::TooManyAttempts) => {
                 CheckResult::TooManyWrongCodes
             }
+            CommandOutcome::Checked(CheckOutcome::NoCode) => CheckResult::NoCode,
             CommandOutcome::Checked(CheckOutcome::NotActive) => CheckResult::NotActive,
             other => unreachable!("a check answered {other:?}"),
         })
@@ -260,7 +262,7 @@ impl VerifyService {
     ) -> Result<ControlResult, ServiceError> {
         let store_command = match command {
             ControlCommand::Cancel => Command::Cancel,
-            ControlCommand::TriggerNextEvent => Command::TriggerNext,
+            ControlCommand::Next => Command::Next,
         };
         let store = self.store.clone();
         let clock = self.clock.clone();
@@ -275,7 +277,7 @@ impl VerifyService {
             let result = match outcome {
                 None => Err(ControlError::NotActive),
                 Some((CommandOutcome::Cancelled(r), _)) => r.map(|()| None),
-                Some((CommandOutcome::Triggered(r), v)) => r.map(|order| Some((order, v))),
+                Some((CommandOutcome::Advanced(r), v)) => r.map(|order| Some((*order, v))),
                 Some((other, _)) => unreachable!("a control command answered {other:?}"),
             };
             if let Ok(Some((order, v))) = &result {
@@ -310,13 +312,14 @@ impl VerifyService {
     fn report(&self, verification: Verification, now: Instant) -> Report {
         let status = verification.status_at(now);
         let finalized_at = verification.finalized_at(now);
-        let (sms, calls) = verification
-            .events()
-            .iter()
-            .fold((0u64, 0u64), |(s, c), e| match e.kind {
-                EventKind::Sms => (s + 1, c),
-                EventKind::Tts => (s, c + 1),
-            });
+        let (sms, calls) =
+            verification
+                .events
+                .iter()
+                .fold((0u64, 0u64), |(s, c), e| match e.channel {
+                    Channel::Sms => (s + 1, c),
+                    Channel::Voice => (s, c + 1),
+                });
         let estimated_messages = self
             .pricing
             .per_sms

@@ -377,12 +377,9 @@ fn the_health_check_fails_while_the_database_does() {
 
 #[test]
 fn a_delivery_held_by_a_node_that_died_is_sent_by_another_once_its_lease_runs_out() {
+    use verifyd::api::v1::workflow::Workflow;
     use verifyd::crypto::{OsMinter, ServerKey};
-    use verifyd::domain::locale::Locale;
-    use verifyd::domain::{
-        CodeLength, NewVerification, PhoneNumber, Purpose, RequestId, Timing, Verification,
-        Workflow,
-    };
+    use verifyd::domain::{RequestId, Verification};
     use verifyd::store::postgres::PgStore;
     use verifyd::store::VerificationStore;
 
@@ -405,20 +402,7 @@ fn a_delivery_held_by_a_node_that_died_is_sent_by_another_once_its_lease_runs_ou
             .await
             .unwrap()
             .with_delivery_lease(lease);
-        let new = NewVerification {
-            id: id.clone(),
-            account: "deadnode".into(),
-            number: PhoneNumber::parse(number, None).unwrap(),
-            purpose: Purpose::Brand {
-                brand: "Acme".into(),
-                sender_id: "VERIFY".into(),
-            },
-            locale: Locale::from_tag("en-gb").unwrap(),
-            code_length: CodeLength::DEFAULT,
-            workflow: Workflow::DEFAULT,
-            timing: Timing::default(),
-            custom_pin: None,
-        };
+        let new = Workflow::DEFAULT.request(id.clone(), "deadnode", number);
         let now = chrono::Utc::now();
         let (v, first) = Verification::start(new, now, &mut OsMinter::new(server_key));
         store.create(v, first, now).await.unwrap();

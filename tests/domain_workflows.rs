@@ -1,11 +1,12 @@
-//! The verification state machine, driven by passing times: no clock, no sleeping.
+//! The verification state machine, driven by passing times: no clock, no sleeping. The requests
+//! are Verify v1's workflows, built as `api/v1` builds them.
 
 use chrono::{DateTime, Duration};
-use verifyd::domain::locale::Locale;
+use verifyd::api::v1::workflow::{self, Workflow};
 use verifyd::domain::testing::SequenceMinter;
 use verifyd::domain::{
-    CheckOutcome, CodeLength, ControlError, EventKind, Instant, IssuedPin, NewVerification,
-    PhoneNumber, Purpose, RequestId, Status, Timing, Verification, Workflow,
+    Channel, CheckOutcome, Command, CommandOutcome, ControlError, DeliveryOrder, Instant,
+    IssuedPin, NewVerification, RequestId, Status, Verification,
 };
 
 type CountingMinter = SequenceMinter;
@@ -18,34 +19,89 @@ fn t(secs: i64) -> Instant {
     DateTime::from_timestamp(1_700_000_000, 0).unwrap() + Duration::seconds(secs)
 }
 
+/// v1's `pin_expiry` and `next_event_wait`, settled by v1's rule.
+#[derive(Clone, Copy)]
+struct Timing {
+    next_event_wait: Option<u32>,
+    pin_expiry: u32,
+}
+
+impl Timing {
+    fn new(pin_expiry: Option<u32>, next_event_wait: Option<u32>) -> Self {
+        Self {
+            next_event_wait,
+            pin_expiry: workflow::pin_expiry(pin_expiry, next_event_wait),
+        }
+    }
+
+    fn default() -> Self {
+        Self::new(None, None)
+    }
+}
+
 fn new_request(workflow: u8, timing: Timing) -> NewVerification {
-    NewVerification {
-        id: RequestId::from_bytes([7; 16]),
-        account: "key1".into(),
-        number: PhoneNumber::parse("447700123456", None).unwrap(),
-        purpose: Purpose::Brand {
-            brand: "Acme".into(),
-            sender_id: "VERIFY".into(),
-        },
-        locale: Locale::from_tag("en-gb").unwrap(),
-        code_length: CodeLength::DEFAULT,
-        workflow: Workflow::parse(i64::from(workflow)).unwrap(),
-        timing,
-        custom_pin: None,
+    let wf = Workflow::parse(i64::from(workflow)).unwrap();
+    let mut new = wf.request(RequestId::from_bytes([7; 16]), "key1", "447700123456");
+    let number = new.steps[0].to.phone().unwrap().clone();
+    new.steps = wf.steps(&number, "VERIFY", timing.next_event_wait);
+    new.policy = workflow::policy(new.policy.code_length, timing.pin_expiry);
+    new
+}
+
+/// The commands, each through the one function that applies them.
+trait Commands {
+    fn check(&mut self, hash: &[u8; 32], len: u8, at: Instant) -> CheckOutcome;
+    fn cancel(&mut self, at: Instant) -> Result<(), ControlError>;
+    fn trigger_next(
+        &mut self,
+        at: Instant,
+        m: &mut CountingMinter,
+    ) -> Result<DeliveryOrder, ControlError>;
+}
+
+impl Commands for Verification {
+    fn check(&mut self, hash: &[u8; 32], len: u8, at: Instant) -> CheckOutcome {
+        let command = Command::Check {
+            code_hash: *hash,
+            code_len: len,
+        };
+        match self.apply(&command, at, &mut CountingMinter::new()) {
+            CommandOutcome::Checked(outcome) => outcome,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn cancel(&mut self, at: Instant) -> Result<(), ControlError> {
+        match self.apply(&Command::Cancel, at, &mut CountingMinter::new()) {
+            CommandOutcome::Cancelled(outcome) => outcome,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn trigger_next(
+        &mut self,
+        at: Instant,
+        m: &mut CountingMinter,
+    ) -> Result<DeliveryOrder, ControlError> {
+        match self.apply(&Command::Next, at, m) {
+            CommandOutcome::Advanced(outcome) => outcome.map(|order| *order),
+            other => panic!("{other:?}"),
+        }
     }
 }
 
 /// Runs the scheduler's view of a request: advance at every due time until it ends. Returns
 /// (time, kind, pin) per delivered event and the time it ended.
-fn run_to_end(
-    v: &mut Verification,
-    m: &mut CountingMinter,
-) -> (Vec<(i64, EventKind, String)>, i64) {
+fn run_to_end(v: &mut Verification, m: &mut CountingMinter) -> (Vec<(i64, Channel, String)>, i64) {
     let mut out = Vec::new();
     while let Some(due) = v.next_due() {
         if let Some(order) = v.advance(due, m) {
             let at = (order.created_at - t(0)).num_seconds();
-            out.push((at, order.kind, String::from_utf8(order.sealed_pin).unwrap()));
+            out.push((
+                at,
+                order.channel,
+                String::from_utf8(order.sealed_pin).unwrap(),
+            ));
         }
     }
     let end = (v.finalized_at(t(100_000)).unwrap() - t(0)).num_seconds();
@@ -56,23 +112,27 @@ fn start(
     workflow: u8,
     timing: Timing,
     m: &mut CountingMinter,
-) -> (Verification, Vec<(i64, EventKind, String)>) {
+) -> (Verification, Vec<(i64, Channel, String)>) {
     let (v, first) = Verification::start(new_request(workflow, timing), t(0), m);
-    let first = vec![(0, first.kind, String::from_utf8(first.sealed_pin).unwrap())];
+    let first = vec![(
+        0,
+        first.channel,
+        String::from_utf8(first.sealed_pin).unwrap(),
+    )];
     (v, first)
 }
 
-use EventKind::{Sms, Tts};
+use Channel::{Sms, Voice as Tts};
 
-fn timeline(workflow: u8, timing: Timing) -> (Vec<(i64, EventKind, String)>, i64, Status) {
+fn timeline(workflow: u8, timing: Timing) -> (Vec<(i64, Channel, String)>, i64, Status) {
     let mut m = CountingMinter::new();
     let (mut v, mut events) = start(workflow, timing, &mut m);
     let (rest, end) = run_to_end(&mut v, &mut m);
     events.extend(rest);
-    (events, end, v.status())
+    (events, end, v.status)
 }
 
-fn ev(at: i64, kind: EventKind, pin: &str) -> (i64, EventKind, String) {
+fn ev(at: i64, kind: Channel, pin: &str) -> (i64, Channel, String) {
     (at, kind, pin.to_owned())
 }
 
@@ -205,7 +265,7 @@ fn the_right_code_verifies_and_stops_the_workflow() {
     let (mut v, _) = start(1, Timing::default(), &mut m);
     let outcome = v.check(&hash_of("0001"), 4, t(10));
     assert!(matches!(outcome, CheckOutcome::Verified { .. }));
-    assert_eq!(v.status(), Status::Success);
+    assert_eq!(v.status, Status::Success);
     assert_eq!(v.next_due(), None);
     assert_eq!(v.finalized_at(t(11)), Some(t(10)));
     assert_eq!(v.advance(t(125), &mut m), None, "no call after success");
@@ -227,13 +287,13 @@ fn two_wrong_codes_leave_a_third_try_and_the_third_wrong_code_fails_the_request(
         v.check(&hash_of("9997"), 4, t(3)),
         CheckOutcome::TooManyAttempts
     );
-    assert_eq!(v.status(), Status::Failed);
+    assert_eq!(v.status, Status::Failed);
     assert_eq!(
         v.check(&hash_of("0001"), 4, t(4)),
         CheckOutcome::NotActive,
         "even the right code"
     );
-    assert_eq!(v.checks().len(), 3);
+    assert_eq!(v.checks.len(), 3);
 }
 
 #[test]
@@ -294,7 +354,7 @@ fn a_check_after_the_last_pin_expired_finds_the_request_expired() {
         v.check(&hash_of("0001"), 4, t(301)),
         CheckOutcome::NotActive
     );
-    assert_eq!(v.status(), Status::Expired);
+    assert_eq!(v.status, Status::Expired);
 }
 
 #[test]
@@ -303,7 +363,7 @@ fn cancel_is_refused_in_the_first_30_seconds() {
     let (mut v, _) = start(1, Timing::default(), &mut m);
     assert_eq!(v.cancel(t(29)), Err(ControlError::CancelTooEarly));
     assert_eq!(v.cancel(t(30)), Ok(()));
-    assert_eq!(v.status(), Status::Cancelled);
+    assert_eq!(v.status, Status::Cancelled);
     assert_eq!(v.next_due(), None);
     assert_eq!(v.cancel(t(31)), Err(ControlError::NotActive));
 }
@@ -314,7 +374,7 @@ fn cancel_is_refused_once_the_second_event_has_started() {
     let (mut v, _) = start(1, Timing::default(), &mut m);
     assert!(v.advance(t(125), &mut m).is_some());
     assert_eq!(v.cancel(t(126)), Err(ControlError::CancelTooLate));
-    assert_eq!(v.status(), Status::InProgress);
+    assert_eq!(v.status, Status::InProgress);
 }
 
 #[test]
@@ -322,15 +382,15 @@ fn trigger_runs_the_next_event_now_and_the_workflow_continues_from_there() {
     let mut m = CountingMinter::new();
     let (mut v, _) = start(1, Timing::default(), &mut m);
     let order = v.trigger_next(t(10), &mut m).unwrap();
-    assert_eq!((order.kind, order.created_at), (Tts, t(10)));
+    assert_eq!((order.channel, order.created_at), (Tts, t(10)));
     assert_eq!(order.sealed_pin, b"0001", "the PIN is still valid");
     assert_eq!(
-        v.next_event_at(),
+        v.next_event_at,
         Some(t(190)),
         "180 s after the triggered call"
     );
     let order = v.trigger_next(t(20), &mut m).unwrap();
-    assert_eq!(order.kind, Tts);
+    assert_eq!(order.channel, Tts);
     assert_eq!(
         v.trigger_next(t(30), &mut m),
         Err(ControlError::NoMoreEvents)
@@ -356,9 +416,9 @@ fn an_event_that_came_due_while_nothing_ran_fires_late_with_a_new_pin() {
     let (mut v, _) = start(1, Timing::default(), &mut m);
     // The server was down from t=10 to t=1000: the call due at 125 fires now.
     let order = v.advance(t(1000), &mut m).expect("overdue event fires");
-    assert_eq!((order.kind, order.created_at), (Tts, t(1000)));
+    assert_eq!((order.channel, order.created_at), (Tts, t(1000)));
     assert_eq!(order.sealed_pin, b"0002", "the first PIN expired at 300");
-    assert_eq!(v.next_event_at(), Some(t(1180)));
+    assert_eq!(v.next_event_at, Some(t(1180)));
     assert_eq!(v.advance(t(1000), &mut m), None, "nothing fires twice");
 }
 
@@ -380,78 +440,4 @@ fn a_custom_pin_is_reused_when_a_new_pin_is_due() {
         v.check(&hash_of("1111"), 4, t(121)),
         CheckOutcome::Mismatch { checks_left: 2 }
     );
-}
-
-#[test]
-fn a_stored_verification_reads_back_identically() {
-    let mut m = CountingMinter::new();
-    let (mut v, _) = start(2, Timing::default(), &mut m);
-    v.check(&hash_of("1234"), 4, t(3));
-    let json = serde_json::to_string(&v).unwrap();
-    let back: Verification = serde_json::from_str(&json).unwrap();
-    assert_eq!(back, v);
-}
-
-#[test]
-fn a_finished_request_forgets_its_sealed_pin() {
-    let mut m = CountingMinter::new();
-    let (mut v, _) = start(1, Timing::default(), &mut m);
-    v.check(&hash_of("0001"), 4, t(3));
-    let json = serde_json::to_value(&v).unwrap();
-    assert!(json["pin"]["sealed"].is_null(), "{json}");
-}
-
-/// A body exactly as an earlier verifyd stored it (hex PIN hash and sealed copy).
-const STORED_BEFORE: &str = r#"{"id":"01a20238b7d33406b7d22e4a96f663ba","account":"e1c3a508","number":{"digits":"12015550123","region":"US"},"purpose":{"kind":"brand","brand":"Acme","sender_id":"VERIFY"},"locale":"en-us","code_length":4,"workflow":1,"timing":{"next_event_wait":null,"pin_expiry":300},"submitted_at":1795333601235,"status":"InProgress","finalized_at":null,"pin":{"hash":"200c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5418a9151c84b","sealed":"df9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc66905801b74502cdf09ad0c0f64e","issued_at":1795333601235,"expires_at":1795333901235,"checks":0,"custom":false},"events":[{"id":"37AF742A6A6728CB","kind":"sms","at":1795333601235}],"checks":[],"next_event_at":1795333726235}"#;
-
-#[test]
-fn a_body_stored_by_an_earlier_version_reads_back_and_is_written_out_unchanged() {
-    let v: Verification = serde_json::from_str(STORED_BEFORE).unwrap();
-    assert_eq!(serde_json::to_string(&v).unwrap(), STORED_BEFORE);
-    let ended = STORED_BEFORE.replace(
-        r#""sealed":"df9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc66905801b74502cdf09ad0c0f64e""#,
-        r#""sealed":null"#,
-    );
-    let v: Verification = serde_json::from_str(&ended).unwrap();
-    assert_eq!(serde_json::to_string(&v).unwrap(), ended);
-}
-
-#[test]
-fn a_stored_pin_hash_or_sealed_copy_that_is_not_hex_of_the_right_length_is_refused() {
-    for hash in [
-        "200c",
-        "zz0c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5418a9151c84b",
-    ] {
-        let body = STORED_BEFORE.replace(
-            "200c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5418a9151c84b",
-            hash,
-        );
-        assert!(
-            serde_json::from_str::<Verification>(&body).is_err(),
-            "{hash}"
-        );
-    }
-    for sealed in ["abc", "zz"] {
-        let body = STORED_BEFORE.replace(
-            "df9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc66905801b74502cdf09ad0c0f64e",
-            sealed,
-        );
-        let read = serde_json::from_str::<Verification>(&body);
-        assert!(read.is_err(), "{sealed}");
-    }
-}
-
-#[test]
-fn a_sealed_copy_longer_than_the_stack_buffer_round_trips() {
-    let pin = IssuedPin {
-        hash: [0xab; 32],
-        sealed: (0..=255).collect(),
-    };
-    let json = serde_json::to_string(&pin).unwrap();
-    assert!(json.contains(&hex_of(&pin.sealed)), "{json}");
-    assert_eq!(serde_json::from_str::<IssuedPin>(&json).unwrap(), pin);
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -146,12 +146,9 @@ fn after_sigkill_checks_still_work_and_due_events_fire_exactly_once() {
 
 #[test]
 fn a_delivery_committed_but_not_sent_before_a_crash_is_sent_once_on_the_next_start() {
+    use verifyd::api::v1::workflow::Workflow;
     use verifyd::crypto::{OsMinter, ServerKey};
-    use verifyd::domain::locale::Locale;
-    use verifyd::domain::{
-        CodeLength, NewVerification, PhoneNumber, Purpose, RequestId, Timing, Verification,
-        Workflow,
-    };
+    use verifyd::domain::{Purpose, RequestId, Verification};
     use verifyd::store::sqlite::SqliteStore;
     use verifyd::store::VerificationStore;
 
@@ -168,19 +165,9 @@ fn a_delivery_committed_but_not_sent_before_a_crash_is_sent_once_on_the_next_sta
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let server_key = ServerKey::load_or_create(&dir.path().join("verifyd.db.key")).unwrap();
         let store = SqliteStore::open(&db).unwrap();
-        let new = NewVerification {
-            id: id.clone(),
-            account: key.clone(),
-            number: PhoneNumber::parse(number, None).unwrap(),
-            purpose: Purpose::Brand {
-                brand: "AcmeInc".into(),
-                sender_id: "VERIFY".into(),
-            },
-            locale: Locale::from_tag("en-gb").unwrap(),
-            code_length: CodeLength::DEFAULT,
-            workflow: Workflow::DEFAULT,
-            timing: Timing::default(),
-            custom_pin: None,
+        let mut new = Workflow::DEFAULT.request(id.clone(), &key, number);
+        new.purpose = Purpose::Brand {
+            brand: "AcmeInc".into(),
         };
         let now = chrono::Utc::now();
         let (v, first) = Verification::start(new, now, &mut OsMinter::new(server_key));

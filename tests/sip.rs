@@ -18,8 +18,7 @@ use verifyd::config::delivery::{ChannelSpec, Kind};
 use verifyd::domain::locale::Locale;
 use verifyd::domain::message::render;
 use verifyd::domain::verification::{DeliveryOrder, Purpose};
-use verifyd::domain::workflow::EventKind;
-use verifyd::domain::{EventId, PhoneNumber, RequestId};
+use verifyd::domain::{Channel as Medium, Destination, EventId, PhoneNumber, RequestId};
 use verifyd::speech::Speech;
 
 /// SIPp running one scenario as the answering side, stopped when dropped.
@@ -175,11 +174,12 @@ fn call(code: &str) -> Outgoing {
     let order = DeliveryOrder {
         event_id: EventId::from_bytes([3; 8]),
         request_id: RequestId::from_bytes([4; 16]),
-        kind: EventKind::Tts,
-        to: PhoneNumber::parse("447700100123", None).unwrap(),
+        channel: Medium::Voice,
+        to: Destination::Phone(PhoneNumber::parse("447700100123", None).unwrap()),
+        from: None,
+        app_hash: None,
         purpose: Purpose::Brand {
             brand: "AcmeInc".into(),
-            sender_id: "VERIFY".into(),
         },
         locale: Locale::from_tag("en-gb").unwrap(),
         sealed_pin: vec![],
@@ -191,7 +191,7 @@ fn call(code: &str) -> Outgoing {
         id: order.event_id.clone(),
         request_id: order.request_id.clone(),
         kind: Kind::Voice,
-        to: order.to.clone(),
+        to: order.to.phone().unwrap().clone(),
         from: "VERIFY".into(),
         text: rendered.text,
         locale: "en-gb".into(),

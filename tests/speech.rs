@@ -6,16 +6,17 @@ use std::process::Command;
 use verifyd::domain::locale::{Locale, PSD2_LOCALES, STANDARD_LOCALES};
 use verifyd::domain::message::{render, Piece, Script};
 use verifyd::domain::verification::{DeliveryOrder, Purpose};
-use verifyd::domain::workflow::EventKind;
-use verifyd::domain::{EventId, PhoneNumber, RequestId};
+use verifyd::domain::{Channel, Destination, EventId, PhoneNumber, RequestId};
 use verifyd::speech::{voices, Speech, RATE};
 
 fn script(locale: &str, purpose: Purpose, code: &str) -> Script {
     let order = DeliveryOrder {
         event_id: EventId::from_bytes([1; 8]),
         request_id: RequestId::from_bytes([2; 16]),
-        kind: EventKind::Tts,
-        to: PhoneNumber::parse("447700100123", None).unwrap(),
+        channel: Channel::Voice,
+        to: Destination::Phone(PhoneNumber::parse("447700100123", None).unwrap()),
+        from: None,
+        app_hash: None,
         purpose,
         locale: Locale::from_tag(locale).unwrap(),
         sealed_pin: vec![],
@@ -28,7 +29,6 @@ fn script(locale: &str, purpose: Purpose, code: &str) -> Script {
 fn brand() -> Purpose {
     Purpose::Brand {
         brand: String::new(),
-        sender_id: "VERIFY".into(),
     }
 }
 

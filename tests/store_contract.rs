@@ -8,18 +8,18 @@ mod support;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration};
+use verifyd::api::v1::workflow::Workflow;
 use verifyd::clock::ManualClock;
-use verifyd::domain::locale::Locale;
 use verifyd::domain::testing::SequenceMinter;
 use verifyd::domain::{
-    CheckOutcome, CodeLength, ControlError, DeliveryOrder, Instant, NewVerification, PhoneNumber,
-    Purpose, RequestId, Status, Timing, Verification, Workflow,
+    CheckOutcome, Command, CommandOutcome, ControlError, DeliveryOrder, Instant, RequestId, Status,
+    Verification,
 };
 use verifyd::store::postgres::PgStore;
 use verifyd::store::sqlite::SqliteStore;
 use verifyd::store::{
-    ApiKeyRecord, AttemptError, AttemptState, Command, CommandOutcome, CreateOutcome, InboxLog,
-    InboxMessage, KeyState, SharedClock, Store, VerificationStore,
+    ApiKeyRecord, AppRecord, AttemptError, AttemptState, CreateOutcome, InboxLog, InboxMessage,
+    KeyState, SharedClock, Store, VerificationStore,
 };
 
 /// A fresh, empty store per engine, with a name for failure messages. The temp dir lives as long
@@ -84,20 +84,11 @@ fn new_verification(
     id_byte: u8,
     workflow: i64,
 ) -> (Verification, DeliveryOrder) {
-    let new = NewVerification {
-        id: RequestId::from_bytes([id_byte; 16]),
-        account: account.into(),
-        number: PhoneNumber::parse(number, None).unwrap(),
-        purpose: Purpose::Brand {
-            brand: "Acme".into(),
-            sender_id: "VERIFY".into(),
-        },
-        locale: Locale::from_tag("en-gb").unwrap(),
-        code_length: CodeLength::DEFAULT,
-        workflow: Workflow::parse(workflow).unwrap(),
-        timing: Timing::default(),
-        custom_pin: None,
-    };
+    let new = Workflow::parse(workflow).unwrap().request(
+        RequestId::from_bytes([id_byte; 16]),
+        account,
+        number,
+    );
     Verification::start(new, t(0), minter().as_mut())
 }
 
@@ -164,7 +155,7 @@ async fn a_number_is_free_again_once_its_verification_has_expired_even_if_not_ye
         );
         let old = store.find("k1", std::slice::from_ref(&a.id)).await.unwrap();
         assert_eq!(
-            old[0].status(),
+            old[0].status,
             Status::Expired,
             "{engine}: the old one is stored as expired"
         );
@@ -204,7 +195,7 @@ async fn a_burst_of_creates_gives_each_number_one_verification_and_its_repeats_t
                 let number = format!("4477001002{:02}", i % 20);
                 let (v, f) = new_verification("k1", &number, 160 + i, 1);
                 let outcome = store.create(v.clone(), f.clone(), t(0)).await.unwrap();
-                (number, v.id, f, outcome)
+                (number, v.id.clone(), f, outcome)
             }));
         }
         let mut holders = std::collections::HashMap::new();
@@ -270,10 +261,10 @@ async fn checks_are_persisted_and_the_third_wrong_code_fails_the_request() {
             CommandOutcome::Checked(CheckOutcome::TooManyAttempts),
             "{engine}"
         );
-        assert_eq!(after.status(), Status::Failed);
+        assert_eq!(after.status, Status::Failed);
         let stored = store.find("k1", std::slice::from_ref(&v.id)).await.unwrap();
-        assert_eq!(stored[0].status(), Status::Failed, "{engine}");
-        assert_eq!(stored[0].checks().len(), 3, "{engine}");
+        assert_eq!(stored[0].status, Status::Failed, "{engine}");
+        assert_eq!(stored[0].checks.len(), 3, "{engine}");
         assert!(
             store
                 .apply("k2", &v.id, wrong, at(4), minter())
@@ -344,7 +335,7 @@ async fn a_sqlite_verification_is_checked_after_reopening_the_file_with_its_earl
         outcome,
         CommandOutcome::Checked(CheckOutcome::Mismatch { checks_left: 1 })
     );
-    assert_eq!(after.checks().len(), 2);
+    assert_eq!(after.checks.len(), 2);
 }
 
 #[tokio::test]
@@ -433,7 +424,7 @@ async fn claiming_records_expiry_when_no_event_is_left() {
             "{engine}"
         );
         assert_eq!(
-            store.find("k1", std::slice::from_ref(&v.id)).await.unwrap()[0].status(),
+            store.find("k1", std::slice::from_ref(&v.id)).await.unwrap()[0].status,
             Status::Expired,
             "{engine}"
         );
@@ -451,26 +442,26 @@ async fn control_commands_are_persisted_with_their_deliveries() {
             .await
             .unwrap();
         let (outcome, _) = store
-            .apply("k1", &v.id, Command::TriggerNext, at(10), minter())
+            .apply("k1", &v.id, Command::Next, at(10), minter())
             .await
             .unwrap()
             .unwrap();
-        let CommandOutcome::Triggered(Ok(order)) = outcome else {
+        let CommandOutcome::Advanced(Ok(order)) = outcome else {
             panic!("{engine}: {outcome:?}")
         };
         assert_eq!(
             store.undelivered(10).await.unwrap(),
-            vec![order],
+            vec![*order],
             "{engine}"
         );
         let (outcome, _) = store
-            .apply("k1", &v.id, Command::TriggerNext, at(11), minter())
+            .apply("k1", &v.id, Command::Next, at(11), minter())
             .await
             .unwrap()
             .unwrap();
         assert_eq!(
             outcome,
-            CommandOutcome::Triggered(Err(ControlError::NoMoreEvents)),
+            CommandOutcome::Advanced(Err(ControlError::NoMoreEvents)),
             "{engine}"
         );
         let (outcome, _) = store
@@ -575,6 +566,58 @@ async fn keys_are_stored_with_their_state() {
 }
 
 #[tokio::test]
+async fn applications_are_stored_under_an_existing_key_and_found_by_id() {
+    for (engine, store, _dir) in engines().await {
+        let app = AppRecord {
+            application_id: "5b1c4f0e-7a9d-4f39-8f3c-2d4b6a1e9c07".into(),
+            api_key: "abcd1234".into(),
+            public_key: "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n".into(),
+            status_url: Some("https://example.com/verify-status".into()),
+            signature_secret_sealed: vec![1, 2, 3],
+            created_at: t(0),
+        };
+        assert!(
+            store.insert_app(app.clone()).await.is_err(),
+            "{engine}: an application needs an existing key"
+        );
+        store
+            .insert_key(ApiKeyRecord {
+                api_key: "abcd1234".into(),
+                name: "shop".into(),
+                secret_hash: [7; 32],
+                state: KeyState::Active,
+                allow_custom_pin: false,
+                created_at: t(0),
+            })
+            .await
+            .unwrap();
+        store.insert_app(app.clone()).await.unwrap();
+        assert!(
+            store.insert_app(app.clone()).await.is_err(),
+            "{engine}: ids are unique"
+        );
+        let second = AppRecord {
+            application_id: "0d9e1b2c-3a4f-4e5d-9c8b-7a6f5e4d3c2b".into(),
+            status_url: None,
+            created_at: t(1),
+            ..app.clone()
+        };
+        store.insert_app(second.clone()).await.unwrap();
+        assert_eq!(
+            store.get_app(&app.application_id).await.unwrap(),
+            Some(app.clone()),
+            "{engine}"
+        );
+        assert_eq!(store.get_app("nope").await.unwrap(), None, "{engine}");
+        assert_eq!(
+            store.list_apps().await.unwrap(),
+            vec![app, second],
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn meta_values_are_replaced() {
     for (engine, store, _dir) in engines().await {
         assert_eq!(store.get_meta("x").await.unwrap(), None, "{engine}");
@@ -668,7 +711,7 @@ async fn inbox_messages_go_with_the_end_of_their_verification_and_only_theirs() 
                 .find("k1", std::slice::from_ref(&expiring.id))
                 .await
                 .unwrap()[0]
-                .status(),
+                .status,
             Status::Expired,
             "{engine}"
         );

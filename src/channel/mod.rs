@@ -3,6 +3,9 @@
 //! the store or the PIN's lifecycle. Which channel carries a message, and what happens when it
 //! fails, is decided in `delivery/`.
 
+/// The sender a message shows when neither its route, its channel nor its request names one.
+pub const DEFAULT_SENDER: &str = "VERIFY";
+
 pub mod gsm;
 pub mod http;
 pub mod inbox;

@@ -13,8 +13,15 @@ fn time(t: Instant) -> String {
 }
 
 pub async fn print(store: &dyn Store, request_id: &str) -> anyhow::Result<()> {
-    let id = RequestId::parse(request_id)
-        .with_context(|| format!("{request_id:?} is not a request_id (32 lowercase hex)"))?;
+    let id = RequestId::from_hex(request_id)
+        .or_else(|| {
+            uuid::Uuid::parse_str(request_id)
+                .ok()
+                .map(|u| RequestId::from_bytes(u.into_bytes()))
+        })
+        .with_context(|| {
+            format!("{request_id:?} is not a request_id (32 lowercase hex, or a Verify v2 UUID)")
+        })?;
     let mut lines: Vec<(Instant, serde_json::Value)> = Vec::new();
     let attempts = store.attempts(&id).await?;
     let recorded: std::collections::HashSet<(String, String)> = attempts

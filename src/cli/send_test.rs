@@ -85,7 +85,7 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
             .from
             .clone()
             .or(channel_from)
-            .unwrap_or_else(|| crate::domain::DEFAULT_SENDER_ID.to_owned()),
+            .unwrap_or_else(|| crate::channel::DEFAULT_SENDER.to_owned()),
         text: args
             .text
             .clone()

@@ -10,7 +10,7 @@ use super::file::{Problem, Table};
 use super::sip::Sip;
 use super::smpp::Smpp;
 use super::voice::{TwilioVoice, VonageVoice};
-use crate::domain::EventKind;
+use crate::domain::Channel;
 
 /// The built-in development channel: every message lands at `/inbox`.
 pub const INBOX: &str = "inbox";
@@ -42,10 +42,10 @@ impl Kind {
         }
     }
 
-    pub fn of(event: EventKind) -> Self {
-        match event {
-            EventKind::Sms => Kind::Sms,
-            EventKind::Tts => Kind::Voice,
+    pub fn of(channel: Channel) -> Self {
+        match channel {
+            Channel::Sms => Kind::Sms,
+            Channel::Voice => Kind::Voice,
         }
     }
 }

@@ -18,11 +18,11 @@ use tracing::Instrument;
 
 use super::policy::{Failover, Next};
 use super::router::{Router, Step};
-use crate::channel::{Accepted, Failure, Outgoing, SendError};
+use crate::channel::{Accepted, Failure, Outgoing, SendError, DEFAULT_SENDER};
 use crate::clock::Clock;
 use crate::config::delivery::Kind;
 use crate::crypto::ServerKey;
-use crate::domain::{message, DeliveryOrder, EventId, Instant, RequestId};
+use crate::domain::{message, DeliveryOrder, Destination, EventId, Instant, RequestId};
 use crate::store::{AttemptError, AttemptId, DeliveryStore};
 
 /// Deliveries waiting for the dispatcher; beyond this they wait in the store for a sweep.
@@ -280,7 +280,7 @@ async fn deliver(shared: &Shared, job: &Job) -> Outcome {
         "deliver",
         request_id = %order.request_id,
         event_id = order.event_id.as_str(),
-        kind = Kind::of(order.kind).as_str(),
+        kind = Kind::of(order.channel).as_str(),
         to = %order.to.masked(),
     );
     deliver_in_span(shared, job).instrument(span).await
@@ -328,8 +328,9 @@ enum Started {
 
 async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
     let order = &job.order;
-    let kind = Kind::of(order.kind);
-    let Some(steps) = shared.router.plan(kind, &order.to) else {
+    let kind = Kind::of(order.channel);
+    let Destination::Phone(to) = &order.to;
+    let Some(steps) = shared.router.plan(kind, to) else {
         tracing::error!("no route carries this kind of message; it is not sent");
         let recorded = async {
             let started = shared
@@ -386,11 +387,12 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
             id: order.event_id.clone(),
             request_id: order.request_id.clone(),
             kind,
-            to: order.to.clone(),
+            to: to.clone(),
             from: step
                 .from
                 .clone()
-                .unwrap_or_else(|| order.purpose.sender_id().to_owned()),
+                .or_else(|| order.from.clone())
+                .unwrap_or_else(|| DEFAULT_SENDER.to_owned()),
             text: text.clone(),
             locale: order.locale.as_str().to_owned(),
             created_at: order.created_at,
@@ -537,7 +539,7 @@ pub(crate) mod tests {
     use crate::channel::Channel;
     use crate::config::delivery::{DeliveryConfig, Route};
     use crate::domain::locale::Locale;
-    use crate::domain::{EventKind, PhoneNumber, Purpose};
+    use crate::domain::{Channel as Medium, PhoneNumber, Purpose};
     use crate::store::sqlite::SqliteStore;
     use crate::store::{AttemptState, DeliveryLog, VerificationStore};
 
@@ -571,17 +573,18 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn order(key: &ServerKey, request: u8, event: u8, kind: EventKind) -> DeliveryOrder {
+    pub(crate) fn order(key: &ServerKey, request: u8, event: u8, channel: Medium) -> DeliveryOrder {
         let request_id = RequestId::from_bytes([request; 16]);
         DeliveryOrder {
             event_id: EventId::from_bytes([event; 8]),
             sealed_pin: key.seal_pin(&request_id, "1234"),
             request_id,
-            kind,
-            to: PhoneNumber::parse("447700123456", None).unwrap(),
+            channel,
+            to: Destination::Phone(PhoneNumber::parse("447700123456", None).unwrap()),
+            from: None,
+            app_hash: None,
             purpose: Purpose::Brand {
                 brand: "Acme".into(),
-                sender_id: "VERIFY".into(),
             },
             locale: Locale::from_tag("en-gb").unwrap(),
             created_at: chrono::Utc::now(),
@@ -621,10 +624,10 @@ pub(crate) mod tests {
         let (dispatcher, _worker) =
             spawn_dispatcher(store, router, key.clone(), clock(), Duration::from_secs(60));
         let (sms_a, call_a) = (
-            order(&key, 1, 1, EventKind::Sms),
-            order(&key, 1, 2, EventKind::Tts),
+            order(&key, 1, 1, Medium::Sms),
+            order(&key, 1, 2, Medium::Voice),
         );
-        let sms_b = order(&key, 2, 3, EventKind::Sms);
+        let sms_b = order(&key, 2, 3, Medium::Sms);
         let name = |o: &DeliveryOrder, what: &str| format!("{} {what}", o.event_id.as_str());
         let (sms_a_sent, call_a_started) = (name(&sms_a, "sent"), name(&call_a, "started"));
         let sms_b_started = name(&sms_b, "started");
@@ -761,17 +764,11 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("d.db")).unwrap());
         let mut minter = crate::domain::testing::SequenceMinter { pins: 0, events: 1 };
-        let new = crate::domain::NewVerification {
-            id: order.request_id.clone(),
-            account: "k".into(),
-            number: order.to.clone(),
-            purpose: order.purpose.clone(),
-            locale: order.locale,
-            code_length: crate::domain::CodeLength::DEFAULT,
-            workflow: crate::domain::Workflow::parse(5).unwrap(),
-            timing: crate::domain::Timing::default(),
-            custom_pin: None,
-        };
+        let mut new = crate::api::v1::workflow::Workflow::parse(5)
+            .unwrap()
+            .request(order.request_id.clone(), "k", order.to.key());
+        new.purpose = order.purpose.clone();
+        new.locale = order.locale;
         let (v, _) = crate::domain::Verification::start(new, chrono::Utc::now(), &mut minter);
         store
             .create(v, order.clone(), chrono::Utc::now())
@@ -788,7 +785,7 @@ pub(crate) mod tests {
             sent: Mutex::default(),
         });
         let router = Router::with_channels(sms_route(&["held"]), vec![("held", held.clone())]);
-        let o = order(&key, 7, 7, EventKind::Sms);
+        let o = order(&key, 7, 7, Medium::Sms);
         let (store, _dir) = stored(&o).await;
         let (dispatcher, _worker) = spawn_dispatcher(
             store.clone(),
@@ -833,8 +830,8 @@ pub(crate) mod tests {
         let router =
             Router::with_channels(config, vec![("sms", sms.clone()), ("inbox", calls.clone())]);
         let (first, call) = (
-            order(&key, 8, 8, EventKind::Sms),
-            order(&key, 8, 9, EventKind::Tts),
+            order(&key, 8, 8, Medium::Sms),
+            order(&key, 8, 9, Medium::Voice),
         );
         let (store, _dir) = stored(&first).await;
         let (dispatcher, _worker) = spawn_dispatcher(
@@ -854,7 +851,7 @@ pub(crate) mod tests {
         let key = ServerKey::from_bytes([7; 32]);
         let sms = ScriptedChannel::new("sms", vec![down()]);
         let router = Router::with_channels(sms_route(&["sms"]), vec![("sms", sms.clone())]);
-        let o = order(&key, 9, 10, EventKind::Sms);
+        let o = order(&key, 9, 10, Medium::Sms);
         let (store, _dir) = stored(&o).await;
         let (dispatcher, _worker) = spawn_dispatcher(
             store.clone(),
@@ -865,7 +862,7 @@ pub(crate) mod tests {
         );
         dispatcher.dispatch([o.clone()]);
         until("the first try fails", || sms.tries() >= 1).await;
-        let right = crate::store::Command::Check {
+        let right = crate::domain::Command::Check {
             code_hash: crate::domain::testing::SequenceMinter::hash("0001"),
             code_len: 4,
         };
@@ -900,7 +897,7 @@ pub(crate) mod tests {
             sms_route(&["first", "second"]),
             vec![("first", first.clone()), ("second", second.clone())],
         );
-        let o = order(&key, 3, 3, EventKind::Sms);
+        let o = order(&key, 3, 3, Medium::Sms);
         let (store, _dir) = deliver_through(router, o.clone(), &key).await;
         assert_eq!(
             states(&store, &o).await,
@@ -929,7 +926,7 @@ pub(crate) mod tests {
             sms_route(&["first", "second"]),
             vec![("first", first.clone()), ("second", second.clone())],
         );
-        let o = order(&key, 4, 4, EventKind::Sms);
+        let o = order(&key, 4, 4, Medium::Sms);
         let (store, _dir) = deliver_through(router, o.clone(), &key).await;
         assert_eq!(
             states(&store, &o).await,
@@ -947,7 +944,7 @@ pub(crate) mod tests {
             sms_route(&["first", "second"]),
             vec![("first", first.clone()), ("second", second.clone())],
         );
-        let o = order(&key, 5, 5, EventKind::Sms);
+        let o = order(&key, 5, 5, Medium::Sms);
         let (store, _dir) = deliver_through(router, o.clone(), &key).await;
         let s = states(&store, &o).await;
         assert_eq!(s.len(), 5, "{s:?}");
@@ -963,7 +960,7 @@ pub(crate) mod tests {
         let key = ServerKey::from_bytes([7; 32]);
         let sms = ScriptedChannel::new("sms", vec![accepted("M")]);
         let router = Router::with_channels(sms_route(&["sms"]), vec![("sms", sms.clone())]);
-        let o = order(&key, 6, 6, EventKind::Tts);
+        let o = order(&key, 6, 6, Medium::Voice);
         let (store, _dir) = deliver_through(router, o.clone(), &key).await;
         let attempts = store.attempts(&o.request_id).await.unwrap();
         assert_eq!(attempts.len(), 1);

@@ -44,19 +44,6 @@ impl std::fmt::Display for Locale {
     }
 }
 
-impl serde::Serialize for Locale {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Locale {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let tag = String::deserialize(d)?;
-        Locale::from_tag(&tag).ok_or_else(|| serde::de::Error::custom("unknown locale"))
-    }
-}
-
 /// Which list a locale must come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LocaleSet {

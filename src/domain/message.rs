@@ -1,14 +1,14 @@
 //! Turns a delivery order and its PIN into the words the user receives.
 
 use super::locale::Locale;
+use super::step::Channel;
 use super::texts::{LocaleTexts, LOCALE_TEXTS};
 use super::verification::{DeliveryOrder, Purpose};
-use super::workflow::EventKind;
 
 /// The text of one SMS or the script of one call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RenderedMessage {
-    pub kind: EventKind,
+    pub channel: Channel,
     pub text: String,
     /// For a call, the script in pieces: a speech engine renders what repeats (the fixed
     /// phrases, each character of a code) once and keeps it.
@@ -85,28 +85,34 @@ impl Script {
 /// at a time (`4, 8, 1, 5`) so a speech engine never reads it as a number.
 pub fn render(order: &DeliveryOrder, pin: &str) -> RenderedMessage {
     let texts = texts_for(order.locale);
-    let code = match order.kind {
-        EventKind::Sms => pin.to_owned(),
-        EventKind::Tts => spell(pin),
+    let code = match order.channel {
+        Channel::Sms => pin.to_owned(),
+        Channel::Voice => spell(pin),
     };
-    let template = match (&order.purpose, order.kind) {
-        (Purpose::Brand { .. }, EventKind::Sms) => texts.sms,
-        (Purpose::Brand { .. }, EventKind::Tts) => texts.tts,
-        (Purpose::Payment { .. }, EventKind::Sms) => texts.psd2_sms,
-        (Purpose::Payment { .. }, EventKind::Tts) => texts.psd2_tts,
+    let template = match (&order.purpose, order.channel) {
+        (Purpose::Brand { .. }, Channel::Sms) => texts.sms,
+        (Purpose::Brand { .. }, Channel::Voice) => texts.tts,
+        (Purpose::Payment { .. }, Channel::Sms) => texts.psd2_sms,
+        (Purpose::Payment { .. }, Channel::Voice) => texts.psd2_tts,
     };
     let (brand, payee, amount) = match &order.purpose {
         Purpose::Brand { brand, .. } => (brand.as_str(), "", ""),
         Purpose::Payment { payee, amount } => ("", payee.as_str(), amount.as_str()),
     };
-    let text = fill(template, |name| match name {
+    let mut text = fill(template, |name| match name {
         "brand" => Some(brand),
         "payee" => Some(payee),
         "amount" => Some(amount),
         "code" => Some(code.as_str()),
         _ => None,
     });
-    let script = (order.kind == EventKind::Tts).then(|| Script {
+    // Android's SMS Retriever API reads the code itself from a message that ends with its app's
+    // hash.
+    if let (Channel::Sms, Some(hash)) = (order.channel, &order.app_hash) {
+        text.push('\n');
+        text.push_str(hash);
+    }
+    let script = (order.channel == Channel::Voice).then(|| Script {
         template,
         brand: brand.to_owned(),
         payee: payee.to_owned(),
@@ -114,7 +120,7 @@ pub fn render(order: &DeliveryOrder, pin: &str) -> RenderedMessage {
         code: pin.to_owned(),
     });
     RenderedMessage {
-        kind: order.kind,
+        channel: order.channel,
         text,
         script,
     }
@@ -168,15 +174,18 @@ fn fill<'a>(template: &str, value: impl Fn(&str) -> Option<&'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::step::Destination;
     use crate::domain::types::{EventId, PhoneNumber, RequestId};
     use chrono::DateTime;
 
-    fn order(kind: EventKind, purpose: Purpose, locale: &str) -> DeliveryOrder {
+    fn order(channel: Channel, purpose: Purpose, locale: &str) -> DeliveryOrder {
         DeliveryOrder {
             event_id: EventId::from_bytes([1; 8]),
             request_id: RequestId::from_bytes([2; 16]),
-            kind,
-            to: PhoneNumber::parse("447700123456", None).unwrap(),
+            channel,
+            to: Destination::Phone(PhoneNumber::parse("447700123456", None).unwrap()),
+            from: None,
+            app_hash: None,
             purpose,
             locale: Locale::from_tag(locale).unwrap(),
             sealed_pin: vec![],
@@ -186,29 +195,26 @@ mod tests {
     }
 
     fn brand(b: &str) -> Purpose {
-        Purpose::Brand {
-            brand: b.into(),
-            sender_id: "VERIFY".into(),
-        }
+        Purpose::Brand { brand: b.into() }
     }
 
     #[test]
     fn an_sms_names_the_brand_and_the_code() {
-        let m = render(&order(EventKind::Sms, brand("AcmeInc"), "en-us"), "4815");
+        let m = render(&order(Channel::Sms, brand("AcmeInc"), "en-us"), "4815");
         assert!(m.text.contains("AcmeInc"), "{}", m.text);
         assert!(m.text.contains("4815"), "{}", m.text);
     }
 
     #[test]
     fn a_voice_script_reads_the_digits_one_by_one_twice() {
-        let m = render(&order(EventKind::Tts, brand("AcmeInc"), "en-gb"), "4815");
+        let m = render(&order(Channel::Voice, brand("AcmeInc"), "en-gb"), "4815");
         assert_eq!(m.text.matches("4, 8, 1, 5").count(), 2, "{}", m.text);
         assert!(!m.text.contains("4815"));
     }
 
     #[test]
     fn a_call_comes_with_its_script_in_pieces_and_an_sms_without() {
-        let m = render(&order(EventKind::Tts, brand("AcmeInc"), "en-gb"), "4815");
+        let m = render(&order(Channel::Voice, brand("AcmeInc"), "en-gb"), "4815");
         let script = m.script.unwrap();
         let pieces = script.pieces(script.template);
         assert_eq!(
@@ -218,7 +224,7 @@ mod tests {
         assert!(pieces.contains(&Piece::Value("AcmeInc")));
         assert!(matches!(pieces[0], Piece::Said(s) if s.starts_with("Hello")));
         assert!(!format!("{script:?}").contains("4815"));
-        assert!(render(&order(EventKind::Sms, brand("A"), "en-gb"), "1")
+        assert!(render(&order(Channel::Sms, brand("A"), "en-gb"), "1")
             .script
             .is_none());
     }
@@ -251,15 +257,24 @@ mod tests {
             payee: "Acme Shop".into(),
             amount: "48.00".into(),
         };
-        let m = render(&order(EventKind::Sms, p, "de-de"), "123456");
+        let m = render(&order(Channel::Sms, p, "de-de"), "123456");
         assert!(
             m.text.contains("Acme Shop") && m.text.contains("48.00") && m.text.contains("123456")
         );
     }
 
     #[test]
+    fn an_sms_with_an_app_hash_ends_with_it_and_a_call_does_not_say_it() {
+        let mut o = order(Channel::Sms, brand("Acme"), "en-us");
+        o.app_hash = Some("FA+9qCX9VSu".into());
+        assert!(render(&o, "4815").text.ends_with("\nFA+9qCX9VSu"));
+        o.channel = Channel::Voice;
+        assert!(!render(&o, "4815").text.contains("FA+9qCX9VSu"));
+    }
+
+    #[test]
     fn a_brand_containing_a_placeholder_is_not_expanded() {
-        let m = render(&order(EventKind::Sms, brand("{code}"), "en-us"), "4815");
+        let m = render(&order(Channel::Sms, brand("{code}"), "en-us"), "4815");
         assert_eq!(m.text.matches("4815").count(), 1, "{}", m.text);
         assert!(m.text.contains("{code}"));
     }
@@ -267,7 +282,7 @@ mod tests {
     #[test]
     fn every_locale_renders_both_kinds_without_leftover_braces() {
         for t in LOCALE_TEXTS {
-            for kind in [EventKind::Sms, EventKind::Tts] {
+            for kind in [Channel::Sms, Channel::Voice] {
                 let m = render(&order(kind, brand("Acme"), t.tag), "9876");
                 assert!(!m.text.contains('{'), "{}: {}", t.tag, m.text);
                 let p = Purpose::Payment {

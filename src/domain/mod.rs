@@ -6,13 +6,13 @@ pub mod locale;
 pub mod message;
 pub mod numbering;
 pub mod plain;
+pub mod step;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod texts;
 pub mod types;
 pub mod verification;
-pub mod workflow;
 
+pub use step::*;
 pub use types::*;
 pub use verification::*;
-pub use workflow::{EventKind, Workflow};

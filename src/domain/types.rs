@@ -2,16 +2,15 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
-/// A verification's identifier: 32 lowercase hex characters drawn from the OS RNG.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+/// A verification's identifier: 16 bytes, 48 bits of milliseconds then random bits, laid out as a
+/// UUID version 7 so that a surface may show it as a UUID. Kept as its 32 lowercase hex digits,
+/// the form the store uses as its key and Verify v1 shows.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RequestId(String);
 
 impl RequestId {
-    /// Accepts only the exact shape verifyd issues, so lookups never see other strings.
-    pub fn parse(raw: &str) -> Option<Self> {
+    /// Accepts only 32 lowercase hex digits, so lookups never see other strings.
+    pub fn from_hex(raw: &str) -> Option<Self> {
         let ok = raw.len() == 32 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         ok.then(|| Self(raw.to_owned()))
     }
@@ -20,21 +19,15 @@ impl RequestId {
         Self(hex::encode(bytes))
     }
 
+    pub fn bytes(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(&self.0, &mut out).expect("32 hex digits");
+        out
+    }
+
+    /// The 32 hex digits.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl TryFrom<String> for RequestId {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value).ok_or(value)
-    }
-}
-
-impl From<RequestId> for String {
-    fn from(value: RequestId) -> Self {
-        value.0
     }
 }
 
@@ -45,7 +38,7 @@ impl fmt::Display for RequestId {
 }
 
 /// A delivery event's identifier (one SMS or one call), as search and check report it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EventId(String);
 
 impl EventId {
@@ -76,7 +69,7 @@ impl Country {
 }
 
 /// A phone number in E.164, stored without the leading `+` as the Verify API writes it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PhoneNumber {
     digits: String,
     /// ISO 3166 alpha-2 region of the number, upper case, when the number plan names one.
@@ -167,15 +160,15 @@ pub fn mask_digits(digits: &str) -> String {
         .collect()
 }
 
-/// Length of generated PINs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Length of generated PINs: 4 to 10 digits (each surface may allow fewer lengths).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CodeLength(u8);
 
 impl CodeLength {
     pub const DEFAULT: CodeLength = CodeLength(4);
 
-    pub fn parse(n: i64) -> Option<Self> {
-        matches!(n, 4 | 6).then_some(Self(n as u8))
+    pub fn new(n: i64) -> Option<Self> {
+        (4..=10).contains(&n).then_some(Self(n as u8))
     }
 
     pub fn get(self) -> u8 {
@@ -233,7 +226,7 @@ impl fmt::Debug for Candidate {
 
 /// A money amount in 1e-8 units of the configured currency, printed the way the Verify API prints
 /// prices (`"0.10000000"`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Price(u64);
 
 impl Price {
@@ -326,11 +319,12 @@ mod tests {
     }
 
     #[test]
-    fn request_ids_must_be_32_lowercase_hex() {
-        assert!(RequestId::parse("abcdef0123456789abcdef0123456789").is_some());
-        assert!(RequestId::parse("ABCDEF0123456789abcdef0123456789").is_none());
-        assert!(RequestId::parse("abcdef0123456789abcdef012345678").is_none());
-        assert!(RequestId::parse("zbcdef0123456789abcdef0123456789").is_none());
+    fn request_ids_are_32_lowercase_hex_digits_of_their_bytes() {
+        let id = RequestId::from_hex("abcdef0123456789abcdef0123456789").unwrap();
+        assert_eq!(RequestId::from_bytes(id.bytes()), id);
+        assert!(RequestId::from_hex("ABCDEF0123456789abcdef0123456789").is_none());
+        assert!(RequestId::from_hex("abcdef0123456789abcdef012345678").is_none());
+        assert!(RequestId::from_hex("zbcdef0123456789abcdef0123456789").is_none());
     }
 
     #[test]

@@ -1,38 +1,29 @@
 //! The verification state machine.
 //!
-//! A verification walks its workflow's events (SMS or voice), each at a known time. Every event
-//! delivers the current PIN, or a new one when the current PIN has expired. The user gets three
-//! checks per PIN; the request ends SUCCESS, FAILED, CANCELLED, or EXPIRED once no event is left and
-//! the last PIN has expired.
+//! A verification walks its steps (an SMS, a call …), each at a known time. Every step delivers
+//! the current code, or a new one when its step asks for one or the current code has expired.
+//! The policy says how many checks a code gets, how long it lives and when cancelling is allowed.
+//! A verification ends succeeded, failed, cancelled, or expired once no step is left and the last
+//! code has expired.
 //!
 //! Expiry is also *derived* on every read and write ([`Verification::settle`]), so a late scheduler
-//! never lets a dead PIN pass, and search shows the truth even before the expiry step has run.
+//! never lets a dead code pass, and a search shows the truth even before the expiry step has run.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::locale::Locale;
-use super::types::{CodeLength, EventId, PhoneNumber, RequestId};
-use super::workflow::{EventKind, Workflow};
+use super::step::{Channel, CodeLife, Destination, Policy, Step};
+use super::types::{CodeLength, EventId, RequestId};
 
 pub type Instant = DateTime<Utc>;
 
-/// Checks allowed per PIN; the third wrong code ends the request.
-pub const MAX_CHECKS_PER_PIN: u8 = 3;
-/// Cancel is refused this soon after the request started.
-pub const CANCEL_NOT_BEFORE_SECS: i64 = 30;
-pub const DEFAULT_PIN_EXPIRY_SECS: u32 = 300;
-pub const PIN_EXPIRY_RANGE: std::ops::RangeInclusive<i64> = 60..=3600;
-pub const NEXT_EVENT_WAIT_RANGE: std::ops::RangeInclusive<i64> = 60..=900;
-
 /// A PIN as the store keeps it: a keyed hash to check against, and a sealed (encrypted) copy that
-/// later events of the same PIN need for re-delivery. Neither reveals the PIN without the server key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// later steps with the same PIN need for re-delivery. Neither reveals the PIN without the server
+/// key.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssuedPin {
-    #[serde(with = "hex_bytes32")]
     pub hash: [u8; 32],
-    #[serde(with = "hex_vec")]
     pub sealed: Vec<u8>,
 }
 
@@ -44,62 +35,16 @@ pub trait Minter {
 }
 
 /// What the verification is for, which decides the message text.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Purpose {
     /// A normal verification, named by the caller's brand.
-    Brand { brand: String, sender_id: String },
+    Brand { brand: String },
     /// A PSD2 payment confirmation: the message names the payee and the amount (euro).
     Payment { payee: String, amount: String },
 }
 
-impl Purpose {
-    /// The sender id shown on SMS; PSD2 has no `sender_id` parameter and uses the default.
-    pub fn sender_id(&self) -> &str {
-        match self {
-            Purpose::Brand { sender_id, .. } => sender_id,
-            Purpose::Payment { .. } => DEFAULT_SENDER_ID,
-        }
-    }
-}
-
-pub const DEFAULT_SENDER_ID: &str = "VERIFY";
-
-/// Event timing of one verification.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Timing {
-    /// Replaces every default wait of the workflow when set.
-    pub next_event_wait: Option<u32>,
-    /// Lifetime of each PIN, in seconds.
-    pub pin_expiry: u32,
-}
-
-impl Timing {
-    /// Applies the rule that `pin_expiry` (given or the default 300) is a multiple of
-    /// `next_event_wait`, or else becomes `next_event_wait`. Applying it to the default too means a
-    /// long `next_event_wait` alone never leaves a stretch with no valid PIN. Ranges are checked
-    /// at the edge.
-    pub fn new(pin_expiry: Option<u32>, next_event_wait: Option<u32>) -> Self {
-        let given = pin_expiry.unwrap_or(DEFAULT_PIN_EXPIRY_SECS);
-        let pin_expiry = match next_event_wait {
-            Some(w) if w > 0 && !given.is_multiple_of(w) => w,
-            _ => given,
-        };
-        Self {
-            next_event_wait,
-            pin_expiry,
-        }
-    }
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Self::new(None, None)
-    }
-}
-
-/// The outcome a search reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a verification stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     InProgress,
     Success,
@@ -108,108 +53,115 @@ pub enum Status {
     Cancelled,
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::InProgress => "IN PROGRESS",
-            Status::Success => "SUCCESS",
-            Status::Failed => "FAILED",
-            Status::Expired => "EXPIRED",
-            Status::Cancelled => "CANCELLED",
-        }
-    }
-
-    /// A small stable number for the store's `state` column.
-    pub fn code(self) -> i64 {
-        match self {
-            Status::InProgress => 0,
-            Status::Success => 1,
-            Status::Failed => 2,
-            Status::Expired => 3,
-            Status::Cancelled => 4,
-        }
-    }
+/// The current code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinState {
+    pub hash: [u8; 32],
+    /// Dropped as soon as the verification ends: nothing can be delivered any more.
+    pub sealed: Option<Vec<u8>>,
+    pub issued_at: Instant,
+    pub expires_at: Instant,
+    /// Checks made against this code.
+    pub checks: u8,
+    /// Chosen by the caller, so a new code is this one again.
+    pub custom: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct PinState {
-    #[serde(with = "hex_bytes32")]
-    hash: [u8; 32],
-    /// Dropped as soon as the request ends: nothing can be delivered any more.
-    #[serde(with = "hex_opt_vec", default)]
-    sealed: Option<Vec<u8>>,
-    #[serde(with = "ms")]
-    issued_at: Instant,
-    #[serde(with = "ms")]
-    expires_at: Instant,
-    checks: u8,
-    custom: bool,
-}
-
-/// One delivery event (an SMS or a call) that has started.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One step that has started. The `n`th record is the `n`th step's.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventRecord {
     pub id: EventId,
-    pub kind: EventKind,
-    #[serde(with = "ms")]
+    pub channel: Channel,
     pub at: Instant,
 }
 
 /// One check. The code typed is not kept: a valid one is the PIN, and an invalid one is often a
-/// near miss of it. Only its length is, so search can show a masked code.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// near miss of it. Only its length is, so a search can show a masked code.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckRecord {
-    #[serde(with = "ms")]
     pub at: Instant,
     pub valid: bool,
     pub code_len: u8,
 }
 
-/// Everything needed to deliver one event, self-contained so a delivery can be retried after a
+/// Everything needed to deliver one step, self-contained so a delivery can be retried after a
 /// restart without reading the verification again.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryOrder {
     pub event_id: EventId,
     pub request_id: RequestId,
-    pub kind: EventKind,
-    pub to: PhoneNumber,
+    pub channel: Channel,
+    pub to: Destination,
+    /// The step's sender, if it names one.
+    pub from: Option<String>,
+    pub app_hash: Option<String>,
     pub purpose: Purpose,
     pub locale: Locale,
-    #[serde(with = "hex_vec")]
     pub sealed_pin: Vec<u8>,
-    #[serde(with = "ms")]
     pub created_at: Instant,
-    /// When the PIN this event carries stops being accepted: a gateway that takes a validity
+    /// When the PIN this step carries stops being accepted: a gateway that takes a validity
     /// period gets what is left of it, and a delivery that keeps failing is given up then.
-    /// Deliveries stored by earlier versions have none.
-    #[serde(default, with = "ms_opt")]
+    /// Deliveries stored by early versions have none.
     pub pin_expires_at: Option<Instant>,
 }
 
-/// The caller's request, already validated.
+/// The caller's request, already validated by its surface.
 #[derive(Clone, Debug)]
 pub struct NewVerification {
     pub id: RequestId,
     pub account: String,
-    pub number: PhoneNumber,
     pub purpose: Purpose,
     pub locale: Locale,
-    pub code_length: CodeLength,
-    pub workflow: Workflow,
-    pub timing: Timing,
+    /// At least one.
+    pub steps: Vec<Step>,
+    pub policy: Policy,
+    /// The caller's own reference, kept to be shown back.
+    pub reference: Option<String>,
     /// A caller-chosen PIN, already hashed and sealed; it is reused whenever a new PIN is due.
     pub custom_pin: Option<IssuedPin>,
 }
 
+/// A change asked for by a caller.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// A code typed by the user, as its keyed hash and its length.
+    Check {
+        code_hash: [u8; 32],
+        code_len: u8,
+    },
+    Cancel,
+    /// Start the next step now instead of at its time.
+    Next,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandOutcome {
+    Checked(CheckOutcome),
+    Cancelled(Result<(), ControlError>),
+    Advanced(Result<Box<DeliveryOrder>, ControlError>),
+}
+
+impl CommandOutcome {
+    /// The delivery the command produced, which the store keeps with the verification.
+    pub fn delivery(&self) -> Option<&DeliveryOrder> {
+        match self {
+            CommandOutcome::Advanced(Ok(order)) => Some(order.as_ref()),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckOutcome {
-    /// The code matched; the request is now SUCCESS.
+    /// The code matched; the verification has succeeded.
     Verified { event_id: EventId },
-    /// Wrong code; more tries remain on this PIN.
+    /// Wrong code; more tries remain on this code.
     Mismatch { checks_left: u8 },
-    /// Wrong code for the last allowed time; the request is now FAILED.
+    /// Wrong code for the last allowed time; the verification has failed.
     TooManyAttempts,
-    /// The request has ended (or never was this caller's).
+    /// The current step takes no code.
+    NoCode,
+    /// The verification has ended (or never was this caller's).
     NotActive,
 }
 
@@ -217,65 +169,77 @@ pub enum CheckOutcome {
 pub enum ControlError {
     #[error("the request is not active")]
     NotActive,
-    #[error("cancel is not allowed within the first 30 seconds")]
+    #[error("cancel is not allowed this soon after the start")]
     CancelTooEarly,
-    #[error("cancel is not allowed once the second event has started")]
+    #[error("cancel is not allowed once the later steps have started")]
     CancelTooLate,
-    #[error("no events are left")]
+    #[error("no steps are left")]
     NoMoreEvents,
 }
 
-/// One verification request and its whole history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verification {
+/// A verification's whole state, as the store keeps it. Read through [`Verification`], which
+/// alone changes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
     pub id: RequestId,
     pub account: String,
-    pub number: PhoneNumber,
     pub purpose: Purpose,
     pub locale: Locale,
-    pub code_length: CodeLength,
-    pub workflow: Workflow,
-    pub timing: Timing,
-    #[serde(with = "ms")]
+    pub steps: Vec<Step>,
+    pub policy: Policy,
+    pub reference: Option<String>,
     pub submitted_at: Instant,
-    status: Status,
-    #[serde(with = "ms_opt", default)]
-    finalized_at: Option<Instant>,
-    pin: PinState,
-    events: Vec<EventRecord>,
-    checks: Vec<CheckRecord>,
-    #[serde(with = "ms_opt", default)]
-    next_event_at: Option<Instant>,
+    pub status: Status,
+    pub finalized_at: Option<Instant>,
+    pub pin: PinState,
+    pub events: Vec<EventRecord>,
+    pub checks: Vec<CheckRecord>,
+    pub next_event_at: Option<Instant>,
+}
+
+/// One verification request and its whole history. Its state is read through `Deref`; only the
+/// methods below change it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verification(State);
+
+impl std::ops::Deref for Verification {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
 }
 
 impl Verification {
-    /// Starts a verification: issues the first PIN and fires the first event at `now`.
+    /// Starts a verification: issues the first PIN and starts the first step at `now`.
     pub fn start(
         new: NewVerification,
         now: Instant,
         minter: &mut dyn Minter,
     ) -> (Self, DeliveryOrder) {
+        assert!(
+            !new.steps.is_empty(),
+            "a verification has at least one step"
+        );
         let (issued, custom) = match new.custom_pin {
             Some(pin) => (pin, true),
-            None => (minter.pin(&new.id, new.code_length), false),
+            None => (minter.pin(&new.id, new.policy.code_length), false),
         };
         let pin = PinState {
             hash: issued.hash,
             sealed: Some(issued.sealed),
             issued_at: now,
-            expires_at: now + secs(new.timing.pin_expiry),
+            expires_at: now,
             checks: 0,
             custom,
         };
-        let mut v = Self {
+        let mut v = Self(State {
             id: new.id,
             account: new.account,
-            number: new.number,
             purpose: new.purpose,
             locale: new.locale,
-            code_length: new.code_length,
-            workflow: new.workflow,
-            timing: new.timing,
+            steps: new.steps,
+            policy: new.policy,
+            reference: new.reference,
             submitted_at: now,
             status: Status::InProgress,
             finalized_at: None,
@@ -283,29 +247,59 @@ impl Verification {
             events: Vec::new(),
             checks: Vec::new(),
             next_event_at: Some(now),
-        };
+        });
+        v.0.pin.expires_at = v.expiry_of_new_code(0, now);
         let first = v.fire(now, minter);
         (v, first)
     }
 
-    /// Applies whatever time alone decides: the request expires once no event is left and the last
-    /// PIN has expired. Every other operation settles first.
+    /// A verification as the store kept it.
+    pub fn restore(state: State) -> Self {
+        Self(state)
+    }
+
+    /// The destination of the first step: one verification in progress per account and key.
+    pub fn destination_key(&self) -> &str {
+        self.0.steps[0].to.key()
+    }
+
+    /// Applies a command at `now`: the one place commands change a verification, whichever
+    /// engine holds it.
+    pub fn apply(
+        &mut self,
+        command: &Command,
+        now: Instant,
+        minter: &mut dyn Minter,
+    ) -> CommandOutcome {
+        match command {
+            Command::Check {
+                code_hash,
+                code_len,
+            } => CommandOutcome::Checked(self.check(code_hash, *code_len, now)),
+            Command::Cancel => CommandOutcome::Cancelled(self.cancel(now)),
+            Command::Next => CommandOutcome::Advanced(self.trigger_next(now, minter).map(Box::new)),
+        }
+    }
+
+    /// Applies whatever time alone decides: the verification expires once no step is left and
+    /// the last code has expired. Every other operation settles first.
     pub fn settle(&mut self, now: Instant) {
-        if self.status == Status::InProgress
-            && self.next_event_at.is_none()
-            && now >= self.pin.expires_at
+        if self.0.status == Status::InProgress
+            && self.0.next_event_at.is_none()
+            && now >= self.0.pin.expires_at
         {
-            let at = self.pin.expires_at;
+            let at = self.0.pin.expires_at;
             self.finish(Status::Expired, at);
         }
     }
 
-    /// Runs the next event if it is due at `now`. The scheduler calls this for due requests; an
-    /// event that came due while nothing ran fires now, and the workflow continues from now.
+    /// Starts the next step if it is due at `now`. The scheduler calls this for due
+    /// verifications; a step that came due while nothing ran starts now, and the rest follow
+    /// from now.
     pub fn advance(&mut self, now: Instant, minter: &mut dyn Minter) -> Option<DeliveryOrder> {
         self.settle(now);
-        match self.next_event_at {
-            Some(at) if self.status == Status::InProgress && at <= now => {
+        match self.0.next_event_at {
+            Some(at) if self.0.status == Status::InProgress && at <= now => {
                 Some(self.fire(now, minter))
             }
             _ => None,
@@ -314,62 +308,68 @@ impl Verification {
 
     /// Checks a code, given as its keyed hash. The check is counted before the comparison, so a
     /// failing store write can never hand out a free guess.
-    pub fn check(&mut self, candidate_hash: &[u8; 32], code_len: u8, now: Instant) -> CheckOutcome {
+    fn check(&mut self, candidate_hash: &[u8; 32], code_len: u8, now: Instant) -> CheckOutcome {
         self.settle(now);
-        if self.status != Status::InProgress {
+        if self.0.status != Status::InProgress {
             return CheckOutcome::NotActive;
         }
-        self.pin.checks = self.pin.checks.saturating_add(1);
-        let matches: bool = self.pin.hash.ct_eq(candidate_hash).into();
-        let valid = matches && now < self.pin.expires_at;
-        self.checks.push(CheckRecord {
+        if !self.current_step().channel.takes_code() {
+            return CheckOutcome::NoCode;
+        }
+        let s = &mut self.0;
+        s.pin.checks = s.pin.checks.saturating_add(1);
+        let matches: bool = s.pin.hash.ct_eq(candidate_hash).into();
+        let valid = matches && now < s.pin.expires_at;
+        s.checks.push(CheckRecord {
             at: now,
             valid,
             code_len,
         });
         if valid {
             self.finish(Status::Success, now);
-            let event_id = self.events.last().map(|e| e.id.clone());
+            let event_id = self.0.events.last().map(|e| e.id.clone());
             return CheckOutcome::Verified {
                 event_id: event_id.expect("a started verification has an event"),
             };
         }
-        if self.pin.checks >= MAX_CHECKS_PER_PIN {
+        let tries = self.0.policy.tries_per_code;
+        if self.0.pin.checks >= tries {
             self.finish(Status::Failed, now);
             return CheckOutcome::TooManyAttempts;
         }
         CheckOutcome::Mismatch {
-            checks_left: MAX_CHECKS_PER_PIN - self.pin.checks,
+            checks_left: tries - self.0.pin.checks,
         }
     }
 
-    /// Cancels the request: allowed from 30 s after the start until the second event starts.
-    pub fn cancel(&mut self, now: Instant) -> Result<(), ControlError> {
+    /// Cancels the verification inside the policy's window.
+    fn cancel(&mut self, now: Instant) -> Result<(), ControlError> {
         self.settle(now);
-        if self.status != Status::InProgress {
+        if self.0.status != Status::InProgress {
             return Err(ControlError::NotActive);
         }
-        if now < self.submitted_at + Duration::seconds(CANCEL_NOT_BEFORE_SECS) {
+        let window = self.0.policy.cancel;
+        if now < self.0.submitted_at + secs(window.not_before) {
             return Err(ControlError::CancelTooEarly);
         }
-        if self.events.len() >= 2 {
+        if self.0.events.len() >= window.until_steps {
             return Err(ControlError::CancelTooLate);
         }
         self.finish(Status::Cancelled, now);
         Ok(())
     }
 
-    /// Runs the next event now instead of at its scheduled time.
-    pub fn trigger_next(
+    /// Starts the next step now instead of at its time.
+    fn trigger_next(
         &mut self,
         now: Instant,
         minter: &mut dyn Minter,
     ) -> Result<DeliveryOrder, ControlError> {
         self.settle(now);
-        if self.status != Status::InProgress {
+        if self.0.status != Status::InProgress {
             return Err(ControlError::NotActive);
         }
-        if self.next_event_at.is_none() {
+        if self.0.next_event_at.is_none() {
             return Err(ControlError::NoMoreEvents);
         }
         Ok(self.fire(now, minter))
@@ -379,274 +379,100 @@ impl Verification {
     pub fn status_at(&self, now: Instant) -> Status {
         let mut probe = self.clone();
         probe.settle(now);
-        probe.status
+        probe.0.status
     }
 
-    /// The stored status, without applying time.
-    pub fn status(&self) -> Status {
-        self.status
-    }
-
-    /// When the request ended, as of `now`.
+    /// When the verification ended, as of `now`.
     pub fn finalized_at(&self, now: Instant) -> Option<Instant> {
-        match self.finalized_at {
+        match self.0.finalized_at {
             Some(at) => Some(at),
-            None if self.status_at(now) == Status::Expired => Some(self.pin.expires_at),
+            None if self.status_at(now) == Status::Expired => Some(self.0.pin.expires_at),
             None => None,
         }
     }
 
-    /// When the scheduler must look at this request again: the next event, or the expiry of the
-    /// last PIN. `None` once the request has ended.
+    /// When the scheduler must look at this verification again: the next step, or the expiry of
+    /// the last code. `None` once it has ended.
     pub fn next_due(&self) -> Option<Instant> {
-        match self.status {
-            Status::InProgress => Some(self.next_event_at.unwrap_or(self.pin.expires_at)),
+        match self.0.status {
+            Status::InProgress => Some(self.0.next_event_at.unwrap_or(self.0.pin.expires_at)),
             _ => None,
         }
     }
 
-    pub fn next_event_at(&self) -> Option<Instant> {
-        self.next_event_at
-    }
-
-    pub fn pin_expires_at(&self) -> Instant {
-        self.pin.expires_at
-    }
-
-    pub fn events(&self) -> &[EventRecord] {
-        &self.events
-    }
-
-    pub fn checks(&self) -> &[CheckRecord] {
-        &self.checks
+    /// The step started last.
+    pub fn current_step(&self) -> &Step {
+        &self.0.steps[self.0.events.len().max(1) - 1]
     }
 
     fn fire(&mut self, now: Instant, minter: &mut dyn Minter) -> DeliveryOrder {
-        let index = self.events.len();
-        let events = self.workflow.events();
-        let kind = events[index];
-        if now >= self.pin.expires_at {
-            self.renew_pin(now, minter);
+        let index = self.0.events.len();
+        let step = self.0.steps[index].clone();
+        if index > 0 && (step.new_code || now >= self.0.pin.expires_at) {
+            self.renew_pin(index, now, minter);
+        } else if self.0.policy.code_life == CodeLife::UntilWorkflowEnds {
+            self.0.pin.expires_at = self.expiry_of_new_code(index, now);
         }
         let event_id = minter.event_id();
-        self.events.push(EventRecord {
+        self.0.events.push(EventRecord {
             id: event_id.clone(),
-            kind,
+            channel: step.channel,
             at: now,
         });
-        self.next_event_at =
-            (index + 1 < events.len()).then(|| now + secs(self.wait_before(index + 1)));
+        self.0.next_event_at = (index + 1 < self.0.steps.len()).then(|| now + secs(step.wait));
         DeliveryOrder {
             event_id,
-            request_id: self.id.clone(),
-            kind,
-            to: self.number.clone(),
-            purpose: self.purpose.clone(),
-            locale: self.locale,
+            request_id: self.0.id.clone(),
+            channel: step.channel,
+            to: step.to,
+            from: step.from,
+            app_hash: step.app_hash,
+            purpose: self.0.purpose.clone(),
+            locale: self.0.locale,
             sealed_pin: self
+                .0
                 .pin
                 .sealed
                 .clone()
                 .expect("an active verification keeps its sealed PIN"),
             created_at: now,
-            pin_expires_at: Some(self.pin.expires_at),
+            pin_expires_at: Some(self.0.pin.expires_at),
         }
     }
 
-    fn renew_pin(&mut self, now: Instant, minter: &mut dyn Minter) {
-        if !self.pin.custom {
-            let issued = minter.pin(&self.id, self.code_length);
-            self.pin.hash = issued.hash;
-            self.pin.sealed = Some(issued.sealed);
+    /// When a code issued as step `index` starts at `now` expires.
+    fn expiry_of_new_code(&self, index: usize, now: Instant) -> Instant {
+        match self.0.policy.code_life {
+            CodeLife::Fixed(life) => now + secs(life),
+            CodeLife::UntilWorkflowEnds => {
+                let rest: u32 = self.0.steps[index..].iter().map(|s| s.wait).sum();
+                now + secs(rest)
+            }
         }
-        self.pin.issued_at = now;
-        self.pin.expires_at = now + secs(self.timing.pin_expiry);
-        self.pin.checks = 0;
     }
 
-    fn wait_before(&self, index: usize) -> u32 {
-        self.timing
-            .next_event_wait
-            .or_else(|| self.workflow.default_wait_before(index))
-            .expect("every event after the first has a wait")
+    fn renew_pin(&mut self, index: usize, now: Instant, minter: &mut dyn Minter) {
+        let expires_at = self.expiry_of_new_code(index, now);
+        let s = &mut self.0;
+        if !s.pin.custom {
+            let issued = minter.pin(&s.id, s.policy.code_length);
+            s.pin.hash = issued.hash;
+            s.pin.sealed = Some(issued.sealed);
+        }
+        s.pin.issued_at = now;
+        s.pin.expires_at = expires_at;
+        s.pin.checks = 0;
     }
 
     fn finish(&mut self, status: Status, at: Instant) {
-        self.status = status;
-        self.finalized_at = Some(at);
-        self.next_event_at = None;
-        self.pin.sealed = None;
+        let s = &mut self.0;
+        s.status = status;
+        s.finalized_at = Some(at);
+        s.next_event_at = None;
+        s.pin.sealed = None;
     }
 }
 
 fn secs(s: u32) -> Duration {
     Duration::seconds(i64::from(s))
-}
-
-/// Instants are stored as milliseconds since the Unix epoch.
-pub(crate) mod ms {
-    use super::Instant;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(t: &Instant, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_i64(t.timestamp_millis())
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Instant, D::Error> {
-        let v = i64::deserialize(d)?;
-        chrono::DateTime::from_timestamp_millis(v)
-            .ok_or_else(|| serde::de::Error::custom("timestamp out of range"))
-    }
-}
-
-pub(crate) mod ms_opt {
-    use super::Instant;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(t: &Option<Instant>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_some(&t.timestamp_millis()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Instant>, D::Error> {
-        match Option::<i64>::deserialize(d)? {
-            Some(v) => chrono::DateTime::from_timestamp_millis(v)
-                .map(Some)
-                .ok_or_else(|| serde::de::Error::custom("timestamp out of range")),
-            None => Ok(None),
-        }
-    }
-}
-
-/// Hex in stored bodies, read and written without a `String` in between. Every check decodes
-/// and encodes a stored body on the SQLite writer, and every search decodes one: with
-/// `hex::encode`/`decode` over owned strings a body took 856–944 ns to encode and 1,450–1,524
-/// to decode, this way 538–572 and 1,208–1,227 (`cargo bench --bench stored_body`).
-///
-/// Formats that are not human-readable (the SQLite engine's MessagePack) get the bytes as they
-/// are: half the size, and nothing to decode.
-mod hex_text {
-    use serde::de::{Error, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    /// Writes `bytes` as lower-case hex, through a buffer on the stack when it is short.
-    pub(super) fn write<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        if !s.is_human_readable() {
-            return s.serialize_bytes(bytes);
-        }
-        let mut buf = [0u8; 128];
-        match buf.get_mut(..bytes.len() * 2) {
-            Some(out) => {
-                hex::encode_to_slice(bytes, out).expect("twice as long");
-                s.serialize_str(std::str::from_utf8(out).expect("hex is ASCII"))
-            }
-            None => s.serialize_str(&hex::encode(bytes)),
-        }
-    }
-
-    /// Reads a hex string and decodes it with `from_hex`, or takes raw bytes with `from_bytes`.
-    pub(super) fn read<'de, D, T>(
-        d: D,
-        from_hex: fn(&str) -> Result<T, hex::FromHexError>,
-        from_bytes: fn(&[u8]) -> Option<T>,
-    ) -> Result<T, D::Error>
-    where
-        D: Deserializer<'de>,
-    {
-        struct Hex<T> {
-            from_hex: fn(&str) -> Result<T, hex::FromHexError>,
-            from_bytes: fn(&[u8]) -> Option<T>,
-        }
-        impl<T> Visitor<'_> for Hex<T> {
-            type Value = T;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a hex string or bytes")
-            }
-            fn visit_str<E: Error>(self, v: &str) -> Result<T, E> {
-                (self.from_hex)(v).map_err(E::custom)
-            }
-            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<T, E> {
-                (self.from_bytes)(v).ok_or_else(|| E::invalid_length(v.len(), &self))
-            }
-        }
-        let visitor = Hex {
-            from_hex,
-            from_bytes,
-        };
-        if d.is_human_readable() {
-            d.deserialize_str(visitor)
-        } else {
-            d.deserialize_bytes(visitor)
-        }
-    }
-}
-
-mod hex_vec {
-    use serde::{Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        super::hex_text::write(v, s)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        // Not `hex::decode`, which collects through an iterator of results.
-        super::hex_text::read(
-            d,
-            |text| {
-                let mut out = vec![0u8; text.len() / 2];
-                hex::decode_to_slice(text, &mut out).map(|()| out)
-            },
-            |bytes| Some(bytes.to_vec()),
-        )
-    }
-}
-
-mod hex_opt_vec {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => s.serialize_some(&Hex(v)),
-            None => s.serialize_none(),
-        }
-    }
-
-    struct Hex<'a>(&'a [u8]);
-
-    impl serde::Serialize for Hex<'_> {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            super::hex_text::write(self.0, s)
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Vec<u8>>, D::Error> {
-        #[derive(Deserialize)]
-        struct Bytes(#[serde(with = "super::hex_vec")] Vec<u8>);
-        Ok(Option::<Bytes>::deserialize(d)?.map(|b| b.0))
-    }
-}
-
-mod hex_bytes32 {
-    use serde::{Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        super::hex_text::write(v, s)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        super::hex_text::read(
-            d,
-            |text| {
-                let mut out = [0u8; 32];
-                hex::decode_to_slice(text, &mut out).map(|()| out)
-            },
-            |bytes| bytes.try_into().ok(),
-        )
-    }
 }

@@ -12,6 +12,7 @@
 //! lease ran out (the process died, or lost it) is claimed again by whoever sweeps next.
 
 mod batch;
+pub mod body;
 pub mod postgres;
 pub mod sqlite;
 
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::domain::{
-    CheckOutcome, ControlError, DeliveryOrder, EventId, Instant, Minter, RequestId, Verification,
+    Command, CommandOutcome, DeliveryOrder, EventId, Instant, Minter, RequestId, Verification,
 };
 
 /// The clock handed to store operations.
@@ -57,21 +58,6 @@ pub enum CreateOutcome {
     Created,
     /// The caller already has a verification in progress for this number.
     Concurrent(RequestId),
-}
-
-/// A state change requested through the API.
-#[derive(Clone, Debug)]
-pub enum Command {
-    Check { code_hash: [u8; 32], code_len: u8 },
-    Cancel,
-    TriggerNext,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CommandOutcome {
-    Checked(CheckOutcome),
-    Cancelled(Result<(), ControlError>),
-    Triggered(Result<DeliveryOrder, ControlError>),
 }
 
 #[async_trait]
@@ -181,6 +167,30 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn get_key(&self, api_key: &str) -> StoreResult<Option<ApiKeyRecord>>;
     /// Returns false when the key does not exist.
     async fn set_key_state(&self, api_key: &str, state: KeyState) -> StoreResult<bool>;
+}
+
+/// A Verify v2 application, as `verifyd apps create` registered it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppRecord {
+    /// A UUID, the `application_id` claim of the application's JWTs.
+    pub application_id: String,
+    /// The API key whose account the application's requests belong to.
+    pub api_key: String,
+    /// The application's RSA public key, PEM.
+    pub public_key: String,
+    /// Where the application's callbacks go.
+    pub status_url: Option<String>,
+    /// The signature secret, sealed with the server key (`ServerKey::seal_secret`).
+    pub signature_secret_sealed: Vec<u8>,
+    pub created_at: Instant,
+}
+
+#[async_trait]
+pub trait AppStore: Send + Sync + 'static {
+    /// Fails when the API key does not exist.
+    async fn insert_app(&self, app: AppRecord) -> StoreResult<()>;
+    async fn get_app(&self, application_id: &str) -> StoreResult<Option<AppRecord>>;
+    async fn list_apps(&self) -> StoreResult<Vec<AppRecord>>;
 }
 
 /// Small named values the server keeps about itself (clock anchor, key fingerprint).
@@ -327,26 +337,9 @@ pub trait DeliveryLog: Send + Sync + 'static {
 
 /// Everything a running server needs from one engine. The engine also keeps the inbox channel's
 /// log ([`InboxLog`]), which the channel sees only through that trait.
-pub trait Store: DeliveryStore + KeyStore + MetaStore + InboxLog {}
-impl<T: DeliveryStore + KeyStore + MetaStore + InboxLog> Store for T {}
+pub trait Store: DeliveryStore + KeyStore + AppStore + MetaStore + InboxLog {}
+impl<T: DeliveryStore + KeyStore + AppStore + MetaStore + InboxLog> Store for T {}
 
 /// What the delivery dispatcher needs of an engine.
 pub trait DeliveryStore: VerificationStore + DeliveryLog {}
 impl<T: VerificationStore + DeliveryLog> DeliveryStore for T {}
-
-/// A stored body that does not decode. serde's message can quote the stored value (a number, a
-/// hash), so only the kind and position of the error are kept.
-pub(crate) fn corrupt_json(e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(format!(
-        "JSON {:?} error at line {} column {}",
-        e.classify(),
-        e.line(),
-        e.column()
-    ))
-}
-
-/// Bodies are the domain objects as JSON in PostgreSQL; SQLite writes MessagePack and still reads
-/// the JSON it wrote before (`sqlite/body.rs`).
-pub(crate) fn encode<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(corrupt_json)
-}

@@ -244,31 +244,18 @@ async fn several_results_in_xml_are_verify_request_elements_in_one_root() {
 
 #[tokio::test]
 async fn an_xml_search_stays_well_formed_for_a_control_character_stored_before_it_was_refused() {
+    use verifyd::api::v1::workflow::Workflow;
     use verifyd::clock::Clock;
-    use verifyd::domain::locale::Locale;
     use verifyd::domain::testing::SequenceMinter;
-    use verifyd::domain::{
-        CodeLength, NewVerification, PhoneNumber, Purpose, RequestId, Timing, Verification,
-        Workflow,
-    };
+    use verifyd::domain::{RequestId, Verification};
     let Some(app) = spawn_app().await else {
         return;
     };
     // As an earlier verifyd stored it: the API refuses such a sender_id now.
-    let new = NewVerification {
-        id: RequestId::from_bytes([7; 16]),
-        account: app.key.clone(),
-        number: PhoneNumber::parse(&number(330), None).unwrap(),
-        purpose: Purpose::Brand {
-            brand: "Acme".into(),
-            sender_id: "VER\u{1}IFY\u{ffff}".into(),
-        },
-        locale: Locale::from_tag("en-gb").unwrap(),
-        code_length: CodeLength::DEFAULT,
-        workflow: Workflow::parse(1).unwrap(),
-        timing: Timing::default(),
-        custom_pin: None,
-    };
+    let mut new = Workflow::DEFAULT.request(RequestId::from_bytes([7; 16]), &app.key, &number(330));
+    for step in &mut new.steps {
+        step.from = Some("VER\u{1}IFY\u{ffff}".into());
+    }
     let mut minter = SequenceMinter { pins: 0, events: 1 };
     let (v, first) = Verification::start(new, app.clock.now(), &mut minter);
     let id = v.id.as_str().to_owned();

@@ -116,7 +116,7 @@ impl Server {
     }
 
     pub async fn attempts(&self, request_id: &str) -> Vec<Attempt> {
-        let id = RequestId::parse(request_id).unwrap();
+        let id = RequestId::from_hex(request_id).unwrap();
         self.app.store().attempts(&id).await.unwrap()
     }
 

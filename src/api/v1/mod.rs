@@ -4,6 +4,7 @@
 pub mod error;
 pub mod params;
 pub mod response;
+pub mod workflow;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::handler::Handler;
@@ -16,13 +17,14 @@ use axum::Router;
 use self::error::{Endpoint, V1Error};
 use self::params::{parse_int, Params};
 use self::response::{Fields, Format, Reply};
+use self::workflow::{Workflow, NEXT_EVENT_WAIT_RANGE, PIN_EXPIRY_RANGE};
 use super::AppState;
 use crate::auth::{Account, AuthError};
 use crate::domain::locale::{Locale, LocaleSet};
 use crate::domain::plain;
 use crate::domain::{
-    Candidate, CodeLength, Country, CustomPin, Instant, PhoneNumber, Purpose, RequestId, Timing,
-    Workflow, DEFAULT_SENDER_ID, NEXT_EVENT_WAIT_RANGE, PIN_EXPIRY_RANGE,
+    Candidate, Channel, CodeLength, Country, CustomPin, Instant, PhoneNumber, Purpose, RequestId,
+    Status,
 };
 use crate::http::refusals::{self, Reason};
 use crate::service::{
@@ -33,6 +35,8 @@ const MAX_BRAND: usize = 18;
 const MAX_SENDER_ID: usize = 11;
 const MAX_PAYEE: usize = 18;
 const MAX_SEARCH_IDS: usize = 10;
+/// The sender id shown on SMS when the request names none; PSD2 has no `sender_id` parameter.
+pub const DEFAULT_SENDER_ID: &str = crate::channel::DEFAULT_SENDER;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -189,36 +193,62 @@ fn text_param<'a>(
     }
 }
 
-/// The parameters `/verify` and `/verify/psd2` share: number, country, code length, locale and
-/// timings.
-fn parse_common(
-    p: &Params,
-    locales: LocaleSet,
-) -> Result<(PhoneNumber, CodeLength, Locale, Workflow, Timing), V1Error> {
-    let number = required(p, "number")?;
-    let country = match p.get("country") {
-        Some(c) => Some(Country::parse(c).ok_or(V1Error::Invalid("country"))?),
-        None => None,
-    };
-    let number = PhoneNumber::parse(number, country).map_err(|_| V1Error::Invalid("number"))?;
-    let code_length = optional_int(p, "code_length", |n| CodeLength::parse(n).is_some())?
-        .and_then(CodeLength::parse)
-        .unwrap_or(CodeLength::DEFAULT);
-    let locale = match p.get("lg") {
-        Some(lg) => locales.parse(lg).ok_or(V1Error::Invalid("lg"))?,
-        None => locales.for_region(number.region()),
-    };
-    let pin_expiry = optional_int(p, "pin_expiry", |n| PIN_EXPIRY_RANGE.contains(&n))?;
-    let next_event_wait =
-        optional_int(p, "next_event_wait", |n| NEXT_EVENT_WAIT_RANGE.contains(&n))?;
-    let workflow = optional_int(p, "workflow_id", |n| Workflow::parse(n).is_some())?
-        .and_then(Workflow::parse)
-        .unwrap_or(Workflow::DEFAULT);
-    let timing = Timing::new(
-        pin_expiry.map(|n| n as u32),
-        next_event_wait.map(|n| n as u32),
-    );
-    Ok((number, code_length, locale, workflow, timing))
+/// The parameters `/verify` and `/verify/psd2` share: number, country, code length, locale,
+/// workflow and timings.
+struct Common {
+    number: PhoneNumber,
+    code_length: CodeLength,
+    locale: Locale,
+    workflow: Workflow,
+    next_event_wait: Option<u32>,
+    pin_expiry: u32,
+}
+
+impl Common {
+    fn parse(p: &Params, locales: LocaleSet) -> Result<Self, V1Error> {
+        let number = required(p, "number")?;
+        let country = match p.get("country") {
+            Some(c) => Some(Country::parse(c).ok_or(V1Error::Invalid("country"))?),
+            None => None,
+        };
+        let number = PhoneNumber::parse(number, country).map_err(|_| V1Error::Invalid("number"))?;
+        let code_length = optional_int(p, "code_length", |n| matches!(n, 4 | 6))?
+            .and_then(CodeLength::new)
+            .unwrap_or(CodeLength::DEFAULT);
+        let locale = match p.get("lg") {
+            Some(lg) => locales.parse(lg).ok_or(V1Error::Invalid("lg"))?,
+            None => locales.for_region(number.region()),
+        };
+        let pin_expiry = optional_int(p, "pin_expiry", |n| PIN_EXPIRY_RANGE.contains(&n))?;
+        let next_event_wait =
+            optional_int(p, "next_event_wait", |n| NEXT_EVENT_WAIT_RANGE.contains(&n))?
+                .map(|n| n as u32);
+        let workflow = optional_int(p, "workflow_id", |n| Workflow::parse(n).is_some())?
+            .and_then(Workflow::parse)
+            .unwrap_or(Workflow::DEFAULT);
+        Ok(Self {
+            number,
+            code_length,
+            locale,
+            workflow,
+            next_event_wait,
+            pin_expiry: workflow::pin_expiry(pin_expiry.map(|n| n as u32), next_event_wait),
+        })
+    }
+
+    /// The request to start, with every step showing `sender`.
+    fn start(self, purpose: Purpose, sender: &str, custom_pin: Option<CustomPin>) -> StartRequest {
+        StartRequest {
+            steps: self
+                .workflow
+                .steps(&self.number, sender, self.next_event_wait),
+            policy: workflow::policy(self.code_length, self.pin_expiry),
+            purpose,
+            locale: self.locale,
+            reference: None,
+            custom_pin,
+        }
+    }
 }
 
 fn started(outcome: StartOutcome) -> Result<Reply, V1Error> {
@@ -240,26 +270,17 @@ async fn request(State(app): State<AppState>, Path(format): Path<String>, p: Par
     };
     let result = async {
         let account = authenticate(&app, &p).await?;
-        let (number, code_length, locale, workflow, timing) =
-            parse_common(&p, LocaleSet::Standard)?;
+        let common = Common::parse(&p, LocaleSet::Standard)?;
         let brand = text_param(&p, "brand", MAX_BRAND)?.ok_or(V1Error::Missing("brand"))?;
         let sender_id = text_param(&p, "sender_id", MAX_SENDER_ID)?.unwrap_or(DEFAULT_SENDER_ID);
         let custom_pin = match p.get("pin_code") {
             Some(raw) => Some(CustomPin::parse(raw).ok_or(V1Error::Invalid("pin_code"))?),
             None => None,
         };
-        let req = StartRequest {
-            number,
-            purpose: Purpose::Brand {
-                brand: brand.to_owned(),
-                sender_id: sender_id.to_owned(),
-            },
-            locale,
-            code_length,
-            workflow,
-            timing,
-            custom_pin,
+        let purpose = Purpose::Brand {
+            brand: brand.to_owned(),
         };
+        let req = common.start(purpose, sender_id, custom_pin);
         started(app.service.start(&account, req).await.map_err(internal)?)
     }
     .await;
@@ -291,21 +312,14 @@ async fn psd2(State(app): State<AppState>, Path(format): Path<String>, p: Params
     }
     let result = async {
         let account = authenticate(&app, &p).await?;
-        let (number, code_length, locale, workflow, timing) = parse_common(&p, LocaleSet::Psd2)?;
+        let common = Common::parse(&p, LocaleSet::Psd2)?;
         let payee = text_param(&p, "payee", MAX_PAYEE)?.ok_or(V1Error::Missing("payee"))?;
         let amount = parse_amount(required(&p, "amount")?).ok_or(V1Error::Invalid("amount"))?;
-        let req = StartRequest {
-            number,
-            purpose: Purpose::Payment {
-                payee: payee.to_owned(),
-                amount,
-            },
-            locale,
-            code_length,
-            workflow,
-            timing,
-            custom_pin: None,
+        let purpose = Purpose::Payment {
+            payee: payee.to_owned(),
+            amount,
         };
+        let req = common.start(purpose, DEFAULT_SENDER_ID, None);
         started(app.service.start(&account, req).await.map_err(internal)?)
     }
     .await;
@@ -325,7 +339,7 @@ fn request_id_param(p: &Params) -> Result<(String, Option<RequestId>), V1Error> 
     if !is_echoable_id(raw) {
         return Err(V1Error::Invalid("request_id"));
     }
-    Ok((raw.to_owned(), RequestId::parse(raw)))
+    Ok((raw.to_owned(), RequestId::from_hex(raw)))
 }
 
 async fn check(State(app): State<AppState>, Path(format): Path<String>, p: Params) -> Response {
@@ -370,7 +384,8 @@ async fn check(State(app): State<AppState>, Path(format): Path<String>, p: Param
             }),
             CheckResult::WrongCode => Err(V1Error::WrongCode),
             CheckResult::TooManyWrongCodes => Err(V1Error::TooManyWrongCodes),
-            CheckResult::NotActive => Err(V1Error::CheckNotFound(raw)),
+            // v1's channels all take a code; a step that takes none is not one it can start.
+            CheckResult::NotActive | CheckResult::NoCode => Err(V1Error::CheckNotFound(raw)),
         }
     }
     .await;
@@ -405,10 +420,29 @@ fn date(t: Instant) -> String {
     out.iter().map(|&b| char::from(b)).collect()
 }
 
+/// A status as search writes it.
+fn status_text(status: Status) -> &'static str {
+    match status {
+        Status::InProgress => "IN PROGRESS",
+        Status::Success => "SUCCESS",
+        Status::Failed => "FAILED",
+        Status::Expired => "EXPIRED",
+        Status::Cancelled => "CANCELLED",
+    }
+}
+
+/// An event's `type` as search writes it.
+fn event_type(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Sms => "sms",
+        Channel::Voice => "tts",
+    }
+}
+
 fn report_fields(r: &Report, currency: &str) -> Fields {
     let v = &r.verification;
     let checks = v
-        .checks()
+        .checks
         .iter()
         .map(|c| {
             Fields::new()
@@ -420,24 +454,28 @@ fn report_fields(r: &Report, currency: &str) -> Fields {
         })
         .collect();
     let events = v
-        .events()
+        .events
         .iter()
         .map(|e| {
             Fields::new()
-                .text("type", e.kind.as_str())
+                .text("type", event_type(e.channel))
                 .text("id", e.id.as_str())
         })
         .collect();
-    let first = v.events().first().map(|e| date(e.at)).unwrap_or_default();
-    let last = v.events().last().map(|e| date(e.at)).unwrap_or_default();
+    let first = v.events.first().map(|e| date(e.at)).unwrap_or_default();
+    let last = v.events.last().map(|e| date(e.at)).unwrap_or_default();
+    let step = &v.steps[0];
     Fields::new()
         .text("request_id", v.id.as_str())
         .text("account_id", v.account.clone())
-        .text("status", r.status.as_str())
-        .text("number", v.number.digits())
+        .text("status", status_text(r.status))
+        .text("number", step.to.key())
         .text("price", r.price.to_string())
         .text("currency", currency)
-        .text("sender_id", v.purpose.sender_id())
+        .text(
+            "sender_id",
+            step.from.as_deref().unwrap_or(DEFAULT_SENDER_ID),
+        )
         .text("date_submitted", date(v.submitted_at))
         .text(
             "date_finalized",
@@ -476,7 +514,7 @@ async fn search(State(app): State<AppState>, Path(format): Path<String>, p: Para
             }));
         }
         let mut ids: Vec<RequestId> = Vec::with_capacity(raws.len());
-        for id in raws.iter().filter_map(|r| RequestId::parse(r)) {
+        for id in raws.iter().filter_map(|r| RequestId::from_hex(r)) {
             if !ids.contains(&id) {
                 ids.push(id);
             }
@@ -515,7 +553,7 @@ async fn control(State(app): State<AppState>, Path(format): Path<String>, p: Par
         let (raw, id) = request_id_param(&p)?;
         let (cmd, command) = match required(&p, "cmd")? {
             "cancel" => ("cancel", ControlCommand::Cancel),
-            "trigger_next_event" => ("trigger_next_event", ControlCommand::TriggerNextEvent),
+            "trigger_next_event" => ("trigger_next_event", ControlCommand::Next),
             _ => return Err(V1Error::Invalid("cmd")),
         };
         let Some(id) = id else {

@@ -9,6 +9,7 @@
 //! another node's sweep when the lease runs out. The "one verification in progress per key and
 //! number" rule is a unique partial index, so it holds across nodes whatever they do.
 
+mod apps;
 mod attempts;
 
 use std::str::FromStr;
@@ -22,18 +23,21 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 use super::batch::Batcher;
+use super::body::{self, status_code, Stored};
 use super::{
-    corrupt_json, encode, ApiKeyRecord, BoxMinter, Command, CommandOutcome, CreateOutcome,
-    InboxLog, InboxMessage, KeyState, KeyStore, MetaStore, SharedClock, StoreError, StoreResult,
-    VerificationStore,
+    ApiKeyRecord, BoxMinter, CreateOutcome, InboxLog, InboxMessage, KeyState, KeyStore, MetaStore,
+    SharedClock, StoreError, StoreResult, VerificationStore,
 };
 use crate::channel::inbox::InboxLogError;
-use crate::domain::{DeliveryOrder, EventId, Instant, RequestId, Status, Verification};
+use crate::domain::{
+    Command, CommandOutcome, DeliveryOrder, EventId, Instant, RequestId, Status, Verification,
+};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_inbox_ends_with_its_request.sql"),
     include_str!("../../../migrations/postgres/0003_delivery_attempts.sql"),
+    include_str!("../../../migrations/postgres/0004_applications.sql"),
 ];
 const POOL_SIZE: usize = 16;
 pub const DEFAULT_DELIVERY_LEASE: Duration = super::sqlite::DEFAULT_DELIVERY_LEASE;
@@ -195,14 +199,18 @@ impl PgStore {
 // plain `execute(&str)` makes PostgreSQL parse and plan the text again each time and costs an
 // extra round trip to describe it.
 
-fn decode(body: &str) -> StoreResult<Verification> {
-    serde_json::from_str(body).map_err(corrupt_json)
+fn encode<T: Stored>(value: &T) -> StoreResult<String> {
+    body::to_json(value)
+}
+
+fn decode<T: Stored>(text: &str) -> StoreResult<T> {
+    body::from_json(text.as_bytes())
 }
 
 async fn save(c: &impl GenericClient, v: &Verification) -> StoreResult<()> {
     let body = encode(v)?;
     let next_due = v.next_due().map(|t| t.timestamp_millis());
-    let state = v.status().code() as i32;
+    let state = status_code(v.status) as i32;
     c.execute(
         &c.prepare_cached(
             "update verification set state = $1, next_due_at = $2, body = $3 where request_id = $4",
@@ -213,7 +221,7 @@ async fn save(c: &impl GenericClient, v: &Verification) -> StoreResult<()> {
     )
     .await
     .map_err(pg_err)?;
-    if v.status() != Status::InProgress {
+    if v.status != Status::InProgress {
         // Nothing is delivered for an ended request; its sealed PIN copies and the inbox
         // messages that show its PIN go with it.
         for sql in [
@@ -371,8 +379,8 @@ async fn insert_batch(
     let vs = jobs.iter().map(|j| &j.verification);
     let request_ids: Vec<&str> = vs.clone().map(|v| v.id.as_str()).collect();
     let accounts: Vec<&str> = vs.clone().map(|v| v.account.as_str()).collect();
-    let numbers: Vec<&str> = vs.clone().map(|v| v.number.digits()).collect();
-    let states: Vec<i32> = vs.clone().map(|v| v.status().code() as i32).collect();
+    let numbers: Vec<&str> = vs.clone().map(|v| v.destination_key()).collect();
+    let states: Vec<i32> = vs.clone().map(|v| status_code(v.status) as i32).collect();
     let next_due: Vec<Option<i64>> = vs
         .clone()
         .map(|v| v.next_due().map(|t| t.timestamp_millis()))
@@ -442,18 +450,20 @@ async fn try_create(
             )
             .await
             .map_err(pg_err)?,
-            &[&v.account, &v.number.digits()],
+            &[&v.account, &v.destination_key()],
         )
         .await
         .map_err(pg_err)?;
     if let Some(row) = holder {
         let holder_id: String = row.get(0);
-        match decode(row.get(1)) {
+        match decode::<Verification>(row.get(1)) {
             Ok(mut existing) => {
                 existing.settle(now);
-                if existing.status() == Status::InProgress {
+                if existing.status == Status::InProgress {
                     tx.rollback().await.map_err(pg_err)?;
-                    return Ok(CreateTry::Done(CreateOutcome::Concurrent(existing.id)));
+                    return Ok(CreateTry::Done(CreateOutcome::Concurrent(
+                        existing.id.clone(),
+                    )));
                 }
                 save(&tx, &existing).await?;
             }
@@ -473,8 +483,8 @@ async fn try_create(
             &[
                 &v.id.as_str(),
                 &v.account,
-                &v.number.digits(),
-                &(v.status().code() as i32),
+                &v.destination_key(),
+                &(status_code(v.status) as i32),
                 &v.next_due().map(|t| t.timestamp_millis()),
                 &v.submitted_at.timestamp_millis(),
                 &body,
@@ -536,20 +546,13 @@ impl VerificationStore for PgStore {
             tx.rollback().await.map_err(pg_err)?;
             return Ok(None);
         };
-        let mut v = decode(row.get(0))?;
+        let mut v: Verification = decode(row.get(0))?;
         // Read the time only now that the row is ours: operations on one verification see time in
         // the order they are applied.
         let now = clock.now();
-        let outcome = match command {
-            Command::Check {
-                code_hash,
-                code_len,
-            } => CommandOutcome::Checked(v.check(&code_hash, code_len, now)),
-            Command::Cancel => CommandOutcome::Cancelled(v.cancel(now)),
-            Command::TriggerNext => CommandOutcome::Triggered(v.trigger_next(now, minter.as_mut())),
-        };
+        let outcome = v.apply(&command, now, minter.as_mut());
         save(&tx, &v).await?;
-        if let CommandOutcome::Triggered(Ok(order)) = &outcome {
+        if let Some(order) = outcome.delivery() {
             insert_delivery(&tx, order, self.lease_ms).await?;
         }
         tx.commit().await.map_err(pg_err)?;
@@ -614,7 +617,7 @@ impl VerificationStore for PgStore {
         let mut orders = Vec::new();
         for row in rows {
             let request_id: String = row.get(0);
-            let mut v = match decode(row.get(1)) {
+            let mut v: Verification = match decode(row.get(1)) {
                 Ok(v) => v,
                 Err(e) => {
                     set_aside(&tx, &request_id, &e).await?;
@@ -659,9 +662,7 @@ impl VerificationStore for PgStore {
             )
             .await
             .map_err(pg_err)?;
-        rows.iter()
-            .map(|r| serde_json::from_str(r.get(0)).map_err(corrupt_json))
-            .collect()
+        rows.iter().map(|r| decode(r.get(0))).collect()
     }
 
     async fn claim_stale_deliveries(&self, limit: usize) -> StoreResult<Vec<DeliveryOrder>> {
@@ -698,10 +699,10 @@ impl VerificationStore for PgStore {
         let mut orders = Vec::with_capacity(rows.len());
         for row in rows {
             let event_id: String = row.get(0);
-            match serde_json::from_str::<DeliveryOrder>(row.get(1)) {
+            match decode::<DeliveryOrder>(row.get(1)) {
                 Ok(order) => orders.push(order),
                 Err(e) => {
-                    tracing::error!(event_id, error = %corrupt_json(e), "a stored delivery cannot be read; dropped");
+                    tracing::error!(event_id, error = %e, "a stored delivery cannot be read; dropped");
                     tx.execute(
                         &tx.prepare_cached("delete from delivery where event_id = $1")
                             .await
@@ -1018,9 +1019,8 @@ fn inbox_messages(rows: &[tokio_postgres::Row]) -> Result<Vec<InboxMessage>, Inb
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::locale::Locale;
+    use crate::api::v1::workflow::Workflow;
     use crate::domain::testing::SequenceMinter;
-    use crate::domain::{CodeLength, NewVerification, PhoneNumber, Purpose, Timing, Workflow};
 
     /// A schema of its own on `VERIFYD_TEST_POSTGRES_URL`, dropped at the end; `None` (the test
     /// skips, saying so) without that variable.
@@ -1053,20 +1053,7 @@ mod tests {
             events: u64::from(id) << 32,
         };
         let (verification, first) = Verification::start(
-            NewVerification {
-                id: RequestId::from_bytes([id; 16]),
-                account: "k1".into(),
-                number: PhoneNumber::parse(number, None).unwrap(),
-                purpose: Purpose::Brand {
-                    brand: "Acme".into(),
-                    sender_id: "VERIFY".into(),
-                },
-                locale: Locale::from_tag("en-gb").unwrap(),
-                code_length: CodeLength::DEFAULT,
-                workflow: Workflow::parse(1).unwrap(),
-                timing: Timing::default(),
-                custom_pin: None,
-            },
+            Workflow::DEFAULT.request(RequestId::from_bytes([id; 16]), "k1", number),
             now,
             &mut minter,
         );
@@ -1111,6 +1098,99 @@ mod tests {
             2,
             "only the inserted verifications have their first delivery"
         );
+        drop(store);
+        admin
+            .batch_execute(&format!("drop schema {schema} cascade"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_verification_and_delivery_stored_as_format_1_still_serve_and_are_written_back_as_format_2(
+    ) {
+        use crate::store::body::tests::{DELIVERY_1, FORMAT_1};
+        let Some((url, schema, admin)) = scratch_schema().await else {
+            return;
+        };
+        let store = PgStore::open(&url).await.unwrap();
+        let legacy: Verification = decode(FORMAT_1).unwrap();
+        let legacy_first: DeliveryOrder = decode(DELIVERY_1).unwrap();
+        admin
+            .execute(
+                &format!(
+                    "insert into {schema}.verification \
+                     (request_id, account, number, state, next_due_at, submitted_at, body) \
+                     values ($1, $2, $3, 0, $4, $5, $6)"
+                ),
+                &[
+                    &legacy.id.as_str(),
+                    &legacy.account,
+                    &legacy.destination_key(),
+                    &legacy.next_due().map(|t| t.timestamp_millis()),
+                    &legacy.submitted_at.timestamp_millis(),
+                    &FORMAT_1,
+                ],
+            )
+            .await
+            .unwrap();
+        admin
+            .execute(
+                &format!(
+                    "insert into {schema}.delivery (event_id, request_id, body, created_at, lease_until) \
+                     values ($1, $2, $3, $4, 0)"
+                ),
+                &[
+                    &legacy_first.event_id.as_str(),
+                    &legacy.id.as_str(),
+                    &DELIVERY_1,
+                    &legacy_first.created_at.timestamp_millis(),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.undelivered(10).await.unwrap(), vec![legacy_first]);
+        let found = store
+            .find(&legacy.account, std::slice::from_ref(&legacy.id))
+            .await
+            .unwrap();
+        assert_eq!(found, vec![legacy.clone()]);
+        let wrong = Command::Check {
+            code_hash: [0; 32],
+            code_len: 4,
+        };
+        let clock: SharedClock =
+            std::sync::Arc::new(crate::clock::ManualClock::new(legacy.submitted_at));
+        let outcome = store
+            .apply(
+                &legacy.account,
+                &legacy.id,
+                wrong,
+                clock,
+                Box::new(SequenceMinter::new()),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            outcome,
+            Some((
+                CommandOutcome::Checked(crate::domain::CheckOutcome::Mismatch { .. }),
+                _
+            ))
+        ));
+        let body: String = admin
+            .query_one(
+                &format!("select body from {schema}.verification where request_id = $1"),
+                &[&legacy.id.as_str()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(body.starts_with("{\"format\":2,"), "{body}");
+        let found = store
+            .find(&legacy.account, std::slice::from_ref(&legacy.id))
+            .await
+            .unwrap();
+        assert_eq!((found[0].checks.len(), &found[0].steps), (1, &legacy.steps));
         drop(store);
         admin
             .batch_execute(&format!("drop schema {schema} cascade"))

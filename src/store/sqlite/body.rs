@@ -1,38 +1,35 @@
-//! How the SQLite engine keeps a verification or a delivery in its `body` column.
-//!
-//! New bodies are MessagePack: a first byte of [`MESSAGEPACK`], then the domain object with its
-//! fields in declaration order, and hashes and sealed PINs as bytes instead of hex. A new
-//! verification takes 257 bytes instead of 713 as JSON, decodes in about half the time and
-//! encodes in a quarter (`cargo bench --bench stored_body`); smaller rows also mean fewer pages
-//! written per group commit. Bodies written as JSON by earlier versions start with `{` and are
-//! still read; they are written back as MessagePack when they change.
-//!
-//! Fields are positional. A field added at the end of a struct with `#[serde(default)]` reads
-//! old bodies; reordering or removing fields does not, and the golden body in the tests below
-//! fails when that happens.
+//! How the SQLite engine frames a body (`store/body` has the records): a first byte of
+//! [`MESSAGEPACK`] then the record of format 2 in MessagePack, with hashes and sealed PINs as
+//! bytes instead of hex. Bodies of format 1 start with [`MESSAGEPACK_1`] (MessagePack) or `{`
+//! (JSON, before that); both are still read, and written back as format 2 when they change.
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use crate::store::{corrupt_json, StoreError, StoreResult};
+use crate::store::body::{self as stored, Stored};
+use crate::store::{StoreError, StoreResult};
 
-/// First byte of a MessagePack body: no JSON document starts with it, and a later format can
-/// take the next value.
-const MESSAGEPACK: u8 = 1;
+/// First byte of a body of format 2: no JSON document starts with it.
+const MESSAGEPACK: u8 = 2;
+/// First byte of a MessagePack body of format 1.
+const MESSAGEPACK_1: u8 = 1;
 
-pub fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+pub fn encode<T: Stored>(value: &T) -> StoreResult<Vec<u8>> {
     let mut out = Vec::with_capacity(384);
     out.push(MESSAGEPACK);
-    rmp_serde::encode::write(&mut out, value)
+    rmp_serde::encode::write(&mut out, &value.record())
         .map_err(|e| StoreError::Corrupt(format!("cannot encode a body: {e}")))?;
     Ok(out)
 }
 
-pub fn decode<T: DeserializeOwned>(body: &[u8]) -> StoreResult<T> {
+pub fn decode<T: Stored>(body: &[u8]) -> StoreResult<T> {
     match body.first() {
-        Some(&MESSAGEPACK) => rmp_serde::from_slice(&body[1..]).map_err(corrupt_messagepack),
-        Some(b'{') => serde_json::from_slice(body).map_err(corrupt_json),
+        Some(&MESSAGEPACK) => {
+            T::from_record(rmp_serde::from_slice(&body[1..]).map_err(corrupt_messagepack)?)
+        }
+        Some(&MESSAGEPACK_1) => {
+            T::from_legacy(rmp_serde::from_slice(&body[1..]).map_err(corrupt_messagepack)?)
+        }
+        Some(b'{') => stored::from_json(body),
         _ => Err(StoreError::Corrupt(
             "a body is neither MessagePack nor JSON".into(),
         )),
@@ -51,7 +48,7 @@ impl FromSql for Body {
     }
 }
 
-/// Like [`corrupt_json`]: the kind of error only, since a message can quote the stored value.
+/// Like `store::body::corrupt_json`: the kind of error only, since a message can quote the stored value.
 fn corrupt_messagepack(e: rmp_serde::decode::Error) -> StoreError {
     use rmp_serde::decode::Error as E;
     let kind = match e {
@@ -69,14 +66,11 @@ fn corrupt_messagepack(e: rmp_serde::decode::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Verification;
+    use crate::domain::{DeliveryOrder, Verification};
+    use crate::store::body::tests::{DELIVERY_1, FORMAT_1};
 
-    /// A body as `POST /verify/json` stores it (the same verification as `benches/stored_body.rs`).
-    const JSON: &str = r#"{"id":"01a20238b7d33406b7d22e4a96f663ba","account":"e1c3a508","number":{"digits":"12015550123","region":"US"},"purpose":{"kind":"brand","brand":"Acme","sender_id":"VERIFY"},"locale":"en-us","code_length":4,"workflow":1,"timing":{"next_event_wait":null,"pin_expiry":300},"submitted_at":1795333601235,"status":"InProgress","finalized_at":null,"pin":{"hash":"200c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5418a9151c84b","sealed":"df9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc66905801b74502cdf09ad0c0f64e","issued_at":1795333601235,"expires_at":1795333901235,"checks":0,"custom":false},"events":[{"id":"37AF742A6A6728CB","kind":"sms","at":1795333601235}],"checks":[],"next_event_at":1795333726235}"#;
-
-    /// The same verification as this version writes it. If this test fails, the stored format
-    /// changed: every body already written would read differently.
-    const GOLDEN: &str = concat!(
+    /// [`FORMAT_1`] as versions before format 2 stored it in SQLite (MessagePack, format 1).
+    const MESSAGEPACK_FORMAT_1: &str = concat!(
         "019fd9203031613230323338623764333334303662376432326534613936663636336261a8653163",
         "336135303892ab3132303135353530313233a2555393a56272616e64a441636d65a6564552494659",
         "a5656e2d7573040192c0cd012ccf000001a20238b7d3aa496e50726f6772657373c096c420200c67",
@@ -86,41 +80,71 @@ mod tests {
         "0001a20238b7d390cf000001a2023aa01b",
     );
 
+    /// The same verification as this version writes it. If this test fails, the stored format
+    /// changed: every body already written would read differently.
+    const GOLDEN: &str = concat!(
+        "029f02d9203031613230323338623764333334303662376432326534613936663636336261a86531",
+        "63336135303892a56272616e64a441636d65a5656e2d75739396a3736d7381a570686f6e6592ab31",
+        "32303135353530313233a25553a6564552494659c0c27d96a5766f69636581a570686f6e6592ab31",
+        "32303135353530313233a25553a6564552494659c0c2ccb496a5766f69636581a570686f6e6592ab",
+        "3132303135353530313233a25553a6564552494659c0c20095040381a56669786564cd012c1e02c0",
+        "cf000001a20238b7d300c096c420200c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5",
+        "418a9151c84bc42cdf9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc6690",
+        "5801b74502cdf09ad0c0f64ecf000001a20238b7d3cf000001a2023d4bb300c29193b03337414637",
+        "3432413641363732384342a3736d73cf000001a20238b7d390cf000001a2023aa01b",
+    );
+
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn legacy() -> Verification {
+        decode(FORMAT_1.as_bytes()).unwrap()
+    }
+
     #[test]
-    fn a_verification_reads_back_from_messagepack_unchanged() {
-        let v: Verification = serde_json::from_str(JSON).unwrap();
+    fn a_format_1_body_in_messagepack_reads_as_the_same_one_in_json() {
+        let packed: Verification = decode(&unhex(MESSAGEPACK_FORMAT_1)).unwrap();
+        assert_eq!(packed, legacy());
+    }
+
+    #[test]
+    fn a_verification_reads_back_from_messagepack_unchanged_and_smaller() {
+        let v = legacy();
         let body = encode(&v).unwrap();
         assert_eq!(body[0], MESSAGEPACK);
-        assert!(body.len() < JSON.len() / 2 + 20, "{} bytes", body.len());
-        let back: Verification = decode(&body).unwrap();
-        assert_eq!(serde_json::to_string(&back).unwrap(), JSON);
+        let json = crate::store::body::to_json(&v).unwrap();
+        assert!(body.len() < json.len() / 2, "{} bytes", body.len());
+        assert_eq!(decode::<Verification>(&body).unwrap(), v);
     }
 
     #[test]
     fn the_stored_format_of_a_verification_does_not_change() {
-        let v: Verification = serde_json::from_str(JSON).unwrap();
-        assert_eq!(hex(&encode(&v).unwrap()), GOLDEN);
+        assert_eq!(hex(&encode(&legacy()).unwrap()), GOLDEN);
     }
 
     #[test]
-    fn a_body_written_as_json_by_an_earlier_version_still_reads() {
-        let v: Verification = decode(JSON.as_bytes()).unwrap();
-        assert_eq!(serde_json::to_string(&v).unwrap(), JSON);
+    fn a_format_1_delivery_reads_and_round_trips() {
+        let d: DeliveryOrder = decode(DELIVERY_1.as_bytes()).unwrap();
+        assert_eq!(decode::<DeliveryOrder>(&encode(&d).unwrap()).unwrap(), d);
     }
 
     #[test]
     fn a_damaged_body_is_refused_without_quoting_it() {
-        let v: Verification = serde_json::from_str(JSON).unwrap();
-        let body = encode(&v).unwrap();
+        let body = encode(&legacy()).unwrap();
         for damaged in [
             &body[..body.len() / 2],
             b"not a body",
             b"",
             &[MESSAGEPACK, 0x93, 1],
+            &[MESSAGEPACK_1, 0x93, 1],
         ] {
             match decode::<Verification>(damaged) {
                 Err(StoreError::Corrupt(message)) => {

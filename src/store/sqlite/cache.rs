@@ -182,25 +182,14 @@ fn key(id: &str) -> Option<u128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::v1::workflow::Workflow;
     use crate::domain::locale::Locale;
     use crate::domain::testing::SequenceMinter;
-    use crate::domain::{CodeLength, NewVerification, PhoneNumber, Purpose, Timing, Workflow};
 
     fn verification(n: u8) -> Verification {
-        let new = NewVerification {
-            id: RequestId::from_bytes([n; 16]),
-            account: "acct".into(),
-            number: PhoneNumber::parse("14155550123", None).unwrap(),
-            purpose: Purpose::Brand {
-                brand: "Acme".into(),
-                sender_id: "VERIFY".into(),
-            },
-            locale: Locale::from_tag("en-us").unwrap(),
-            code_length: CodeLength::DEFAULT,
-            workflow: Workflow::parse(1).unwrap(),
-            timing: Timing::default(),
-            custom_pin: None,
-        };
+        let mut new =
+            Workflow::DEFAULT.request(RequestId::from_bytes([n; 16]), "acct", "14155550123");
+        new.locale = Locale::from_tag("en-us").unwrap();
         let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
         Verification::start(new, now, &mut SequenceMinter::new()).0
     }
@@ -223,7 +212,7 @@ mod tests {
         cache.put(Arc::new(v));
         assert!(cache.take_for("someone-else", &id).is_none());
         assert_eq!(
-            cache.take_for(&account, &id).map(|v| v.id),
+            cache.take_for(&account, &id).map(|v| v.id.clone()),
             Some(id.clone())
         );
         assert!(

@@ -19,13 +19,18 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use super::body::status_code;
 use super::{
-    ApiKeyRecord, BoxMinter, Command, CommandOutcome, CreateOutcome, InboxLog, InboxMessage,
-    KeyState, KeyStore, MetaStore, SharedClock, StoreError, StoreResult, VerificationStore,
+    ApiKeyRecord, BoxMinter, CreateOutcome, InboxLog, InboxMessage, KeyState, KeyStore, MetaStore,
+    SharedClock, StoreError, StoreResult, VerificationStore,
 };
 use crate::channel::inbox::InboxLogError;
-use crate::domain::{DeliveryOrder, EventId, Instant, Minter, RequestId, Status, Verification};
+use crate::domain::{
+    Command, CommandOutcome, DeliveryOrder, EventId, Instant, Minter, RequestId, Status,
+    Verification,
+};
 
+mod apps;
 mod attempts;
 pub mod body;
 mod cache;
@@ -47,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0002_keys_by_request.sql"),
     include_str!("../../../migrations/sqlite/0003_inbox_ends_with_its_request.sql"),
     include_str!("../../../migrations/sqlite/0004_delivery_attempts.sql"),
+    include_str!("../../../migrations/sqlite/0005_applications.sql"),
 ];
 
 /// What an operation sees on the writer thread.
@@ -611,13 +617,13 @@ fn save(tx: &mut Tx<'_>, v: Verification) -> StoreResult<Arc<Verification>> {
     )
     .map_err(db_err)?
     .execute(params![
-        v.status().code(),
+        status_code(v.status),
         v.next_due().map(|t| t.timestamp_millis()),
         body,
         v.id.as_str()
     ])
     .map_err(db_err)?;
-    if v.status() != Status::InProgress {
+    if v.status != Status::InProgress {
         // Nothing is delivered for an ended request; its sealed PIN copies and the inbox
         // messages that show its PIN go with it.
         for sql in [
@@ -710,7 +716,7 @@ fn create_in(
                 "select request_id, body from verification where account = ?1 and number = ?2 and state = 0",
             )
             .map_err(db_err)?
-            .query_row(params![v.account, v.number.digits()], |r| {
+            .query_row(params![v.account, v.destination_key()], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, Body>(1)?))
             })
             .optional()
@@ -724,7 +730,7 @@ fn create_in(
         match cached.unwrap_or_else(|| body::decode::<Verification>(&body.0)) {
             Ok(mut existing) => {
                 existing.settle(now);
-                if existing.status() == Status::InProgress {
+                if existing.status == Status::InProgress {
                     // Unchanged, but what was read may be an earlier operation's change in this
                     // group: it goes back to the cache only once the group has committed.
                     let id = existing.id.clone();
@@ -760,8 +766,8 @@ fn insert_verification(conn: &Connection, v: &Verification, body: &[u8]) -> Stor
         .execute(params![
             v.id.as_str(),
             v.account,
-            v.number.digits(),
-            v.status().code(),
+            v.destination_key(),
+            status_code(v.status),
             v.next_due().map(|t| t.timestamp_millis()),
             v.submitted_at.timestamp_millis(),
             body
@@ -790,16 +796,9 @@ fn apply_in(
     let Some(mut v) = found else {
         return Ok(None);
     };
-    let outcome = match command {
-        Command::Check {
-            code_hash,
-            code_len,
-        } => CommandOutcome::Checked(v.check(code_hash, *code_len, now)),
-        Command::Cancel => CommandOutcome::Cancelled(v.cancel(now)),
-        Command::TriggerNext => CommandOutcome::Triggered(v.trigger_next(now, minter)),
-    };
+    let outcome = v.apply(command, now, minter);
     let v = save(tx, v)?;
-    if let CommandOutcome::Triggered(Ok(order)) = &outcome {
+    if let Some(order) = outcome.delivery() {
         insert_delivery(tx.conn, order, lease_until)?;
     }
     Ok(Some((outcome, v)))
@@ -1505,23 +1504,13 @@ mod tests {
 
     /// A verification with the id made of byte `id`, to the number numbered `n`.
     fn started_as(n: u8, id: u8) -> (Verification, DeliveryOrder) {
-        use crate::domain::locale::Locale;
+        use crate::api::v1::workflow::Workflow;
         use crate::domain::testing::SequenceMinter;
-        use crate::domain::{CodeLength, NewVerification, PhoneNumber, Purpose, Timing, Workflow};
-        let new = NewVerification {
-            id: RequestId::from_bytes([id; 16]),
-            account: "k1".into(),
-            number: PhoneNumber::parse(&format!("4477001000{n:02}"), None).unwrap(),
-            purpose: Purpose::Brand {
-                brand: "Acme".into(),
-                sender_id: "VERIFY".into(),
-            },
-            locale: Locale::from_tag("en-gb").unwrap(),
-            code_length: CodeLength::DEFAULT,
-            workflow: Workflow::parse(1).unwrap(),
-            timing: Timing::default(),
-            custom_pin: None,
-        };
+        let new = Workflow::DEFAULT.request(
+            RequestId::from_bytes([id; 16]),
+            "k1",
+            &format!("4477001000{n:02}"),
+        );
         Verification::start(new, at_secs(0), &mut SequenceMinter::new())
     }
 
@@ -1573,52 +1562,91 @@ mod tests {
 
     #[tokio::test]
     async fn a_verification_and_delivery_stored_as_json_by_an_earlier_version_still_serve() {
+        use crate::store::body::tests::{DELIVERY_1, FORMAT_1};
         let (store, dir) = store();
         let (v, first) = started(2);
         store
             .create(v.clone(), first.clone(), at_secs(0))
             .await
             .unwrap();
+        // The rows become a request and its delivery as a version before format 2 wrote them.
+        let legacy: Verification = body::decode(FORMAT_1.as_bytes()).unwrap();
+        let legacy_first: DeliveryOrder = body::decode(DELIVERY_1.as_bytes()).unwrap();
         let other = Connection::open(dir.path().join("t.db")).unwrap();
         other.busy_timeout(Duration::from_secs(5)).unwrap();
         other
             .execute(
-                "update delivery set body = ?1",
-                params![serde_json::to_string(&first).unwrap()],
+                "update delivery set body = ?1, request_id = ?2, event_id = ?3",
+                params![
+                    DELIVERY_1,
+                    legacy.id.as_str(),
+                    legacy_first.event_id.as_str()
+                ],
             )
             .unwrap();
-        assert_eq!(store.undelivered(10).await.unwrap(), vec![first]);
+        other
+            .execute(
+                "update verification set body = ?1, request_id = ?2, account = ?3, number = ?4 \
+                 where request_id = ?5",
+                params![
+                    FORMAT_1,
+                    legacy.id.as_str(),
+                    legacy.account,
+                    legacy.destination_key(),
+                    v.id.as_str()
+                ],
+            )
+            .unwrap();
+        assert_eq!(store.undelivered(10).await.unwrap(), vec![legacy_first]);
         let stored_type = |other: &Connection| -> String {
             other
                 .query_row(
                     "select typeof(body) from verification where request_id = ?1",
-                    params![v.id.as_str()],
+                    params![legacy.id.as_str()],
                     |r| r.get(0),
                 )
                 .unwrap()
         };
-        assert_eq!(stored_type(&other), "blob");
-        other
-            .execute(
-                "update verification set body = ?1 where request_id = ?2",
-                params![serde_json::to_string(&v).unwrap(), v.id.as_str()],
-            )
-            .unwrap();
         assert_eq!(stored_type(&other), "text");
 
-        let found = store.find("k1", std::slice::from_ref(&v.id)).await.unwrap();
-        assert_eq!(found, vec![v.clone()]);
+        store.cache.take(v.id.as_str());
+        let found = store
+            .find(&legacy.account, std::slice::from_ref(&legacy.id))
+            .await
+            .unwrap();
+        assert_eq!(found, vec![legacy.clone()]);
+        let wrong = Command::Check {
+            code_hash: [0; 32],
+            code_len: 4,
+        };
+        let outcome = store
+            .apply(
+                &legacy.account,
+                &legacy.id,
+                wrong,
+                Arc::new(crate::clock::ManualClock::new(legacy.submitted_at)),
+                Box::new(crate::domain::testing::SequenceMinter::new()),
+            )
+            .await
+            .unwrap();
         assert!(matches!(
-            check_wrong(&store, &v, 1).await.unwrap(),
-            CommandOutcome::Checked(crate::domain::CheckOutcome::Mismatch { .. })
+            outcome,
+            Some((
+                CommandOutcome::Checked(crate::domain::CheckOutcome::Mismatch { .. }),
+                _
+            ))
         ));
         assert_eq!(
             stored_type(&other),
             "blob",
             "written back in the new format"
         );
-        let found = store.find("k1", std::slice::from_ref(&v.id)).await.unwrap();
-        assert_eq!(found[0].checks().len(), 1);
+        let found = store
+            .find(&legacy.account, std::slice::from_ref(&legacy.id))
+            .await
+            .unwrap();
+        assert_eq!(found[0].checks.len(), 1);
+        assert_eq!(found[0].steps, legacy.steps);
     }
 
     /// Holds the writer with an operation that waits for the returned sender, so that what the
@@ -1723,7 +1751,7 @@ mod tests {
 
     async fn checks_found(store: &SqliteStore, v: &Verification) -> usize {
         let found = store.find("k1", std::slice::from_ref(&v.id)).await.unwrap();
-        found[0].checks().len()
+        found[0].checks.len()
     }
 
     #[tokio::test]
