@@ -333,14 +333,25 @@ pub fn new_api_key() -> String {
 
 /// A new API secret: 16 letters and digits (about 95 bits from the OS RNG).
 pub fn new_api_secret() -> String {
+    random_text(16)
+}
+
+/// A signature secret for HMAC-SHA256 (an application's callbacks): 32 characters, about 190
+/// bits.
+pub fn new_signature_secret() -> String {
+    random_text(32)
+}
+
+/// `len` letters and digits, uniformly drawn.
+fn random_text(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut out = String::with_capacity(16);
+    let mut out = String::with_capacity(len);
     let mut buf = [0u8; 32];
-    while out.len() < 16 {
+    while out.len() < len {
         os_random(&mut buf);
         for b in buf {
             // 248 = 4 * 62: rejecting above it keeps the choice uniform.
-            if b < 248 && out.len() < 16 {
+            if b < 248 && out.len() < len {
                 out.push(char::from(ALPHABET[usize::from(b % 62)]));
             }
         }

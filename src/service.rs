@@ -70,8 +70,8 @@ pub enum CheckResult {
     TooManyWrongCodes,
     /// The current step takes no code.
     NoCode,
-    /// Unknown to this account, or no longer in progress.
-    NotActive,
+    /// Unknown to this account (`None`), or no longer in progress: how it ended.
+    NotActive(Option<Status>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,7 +233,7 @@ impl VerifyService {
             )
             .await?;
         let Some((outcome, verification)) = outcome else {
-            return Ok(CheckResult::NotActive);
+            return Ok(CheckResult::NotActive(None));
         };
         Ok(match outcome {
             CommandOutcome::Checked(CheckOutcome::Verified { event_id }) => {
@@ -249,7 +249,9 @@ impl VerifyService {
                 CheckResult::TooManyWrongCodes
             }
             CommandOutcome::Checked(CheckOutcome::NoCode) => CheckResult::NoCode,
-            CommandOutcome::Checked(CheckOutcome::NotActive) => CheckResult::NotActive,
+            CommandOutcome::Checked(CheckOutcome::NotActive) => {
+                CheckResult::NotActive(Some(verification.status))
+            }
             other => unreachable!("a check answered {other:?}"),
         })
     }

@@ -112,7 +112,10 @@ fn lock_database(path: &Path) -> anyhow::Result<File> {
     }
 }
 
-async fn load_server_key(source: &KeySource, meta: &dyn MetaStore) -> anyhow::Result<ServerKey> {
+pub async fn load_server_key(
+    source: &KeySource,
+    meta: &dyn MetaStore,
+) -> anyhow::Result<ServerKey> {
     let key = match source {
         KeySource::File(path) => ServerKey::load_or_create(path)?,
         KeySource::Hex(hex) => ServerKey::from_hex(hex).context("VERIFYD_SECRET_KEY")?,
@@ -165,6 +168,7 @@ async fn ensure_first_key(keys: &dyn KeyStore, now: crate::domain::Instant) -> a
 pub fn router(state: AppState) -> axum::Router {
     let mut app = axum::Router::new()
         .merge(api::v1::routes())
+        .merge(api::v2::routes())
         .merge(api::receipts::routes())
         .merge(api::health::routes());
     if state.inbox.is_some() {
@@ -302,6 +306,7 @@ impl Application {
         let state = AppState::new(api::Shared {
             service,
             keys: keys.clone(),
+            apps: crate::auth::apps::AppCache::new(store_dyn.clone()),
             inbox: inbox.map(|log| Inbox {
                 log,
                 access: InboxAccess::new(addr.ip(), settings.inbox_hosts.clone()),

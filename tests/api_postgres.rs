@@ -24,5 +24,7 @@ mod request;
 mod search;
 #[path = "api/timing.rs"]
 mod timing;
+#[path = "api/v2.rs"]
+mod v2;
 
 pub const ENGINE: helpers::Engine = helpers::Engine::Postgres;

@@ -157,3 +157,98 @@ fn the_python_sdk_works_unchanged_over_https() {
     assert_script(ok, &out, &server);
     assert!(out.contains("17 of 17 steps passed"), "{out}");
 }
+
+const PRIVATE_KEY: &str = "tests/fixtures/vonage-test-key.pem";
+const PUBLIC_KEY: &str = "tests/fixtures/vonage-test-key.pub.pem";
+
+/// Registers an application for `key` with `verifyd apps create`, as an operator would, next to
+/// the running server; its id.
+fn application(db: &Path, key: &str) -> String {
+    let (ok, out) = run_bounded(
+        Command::new(support::BIN)
+            .args(["apps", "create", "--key", key, "--public-key"])
+            .arg(repo().join(PUBLIC_KEY))
+            .args(["--status-url", "https://example.com/verify-status"])
+            .arg("--database")
+            .arg(format!("sqlite://{}", db.display())),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "apps create failed:\n{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("one JSON line");
+    let app: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(app["api_key"], key);
+    assert_eq!(app["signature_secret"].as_str().unwrap().len(), 32);
+    app["application_id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_node_verify2_sdk_runs_a_v2_workflow_with_jwt_unchanged() {
+    node_modules();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("node2.db");
+    let server = support::start(dir.path(), &db, &["--clock-speed", CLOCK_SPEED]);
+    let (key, _) = server
+        .first_key
+        .clone()
+        .expect("a new database prints its key");
+    let application_id = application(&db, &key);
+    let (ok, out) = run_bounded(
+        Command::new("node")
+            .arg("tests/sdk/node/verify2_sdk.mjs")
+            .current_dir(repo())
+            .env("VERIFYD_URL", server.base("http"))
+            .env("VERIFYD_APPLICATION_ID", application_id)
+            .env("VERIFYD_PRIVATE_KEY_FILE", repo().join(PRIVATE_KEY))
+            .env("VERIFYD_CLOCK_SPEED", CLOCK_SPEED),
+        Duration::from_secs(180),
+    );
+    assert_script(ok, &out, &server);
+    assert!(out.contains("21 of 21 steps passed"), "{out}");
+}
+
+#[test]
+fn the_python_sdk_runs_a_v2_workflow_with_basic_and_with_jwt_unchanged() {
+    let python = python();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key_pem) = certificate(dir.path());
+    let db = dir.path().join("python2.db");
+    let server = support::start(
+        dir.path(),
+        &db,
+        &[
+            "--clock-speed",
+            CLOCK_SPEED,
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key_pem.to_str().unwrap(),
+        ],
+    );
+    let (key, secret) = server
+        .first_key
+        .clone()
+        .expect("a new database prints its key");
+    let application_id = application(&db, &key);
+    for auth in ["basic", "jwt"] {
+        let (ok, out) = run_bounded(
+            Command::new(&python)
+                .arg("tests/sdk/python/verify2_sdk.py")
+                .current_dir(repo())
+                .env("VERIFYD_URL", server.base("https"))
+                .env("VERIFYD_HOST", format!("127.0.0.1:{}", server.port))
+                .env("REQUESTS_CA_BUNDLE", &cert)
+                .env("VERIFYD_AUTH", auth)
+                .env("VERIFYD_API_KEY", &key)
+                .env("VERIFYD_API_SECRET", &secret)
+                .env("VERIFYD_APPLICATION_ID", &application_id)
+                .env("VERIFYD_PRIVATE_KEY_FILE", repo().join(PRIVATE_KEY))
+                .env("VERIFYD_CLOCK_SPEED", CLOCK_SPEED),
+            Duration::from_secs(180),
+        );
+        assert_script(ok, &out, &server);
+        assert!(out.contains("20 of 20 steps passed"), "{auth}: {out}");
+    }
+}

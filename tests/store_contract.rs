@@ -877,7 +877,8 @@ async fn upgrading_a_sqlite_file_removes_the_inbox_messages_of_ended_verificatio
         .unwrap();
         // Back to the second schema; later migrations run again on the next open.
         conn.execute_batch(
-            "drop table delivery_attempt; drop table delivery_receipt; pragma user_version = 2",
+            "drop table application; drop table delivery_attempt; drop table delivery_receipt; \
+             pragma user_version = 2",
         )
         .unwrap();
     }
@@ -908,8 +909,9 @@ async fn upgrading_a_postgres_schema_removes_the_inbox_messages_of_ended_verific
     schema.execute(&format!(
         "insert into inbox_message (message_id, channel, to_number, from_id, text, locale, \
          request_id, created_at) values ('M44', 'sms', '447700100044', 'VERIFY', 'x', 'en-gb', \
-         '{}', 0); drop index inbox_message_request; drop table delivery_attempt; \
-         drop table delivery_receipt; delete from verifyd_schema where version >= 2",
+         '{}', 0); drop index inbox_message_request; drop table application; \
+         drop table delivery_attempt; drop table delivery_receipt; \
+         delete from verifyd_schema where version >= 2",
         ended.id.as_str()
     ));
     let store = PgStore::open(&schema.url).await.unwrap();

@@ -1,14 +1,17 @@
 //! Wire surfaces. Each surface parses its own inputs, authenticates, calls the service, and maps
 //! outcomes to its own codes in exactly one place. No business rules live here.
 
+pub mod body;
 pub mod health;
 pub mod inbox;
 pub mod receipts;
 pub mod request_id;
 pub mod v1;
+pub mod v2;
 
 use std::sync::Arc;
 
+use crate::auth::apps::AppCache;
 use crate::auth::KeyCache;
 use crate::delivery::Router;
 use crate::http::refusals::Refusals;
@@ -23,6 +26,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub service: Arc<VerifyService>,
     pub keys: Arc<KeyCache>,
+    /// Verify v2 applications, for JWTs.
+    pub apps: Arc<AppCache>,
     /// Present only while the inbox channel is configured; its routes exist only then.
     pub inbox: Option<inbox::Inbox>,
     /// Requests refused before authentication, logged in aggregate.

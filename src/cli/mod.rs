@@ -1,6 +1,7 @@
-//! The command line: `verifyd serve` (the default), `verifyd keys …`, `verifyd migrate`,
-//! `verifyd config check`, `verifyd send-test`, `verifyd deliveries`.
+//! The command line: `verifyd serve` (the default), `verifyd keys …`, `verifyd apps …`,
+//! `verifyd migrate`, `verifyd config check`, `verifyd send-test`, `verifyd deliveries`.
 
+mod apps;
 mod deliveries;
 mod resolve;
 mod send_test;
@@ -45,9 +46,10 @@ pub struct Cli {
 /// `verifyd` with no command (only flags, or nothing) means `verifyd serve`, which is what
 /// `cargo run --release` starts. Flags must then belong to `serve`; clap reports any that do not.
 pub fn with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const COMMANDS: [&str; 7] = [
+    const COMMANDS: [&str; 8] = [
         "serve",
         "keys",
+        "apps",
         "migrate",
         "config",
         "send-test",
@@ -73,6 +75,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage Verify v2 applications (JWT authentication).
+    #[command(subcommand)]
+    Apps(apps::AppsCommand),
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// The configuration.
@@ -244,6 +249,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("the database schema is up to date");
         }
         Command::Keys(cmd) => keys(database, cmd).await?,
+        Command::Apps(cmd) => {
+            let store = open_for_admin(&database).await?;
+            apps::run(store, &database, file.as_ref(), cmd).await?
+        }
         Command::SendTest(args) => return send_test::run(file.as_ref(), &args).await,
         Command::Deliveries { request_id } => {
             let store = open_for_admin(&database).await?;

@@ -90,6 +90,22 @@ fn price(origin: &Origin<'_>, raw: Option<&str>) -> anyhow::Result<Price> {
     })
 }
 
+/// Where the server key comes from: `VERIFYD_SECRET_KEY`, else the key file of the flag, the
+/// file or the default next to the database.
+pub fn key_source(
+    database: &DatabaseUrl,
+    file: Option<&ConfigFile>,
+    flag: Option<std::path::PathBuf>,
+) -> KeySource {
+    let path = file.map(|f| f.path.as_path());
+    let top = file.map(|f| f.top.clone()).unwrap_or_default();
+    let (secret_key_file, _) = pick("secret-key-file", flag, top.secret_key_file, path);
+    match std::env::var("VERIFYD_SECRET_KEY") {
+        Ok(hex) if !hex.trim().is_empty() => KeySource::Hex(hex),
+        _ => KeySource::File(secret_key_file.unwrap_or_else(|| database.default_key_file())),
+    }
+}
+
 /// The server's settings from every source.
 pub fn settings(
     database: DatabaseUrl,
@@ -104,16 +120,7 @@ pub fn settings(
         Some(addr) => addr,
         None => DEFAULT_LISTEN.parse().expect("a socket address"),
     };
-    let (secret_key_file, _) = pick(
-        "secret-key-file",
-        args.secret_key_file.clone(),
-        top.secret_key_file,
-        path,
-    );
-    let key = match std::env::var("VERIFYD_SECRET_KEY") {
-        Ok(hex) if !hex.trim().is_empty() => KeySource::Hex(hex),
-        _ => KeySource::File(secret_key_file.unwrap_or_else(|| database.default_key_file())),
-    };
+    let key = key_source(&database, file, args.secret_key_file.clone());
     let (tls_cert, _) = pick("tls-cert", args.tls_cert.clone(), top.tls_cert, path);
     let (tls_key, key_origin) = pick("tls-key", args.tls_key.clone(), top.tls_key, path);
     let tls = match (tls_cert, tls_key) {

@@ -1,4 +1,4 @@
-//! The v1 HTTP surface, end to end: a real server on a random loopback port, a real SQLite file,
+//! The v1 and v2 HTTP surfaces, end to end: a real server on a random loopback port, a real SQLite file,
 //! the real scheduler and inbox channel, and a manual clock moved by the tests. The same modules
 //! run on PostgreSQL from tests/api_postgres.rs.
 
@@ -15,5 +15,6 @@ mod psd2;
 mod request;
 mod search;
 mod timing;
+mod v2;
 
 pub const ENGINE: helpers::Engine = helpers::Engine::Sqlite;

@@ -385,7 +385,7 @@ async fn check(State(app): State<AppState>, Path(format): Path<String>, p: Param
             CheckResult::WrongCode => Err(V1Error::WrongCode),
             CheckResult::TooManyWrongCodes => Err(V1Error::TooManyWrongCodes),
             // v1's channels all take a code; a step that takes none is not one it can start.
-            CheckResult::NotActive | CheckResult::NoCode => Err(V1Error::CheckNotFound(raw)),
+            CheckResult::NotActive(_) | CheckResult::NoCode => Err(V1Error::CheckNotFound(raw)),
         }
     }
     .await;

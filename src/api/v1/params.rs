@@ -4,19 +4,14 @@
 
 use std::net::IpAddr;
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::header::{AUTHORIZATION, CONNECTION};
-use axum::http::{HeaderValue, StatusCode, Version};
-use axum::response::{IntoResponse, Response};
-use base64::Engine;
+use axum::http::header::AUTHORIZATION;
+use axum::response::Response;
 
+use crate::api::body::{self, parse_basic};
 use crate::api::AppState;
-use crate::http::refusals::{self, Reason};
-use crate::http::{BodyTimeout, ConnInfo};
 
-/// Largest body accepted; a Verify request is a few hundred bytes.
-pub const MAX_BODY: usize = 64 * 1024;
+pub use crate::api::body::MAX_BODY;
 
 /// Merged parameters, body values first so they win over the query string. They include the
 /// secret, so `Debug` shows parameter names only.
@@ -105,19 +100,6 @@ fn push_json(out: &mut Vec<(String, String)>, key: &str, v: serde_json::Value) {
     }
 }
 
-fn parse_basic(header: &str) -> Option<(String, String)> {
-    let (scheme, rest) = header.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(rest.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (key, secret) = text.split_once(':')?;
-    Some((key.to_owned(), secret.to_owned()))
-}
-
 /// An integer sent as a string or a number; `"4"`, `4` and `4.0` all read 4.
 pub fn parse_int(raw: &str) -> Option<i64> {
     let raw = raw.trim();
@@ -137,42 +119,11 @@ impl FromRequest<AppState> for Params {
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let client = req.extensions().get::<ConnInfo>().map(|c| c.peer.ip());
-        let http1 = req.version() < Version::HTTP_2;
-        let bytes = match Bytes::from_request(req, app).await {
-            Ok(bytes) => bytes,
-            Err(rejection) if caused_by::<BodyTimeout>(&rejection) => {
-                if app.refusals.count(client, Reason::BodyTimeout) {
-                    tracing::info!(client = %refusals::shown(client), "request refused: its body did not arrive within the body timeout");
-                }
-                let mut answer =
-                    (StatusCode::REQUEST_TIMEOUT, "request body too slow\n").into_response();
-                if http1 {
-                    // The rest of the body may still come; the connection cannot be read further.
-                    answer
-                        .headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                }
-                return Err(answer);
-            }
-            Err(rejection) => return Err(rejection.into_response()),
-        };
+        let (bytes, client) = body::read(req, app).await?;
         let mut params = Params::from_parts(query.as_deref(), &bytes, authorization.as_deref());
         params.client = client;
         Ok(params)
     }
-}
-
-/// Whether `error` or one of its sources is an `E`.
-fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if e.is::<E>() {
-            return true;
-        }
-        next = e.source();
-    }
-    false
 }
 
 #[cfg(test)]

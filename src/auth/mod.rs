@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+pub mod apps;
+
 use crate::crypto;
 use crate::store::{ApiKeyRecord, KeyState, KeyStore, StoreError};
 
@@ -80,17 +82,31 @@ impl KeyCache {
     }
 
     pub async fn authenticate(&self, api_key: &str, secret: &str) -> Result<Account, AuthError> {
-        let found = self.keys.load().get(api_key).cloned();
-        let record = match found {
-            Some(r) => r,
-            None => self
-                .lookup_missing(api_key)
-                .await?
-                .ok_or(AuthError::BadCredentials)?,
-        };
+        let record = self.record(api_key).await?;
         if !crypto::secret_matches(secret, &record.secret_hash) {
             return Err(AuthError::BadCredentials);
         }
+        Self::account_of(record)
+    }
+
+    /// The account of a key the caller has proved it may use another way (a JWT signed by one
+    /// of the key's applications).
+    pub async fn account(&self, api_key: &str) -> Result<Account, AuthError> {
+        Self::account_of(self.record(api_key).await?)
+    }
+
+    async fn record(&self, api_key: &str) -> Result<ApiKeyRecord, AuthError> {
+        let found = self.keys.load().get(api_key).cloned();
+        match found {
+            Some(r) => Ok(r),
+            None => self
+                .lookup_missing(api_key)
+                .await?
+                .ok_or(AuthError::BadCredentials),
+        }
+    }
+
+    fn account_of(record: ApiKeyRecord) -> Result<Account, AuthError> {
         match record.state {
             KeyState::Active => Ok(Account {
                 api_key: record.api_key,

@@ -1,0 +1,440 @@
+// Drives the official Node SDK `@vonage/verify2` (Verify v2) against a running verifyd.
+//
+// Run from the repository root:   node tests/sdk/node/verify2_sdk.mjs
+// Environment:
+//   VERIFYD_URL               base URL of verifyd, e.g. http://127.0.0.1:41234 (used as the SDK's apiHost)
+//   VERIFYD_APPLICATION_ID    the id of an application verifyd knows
+//   VERIFYD_PRIVATE_KEY_FILE  path to that application's RSA private key (PEM); the SDK signs RS256 JWTs with it
+//   VERIFYD_CLOCK_SPEED       how many times faster than real time the server's workflow clock runs (default 1)
+//
+// Verify2 authenticates with a JWT only (no Basic fallback in the SDK).
+// Prints one line per step, `ok - <step>` or `not ok - <step>: <detail>`, and exits 0 only if every step passed.
+// Every network wait is bounded: SDK calls time out after 5 s, inbox polling gives up after 5 s.
+//
+// How the SDK reports errors (read in @vonage/verify2 1.22.1 and @vonage/server-client 1.23.1):
+// - newRequest / checkCode throw a VetchError for any non-2xx answer; `err.response` is the unread fetch Response.
+// - nextWorkflow / cancel swallow every error and return `false` (`true` for any 2xx). To see the status, this
+//   script then repeats the same call through the client's own `sendPostRequest` / `sendDeleteRequest` (same URL,
+//   same JWT and headers as the SDK method), which throw the VetchError instead.
+// - The SDK validates nothing locally: every 422 case below reaches the server.
+
+import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { Channels, Verify2 } from '@vonage/verify2';
+
+const SDK_TIMEOUT_MS = 5000;
+const INBOX_WAIT_MS = 5000;
+const CANCEL_MARGIN_MS = 700;
+// Workflow seconds each channel gets before the next one starts: the maximum, so that nothing moves on by itself
+// while the script works (900 workflow s are 45 real s at clock speed 20).
+const CHANNEL_TIMEOUT = 900;
+
+function env(name, fallback) {
+  const value = process.env[name];
+  if (value === undefined || value === '') {
+    if (fallback !== undefined) return fallback;
+    console.log(`not ok - environment: ${name} is not set`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const BASE_URL = env('VERIFYD_URL').replace(/\/+$/, '');
+const APPLICATION_ID = env('VERIFYD_APPLICATION_ID');
+const PRIVATE_KEY_FILE = env('VERIFYD_PRIVATE_KEY_FILE');
+const CLOCK_SPEED = Number(env('VERIFYD_CLOCK_SPEED', '1'));
+if (!(CLOCK_SPEED > 0)) {
+  console.log(`not ok - environment: VERIFYD_CLOCK_SPEED must be a positive number, got ${process.env.VERIFYD_CLOCK_SPEED}`);
+  process.exit(2);
+}
+let PRIVATE_KEY;
+try {
+  PRIVATE_KEY = readFileSync(PRIVATE_KEY_FILE, 'utf8');
+} catch (err) {
+  console.log(`not ok - environment: cannot read VERIFYD_PRIVATE_KEY_FILE ${PRIVATE_KEY_FILE}: ${err.message}`);
+  process.exit(2);
+}
+// verifyd refuses `cancel` during the first 30 s of workflow time.
+const CANCEL_WAIT_MS = Math.ceil(31 / CLOCK_SPEED) * 1000 + CANCEL_MARGIN_MS;
+
+// libphonenumber-valid GB mobiles 07700 123xxx, one per scenario.
+// The 1236xx block is reserved for this script; v1 uses 1234xx (Node) and 1235xx (Python),
+// the Python v2 script 1237xx (basic auth) and 1238xx (JWT).
+const NUM = {
+  basic: '447700123601',
+  cancel: '447700123602',
+  next: '447700123603',
+  concurrent: '447700123604',
+  expired: '447700123605',
+  length6: '447700123606',
+  badBrand: '447700123607',
+  badTimeout: '447700123608',
+  badLength: '447700123609',
+};
+
+const verify = new Verify2(
+  { applicationId: APPLICATION_ID, privateKey: PRIVATE_KEY },
+  { apiHost: BASE_URL, timeout: SDK_TIMEOUT_MS },
+);
+
+const smsOnly = (to) => [{ channel: Channels.SMS, to }];
+
+// ---------------------------------------------------------------- helpers
+
+class StepFailure extends Error {}
+
+function fail(detail) {
+  throw new StepFailure(detail);
+}
+
+function assert(cond, detail) {
+  if (!cond) fail(detail);
+}
+
+function assertEq(actual, expected, what) {
+  if (actual !== expected) {
+    fail(`${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
+  }
+}
+
+function show(obj) {
+  const text = JSON.stringify(obj);
+  return text && text.length > 600 ? `${text.slice(0, 600)}...` : text;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Messages in the verifyd inbox for `to` (newest first). */
+async function inbox(to) {
+  const url = `${BASE_URL}/inbox/messages?to=${encodeURIComponent(to)}`;
+  const res = await fetch(url, { signal: AbortSignal.timeout(SDK_TIMEOUT_MS) });
+  if (res.status !== 200) fail(`GET ${url} answered HTTP ${res.status}: ${await res.text()}`);
+  const body = await res.json();
+  if (!Array.isArray(body)) fail(`GET ${url} did not answer a JSON array: ${show(body)}`);
+  return body;
+}
+
+/** Polls the inbox (bounded) until a message for `requestId` on `channel` appears; returns it. */
+async function waitForMessage(to, requestId, channel) {
+  const deadline = Date.now() + INBOX_WAIT_MS;
+  let seen = [];
+  for (;;) {
+    seen = await inbox(to);
+    // The inbox shows every request id as 32 hex digits: a v2 UUID without its dashes.
+    const hit = seen.find((m) => m.request_id === requestId.replace(/-/g, '') && m.channel === channel);
+    if (hit) return hit;
+    if (Date.now() >= deadline) {
+      fail(`no ${channel} message for request ${requestId} to ${to} within ${INBOX_WAIT_MS} ms; inbox: ${show(seen)}`);
+    }
+    await sleep(100);
+  }
+}
+
+/** The code in an SMS text: the one run of 4-10 digits that is not part of a decimal number. */
+function codeFromSms(text) {
+  const runs = String(text).match(/(?<![\d.,])\d{4,10}(?![\d]|[.,]\d)/g) || [];
+  if (runs.length !== 1) fail(`expected exactly one code-like digit run in SMS text ${JSON.stringify(text)}, found ${show(runs)}`);
+  return runs[0];
+}
+
+/** The code in a voice text, which spells it digit by digit (`4, 8, 1, 5`), maybe more than once. */
+function codeFromVoice(text) {
+  const spelled = String(text).match(/\d(?:, \d)+/g) || [];
+  const codes = [...new Set(spelled.map((s) => s.replace(/, /g, '')).filter((c) => c.length >= 4 && c.length <= 10))];
+  if (codes.length !== 1) fail(`expected one code spelled as "d, d, d, d" in voice text ${JSON.stringify(text)}, found ${show(spelled)}`);
+  return codes[0];
+}
+
+function wrongCodeFor(code) {
+  // Same length, every digit different.
+  return code.split('').map((d) => String((Number(d) + 1) % 10)).join('');
+}
+
+function assertUuid(id, what) {
+  assert(
+    typeof id === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id),
+    `${what}: request id is not a UUID: ${JSON.stringify(id)}`,
+  );
+}
+
+/**
+ * Runs `call`, which must fail with HTTP `status` and an RFC 7807 body (`application/problem+json`);
+ * returns the parsed body. `slug`, if given, must be the fragment of the body's `type` URL.
+ */
+async function expectProblem(call, status, slug) {
+  let err;
+  try {
+    const result = await call();
+    fail(`expected HTTP ${status}, the call returned ${show(result)}`);
+  } catch (e) {
+    if (e instanceof StepFailure) throw e;
+    err = e;
+  }
+  const res = err && err.response;
+  if (!res || typeof res.status !== 'number') throw err; // not an HTTP answer (transport error, bug): report it as is
+  const text = await res.text();
+  assertEq(res.status, status, `HTTP status (body ${text.slice(0, 400)})`);
+  const contentType = (res.headers.get('content-type') || '').split(';')[0].trim();
+  assertEq(contentType, 'application/problem+json', `content-type (body ${text.slice(0, 400)})`);
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    fail(`problem body is not JSON: ${JSON.stringify(text.slice(0, 400))}`);
+  }
+  for (const field of ['type', 'title']) {
+    assert(typeof body[field] === 'string' && body[field].length > 0, `problem body lacks "${field}": ${show(body)}`);
+  }
+  if (slug !== undefined) {
+    assertEq(body.type.split('#').pop(), slug, `slug of type ${JSON.stringify(body.type)}`);
+  }
+  return body;
+}
+
+/** A 422 answer naming `param` among its invalid_parameters. */
+async function expectInvalidParam(call, param) {
+  const body = await expectProblem(call, 422);
+  const list = body.invalid_parameters;
+  assert(Array.isArray(list) && list.length > 0, `invalid_parameters missing or empty: ${show(body)}`);
+  assert(
+    list.some((p) => p && typeof p.name === 'string' && p.name.includes(param) && typeof p.reason === 'string'),
+    `invalid_parameters does not name ${param} (with a reason): ${show(list)}`,
+  );
+}
+
+const url = (requestId, suffix = '') => `${BASE_URL}/v2/verify/${requestId}${suffix}`;
+// The exact requests Verify2.nextWorkflow / Verify2.cancel send, but throwing on errors instead of returning false.
+const rawNextWorkflow = (requestId) => verify.sendPostRequest(url(requestId, '/next_workflow'));
+const rawCancel = (requestId) => verify.sendDeleteRequest(url(requestId));
+
+const results = [];
+async function step(name, fn) {
+  try {
+    await fn();
+    results.push(true);
+    console.log(`ok - ${name}`);
+  } catch (err) {
+    results.push(false);
+    let detail;
+    if (err instanceof StepFailure) {
+      detail = err.message;
+    } else {
+      // An SDK exception (e.g. VetchError for a non-2xx answer) or a transport error.
+      let http = '';
+      if (err && err.response && typeof err.response.status === 'number') {
+        const body = await err.response.text().catch(() => '');
+        http = ` (HTTP ${err.response.status}: ${body.slice(0, 400)})`;
+      }
+      const cause = err && err.cause ? ` (cause: ${err.cause.code || ''} ${err.cause.message || err.cause})` : '';
+      detail = `${err && err.constructor ? err.constructor.name : 'Error'}: ${err && err.message ? err.message : String(err)}${http}${cause}`;
+    }
+    console.log(`not ok - ${name}: ${detail.replace(/\s*\n\s*/g, ' ')}`);
+  }
+}
+
+function need(value, what) {
+  if (!value) fail(`skipped: ${what} is not available because an earlier step failed`);
+  return value;
+}
+
+// ---------------------------------------------------------------- scenarios
+
+const state = {};
+
+// 1. start -> POST /v2/verify, 202 {"request_id"}
+await step('1 newRequest with an sms workflow returns a request id', async () => {
+  const res = await verify.newRequest({ brand: 'AcmeInc', workflow: smsOnly(NUM.basic), channelTimeout: CHANNEL_TIMEOUT });
+  assertUuid(res.requestId, `newRequest (response ${show(res)})`);
+  state.basicId = res.requestId;
+});
+
+await step('1b the SMS arrives in the inbox with a 4-digit code and the brand', async () => {
+  const id = need(state.basicId, 'request id of step 1');
+  const msg = await waitForMessage(NUM.basic, id, 'sms');
+  assertEq(msg.to, NUM.basic, 'message to');
+  assert(String(msg.text).includes('AcmeInc'), `SMS text does not name the brand: ${JSON.stringify(msg.text)}`);
+  state.basicCode = codeFromSms(msg.text);
+  assertEq(state.basicCode.length, 4, `length of the default code ${state.basicCode}`);
+});
+
+// 2. wrong code -> 400 invalid-code (checkCode throws)
+await step('2 checkCode with a wrong code fails with 400 invalid-code', async () => {
+  const id = need(state.basicId, 'request id of step 1');
+  const code = need(state.basicCode, 'code of step 1b');
+  await expectProblem(() => verify.checkCode(id, wrongCodeFor(code)), 400, 'invalid-code');
+});
+
+// 3. right code -> 200 {"request_id","status":"completed"}; checkCode returns the status
+await step('3 checkCode with the right code returns completed', async () => {
+  const id = need(state.basicId, 'request id of step 1');
+  const code = need(state.basicCode, 'code of step 1b');
+  assertEq(await verify.checkCode(id, code), 'completed', 'checkCode result');
+});
+
+// 4. a request to cancel later (step 11); cancelling it now, inside the first 30 workflow seconds, is refused
+await step('4 newRequest (to cancel later)', async () => {
+  const res = await verify.newRequest({ brand: 'AcmeInc', workflow: smsOnly(NUM.cancel), channelTimeout: CHANNEL_TIMEOUT });
+  assertUuid(res.requestId, `newRequest (response ${show(res)})`);
+  state.cancelId = res.requestId;
+  state.cancelStartedAt = Date.now();
+  // Read now: the inbox drops a request's messages once the request has ended.
+  state.cancelCode = codeFromSms((await waitForMessage(NUM.cancel, res.requestId, 'sms')).text);
+});
+
+await step('4b cancel within the first 30 workflow seconds is refused (false; DELETE answers 409)', async () => {
+  const id = need(state.cancelId, 'request id of step 4');
+  assertEq(await verify.cancel(id), false, 'cancel result');
+  await expectProblem(() => rawCancel(id), 409);
+});
+
+// 5. next_workflow: sms -> voice
+await step('5 newRequest with an sms then voice workflow; the SMS arrives', async () => {
+  const res = await verify.newRequest({
+    brand: 'AcmeInc',
+    workflow: [{ channel: Channels.SMS, to: NUM.next }, { channel: Channels.VOICE, to: NUM.next }],
+    channelTimeout: CHANNEL_TIMEOUT,
+  });
+  assertUuid(res.requestId, `newRequest (response ${show(res)})`);
+  state.nextId = res.requestId;
+  state.nextStartedAt = Date.now();
+  codeFromSms((await waitForMessage(NUM.next, state.nextId, 'sms')).text);
+});
+
+await step('5b nextWorkflow moves to the voice step (true)', async () => {
+  const id = need(state.nextId, 'request id of step 5');
+  assertEq(await verify.nextWorkflow(id), true, 'nextWorkflow result');
+  state.movedToVoice = true;
+});
+
+await step('5c a voice message spelling the code arrives in the inbox', async () => {
+  const id = need(state.nextId, 'request id of step 5');
+  need(state.movedToVoice, 'a successful nextWorkflow in step 5b');
+  const msg = await waitForMessage(NUM.next, id, 'voice');
+  assertEq(msg.to, NUM.next, 'message to');
+  state.voiceCode = codeFromVoice(msg.text);
+});
+
+await step('5d nextWorkflow with no step left is refused (false; POST answers 409)', async () => {
+  const id = need(state.nextId, 'request id of step 5');
+  need(state.movedToVoice, 'a successful nextWorkflow in step 5b');
+  assertEq(await verify.nextWorkflow(id), false, 'nextWorkflow result');
+  await expectProblem(() => rawNextWorkflow(id), 409);
+});
+
+// 6. a second request to a `to` with one in progress -> 409 concurrent
+await step('6 newRequest to a number with a request in progress fails with 409 concurrent', async () => {
+  const first = await verify.newRequest({ brand: 'AcmeInc', workflow: smsOnly(NUM.concurrent), channelTimeout: CHANNEL_TIMEOUT });
+  assertUuid(first.requestId, `first newRequest (response ${show(first)})`);
+  await expectProblem(
+    () => verify.newRequest({ brand: 'AcmeInc', workflow: smsOnly(NUM.concurrent), channelTimeout: CHANNEL_TIMEOUT }),
+    409,
+    'concurrent',
+  );
+});
+
+// 7. three wrong codes end the request: the right code is then answered 410 expired
+await step('7 after three wrong codes even the right code fails with 410 expired', async () => {
+  const res = await verify.newRequest({ brand: 'AcmeInc', workflow: smsOnly(NUM.expired), channelTimeout: CHANNEL_TIMEOUT });
+  assertUuid(res.requestId, `newRequest (response ${show(res)})`);
+  const id = res.requestId;
+  const code = codeFromSms((await waitForMessage(NUM.expired, id, 'sms')).text);
+  const wrong = wrongCodeFor(code);
+  await expectProblem(() => verify.checkCode(id, wrong), 400, 'invalid-code');
+  await expectProblem(() => verify.checkCode(id, wrong), 400, 'invalid-code');
+  // The third wrong code itself may be answered 400 (still a wrong code) or 410 (workflow terminated).
+  let third;
+  try {
+    await verify.checkCode(id, wrong);
+    fail('the third wrong code was accepted');
+  } catch (e) {
+    if (e instanceof StepFailure) throw e;
+    if (!e.response) throw e;
+    third = e.response.status;
+  }
+  assert(third === 400 || third === 410, `third wrong code: expected HTTP 400 or 410, got ${third}`);
+  await expectProblem(() => verify.checkCode(id, code), 410, 'expired');
+});
+
+// 8. code_length 6
+await step('8 codeLength 6 sends a 6-digit code, which checks out', async () => {
+  const res = await verify.newRequest({
+    brand: 'AcmeInc', workflow: smsOnly(NUM.length6), codeLength: 6, channelTimeout: CHANNEL_TIMEOUT,
+  });
+  assertUuid(res.requestId, `newRequest (response ${show(res)})`);
+  const code = codeFromSms((await waitForMessage(NUM.length6, res.requestId, 'sms')).text);
+  assertEq(code.length, 6, `length of code ${code}`);
+  assertEq(await verify.checkCode(res.requestId, code), 'completed', 'checkCode result');
+});
+
+// 9. 422 invalid parameters (the Node SDK validates nothing, so each reaches the server)
+await step('9a a brand with "/" fails with 422 naming brand', async () => {
+  await expectInvalidParam(
+    () => verify.newRequest({ brand: 'Acme/Inc', workflow: smsOnly(NUM.badBrand) }),
+    'brand',
+  );
+});
+
+await step('9b channelTimeout 10 fails with 422 naming channel_timeout', async () => {
+  await expectInvalidParam(
+    () => verify.newRequest({ brand: 'AcmeInc', workflow: smsOnly(NUM.badTimeout), channelTimeout: 10 }),
+    'channel_timeout',
+  );
+});
+
+await step('9c codeLength 11 fails with 422 naming code_length', async () => {
+  await expectInvalidParam(
+    () => verify.newRequest({ brand: 'AcmeInc', workflow: smsOnly(NUM.badLength), codeLength: 11 }),
+    'code_length',
+  );
+});
+
+// 10. unknown request id
+await step('10 checkCode for an unknown request id fails with 404', async () => {
+  await expectProblem(() => verify.checkCode(randomUUID(), '1234'), 404);
+});
+
+// 11. cancel after the first 30 workflow seconds -> 204 (cancel returns true)
+await step('11 cancel after 30 workflow seconds succeeds (true)', async () => {
+  const id = need(state.cancelId, 'request id of step 4');
+  const waitMs = state.cancelStartedAt + CANCEL_WAIT_MS - Date.now();
+  if (waitMs > 0) await sleep(waitMs);
+  assertEq(await verify.cancel(id), true, 'cancel result');
+  state.cancelled = true;
+});
+
+await step('11b the code of a cancelled request no longer checks out', async () => {
+  const id = need(state.cancelId, 'request id of step 4');
+  need(state.cancelled, 'a successful cancel in step 11');
+  const code = need(state.cancelCode, 'the code of step 4');
+  let status;
+  try {
+    const result = await verify.checkCode(id, code);
+    fail(`checkCode after cancel returned ${show(result)}`);
+  } catch (e) {
+    if (e instanceof StepFailure) throw e;
+    if (!e.response) throw e;
+    status = e.response.status;
+  }
+  assert(status >= 400 && status < 500, `checkCode after cancel: expected a 4xx, got HTTP ${status}`);
+});
+
+// 12. cancel once the second step has started -> refused, even after 30 workflow seconds
+await step('12 cancel after the voice step started is refused (false; DELETE answers 409)', async () => {
+  const id = need(state.nextId, 'request id of step 5');
+  need(state.movedToVoice, 'a successful nextWorkflow in step 5b');
+  const waitMs = state.nextStartedAt + CANCEL_WAIT_MS - Date.now();
+  if (waitMs > 0) await sleep(waitMs);
+  assertEq(await verify.cancel(id), false, 'cancel result');
+  await expectProblem(() => rawCancel(id), 409);
+});
+
+await step('12b the code from the voice message checks out (completed)', async () => {
+  const id = need(state.nextId, 'request id of step 5');
+  const code = need(state.voiceCode, 'voice code of step 5c');
+  assertEq(await verify.checkCode(id, code), 'completed', 'checkCode result');
+});
+
+const passed = results.filter(Boolean).length;
+const failed = results.length - passed;
+console.log(`# node @vonage/verify2: ${passed} of ${results.length} steps passed`);
+process.exit(failed === 0 ? 0 : 1);
