@@ -194,3 +194,96 @@ fn an_unreachable_postgres_fails_with_a_message() {
     assert!(!ok);
     assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
 }
+
+#[test]
+fn apps_create_prints_the_application_once_and_list_never_shows_its_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("v.db");
+    let db = format!("sqlite://{}", db_path.display());
+    let public = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/vonage-test-key.pub.pem"
+    );
+    let private = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/vonage-test-key.pem"
+    );
+    let (ok, out, _) = verifyd(&["keys", "create", "--database", &db]);
+    assert!(ok);
+    let key: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let api_key = key["api_key"].as_str().unwrap();
+
+    let create = |args: &[&str]| {
+        let mut all = vec!["apps", "create", "--database", &db];
+        all.extend_from_slice(args);
+        verifyd(&all)
+    };
+    let url = "https://example.com/verify/status";
+    let (ok, out, err) = create(&[
+        "--key",
+        api_key,
+        "--public-key",
+        public,
+        "--status-url",
+        url,
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "one JSON object: {out}");
+    let app: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let id = app["application_id"].as_str().unwrap();
+    assert!(uuid::Uuid::try_parse(id).is_ok(), "{id}");
+    assert_eq!(
+        (app["api_key"].as_str(), app["status_url"].as_str()),
+        (Some(api_key), Some(url))
+    );
+    let secret = app["signature_secret"].as_str().unwrap();
+    assert_eq!(secret.len(), 32);
+
+    let (ok, out, _) = verifyd(&["apps", "list", "--database", &db]);
+    assert!(ok);
+    assert!(out.contains(id) && out.contains(url), "{out}");
+    assert!(!out.contains(secret), "secrets are never listed");
+    // Sealed with the server key, not kept in clear.
+    let conn = rusqlite::Connection::open(&db_path).unwrap();
+    let sealed: Vec<u8> = conn
+        .query_row("select signature_secret_sealed from application", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(!sealed.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    assert!(sealed.len() > secret.len());
+
+    for (args, says) in [
+        (
+            vec!["--key", "nosuchkey", "--public-key", public],
+            "no API key",
+        ),
+        (
+            vec!["--key", api_key, "--public-key", private],
+            "private key",
+        ),
+        (
+            vec!["--key", api_key, "--public-key", "/nonexistent.pem"],
+            "cannot read",
+        ),
+        (
+            vec![
+                "--key",
+                api_key,
+                "--public-key",
+                public,
+                "--status-url",
+                "ftp://x",
+            ],
+            "status URL",
+        ),
+    ] {
+        let (ok, out, err) = create(&args);
+        assert!(!ok && out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let (ok, _, err) = create(&["--key", api_key, "--public-key", not_pem.to_str().unwrap()]);
+    assert!(!ok && err.contains("RSA public key"), "{err}");
+}

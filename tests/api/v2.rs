@@ -392,6 +392,27 @@ async fn code_length_sets_the_digits_and_an_app_hash_ends_the_sms() {
 }
 
 #[tokio::test]
+async fn locale_sender_and_fraud_check_are_taken_as_the_spec_names_them() {
+    let Some(app) = spawn_app().await else { return };
+    let to = number(613);
+    let id = app
+        .v2_start(
+            json!({ "brand": "Acme", "locale": "de-de", "fraud_check": true,
+            "workflow": [{ "channel": "sms", "to": to, "from": "447700400080" }] }),
+        )
+        .await;
+    let message = &app.messages_for(&to, &id.replace('-', ""), 1).await[0];
+    assert_eq!(message["from"], "447700400080");
+    assert_eq!(message["locale"], "de-de");
+    let text = message["text"].as_str().unwrap();
+    assert!(text.contains("Bestätigungscode"), "German: {text}");
+    let shown = app
+        .v2(Method::GET, &format!("/v2/verify/{id}"), None, Auth::Basic)
+        .await;
+    assert_eq!(shown.body["locale"], "de-de");
+}
+
+#[tokio::test]
 async fn invalid_parameters_are_each_named_in_one_422() {
     let Some(app) = spawn_app().await else { return };
     let a = app
