@@ -66,6 +66,19 @@ impl ServerKey {
         Ok(Self::from_bytes(root))
     }
 
+    /// Reads the key file; a missing file is an error (commands other than `serve` never make
+    /// one: a key they made would not be the server's).
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read the secret key file {} (the server creates it on its first start)",
+                path.display()
+            )
+        })?;
+        Self::from_hex(&text)
+            .with_context(|| format!("while reading the secret key file {}", path.display()))
+    }
+
     /// Reads the key file, or creates it (mode 0600) with a fresh random key when it is missing.
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
         match std::fs::read_to_string(path) {

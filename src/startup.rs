@@ -116,24 +116,49 @@ pub async fn load_server_key(
     source: &KeySource,
     meta: &dyn MetaStore,
 ) -> anyhow::Result<ServerKey> {
-    let key = match source {
-        KeySource::File(path) => ServerKey::load_or_create(path)?,
-        KeySource::Hex(hex) => ServerKey::from_hex(hex).context("VERIFYD_SECRET_KEY")?,
-    };
+    let key = read_key(source, true)?;
     match meta.get_meta(META_KEY_FINGERPRINT).await? {
         None => {
             meta.set_meta(META_KEY_FINGERPRINT, key.fingerprint())
                 .await?
         }
-        Some(stored) if stored == key.fingerprint() => {}
-        Some(stored) => bail!(
-            "the secret key (fingerprint {}) is not the one this database was created with \
-             (fingerprint {stored}); every stored PIN would fail. Start with the original key \
-             file or VERIFYD_SECRET_KEY.",
-            key.fingerprint()
-        ),
+        Some(stored) => same_key(&key, &stored)?,
     }
     Ok(key)
+}
+
+/// The server key for a command that is not `serve`: read, never created, and checked against
+/// the database's when the database has one.
+pub async fn existing_server_key(
+    source: &KeySource,
+    meta: &dyn MetaStore,
+) -> anyhow::Result<ServerKey> {
+    let key = read_key(source, false)?;
+    if let Some(stored) = meta.get_meta(META_KEY_FINGERPRINT).await? {
+        same_key(&key, &stored)?;
+    }
+    Ok(key)
+}
+
+/// The key `source` names; a missing key file is made only when `create`.
+fn read_key(source: &KeySource, create: bool) -> anyhow::Result<ServerKey> {
+    match source {
+        KeySource::File(path) if create => ServerKey::load_or_create(path),
+        KeySource::File(path) => ServerKey::load(path),
+        KeySource::Hex(hex) => ServerKey::from_hex(hex).context("VERIFYD_SECRET_KEY"),
+    }
+}
+
+fn same_key(key: &ServerKey, stored: &str) -> anyhow::Result<()> {
+    if stored == key.fingerprint() {
+        return Ok(());
+    }
+    bail!(
+        "the secret key (fingerprint {}) is not the one this database was created with \
+         (fingerprint {stored}); every stored PIN would fail. Start with the original key \
+         file or VERIFYD_SECRET_KEY.",
+        key.fingerprint()
+    )
 }
 
 async fn load_clock(speed: f64, meta: &dyn MetaStore) -> anyhow::Result<ScaledClock> {

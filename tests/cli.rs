@@ -218,6 +218,16 @@ fn apps_create_prints_the_application_once_and_list_never_shows_its_secret() {
         all.extend_from_slice(args);
         verifyd(&all)
     };
+    // The server key is the server's: a command other than serve never makes one.
+    let key_file = format!("{}.key", db_path.display());
+    let (ok, _, err) = create(&["--key", api_key, "--public-key", public]);
+    assert!(
+        !ok && err.contains("cannot read the secret key file"),
+        "{err}"
+    );
+    assert!(!std::path::Path::new(&key_file).exists());
+    let server_key = "ab".repeat(32);
+    std::fs::write(&key_file, &server_key).unwrap();
     let url = "https://example.com/verify/status";
     let (ok, out, err) = create(&[
         "--key",
@@ -251,6 +261,11 @@ fn apps_create_prints_the_application_once_and_list_never_shows_its_secret() {
         })
         .unwrap();
     assert!(!sealed.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    let opened = verifyd::crypto::ServerKey::from_hex(&server_key)
+        .unwrap()
+        .unseal_secret(id, &sealed)
+        .unwrap();
+    assert_eq!(opened, secret, "sealed with the server key");
     assert!(sealed.len() > secret.len());
 
     for (args, says) in [

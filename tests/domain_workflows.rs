@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration};
 use verifyd::api::v1::workflow::{self, Workflow};
 use verifyd::domain::testing::SequenceMinter;
 use verifyd::domain::{
-    Channel, CheckOutcome, Command, CommandOutcome, ControlError, DeliveryOrder, Instant,
+    Channel, CheckOutcome, CodeLife, Command, CommandOutcome, ControlError, DeliveryOrder, Instant,
     IssuedPin, NewVerification, RequestId, Status, Verification,
 };
 
@@ -440,4 +440,109 @@ fn a_custom_pin_is_reused_when_a_new_pin_is_due() {
         v.check(&hash_of("1111"), 4, t(121)),
         CheckOutcome::Mismatch { checks_left: 2 }
     );
+}
+
+/// A Verify v2 request: an SMS, then a call with a new code unless `reuse`, each lasting 60 s,
+/// codes living until the workflow ends.
+fn v2_request(reuse: bool) -> NewVerification {
+    let mut new = new_request(5, Timing::default());
+    for step in &mut new.steps {
+        step.wait = 60;
+    }
+    new.steps[1].new_code = !reuse;
+    new.policy.code_life = CodeLife::UntilWorkflowEnds;
+    new
+}
+
+#[test]
+fn a_new_code_for_the_next_step_ends_the_old_one_and_its_delivery_deadline() {
+    let mut m = CountingMinter::new();
+    let (mut v, first) = Verification::start(v2_request(false), t(0), &mut m);
+    assert_eq!(
+        first.pin_expires_at,
+        Some(t(60)),
+        "replaced at the next step"
+    );
+    assert_eq!(v.pin.expires_at, t(120));
+    let second = v.advance(t(60), &mut m).unwrap();
+    assert_eq!(second.sealed_pin, b"0002");
+    assert_eq!(second.pin_expires_at, Some(t(120)));
+    assert_eq!(
+        v.check(&hash_of("0001"), 4, t(61)),
+        CheckOutcome::Mismatch { checks_left: 2 }
+    );
+    assert_eq!(v.finalized_at(t(1_000)), Some(t(120)));
+    assert_eq!(v.status_at(t(119)), Status::InProgress);
+    assert_eq!(v.status_at(t(120)), Status::Expired);
+}
+
+#[test]
+fn moving_to_the_next_step_early_brings_the_end_of_the_workflow_forward() {
+    let mut m = CountingMinter::new();
+    let (mut v, _) = Verification::start(v2_request(false), t(0), &mut m);
+    let second = v.trigger_next(t(10), &mut m).unwrap();
+    assert_eq!(second.pin_expires_at, Some(t(70)));
+    assert_eq!(v.next_due(), Some(t(70)));
+    assert_eq!(v.status_at(t(70)), Status::Expired);
+    assert_eq!(
+        v.trigger_next(t(20), &mut m),
+        Err(ControlError::NoMoreEvents)
+    );
+}
+
+#[test]
+fn a_reused_code_carries_on_into_the_next_step_and_lives_to_its_end() {
+    let mut m = CountingMinter::new();
+    let (mut v, first) = Verification::start(v2_request(true), t(0), &mut m);
+    assert_eq!(first.pin_expires_at, Some(t(120)), "not replaced");
+    v.check(&hash_of("9999"), 4, t(1));
+    let second = v.advance(t(60), &mut m).unwrap();
+    assert_eq!(second.sealed_pin, b"0001");
+    assert_eq!(m.pins, 1);
+    assert_eq!(
+        v.check(&hash_of("9998"), 4, t(61)),
+        CheckOutcome::Mismatch { checks_left: 1 },
+        "the tries of a reused code go on"
+    );
+    assert!(matches!(
+        v.check(&hash_of("0001"), 4, t(119)),
+        CheckOutcome::Verified { .. }
+    ));
+}
+
+#[test]
+fn each_new_code_gets_its_own_tries() {
+    let mut m = CountingMinter::new();
+    let (mut v, _) = Verification::start(v2_request(false), t(0), &mut m);
+    v.check(&hash_of("9999"), 4, t(1));
+    v.check(&hash_of("9998"), 4, t(2));
+    v.advance(t(60), &mut m).unwrap();
+    assert_eq!(
+        v.check(&hash_of("9997"), 4, t(61)),
+        CheckOutcome::Mismatch { checks_left: 2 }
+    );
+}
+
+#[test]
+fn a_custom_code_is_the_new_code_of_every_step() {
+    let mut m = CountingMinter::new();
+    let mut req = v2_request(false);
+    req.custom_pin = Some(IssuedPin {
+        hash: hash_of("AKFG3424"),
+        sealed: b"AKFG3424".to_vec(),
+    });
+    let (mut v, _) = Verification::start(req, t(0), &mut m);
+    v.check(&hash_of("0000"), 4, t(1));
+    let second = v.advance(t(60), &mut m).unwrap();
+    assert_eq!(second.sealed_pin, b"AKFG3424");
+    assert_eq!(m.pins, 0);
+    assert_eq!(
+        v.check(&hash_of("0000"), 4, t(61)),
+        CheckOutcome::Mismatch { checks_left: 2 },
+        "a new step starts its tries again"
+    );
+    assert!(matches!(
+        v.check(&hash_of("AKFG3424"), 8, t(62)),
+        CheckOutcome::Verified { .. }
+    ));
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -84,7 +85,52 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-fn assert_script(ok: bool, out: &str, server: &support::Server) {
+/// `verifyd serve` with TLS on a certificate this makes (the Python SDK speaks HTTPS only); the
+/// server and the certificate its clients must trust.
+fn https_server(dir: &Path, db: &Path) -> (support::Server, PathBuf) {
+    let (cert, key_pem) = certificate(dir);
+    let server = support::start(
+        dir,
+        db,
+        &[
+            "--clock-speed",
+            CLOCK_SPEED,
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key_pem.to_str().unwrap(),
+        ],
+    );
+    (server, cert)
+}
+
+/// `program script` from the repository root, told how to reach `server`: over HTTP, or over HTTPS
+/// trusting `cert` (then also VERIFYD_HOST, the host the Python SDK is handed).
+fn sdk_script(
+    program: impl AsRef<OsStr>,
+    script: &str,
+    server: &support::Server,
+    cert: Option<&Path>,
+) -> Command {
+    let mut command = Command::new(program);
+    command
+        .arg(script)
+        .current_dir(repo())
+        .env("VERIFYD_CLOCK_SPEED", CLOCK_SPEED);
+    match cert {
+        None => command.env("VERIFYD_URL", server.base("http")),
+        Some(cert) => command
+            .env("VERIFYD_URL", server.base("https"))
+            .env("VERIFYD_HOST", format!("127.0.0.1:{}", server.port))
+            .env("REQUESTS_CA_BUNDLE", cert),
+    };
+    command
+}
+
+/// Runs an SDK script (bounded by `limit`), prints its output and asserts that it passed every
+/// step; returns the output.
+fn run_script(script: &mut Command, limit: Duration, server: &support::Server) -> String {
+    let (ok, out) = run_bounded(script, limit);
     println!("{out}");
     assert!(
         ok,
@@ -92,6 +138,7 @@ fn assert_script(ok: bool, out: &str, server: &support::Server) {
         server.log()
     );
     assert!(!out.contains("not ok"), "{out}");
+    out
 }
 
 #[test]
@@ -107,17 +154,13 @@ fn the_node_sdk_starts_checks_searches_cancels_and_triggers_unchanged() {
         .first_key
         .clone()
         .expect("a new database prints its key");
-    let (ok, out) = run_bounded(
-        Command::new("node")
-            .arg("tests/sdk/node/verify_sdk.mjs")
-            .current_dir(repo())
-            .env("VERIFYD_URL", server.base("http"))
+    let out = run_script(
+        sdk_script("node", "tests/sdk/node/verify_sdk.mjs", &server, None)
             .env("VERIFYD_API_KEY", key)
-            .env("VERIFYD_API_SECRET", secret)
-            .env("VERIFYD_CLOCK_SPEED", CLOCK_SPEED),
+            .env("VERIFYD_API_SECRET", secret),
         Duration::from_secs(120),
+        &server,
     );
-    assert_script(ok, &out, &server);
     assert!(out.contains("15 of 15 steps passed"), "{out}");
 }
 
@@ -125,36 +168,23 @@ fn the_node_sdk_starts_checks_searches_cancels_and_triggers_unchanged() {
 fn the_python_sdk_works_unchanged_over_https() {
     let python = python();
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key_pem) = certificate(dir.path());
-    let server = support::start(
-        dir.path(),
-        &dir.path().join("python.db"),
-        &[
-            "--clock-speed",
-            CLOCK_SPEED,
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key_pem.to_str().unwrap(),
-        ],
-    );
+    let (server, cert) = https_server(dir.path(), &dir.path().join("python.db"));
     let (key, secret) = server
         .first_key
         .clone()
         .expect("a new database prints its key");
-    let (ok, out) = run_bounded(
-        Command::new(python)
-            .arg("tests/sdk/python/verify_sdk.py")
-            .current_dir(repo())
-            .env("VERIFYD_URL", server.base("https"))
-            .env("VERIFYD_HOST", format!("127.0.0.1:{}", server.port))
-            .env("REQUESTS_CA_BUNDLE", &cert)
-            .env("VERIFYD_API_KEY", key)
-            .env("VERIFYD_API_SECRET", secret)
-            .env("VERIFYD_CLOCK_SPEED", CLOCK_SPEED),
+    let out = run_script(
+        sdk_script(
+            python,
+            "tests/sdk/python/verify_sdk.py",
+            &server,
+            Some(&cert),
+        )
+        .env("VERIFYD_API_KEY", key)
+        .env("VERIFYD_API_SECRET", secret),
         Duration::from_secs(120),
+        &server,
     );
-    assert_script(ok, &out, &server);
     assert!(out.contains("17 of 17 steps passed"), "{out}");
 }
 
@@ -195,17 +225,13 @@ fn the_node_verify2_sdk_runs_a_v2_workflow_with_jwt_unchanged() {
         .clone()
         .expect("a new database prints its key");
     let application_id = application(&db, &key);
-    let (ok, out) = run_bounded(
-        Command::new("node")
-            .arg("tests/sdk/node/verify2_sdk.mjs")
-            .current_dir(repo())
-            .env("VERIFYD_URL", server.base("http"))
+    let out = run_script(
+        sdk_script("node", "tests/sdk/node/verify2_sdk.mjs", &server, None)
             .env("VERIFYD_APPLICATION_ID", application_id)
-            .env("VERIFYD_PRIVATE_KEY_FILE", repo().join(PRIVATE_KEY))
-            .env("VERIFYD_CLOCK_SPEED", CLOCK_SPEED),
+            .env("VERIFYD_PRIVATE_KEY_FILE", repo().join(PRIVATE_KEY)),
         Duration::from_secs(180),
+        &server,
     );
-    assert_script(ok, &out, &server);
     assert!(out.contains("21 of 21 steps passed"), "{out}");
 }
 
@@ -213,42 +239,29 @@ fn the_node_verify2_sdk_runs_a_v2_workflow_with_jwt_unchanged() {
 fn the_python_sdk_runs_a_v2_workflow_with_basic_and_with_jwt_unchanged() {
     let python = python();
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key_pem) = certificate(dir.path());
     let db = dir.path().join("python2.db");
-    let server = support::start(
-        dir.path(),
-        &db,
-        &[
-            "--clock-speed",
-            CLOCK_SPEED,
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key_pem.to_str().unwrap(),
-        ],
-    );
+    let (server, cert) = https_server(dir.path(), &db);
     let (key, secret) = server
         .first_key
         .clone()
         .expect("a new database prints its key");
     let application_id = application(&db, &key);
     for auth in ["basic", "jwt"] {
-        let (ok, out) = run_bounded(
-            Command::new(&python)
-                .arg("tests/sdk/python/verify2_sdk.py")
-                .current_dir(repo())
-                .env("VERIFYD_URL", server.base("https"))
-                .env("VERIFYD_HOST", format!("127.0.0.1:{}", server.port))
-                .env("REQUESTS_CA_BUNDLE", &cert)
-                .env("VERIFYD_AUTH", auth)
-                .env("VERIFYD_API_KEY", &key)
-                .env("VERIFYD_API_SECRET", &secret)
-                .env("VERIFYD_APPLICATION_ID", &application_id)
-                .env("VERIFYD_PRIVATE_KEY_FILE", repo().join(PRIVATE_KEY))
-                .env("VERIFYD_CLOCK_SPEED", CLOCK_SPEED),
+        let out = run_script(
+            sdk_script(
+                &python,
+                "tests/sdk/python/verify2_sdk.py",
+                &server,
+                Some(&cert),
+            )
+            .env("VERIFYD_AUTH", auth)
+            .env("VERIFYD_API_KEY", &key)
+            .env("VERIFYD_API_SECRET", &secret)
+            .env("VERIFYD_APPLICATION_ID", &application_id)
+            .env("VERIFYD_PRIVATE_KEY_FILE", repo().join(PRIVATE_KEY)),
             Duration::from_secs(180),
+            &server,
         );
-        assert_script(ok, &out, &server);
         assert!(out.contains("20 of 20 steps passed"), "{auth}: {out}");
     }
 }

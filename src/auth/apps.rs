@@ -14,6 +14,12 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use crate::crypto::{self, ServerKey};
 use crate::store::{AppRecord, AppStore, KeyStore, StoreError};
 
+/// The longest a token may still have to live: the SDKs make them for 15 minutes, and a token
+/// that claims years is one nobody should be able to replay for that long.
+const MAX_TOKEN_LIFE_SECS: i64 = 24 * 60 * 60;
+/// Shorter RSA keys are refused by the signature check (ring), so they are refused at creation.
+const MIN_KEY_BITS: u64 = 2048;
+
 /// An application, ready to check tokens.
 pub struct App {
     pub application_id: String,
@@ -50,6 +56,10 @@ impl AppCache {
     /// (60 s of leeway for clocks) and made for RS256.
     pub async fn verify(&self, token: &str) -> Result<Arc<App>, TokenError> {
         let application_id = claimed_application(token)?;
+        // Every application id is a UUID: anything else is not looked up.
+        if uuid::Uuid::try_parse(&application_id).is_err() {
+            return Err(TokenError::Invalid("unknown application"));
+        }
         let app = self
             .get(&application_id)
             .await?
@@ -57,7 +67,14 @@ impl AppCache {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_required_spec_claims(&["exp"]);
         validation.validate_nbf = true;
-        match jsonwebtoken::decode::<serde_json::Value>(token, &app.key, &validation) {
+        #[derive(serde::Deserialize)]
+        struct Expiry {
+            exp: i64,
+        }
+        match jsonwebtoken::decode::<Expiry>(token, &app.key, &validation) {
+            Ok(data) if data.claims.exp - chrono::Utc::now().timestamp() > MAX_TOKEN_LIFE_SECS => {
+                Err(TokenError::Invalid("expires too late"))
+            }
             Ok(_) => Ok(app),
             Err(e) => Err(match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -124,13 +141,24 @@ fn claimed_application(token: &str) -> Result<String, TokenError> {
     Ok(claims.application_id)
 }
 
-/// An application just created; the only moment its signature secret is printed.
-#[derive(Clone, Debug, serde::Serialize)]
+/// An application just created; the only moment its signature secret is printed. `Debug`
+/// leaves the secret out.
+#[derive(Clone, serde::Serialize)]
 pub struct NewApp {
     pub application_id: String,
     pub api_key: String,
     pub status_url: Option<String>,
     pub signature_secret: String,
+}
+
+impl std::fmt::Debug for NewApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewApp")
+            .field("application_id", &self.application_id)
+            .field("api_key", &self.api_key)
+            .field("status_url", &self.status_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why `verifyd apps create` refused.
@@ -142,6 +170,8 @@ pub enum CreateError {
     PrivateKey,
     #[error("the public key is not an RSA public key in PEM")]
     NotRsaPem,
+    #[error("the RSA key has {0} bits; it needs at least 2048")]
+    ShortKey(u64),
     #[error("the status URL must be an http or https URL")]
     StatusUrl,
     #[error(transparent)]
@@ -166,6 +196,10 @@ pub async fn create_app(
         return Err(CreateError::PrivateKey);
     }
     DecodingKey::from_rsa_pem(public_key.as_bytes()).map_err(|_| CreateError::NotRsaPem)?;
+    let bits = modulus_bits(public_key).ok_or(CreateError::NotRsaPem)?;
+    if bits < MIN_KEY_BITS {
+        return Err(CreateError::ShortKey(bits));
+    }
     if let Some(url) = status_url {
         let parsed = reqwest::Url::parse(url).map_err(|_| CreateError::StatusUrl)?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
@@ -194,4 +228,61 @@ pub async fn create_app(
         status_url: status_url.map(str::to_owned),
         signature_secret,
     })
+}
+
+/// The size of an RSA public key in PEM: SubjectPublicKeyInfo (`PUBLIC KEY`) or PKCS#1 (`RSA
+/// PUBLIC KEY`).
+fn modulus_bits(pem_text: &str) -> Option<u64> {
+    use simple_asn1::ASN1Block;
+    let block = pem::parse(pem_text).ok()?;
+    let mut der = block.contents().to_vec();
+    if block.tag() == "PUBLIC KEY" {
+        // SEQUENCE { SEQUENCE { algorithm, parameters }, BIT STRING { RSAPublicKey } }
+        let parsed = simple_asn1::from_der(&der).ok()?;
+        let Some(ASN1Block::Sequence(_, parts)) = parsed.first() else {
+            return None;
+        };
+        let Some(ASN1Block::BitString(_, _, bits)) = parts.get(1) else {
+            return None;
+        };
+        der = bits.clone();
+    }
+    // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
+    let parsed = simple_asn1::from_der(&der).ok()?;
+    let Some(ASN1Block::Sequence(_, parts)) = parsed.first() else {
+        return None;
+    };
+    match parts.first() {
+        Some(ASN1Block::Integer(_, n)) => Some(n.bits()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use simple_asn1::{ASN1Block, BigInt};
+
+    fn pkcs1(modulus: BigInt) -> String {
+        let key = ASN1Block::Sequence(
+            0,
+            vec![
+                ASN1Block::Integer(0, modulus),
+                ASN1Block::Integer(0, BigInt::from(65537)),
+            ],
+        );
+        let der = simple_asn1::to_der(&key).unwrap();
+        pem::encode(&pem::Pem::new("RSA PUBLIC KEY", der))
+    }
+
+    #[test]
+    fn the_size_of_a_public_key_is_read_from_either_pem_form() {
+        let spki = include_str!("../../tests/fixtures/vonage-test-key.pub.pem");
+        assert_eq!(modulus_bits(spki), Some(2048));
+        let short = BigInt::from(1) << 1023usize;
+        assert_eq!(modulus_bits(&pkcs1(short)), Some(1024));
+        let long = BigInt::from(1) << 3071usize;
+        assert_eq!(modulus_bits(&pkcs1(long)), Some(3072));
+        assert_eq!(modulus_bits("not pem"), None);
+    }
 }

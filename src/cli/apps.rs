@@ -51,7 +51,7 @@ pub async fn run(
             let pem = std::fs::read_to_string(&public_key)
                 .with_context(|| format!("cannot read {}", public_key.display()))?;
             let source = resolve::key_source(database, file, secret_key_file);
-            let server_key = crate::startup::load_server_key(&source, store.as_ref()).await?;
+            let server_key = crate::startup::existing_server_key(&source, store.as_ref()).await?;
             let app = create_app(
                 store.as_ref(),
                 store.as_ref(),

@@ -2,9 +2,9 @@
 
 use std::fmt;
 
-/// A verification's identifier: 16 bytes, 48 bits of milliseconds then random bits, laid out as a
-/// UUID version 7 so that a surface may show it as a UUID. Kept as its 32 lowercase hex digits,
-/// the form the store uses as its key and Verify v1 shows.
+/// A verification's identifier: 16 random bytes (the minter puts the time first). Each surface
+/// shows them its own way (Verify v1 as hex, v2 as a UUID); the store keys rows by their 32
+/// lowercase hex digits, which is how this value keeps them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RequestId(String);
 

@@ -99,9 +99,9 @@ pub struct DeliveryOrder {
     pub locale: Locale,
     pub sealed_pin: Vec<u8>,
     pub created_at: Instant,
-    /// When the PIN this step carries stops being accepted: a gateway that takes a validity
-    /// period gets what is left of it, and a delivery that keeps failing is given up then.
-    /// Deliveries stored by early versions have none.
+    /// When the PIN this step carries stops being accepted, or the next step replaces it with a
+    /// new one: a gateway that takes a validity period gets what is left of it, and a delivery
+    /// that keeps failing is given up then. Deliveries stored by early versions have none.
     pub pin_expires_at: Option<Instant>,
 }
 
@@ -420,6 +420,13 @@ impl Verification {
             at: now,
         });
         self.0.next_event_at = (index + 1 < self.0.steps.len()).then(|| now + secs(step.wait));
+        // A code the next step replaces is worth delivering only until then.
+        let replaced_at = self
+            .0
+            .next_event_at
+            .filter(|_| self.0.steps[index + 1].new_code);
+        let deliver_until =
+            replaced_at.map_or(self.0.pin.expires_at, |at| at.min(self.0.pin.expires_at));
         DeliveryOrder {
             event_id,
             request_id: self.0.id.clone(),
@@ -436,7 +443,7 @@ impl Verification {
                 .clone()
                 .expect("an active verification keeps its sealed PIN"),
             created_at: now,
-            pin_expires_at: Some(self.0.pin.expires_at),
+            pin_expires_at: Some(deliver_until),
         }
     }
 

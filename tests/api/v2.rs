@@ -138,12 +138,15 @@ fn problem(a: &Answer, status: u16, slug: &str) {
 
 fn jwt(application_id: &str, expires_in: i64) -> String {
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({
+    signed(json!({
         "application_id": application_id,
         "iat": now,
         "jti": "5b1c4f0e-7a9d-4f39-8f3c-2d4b6a1e9c07",
         "exp": now + expires_in,
-    });
+    }))
+}
+
+fn signed(claims: Value) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
         &claims,
@@ -450,7 +453,20 @@ async fn invalid_parameters_are_each_named_in_one_422() {
         .v2(Method::POST, "/v2/verify", Some(json!({})), Auth::Basic)
         .await;
     problem(&missing, 422, "invalid-params");
+    let to = number(614);
+    let id = app
+        .v2_start(json!({ "brand": "Acme", "workflow": [sms(&to)] }))
+        .await;
     let code = app
+        .v2(
+            Method::POST,
+            &format!("/v2/verify/{id}"),
+            Some(json!({ "code": "12" })),
+            Auth::Basic,
+        )
+        .await;
+    problem(&code, 422, "invalid-params");
+    let unknown = app
         .v2(
             Method::POST,
             "/v2/verify/0194f4a2-c1d3-7e3a-9b1c-2d3e4f506172",
@@ -458,7 +474,7 @@ async fn invalid_parameters_are_each_named_in_one_422() {
             Auth::Basic,
         )
         .await;
-    problem(&code, 422, "invalid-params");
+    problem(&unknown, 404, "request-not-found");
 }
 
 #[tokio::test]
@@ -574,6 +590,34 @@ async fn an_application_jwt_acts_for_its_key_and_bad_tokens_are_refused() {
         401,
         "unauthorized",
     );
+    let now = chrono::Utc::now().timestamp();
+    let b64 = |v: Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let claims = json!({ "application_id": application, "iat": now, "exp": now + 900 });
+    let unsigned = format!(
+        "{}.{}.",
+        b64(json!({ "alg": "none", "typ": "JWT" })),
+        b64(claims.clone())
+    );
+    // HS256 with the public key as its secret: the algorithm confusion attack.
+    let confused = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(PUBLIC_KEY.as_bytes()),
+    )
+    .unwrap();
+    let no_exp = signed(json!({ "application_id": application, "iat": now }));
+    let not_yet =
+        signed(json!({ "application_id": application, "exp": now + 900, "nbf": now + 600 }));
+    let for_years = jwt(&application, 10 * 365 * 24 * 3600);
+    for token in [unsigned, confused, no_exp, not_yet, for_years] {
+        let a = app
+            .v2(Method::POST, "/v2/verify", body.clone(), Auth::Jwt(&token))
+            .await;
+        problem(&a, 401, "unauthorized");
+    }
     let mut forged = token.clone();
     forged.push('x');
     problem(
@@ -617,4 +661,16 @@ async fn an_application_jwt_acts_for_its_key_and_bad_tokens_are_refused() {
         assert!(std::time::Instant::now() < deadline, "{}", a.body);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn a_wrong_method_or_a_body_too_large_is_answered_as_a_problem_too() {
+    let Some(app) = spawn_app().await else { return };
+    let put = app.v2(Method::PUT, "/v2/verify", None, Auth::Basic).await;
+    problem(&put, 405, "method-not-allowed");
+    let large = json!({ "brand": "A", "padding": "x".repeat(70_000) });
+    let too_large = app
+        .v2(Method::POST, "/v2/verify", Some(large), Auth::Basic)
+        .await;
+    problem(&too_large, 413, "payload-too-large");
 }

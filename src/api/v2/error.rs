@@ -186,6 +186,27 @@ impl V2Error {
     }
 }
 
+/// An answer made before the surface's own parsing (a body too large or too slow, a method the
+/// path does not take), restated as a problem with the same status and headers.
+pub fn restate(answer: Response, instance: &str) -> Response {
+    let status = answer.status();
+    let title = status.canonical_reason().unwrap_or("Error");
+    let slug = title.to_ascii_lowercase().replace(' ', "-");
+    let body = serde_json::json!({
+        "type": format!("{GENERAL}#{slug}"),
+        "title": title,
+        "detail": format!("The request was refused: {}.", title.to_ascii_lowercase()),
+        "instance": instance,
+    });
+    let (mut parts, _) = answer.into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,10 +22,26 @@ use crate::service::{CheckResult, ControlCommand, ControlResult, StartOutcome};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v2/verify", post(create))
-        .route("/v2/verify/{id}", post(check).delete(cancel).get(show))
-        .route("/v2/verify/{id}/next_workflow", post(next_workflow))
+        .route("/v2/verify", post(create).fallback(method_not_allowed))
+        .route(
+            "/v2/verify/{id}",
+            post(check)
+                .delete(cancel)
+                .get(show)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/v2/verify/{id}/next_workflow",
+            post(next_workflow).fallback(method_not_allowed),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(body::MAX_BODY))
+}
+
+async fn method_not_allowed(headers: HeaderMap) -> Response {
+    error::restate(
+        StatusCode::METHOD_NOT_ALLOWED.into_response(),
+        &instance(&headers),
+    )
 }
 
 /// A request id as v2 shows it.
@@ -81,7 +97,9 @@ impl axum::extract::FromRequest<AppState> for Call {
     async fn from_request(req: Request, app: &AppState) -> Result<Self, Response> {
         let headers = req.headers().clone();
         let instance = instance(&headers);
-        let (body, client) = body::read(req, app).await?;
+        let (body, client) = body::read(req, app)
+            .await
+            .map_err(|answer| error::restate(answer, &instance))?;
         match auth::authenticate(app, &headers, client).await {
             Ok(account) => Ok(Self {
                 account,
@@ -122,8 +140,23 @@ async fn create(State(app): State<AppState>, call: Call) -> Response {
 
 async fn check(State(app): State<AppState>, Path(raw): Path<String>, call: Call) -> Response {
     let result = async {
-        let code = check_code(&call.body)?;
         let id = parse_id(&raw).ok_or(V2Error::NotFound)?;
+        let code = match check_code(&call.body) {
+            Ok(code) => code,
+            // An unknown request is not found, whatever the body says.
+            Err(e) => {
+                let found = app
+                    .service
+                    .search(&call.account, std::slice::from_ref(&id))
+                    .await
+                    .map_err(internal)?;
+                return Err(if found.is_empty() {
+                    V2Error::NotFound
+                } else {
+                    e
+                });
+            }
+        };
         match app
             .service
             .check(&call.account, &id, &code)

@@ -54,6 +54,17 @@ impl<'a> Fields<'a, '_> {
         }
     }
 
+    /// A string that must be there: missing and `null` are refused alike.
+    fn required(&mut self, field: &str, what: &str) -> Option<&'a str> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => {
+                self.refuse(field, format!("{what} is required"));
+                None
+            }
+            Some(_) => self.string(field),
+        }
+    }
+
     fn integer(&mut self, field: &str) -> Option<i64> {
         match self.map.get(field) {
             None | Some(Value::Null) => None,
@@ -124,11 +135,7 @@ pub fn parse(body: &[u8]) -> Result<StartRequest, V2Error> {
         prefix: String::new(),
         invalid: &mut invalid,
     };
-    let brand = match f.string("brand") {
-        None if !map.contains_key("brand") => {
-            f.refuse("brand", "Brand is required");
-            None
-        }
+    let brand = match f.required("brand", "Brand") {
         None => None,
         Some(b) if valid_brand(b) => Some(b),
         Some(_) => {
@@ -192,7 +199,9 @@ pub fn parse(body: &[u8]) -> Result<StartRequest, V2Error> {
         &mut invalid,
     );
     match (brand, locale, channel_timeout, code_length) {
-        (Some(brand), Some(locale), Some(_), Some(code_length)) if invalid.is_empty() => {
+        (Some(brand), Some(locale), Some(_), Some(code_length))
+            if invalid.is_empty() && !steps.is_empty() =>
+        {
             Ok(StartRequest {
                 purpose: Purpose::Brand {
                     brand: brand.to_owned(),
@@ -260,7 +269,7 @@ fn workflow(
 }
 
 fn step(f: &mut Fields<'_, '_>, index: usize, brand: Option<&str>, timeout: u32) -> Option<Step> {
-    let channel = match f.string("channel") {
+    let channel = match f.required("channel", "Channel") {
         Some("sms") => Some(Channel::Sms),
         Some("voice") => Some(Channel::Voice),
         Some("email" | "whatsapp") => {
@@ -281,20 +290,11 @@ fn step(f: &mut Fields<'_, '_>, index: usize, brand: Option<&str>, timeout: u32)
             );
             None
         }
-        None => {
-            f.refuse("channel", "Channel is required");
-            None
-        }
+        None => None,
     };
-    let to = match f.string("to") {
-        // A channel refused above says why; its destination is not a phone number to check.
-        _ if channel.is_none() => None,
-        None => {
-            if !f.map.contains_key("to") {
-                f.refuse("to", "To is required");
-            }
-            None
-        }
+    // A channel refused above says why; its destination is not a phone number to check.
+    let to = match channel.and_then(|_| f.required("to", "To")) {
+        None => None,
         Some(raw) => match PhoneNumber::parse(raw, None) {
             Ok(number) if raw.len() <= 50 => Some(number),
             _ => {
@@ -420,6 +420,22 @@ mod tests {
         assert_eq!(invalid(&body), ["workflow"]);
         assert_eq!(invalid("[1]"), ["body"]);
         assert_eq!(invalid("not json"), ["body"]);
+    }
+
+    #[test]
+    fn null_is_refused_where_a_value_is_required() {
+        assert_eq!(
+            invalid(
+                r#"{"brand":null,"workflow":[{"channel":"sms","to":"447700100600"},
+                   {"channel":"voice","to":null},{"channel":null,"to":"447700100600"}]}"#
+            ),
+            ["brand", "workflow[1].to", "workflow[2].channel"]
+        );
+        assert_eq!(
+            invalid(r#"{"brand":"A","workflow":[{"channel":"sms","to":null}]}"#),
+            ["workflow[0].to"]
+        );
+        assert_eq!(invalid(r#"{"brand":"A","workflow":null}"#), ["workflow"]);
     }
 
     #[test]

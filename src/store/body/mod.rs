@@ -91,6 +91,25 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("a body holds {what}"))
 }
 
+/// A verification the state machine can run: its events are the first of its steps, and a next
+/// step is due only while one is left. A body that says otherwise is damaged.
+fn consistent(v: Verification) -> StoreResult<Verification> {
+    let started = v.events.len();
+    let ok = !v.steps.is_empty()
+        && (1..=v.steps.len()).contains(&started)
+        && v.events
+            .iter()
+            .zip(&v.steps)
+            .all(|(e, s)| e.channel == s.channel)
+        && (v.next_event_at.is_none() || started < v.steps.len())
+        && v.policy.tries_per_code >= 1;
+    if ok {
+        Ok(v)
+    } else {
+        Err(corrupt("steps and events that do not fit together"))
+    }
+}
+
 fn request_id(raw: &str) -> StoreResult<RequestId> {
     RequestId::from_hex(raw).ok_or_else(|| corrupt("a malformed request id"))
 }
@@ -383,7 +402,7 @@ impl Stored for Verification {
                 until_steps: r.policy.cancel_until_steps as usize,
             },
         };
-        Ok(Verification::restore(State {
+        consistent(Verification::restore(State {
             id: request_id(&r.id)?,
             account: r.account,
             purpose: r.purpose.purpose(),
@@ -421,7 +440,7 @@ impl Stored for Verification {
     }
 
     fn from_legacy(legacy: legacy::Verification1) -> StoreResult<Self> {
-        legacy.upgrade()
+        consistent(legacy.upgrade()?)
     }
 }
 
@@ -545,7 +564,8 @@ pub(crate) mod tests {
             .replace(r#""next_event_wait":null"#, r#""next_event_wait":90"#)
             .replace(r#""pin_expiry":300"#, r#""pin_expiry":270"#)
             .replace(r#""sender_id":"VERIFY""#, r#""sender_id":"ACME""#)
-            .replace(r#""code_length":4"#, r#""code_length":6"#);
+            .replace(r#""code_length":4"#, r#""code_length":6"#)
+            .replace(r#""kind":"sms""#, r#""kind":"tts""#);
         let v: Verification = from_json(body.as_bytes()).unwrap();
         let channels: Vec<Channel> = v.steps.iter().map(|s| s.channel).collect();
         assert_eq!(channels, [Channel::Voice, Channel::Voice]);
@@ -553,6 +573,32 @@ pub(crate) mod tests {
         assert!(v.steps.iter().all(|s| s.from.as_deref() == Some("ACME")));
         assert_eq!(v.policy.code_life, CodeLife::Fixed(270));
         assert_eq!(v.policy.code_length.get(), 6);
+    }
+
+    #[test]
+    fn an_ended_format_1_verification_reads_with_its_checks_and_without_its_sealed_pin() {
+        let body = FORMAT_1
+            .replace(r#""status":"InProgress","finalized_at":null"#, r#""status":"Failed","finalized_at":1795333611235"#)
+            .replace(
+                r#""sealed":"df9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc66905801b74502cdf09ad0c0f64e""#,
+                r#""sealed":null"#,
+            )
+            .replace(r#""checks":0"#, r#""checks":3"#)
+            .replace(
+                r#""checks":[]"#,
+                r#""checks":[{"at":1795333602235,"valid":false,"code_len":4},{"at":1795333603235,"valid":false,"code_len":4},{"at":1795333611235,"valid":false,"code_len":5}]"#,
+            )
+            .replace(r#""next_event_at":1795333726235"#, r#""next_event_at":null"#);
+        let v: Verification = from_json(body.as_bytes()).unwrap();
+        assert_eq!(v.status, Status::Failed);
+        assert_eq!(v.finalized_at, Some(ms(1795333611235)));
+        assert_eq!(v.pin.sealed, None);
+        assert_eq!(v.pin.checks, 3);
+        let lengths: Vec<u8> = v.checks.iter().map(|c| c.code_len).collect();
+        assert_eq!(lengths, [4, 4, 5]);
+        assert_eq!(v.next_due(), None);
+        let back: Verification = from_json(to_json(&v).unwrap().as_bytes()).unwrap();
+        assert_eq!(back, v);
     }
 
     #[test]
@@ -640,6 +686,24 @@ pub(crate) mod tests {
                 let read = from_json::<Verification>(damaged.as_bytes());
                 assert!(matches!(read, Err(StoreError::Corrupt(_))), "{sealed}");
             }
+        }
+    }
+
+    #[test]
+    fn steps_and_events_that_do_not_fit_together_are_refused_as_corrupt() {
+        let no_events = FORMAT_2.replace(
+            r#"[{"id":"37AF742A6A6728CB","channel":"sms","at":1795333601235}]"#,
+            "[]",
+        );
+        let event = r#"{"id":"37AF742A6A6728CB","channel":"sms","at":1795333601235}"#;
+        let four = FORMAT_2.replace(event, &[event; 4].join(","));
+        let wrong_channel =
+            FORMAT_2.replace(r#""channel":"sms","at""#, r#""channel":"voice","at""#);
+        let no_tries = FORMAT_2.replace(r#""tries_per_code":3"#, r#""tries_per_code":0"#);
+        let workflow_6 = FORMAT_1.replace(r#""workflow":1"#, r#""workflow":6"#);
+        for damaged in [no_events, four, wrong_channel, no_tries, workflow_6] {
+            let read = from_json::<Verification>(damaged.as_bytes());
+            assert!(matches!(read, Err(StoreError::Corrupt(_))), "{damaged}");
         }
     }
 

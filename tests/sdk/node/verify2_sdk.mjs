@@ -21,32 +21,19 @@
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { Channels, Verify2 } from '@vonage/verify2';
+import {
+  BASE_URL, SDK_TIMEOUT_MS, StepFailure, assert, assertEq, cancelWaitMs, causeOf, codeFromSms, codeFromVoice, env, fail,
+  finish, need, show, sleep, stepRunner, waitForMessage, wrongCodeFor,
+} from './harness.mjs';
 
-const SDK_TIMEOUT_MS = 5000;
-const INBOX_WAIT_MS = 5000;
-const CANCEL_MARGIN_MS = 700;
 // Workflow seconds each channel gets before the next one starts: the maximum, so that nothing moves on by itself
 // while the script works (900 workflow s are 45 real s at clock speed 20).
 const CHANNEL_TIMEOUT = 900;
 
-function env(name, fallback) {
-  const value = process.env[name];
-  if (value === undefined || value === '') {
-    if (fallback !== undefined) return fallback;
-    console.log(`not ok - environment: ${name} is not set`);
-    process.exit(2);
-  }
-  return value;
-}
-
-const BASE_URL = env('VERIFYD_URL').replace(/\/+$/, '');
+// harness.mjs read VERIFYD_URL on import.
 const APPLICATION_ID = env('VERIFYD_APPLICATION_ID');
 const PRIVATE_KEY_FILE = env('VERIFYD_PRIVATE_KEY_FILE');
-const CLOCK_SPEED = Number(env('VERIFYD_CLOCK_SPEED', '1'));
-if (!(CLOCK_SPEED > 0)) {
-  console.log(`not ok - environment: VERIFYD_CLOCK_SPEED must be a positive number, got ${process.env.VERIFYD_CLOCK_SPEED}`);
-  process.exit(2);
-}
+const CANCEL_WAIT_MS = cancelWaitMs();
 let PRIVATE_KEY;
 try {
   PRIVATE_KEY = readFileSync(PRIVATE_KEY_FILE, 'utf8');
@@ -54,8 +41,6 @@ try {
   console.log(`not ok - environment: cannot read VERIFYD_PRIVATE_KEY_FILE ${PRIVATE_KEY_FILE}: ${err.message}`);
   process.exit(2);
 }
-// verifyd refuses `cancel` during the first 30 s of workflow time.
-const CANCEL_WAIT_MS = Math.ceil(31 / CLOCK_SPEED) * 1000 + CANCEL_MARGIN_MS;
 
 // libphonenumber-valid GB mobiles 07700 123xxx, one per scenario.
 // The 1236xx block is reserved for this script; v1 uses 1234xx (Node) and 1235xx (Python),
@@ -80,75 +65,6 @@ const verify = new Verify2(
 const smsOnly = (to) => [{ channel: Channels.SMS, to }];
 
 // ---------------------------------------------------------------- helpers
-
-class StepFailure extends Error {}
-
-function fail(detail) {
-  throw new StepFailure(detail);
-}
-
-function assert(cond, detail) {
-  if (!cond) fail(detail);
-}
-
-function assertEq(actual, expected, what) {
-  if (actual !== expected) {
-    fail(`${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
-  }
-}
-
-function show(obj) {
-  const text = JSON.stringify(obj);
-  return text && text.length > 600 ? `${text.slice(0, 600)}...` : text;
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Messages in the verifyd inbox for `to` (newest first). */
-async function inbox(to) {
-  const url = `${BASE_URL}/inbox/messages?to=${encodeURIComponent(to)}`;
-  const res = await fetch(url, { signal: AbortSignal.timeout(SDK_TIMEOUT_MS) });
-  if (res.status !== 200) fail(`GET ${url} answered HTTP ${res.status}: ${await res.text()}`);
-  const body = await res.json();
-  if (!Array.isArray(body)) fail(`GET ${url} did not answer a JSON array: ${show(body)}`);
-  return body;
-}
-
-/** Polls the inbox (bounded) until a message for `requestId` on `channel` appears; returns it. */
-async function waitForMessage(to, requestId, channel) {
-  const deadline = Date.now() + INBOX_WAIT_MS;
-  let seen = [];
-  for (;;) {
-    seen = await inbox(to);
-    // The inbox shows every request id as 32 hex digits: a v2 UUID without its dashes.
-    const hit = seen.find((m) => m.request_id === requestId.replace(/-/g, '') && m.channel === channel);
-    if (hit) return hit;
-    if (Date.now() >= deadline) {
-      fail(`no ${channel} message for request ${requestId} to ${to} within ${INBOX_WAIT_MS} ms; inbox: ${show(seen)}`);
-    }
-    await sleep(100);
-  }
-}
-
-/** The code in an SMS text: the one run of 4-10 digits that is not part of a decimal number. */
-function codeFromSms(text) {
-  const runs = String(text).match(/(?<![\d.,])\d{4,10}(?![\d]|[.,]\d)/g) || [];
-  if (runs.length !== 1) fail(`expected exactly one code-like digit run in SMS text ${JSON.stringify(text)}, found ${show(runs)}`);
-  return runs[0];
-}
-
-/** The code in a voice text, which spells it digit by digit (`4, 8, 1, 5`), maybe more than once. */
-function codeFromVoice(text) {
-  const spelled = String(text).match(/\d(?:, \d)+/g) || [];
-  const codes = [...new Set(spelled.map((s) => s.replace(/, /g, '')).filter((c) => c.length >= 4 && c.length <= 10))];
-  if (codes.length !== 1) fail(`expected one code spelled as "d, d, d, d" in voice text ${JSON.stringify(text)}, found ${show(spelled)}`);
-  return codes[0];
-}
-
-function wrongCodeFor(code) {
-  // Same length, every digit different.
-  return code.split('').map((d) => String((Number(d) + 1) % 10)).join('');
-}
 
 function assertUuid(id, what) {
   assert(
@@ -207,35 +123,14 @@ const url = (requestId, suffix = '') => `${BASE_URL}/v2/verify/${requestId}${suf
 const rawNextWorkflow = (requestId) => verify.sendPostRequest(url(requestId, '/next_workflow'));
 const rawCancel = (requestId) => verify.sendDeleteRequest(url(requestId));
 
-const results = [];
-async function step(name, fn) {
-  try {
-    await fn();
-    results.push(true);
-    console.log(`ok - ${name}`);
-  } catch (err) {
-    results.push(false);
-    let detail;
-    if (err instanceof StepFailure) {
-      detail = err.message;
-    } else {
-      // An SDK exception (e.g. VetchError for a non-2xx answer) or a transport error.
-      let http = '';
-      if (err && err.response && typeof err.response.status === 'number') {
-        const body = await err.response.text().catch(() => '');
-        http = ` (HTTP ${err.response.status}: ${body.slice(0, 400)})`;
-      }
-      const cause = err && err.cause ? ` (cause: ${err.cause.code || ''} ${err.cause.message || err.cause})` : '';
-      detail = `${err && err.constructor ? err.constructor.name : 'Error'}: ${err && err.message ? err.message : String(err)}${http}${cause}`;
-    }
-    console.log(`not ok - ${name}: ${detail.replace(/\s*\n\s*/g, ' ')}`);
+const step = stepRunner(async (err) => {
+  let http = '';
+  if (err && err.response && typeof err.response.status === 'number') {
+    const body = await err.response.text().catch(() => '');
+    http = ` (HTTP ${err.response.status}: ${body.slice(0, 400)})`;
   }
-}
-
-function need(value, what) {
-  if (!value) fail(`skipped: ${what} is not available because an earlier step failed`);
-  return value;
-}
+  return `${err && err.constructor ? err.constructor.name : 'Error'}: ${err && err.message ? err.message : String(err)}${http}${causeOf(err)}`;
+});
 
 // ---------------------------------------------------------------- scenarios
 
@@ -434,7 +329,4 @@ await step('12b the code from the voice message checks out (completed)', async (
   assertEq(await verify.checkCode(id, code), 'completed', 'checkCode result');
 });
 
-const passed = results.filter(Boolean).length;
-const failed = results.length - passed;
-console.log(`# node @vonage/verify2: ${passed} of ${results.length} steps passed`);
-process.exit(failed === 0 ? 0 : 1);
+finish('node @vonage/verify2');

@@ -11,31 +11,15 @@
 // Every network wait is bounded: SDK calls time out after 5 s, inbox polling gives up after 5 s.
 
 import { Verify, VerifyWorkflows } from '@vonage/verify';
+import {
+  BASE_URL, SDK_TIMEOUT_MS, assert, assertEq, cancelWaitMs, causeOf, codeFromSms, env, finish, need, show, sleep,
+  stepRunner, waitForMessage, wrongCodeFor,
+} from './harness.mjs';
 
-const SDK_TIMEOUT_MS = 5000;
-const INBOX_WAIT_MS = 5000;
-const CANCEL_MARGIN_MS = 700;
-
-function env(name, fallback) {
-  const value = process.env[name];
-  if (value === undefined || value === '') {
-    if (fallback !== undefined) return fallback;
-    console.log(`not ok - environment: ${name} is not set`);
-    process.exit(2);
-  }
-  return value;
-}
-
-const BASE_URL = env('VERIFYD_URL').replace(/\/+$/, '');
+// harness.mjs read VERIFYD_URL on import.
 const API_KEY = env('VERIFYD_API_KEY');
 const API_SECRET = env('VERIFYD_API_SECRET');
-const CLOCK_SPEED = Number(env('VERIFYD_CLOCK_SPEED', '1'));
-if (!(CLOCK_SPEED > 0)) {
-  console.log(`not ok - environment: VERIFYD_CLOCK_SPEED must be a positive number, got ${process.env.VERIFYD_CLOCK_SPEED}`);
-  process.exit(2);
-}
-// verifyd refuses `cancel` during the first 30 s of workflow time.
-const CANCEL_WAIT_MS = Math.ceil(31 / CLOCK_SPEED) * 1000 + CANCEL_MARGIN_MS;
+const CANCEL_WAIT_MS = cancelWaitMs();
 
 // libphonenumber-valid numbers, one per scenario (GB mobiles 07700 123xxx + one Australian mobile).
 // The 1234xx block is reserved for this script; the Python script uses 1235xx.
@@ -54,95 +38,14 @@ const verify = new Verify(
 
 // ---------------------------------------------------------------- helpers
 
-class StepFailure extends Error {}
-
-function fail(detail) {
-  throw new StepFailure(detail);
-}
-
-function assert(cond, detail) {
-  if (!cond) fail(detail);
-}
-
-function assertEq(actual, expected, what) {
-  if (actual !== expected) {
-    fail(`${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
-  }
-}
-
-function show(obj) {
-  const text = JSON.stringify(obj);
-  return text && text.length > 600 ? `${text.slice(0, 600)}...` : text;
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Messages in the verifyd inbox for `to` (newest first). */
-async function inbox(to) {
-  const url = `${BASE_URL}/inbox/messages?to=${encodeURIComponent(to)}`;
-  const res = await fetch(url, { signal: AbortSignal.timeout(SDK_TIMEOUT_MS) });
-  if (res.status !== 200) fail(`GET ${url} answered HTTP ${res.status}: ${await res.text()}`);
-  const body = await res.json();
-  if (!Array.isArray(body)) fail(`GET ${url} did not answer a JSON array: ${show(body)}`);
-  return body;
-}
-
-/** Polls the inbox (bounded) until a message for `requestId` on `channel` appears; returns it. */
-async function waitForMessage(to, requestId, channel) {
-  const deadline = Date.now() + INBOX_WAIT_MS;
-  let seen = [];
-  for (;;) {
-    seen = await inbox(to);
-    const hit = seen.find((m) => m.request_id === requestId && m.channel === channel);
-    if (hit) return hit;
-    if (Date.now() >= deadline) {
-      fail(`no ${channel} message for request ${requestId} to ${to} within ${INBOX_WAIT_MS} ms; inbox: ${show(seen)}`);
-    }
-    await sleep(100);
-  }
-}
-
-/** The PIN in an SMS text: the one run of 4-10 digits that is not part of a decimal number. */
-function pinFromSms(text) {
-  const runs = String(text).match(/(?<![\d.,])\d{4,10}(?![\d]|[.,]\d)/g) || [];
-  if (runs.length !== 1) fail(`expected exactly one PIN-like digit run in SMS text ${JSON.stringify(text)}, found ${show(runs)}`);
-  return runs[0];
-}
-
-function wrongCodeFor(pin) {
-  // Same length, every digit different.
-  return pin.split('').map((d) => String((Number(d) + 1) % 10)).join('');
-}
-
 function assertRequestId(id, what) {
   assert(typeof id === 'string' && /^[0-9a-f]{32}$/.test(id), `${what}: request_id is not 32 lowercase hex characters: ${JSON.stringify(id)}`);
 }
 
-const results = [];
-async function step(name, fn) {
-  try {
-    await fn();
-    results.push(true);
-    console.log(`ok - ${name}`);
-  } catch (err) {
-    results.push(false);
-    let detail;
-    if (err instanceof StepFailure) {
-      detail = err.message;
-    } else {
-      // An SDK exception (e.g. VetchError for a non-2xx answer) or a transport error.
-      const http = err && err.response ? ` (HTTP ${err.response.status})` : '';
-      const cause = err && err.cause ? ` (cause: ${err.cause.code || ''} ${err.cause.message || err.cause})` : '';
-      detail = `${err && err.name ? err.name : 'Error'}: ${err && err.message ? err.message : String(err)}${http}${cause}`;
-    }
-    console.log(`not ok - ${name}: ${detail.replace(/\s*\n\s*/g, ' ')}`);
-  }
-}
-
-function need(value, what) {
-  if (!value) fail(`skipped: ${what} is not available because an earlier step failed`);
-  return value;
-}
+const step = stepRunner((err) => {
+  const http = err && err.response ? ` (HTTP ${err.response.status})` : '';
+  return `${err && err.name ? err.name : 'Error'}: ${err && err.message ? err.message : String(err)}${http}${causeOf(err)}`;
+});
 
 // ---------------------------------------------------------------- scenarios
 
@@ -162,7 +65,7 @@ await step('1b first SMS for the request arrives in the inbox', async () => {
   const msg = await waitForMessage(NUM.basic, id, 'sms');
   assertEq(msg.to, NUM.basic, 'message to');
   assert(String(msg.text).includes('AcmeInc'), `SMS text does not name the brand: ${JSON.stringify(msg.text)}`);
-  state.basicPin = pinFromSms(msg.text);
+  state.basicPin = codeFromSms(msg.text, 'PIN');
 });
 
 // 2. wrong code -> status 16 in the response (the SDK does not throw on business errors)
@@ -217,7 +120,7 @@ await step('5 start another verification', async () => {
   assertRequestId(res.request_id, 'start');
   state.triggerId = res.request_id;
   const sms = await waitForMessage(NUM.trigger, state.triggerId, 'sms');
-  state.triggerPin = pinFromSms(sms.text);
+  state.triggerPin = codeFromSms(sms.text, 'PIN');
 });
 
 await step('5b trigger next event gives status 0, command trigger_next_event', async () => {
@@ -302,7 +205,4 @@ await step('9 start again for an in-progress number gives status 10 and the same
   assert(typeof res.error_text === 'string' && res.error_text.length > 0, `error_text missing: ${show(res)}`);
 });
 
-const passed = results.filter(Boolean).length;
-const failed = results.length - passed;
-console.log(`# node @vonage/verify: ${passed} of ${results.length} steps passed`);
-process.exit(failed === 0 ? 0 : 1);
+finish('node @vonage/verify');

@@ -24,52 +24,46 @@ code_length outside 4-10, client_ref > 16 chars, a locale outside its enum (pyda
 """
 
 import logging
-import math
-import os
-import re
 import sys
 import time
 import uuid
-from urllib.parse import urlsplit
 
-import requests
 from pydantic import ValidationError
 from vonage import Auth, HttpClientOptions, Vonage
 from vonage_http_client.errors import HttpRequestError, NotFoundError
 from vonage_verify import SmsChannel, VerifyRequest, VoiceChannel
 
-SDK_TIMEOUT_S = 5
-INBOX_WAIT_S = 5.0
-CANCEL_MARGIN_S = 0.7
+# Importing harness.py beside this script would leave a __pycache__ directory in the work tree.
+sys.dont_write_bytecode = True
+from harness import (  # noqa: E402
+    API_HOST,
+    SDK_TIMEOUT_S,
+    cancel_wait_s,
+    check,
+    check_eq,
+    code_from_sms,
+    code_from_voice,
+    env,
+    fail,
+    finish,
+    need,
+    show,
+    state,
+    step,
+    wait_for_message,
+    wrong_code_for,
+)
+
 # Workflow seconds each channel gets before the next one starts: the maximum, so that nothing moves on by itself
 # while the script works (900 workflow s are 45 real s at clock speed 20).
 CHANNEL_TIMEOUT = 900
 
-
-def env(name, default=None):
-    value = os.environ.get(name, '')
-    if value == '':
-        if default is not None:
-            return default
-        print(f'not ok - environment: {name} is not set', flush=True)
-        sys.exit(2)
-    return value
-
-
-BASE_URL = env('VERIFYD_URL').rstrip('/')
-API_HOST = os.environ.get('VERIFYD_HOST') or urlsplit(BASE_URL).netloc
+# harness read VERIFYD_URL and VERIFYD_HOST on import.
 AUTH_MODE = env('VERIFYD_AUTH')
 if AUTH_MODE not in ('basic', 'jwt'):
     print(f'not ok - environment: VERIFYD_AUTH must be basic or jwt, got {AUTH_MODE!r}', flush=True)
     sys.exit(2)
-try:
-    CLOCK_SPEED = float(env('VERIFYD_CLOCK_SPEED', '1'))
-    assert CLOCK_SPEED > 0
-except (ValueError, AssertionError):
-    print(f'not ok - environment: VERIFYD_CLOCK_SPEED must be a positive number, got {os.environ.get("VERIFYD_CLOCK_SPEED")!r}')
-    sys.exit(2)
-# verifyd refuses `cancel` during the first 30 s of workflow time.
-CANCEL_WAIT_S = math.ceil(31 / CLOCK_SPEED) + CANCEL_MARGIN_S
+CANCEL_WAIT_S = cancel_wait_s()
 
 # libphonenumber-valid GB mobiles 07700 123xxx, one per scenario. The 1237xx block is reserved for the basic run
 # and 1238xx for the jwt run, so that the two runs never share a number; v1 uses 1234xx (Node) and 1235xx
@@ -126,82 +120,12 @@ verify = client.verify
 # ---------------------------------------------------------------- helpers
 
 
-class StepFailure(Exception):
-    pass
-
-
-def fail(detail):
-    raise StepFailure(detail)
-
-
-def check(cond, detail):
-    if not cond:
-        fail(detail)
-
-
-def check_eq(actual, expected, what):
-    if actual != expected:
-        fail(f'{what}: expected {expected!r}, got {actual!r}')
-
-
-def show(obj):
-    text = repr(obj)
-    return text if len(text) <= 600 else text[:600] + '...'
-
-
 def check_uuid(request_id, what):
     try:
         ok = isinstance(request_id, str) and str(uuid.UUID(request_id)) == request_id.lower()
     except ValueError:
         ok = False
     check(ok, f'{what}: request id is not a UUID: {request_id!r}')
-
-
-def inbox(to):
-    url = f'{BASE_URL}/inbox/messages'
-    res = requests.get(url, params={'to': to}, timeout=SDK_TIMEOUT_S)
-    if res.status_code != 200:
-        fail(f'GET {res.url} answered HTTP {res.status_code}: {res.text}')
-    body = res.json()
-    if not isinstance(body, list):
-        fail(f'GET {res.url} did not answer a JSON array: {show(body)}')
-    return body
-
-
-def wait_for_message(to, request_id, channel):
-    """Polls the inbox (bounded) until a message for request_id on channel appears; returns it."""
-    deadline = time.monotonic() + INBOX_WAIT_S
-    while True:
-        seen = inbox(to)
-        for msg in seen:
-            # The inbox shows every request id as 32 hex digits: a v2 UUID without its dashes.
-            if msg.get('request_id') == request_id.replace('-', '') and msg.get('channel') == channel:
-                return msg
-        if time.monotonic() >= deadline:
-            fail(f'no {channel} message for request {request_id} to {to} within {INBOX_WAIT_S} s; inbox: {show(seen)}')
-        time.sleep(0.1)
-
-
-def code_from_sms(text):
-    """The code in an SMS text: the one run of 4-10 digits that is not part of a decimal number."""
-    runs = re.findall(r'(?<![\d.,])\d{4,10}(?!\d|[.,]\d)', str(text))
-    if len(runs) != 1:
-        fail(f'expected exactly one code-like digit run in SMS text {text!r}, found {runs!r}')
-    return runs[0]
-
-
-def code_from_voice(text):
-    """The code in a voice text, which spells it digit by digit (`4, 8, 1, 5`), maybe more than once."""
-    spelled = re.findall(r'\d(?:, \d)+', str(text))
-    codes = {s.replace(', ', '') for s in spelled if 4 <= len(s.replace(', ', '')) <= 10}
-    if len(codes) != 1:
-        fail(f'expected one code spelled as "d, d, d, d" in voice text {text!r}, found {spelled!r}')
-    return codes.pop()
-
-
-def wrong_code_for(code):
-    # Same length, every digit different.
-    return ''.join(str((int(d) + 1) % 10) for d in code)
 
 
 def sms_request(to, **kw):
@@ -234,41 +158,6 @@ def expect_problem(call, status, slug=None):
         check_eq(body['type'].rsplit('#', 1)[-1], slug, f'slug of type {body["type"]!r}')
     return body
 
-
-results = []
-
-
-def step(name):
-    def run(fn):
-        try:
-            fn()
-        except StepFailure as exc:
-            results.append(False)
-            detail = str(exc)
-        except HttpRequestError as exc:  # non-2xx from the server, raised by the SDK (message includes the body)
-            results.append(False)
-            detail = f'{type(exc).__name__}: {exc}'
-        except Exception as exc:  # noqa: BLE001 - any SDK/transport/validation error is a failure of this step
-            results.append(False)
-            detail = f'{type(exc).__name__}: {exc}'
-        else:
-            results.append(True)
-            print(f'ok - {name}', flush=True)
-            return fn
-        detail = re.sub(r'\s*\n\s*', ' ', detail)
-        print(f'not ok - {name}: {detail}', flush=True)
-        return fn
-
-    return run
-
-
-def need(key, what):
-    if not state.get(key):
-        fail(f'skipped: {what} is not available because an earlier step failed')
-    return state[key]
-
-
-state = {}
 
 # ---------------------------------------------------------------- scenarios
 
@@ -486,7 +375,5 @@ def _():
     check_eq(res.status, 'completed', 'status')
 
 
-passed = sum(results)
 version = client.http_client.user_agent.split()[0].split('/')[-1]
-print(f'# python vonage {version} verify v2 ({AUTH_MODE}): {passed} of {len(results)} steps passed')
-sys.exit(0 if passed == len(results) else 1)
+finish(f'python vonage {version} verify v2 ({AUTH_MODE})')

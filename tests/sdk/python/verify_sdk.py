@@ -14,21 +14,32 @@ Every network wait is bounded: SDK calls time out after 5 s, inbox polling gives
 """
 
 import ast
-import math
-import os
 import re
 import sys
 import time
-from urllib.parse import urlsplit
 
-import requests
 from vonage import Auth, HttpClientOptions, Vonage
-from vonage_http_client.errors import HttpRequestError
 from vonage_verify_legacy import Psd2Request, VerifyError, VerifyRequest
 
-SDK_TIMEOUT_S = 5
-INBOX_WAIT_S = 5.0
-CANCEL_MARGIN_S = 0.7
+# Importing harness.py beside this script would leave a __pycache__ directory in the work tree.
+sys.dont_write_bytecode = True
+from harness import (  # noqa: E402
+    API_HOST,
+    SDK_TIMEOUT_S,
+    cancel_wait_s,
+    check,
+    check_eq,
+    code_from_sms,
+    env,
+    fail,
+    finish,
+    need,
+    show,
+    state,
+    step,
+    wait_for_message,
+    wrong_code_for,
+)
 
 # libphonenumber-valid numbers, one per scenario (GB mobiles 07700 123xxx + one Australian mobile).
 # The 1235xx block is reserved for this script; the Node script uses 1234xx.
@@ -41,29 +52,10 @@ NUM = {
     'leak': '447700123506',
 }
 
-
-def env(name, default=None):
-    value = os.environ.get(name, '')
-    if value == '':
-        if default is not None:
-            return default
-        print(f'not ok - environment: {name} is not set', flush=True)
-        sys.exit(2)
-    return value
-
-
-BASE_URL = env('VERIFYD_URL').rstrip('/')
-API_HOST = os.environ.get('VERIFYD_HOST') or urlsplit(BASE_URL).netloc
+# harness read VERIFYD_URL and VERIFYD_HOST on import.
 API_KEY = env('VERIFYD_API_KEY')
 API_SECRET = env('VERIFYD_API_SECRET')
-try:
-    CLOCK_SPEED = float(env('VERIFYD_CLOCK_SPEED', '1'))
-    assert CLOCK_SPEED > 0
-except (ValueError, AssertionError):
-    print(f'not ok - environment: VERIFYD_CLOCK_SPEED must be a positive number, got {os.environ.get("VERIFYD_CLOCK_SPEED")!r}')
-    sys.exit(2)
-# verifyd refuses `cancel` during the first 30 s of workflow time.
-CANCEL_WAIT_S = math.ceil(31 / CLOCK_SPEED) + CANCEL_MARGIN_S
+CANCEL_WAIT_S = cancel_wait_s()
 
 
 def new_client():
@@ -79,71 +71,11 @@ verify = client.verify_legacy
 # ---------------------------------------------------------------- helpers
 
 
-class StepFailure(Exception):
-    pass
-
-
-def fail(detail):
-    raise StepFailure(detail)
-
-
-def check(cond, detail):
-    if not cond:
-        fail(detail)
-
-
-def check_eq(actual, expected, what):
-    if actual != expected:
-        fail(f'{what}: expected {expected!r}, got {actual!r}')
-
-
-def show(obj):
-    text = repr(obj)
-    return text if len(text) <= 600 else text[:600] + '...'
-
-
 def check_request_id(request_id, what):
     check(
         isinstance(request_id, str) and re.fullmatch(r'[0-9a-f]{32}', request_id) is not None,
         f'{what}: request_id is not 32 lowercase hex characters: {request_id!r}',
     )
-
-
-def inbox(to):
-    url = f'{BASE_URL}/inbox/messages'
-    res = requests.get(url, params={'to': to}, timeout=SDK_TIMEOUT_S)
-    if res.status_code != 200:
-        fail(f'GET {res.url} answered HTTP {res.status_code}: {res.text}')
-    body = res.json()
-    if not isinstance(body, list):
-        fail(f'GET {res.url} did not answer a JSON array: {show(body)}')
-    return body
-
-
-def wait_for_message(to, request_id, channel):
-    """Polls the inbox (bounded) until a message for request_id on channel appears; returns it."""
-    deadline = time.monotonic() + INBOX_WAIT_S
-    while True:
-        seen = inbox(to)
-        for msg in seen:
-            if msg.get('request_id') == request_id and msg.get('channel') == channel:
-                return msg
-        if time.monotonic() >= deadline:
-            fail(f'no {channel} message for request {request_id} to {to} within {INBOX_WAIT_S} s; inbox: {show(seen)}')
-        time.sleep(0.1)
-
-
-def pin_from_sms(text):
-    """The PIN in an SMS text: the one run of 4-10 digits that is not part of a decimal number."""
-    runs = re.findall(r'(?<![\d.,])\d{4,10}(?!\d|[.,]\d)', str(text))
-    if len(runs) != 1:
-        fail(f'expected exactly one PIN-like digit run in SMS text {text!r}, found {runs!r}')
-    return runs[0]
-
-
-def wrong_code_for(pin):
-    # Same length, every digit different.
-    return ''.join(str((int(d) + 1) % 10) for d in pin)
 
 
 def verify_error_response(exc, cli=None):
@@ -173,41 +105,6 @@ def expect_verify_error(call, cli=None):
     fail(f'expected VerifyError, the call returned {show(result)}')
 
 
-results = []
-
-
-def step(name):
-    def run(fn):
-        try:
-            fn()
-        except StepFailure as exc:
-            results.append(False)
-            detail = str(exc)
-        except HttpRequestError as exc:  # non-2xx from the server, raised by the SDK
-            results.append(False)
-            detail = f'{type(exc).__name__}: {exc}'
-        except Exception as exc:  # noqa: BLE001 - any SDK/transport/validation error is a failure of this step
-            results.append(False)
-            detail = f'{type(exc).__name__}: {exc}'
-        else:
-            results.append(True)
-            print(f'ok - {name}', flush=True)
-            return fn
-        detail = re.sub(r'\s*\n\s*', ' ', detail)
-        print(f'not ok - {name}: {detail}', flush=True)
-        return fn
-
-    return run
-
-
-def need(key, what):
-    if not state.get(key):
-        fail(f'skipped: {what} is not available because an earlier step failed')
-    return state[key]
-
-
-state = {}
-
 # ---------------------------------------------------------------- scenarios
 
 
@@ -226,7 +123,7 @@ def _():
     msg = wait_for_message(NUM['basic'], request_id, 'sms')
     check_eq(msg.get('to'), NUM['basic'], 'message to')
     check('AcmeInc' in str(msg.get('text')), f'SMS text does not name the brand: {msg.get("text")!r}')
-    state['basic_pin'] = pin_from_sms(msg.get('text'))
+    state['basic_pin'] = code_from_sms(msg.get('text'), 'PIN')
 
 
 # 2. wrong code -> the SDK raises VerifyError (status != 0)
@@ -278,7 +175,7 @@ def _():
     check_request_id(res.request_id, 'start')
     state['trigger_id'] = res.request_id
     sms = wait_for_message(NUM['trigger'], res.request_id, 'sms')
-    state['trigger_pin'] = pin_from_sms(sms.get('text'))
+    state['trigger_pin'] = code_from_sms(sms.get('text'), 'PIN')
 
 
 @step('5b trigger_next_event gives status 0, command trigger_next_event')
@@ -413,7 +310,7 @@ def _():
     check_eq(start.status, '0', f'start status (response {show(start)})')
     check_request_id(start.request_id, 'start')
 
-    pin = pin_from_sms(wait_for_message(NUM['leak'], start.request_id, 'sms').get('text'))
+    pin = code_from_sms(wait_for_message(NUM['leak'], start.request_id, 'sms').get('text'), 'PIN')
     wrong = expect_verify_error(lambda: leaky.verify_legacy.check_code(start.request_id, wrong_code_for(pin)), leaky)
     check_eq(wrong.get('status'), '16', f'wrong-code check status (response {show(wrong)})')
 
@@ -427,6 +324,4 @@ def _():
     check_eq(right.status, '0', f'right-code check status (response {show(right)})')
 
 
-passed = sum(results)
-print(f'# python vonage {client.http_client.user_agent.split()[0].split("/")[-1]}: {passed} of {len(results)} steps passed')
-sys.exit(0 if passed == len(results) else 1)
+finish(f'python vonage {client.http_client.user_agent.split()[0].split("/")[-1]}')
