@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod callbacks;
 pub mod channel;
 pub mod cli;
 pub mod clock;

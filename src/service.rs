@@ -188,6 +188,7 @@ impl VerifyService {
             steps: req.steps,
             policy: req.policy,
             reference: req.reference,
+            callback: account.application.clone(),
             custom_pin,
         };
         let now = self.clock.now();

@@ -14,6 +14,7 @@ use crate::api::inbox::{Inbox, InboxAccess};
 use crate::api::request_id::RequestIdLayer;
 use crate::api::{self, AppState};
 use crate::auth::{self, KeyCache};
+use crate::callbacks::CallbackSender;
 use crate::clock::{Clock, ClockAnchor, ScaledClock};
 use crate::config::delivery::INBOX;
 use crate::config::{DatabaseUrl, KeySource, Settings};
@@ -295,6 +296,7 @@ impl Application {
                 }
             });
         }
+        let callback_http = client.clone();
         let deps = crate::delivery::router::Deps {
             http: client,
             receipts,
@@ -319,6 +321,9 @@ impl Application {
             wake.clone(),
         ));
         let keys = KeyCache::load(store_dyn.clone()).await?;
+        let apps = crate::auth::apps::AppCache::new(store_dyn.clone());
+        let callbacks =
+            CallbackSender::new(store_dyn.clone(), apps.clone(), key.clone(), callback_http);
         let service = Arc::new(VerifyService::new(
             store_dyn.clone(),
             clock,
@@ -331,7 +336,7 @@ impl Application {
         let state = AppState::new(api::Shared {
             service,
             keys: keys.clone(),
-            apps: crate::auth::apps::AppCache::new(store_dyn.clone()),
+            apps,
             inbox: inbox.map(|log| Inbox {
                 log,
                 access: InboxAccess::new(addr.ip(), settings.inbox_hosts.clone()),
@@ -367,6 +372,7 @@ impl Application {
         );
         let background = vec![
             tokio::spawn(scheduler.clone().run()),
+            tokio::spawn(callbacks.run()),
             tokio::spawn(keys.refresh_forever()),
             tokio::spawn(refusals.log_forever()),
             dispatch_task,

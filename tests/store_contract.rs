@@ -877,7 +877,7 @@ async fn upgrading_a_sqlite_file_removes_the_inbox_messages_of_ended_verificatio
         .unwrap();
         // Back to the second schema; later migrations run again on the next open.
         conn.execute_batch(
-            "drop table application; drop table delivery_attempt; drop table delivery_receipt; \
+            "drop table callback; drop table application; drop table delivery_attempt; drop table delivery_receipt; \
              pragma user_version = 2",
         )
         .unwrap();
@@ -909,7 +909,7 @@ async fn upgrading_a_postgres_schema_removes_the_inbox_messages_of_ended_verific
     schema.execute(&format!(
         "insert into inbox_message (message_id, channel, to_number, from_id, text, locale, \
          request_id, created_at) values ('M44', 'sms', '447700100044', 'VERIFY', 'x', 'en-gb', \
-         '{}', 0); drop index inbox_message_request; drop table application; \
+         '{}', 0); drop index inbox_message_request; drop table callback; drop table application; \
          drop table delivery_attempt; drop table delivery_receipt; \
          delete from verifyd_schema where version >= 2",
         ended.id.as_str()
@@ -1145,5 +1145,129 @@ async fn a_receipt_racing_its_acceptance_is_never_lost() {
                 "{engine}: round {i}"
             );
         }
+    }
+}
+
+/// A verification whose end its application `target` is told of.
+fn observed(
+    account: &str,
+    number: &str,
+    id_byte: u8,
+    target: &str,
+) -> (Verification, DeliveryOrder) {
+    let mut new =
+        Workflow::parse(6)
+            .unwrap()
+            .request(RequestId::from_bytes([id_byte; 16]), account, number);
+    new.callback = Some(target.to_owned());
+    Verification::start(new, t(0), minter().as_mut())
+}
+
+#[tokio::test]
+async fn an_end_writes_its_callbacks_which_are_leased_retried_and_forgotten_once_sent() {
+    use std::time::Duration as Std;
+    use verifyd::domain::Notice;
+    for (engine, store, _dir) in engines().await {
+        let (v, first) = observed("k1", "447700100700", 70, "app-1");
+        store.create(v.clone(), first, t(0)).await.unwrap();
+        let (quiet, q) = new_verification("k1", "447700100701", 71, 6);
+        store.create(quiet.clone(), q, t(0)).await.unwrap();
+        assert!(
+            store
+                .claim_callbacks(10, Std::from_secs(60))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{engine}: nothing has ended"
+        );
+        for id in [&v.id, &quiet.id] {
+            store
+                .apply("k1", id, right_code(), at(5), minter())
+                .await
+                .unwrap();
+        }
+        let mut claimed = store.claim_callbacks(10, Std::from_secs(60)).await.unwrap();
+        claimed.sort_by_key(|c| c.notice.as_str());
+        let notices: Vec<Notice> = claimed.iter().map(|c| c.notice).collect();
+        assert_eq!(notices, [Notice::Ended, Notice::StepEnded], "{engine}");
+        assert!(claimed.iter().all(|c| c.request_id == v.id
+            && c.target == "app-1"
+            && c.account == "k1"
+            && c.attempts == 0));
+        assert_ne!(claimed[0].id, claimed[1].id);
+        assert!(
+            store
+                .claim_callbacks(10, Std::from_secs(60))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{engine}: leased"
+        );
+        store
+            .callback_failed(&claimed[0].id, Std::ZERO)
+            .await
+            .unwrap();
+        store
+            .callback_failed(&claimed[1].id, Std::from_secs(3600))
+            .await
+            .unwrap();
+        let again = store.claim_callbacks(10, Std::from_secs(60)).await.unwrap();
+        assert_eq!(again.len(), 1, "{engine}: the other waits an hour");
+        assert_eq!(
+            (again[0].id.as_str(), again[0].attempts),
+            (claimed[0].id.as_str(), 1)
+        );
+        store.callback_sent(&again[0].id).await.unwrap();
+        store
+            .callback_failed(&claimed[1].id, Std::ZERO)
+            .await
+            .unwrap();
+        let last = store.claim_callbacks(10, Std::from_secs(60)).await.unwrap();
+        assert_eq!(last.len(), 1, "{engine}");
+        assert_eq!(
+            (last[0].id.as_str(), last[0].attempts),
+            (claimed[1].id.as_str(), 2)
+        );
+        store.callback_sent(&last[0].id).await.unwrap();
+        store
+            .callback_failed("no-such-id", Std::ZERO)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim_callbacks(10, Std::ZERO)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_expiry_found_by_the_scheduler_writes_one_callback() {
+    use std::time::Duration as Std;
+    use verifyd::domain::Notice;
+    for (engine, store, _dir) in engines().await {
+        let (v, first) = observed("k1", "447700100702", 72, "app-1");
+        store.create(v.clone(), first, t(0)).await.unwrap();
+        store.claim_due(at(301), 10, minter()).await.unwrap();
+        let claimed = store.claim_callbacks(10, Std::from_secs(60)).await.unwrap();
+        let notices: Vec<Notice> = claimed.iter().map(|c| c.notice).collect();
+        assert_eq!(notices, [Notice::Ended], "{engine}");
+        store.claim_due(at(400), 10, minter()).await.unwrap();
+        store
+            .callback_failed(&claimed[0].id, Std::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .claim_callbacks(10, Std::from_secs(60))
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "{engine}: told once"
+        );
     }
 }

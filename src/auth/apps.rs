@@ -25,6 +25,8 @@ pub struct App {
     pub application_id: String,
     pub api_key: String,
     pub status_url: Option<String>,
+    /// The signature secret, sealed with the server key (`ServerKey::unseal_secret`).
+    pub signature_secret_sealed: Vec<u8>,
     key: DecodingKey,
 }
 
@@ -95,7 +97,8 @@ impl AppCache {
         }
     }
 
-    async fn get(&self, application_id: &str) -> Result<Option<Arc<App>>, StoreError> {
+    /// The application `application_id`, from memory once it has been read.
+    pub async fn get(&self, application_id: &str) -> Result<Option<Arc<App>>, StoreError> {
         if let Some(app) = self.apps.load().get(application_id) {
             return Ok(Some(app.clone()));
         }
@@ -111,6 +114,7 @@ impl AppCache {
             application_id: record.application_id,
             api_key: record.api_key,
             status_url: record.status_url,
+            signature_secret_sealed: record.signature_secret_sealed,
             key,
         });
         self.apps.rcu(|map| {

@@ -21,6 +21,9 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
 pub struct Account {
     pub api_key: String,
     pub allow_custom_pin: bool,
+    /// The Verify v2 application the caller acts as (a JWT names one), which is told how its
+    /// verifications end.
+    pub application: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +114,7 @@ impl KeyCache {
             KeyState::Active => Ok(Account {
                 api_key: record.api_key,
                 allow_custom_pin: record.allow_custom_pin,
+                application: None,
             }),
             KeyState::Disabled => Err(AuthError::Disabled),
             KeyState::Revoked => Err(AuthError::BadCredentials),

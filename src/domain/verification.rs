@@ -117,6 +117,8 @@ pub struct NewVerification {
     pub policy: Policy,
     /// The caller's own reference, kept to be shown back.
     pub reference: Option<String>,
+    /// Who is told how the verification ends (a Verify v2 application), if anyone.
+    pub callback: Option<String>,
     /// A caller-chosen PIN, already hashed and sealed; it is reused whenever a new PIN is due.
     pub custom_pin: Option<IssuedPin>,
 }
@@ -177,6 +179,30 @@ pub enum ControlError {
     NoMoreEvents,
 }
 
+/// What a verification's callback target is told, once, as it happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// The step in progress ended with the verification: succeeded or failed.
+    StepEnded,
+    /// The verification ended.
+    Ended,
+}
+
+impl Notice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Notice::StepEnded => "step_ended",
+            Notice::Ended => "ended",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Notice::StepEnded, Notice::Ended]
+            .into_iter()
+            .find(|n| n.as_str() == raw)
+    }
+}
+
 /// A verification's whole state, as the store keeps it. Read through [`Verification`], which
 /// alone changes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,6 +214,7 @@ pub struct State {
     pub steps: Vec<Step>,
     pub policy: Policy,
     pub reference: Option<String>,
+    pub callback: Option<String>,
     pub submitted_at: Instant,
     pub status: Status,
     pub finalized_at: Option<Instant>,
@@ -240,6 +267,7 @@ impl Verification {
             steps: new.steps,
             policy: new.policy,
             reference: new.reference,
+            callback: new.callback,
             submitted_at: now,
             status: Status::InProgress,
             finalized_at: None,
@@ -397,6 +425,19 @@ impl Verification {
         match self.0.status {
             Status::InProgress => Some(self.0.next_event_at.unwrap_or(self.0.pin.expires_at)),
             _ => None,
+        }
+    }
+
+    /// What the callback target is to be told about the change from status `was` to now:
+    /// nothing unless the verification has just ended and has a target.
+    pub fn notices(&self, was: Status) -> &'static [Notice] {
+        if self.0.callback.is_none() || was != Status::InProgress {
+            return &[];
+        }
+        match self.0.status {
+            Status::InProgress => &[],
+            Status::Success | Status::Failed => &[Notice::StepEnded, Notice::Ended],
+            Status::Expired | Status::Cancelled => &[Notice::Ended],
         }
     }
 

@@ -24,7 +24,8 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::domain::{
-    Command, CommandOutcome, DeliveryOrder, EventId, Instant, Minter, RequestId, Verification,
+    Command, CommandOutcome, DeliveryOrder, EventId, Instant, Minter, Notice, RequestId,
+    Verification,
 };
 
 /// The clock handed to store operations.
@@ -193,6 +194,50 @@ pub trait AppStore: Send + Sync + 'static {
     async fn list_apps(&self) -> StoreResult<Vec<AppRecord>>;
 }
 
+/// A callback waiting to be sent, as the outbox keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Callback {
+    /// Stable across retries, so that the receiver can tell a repeat.
+    pub id: String,
+    pub request_id: RequestId,
+    pub account: String,
+    /// Who is told: the verification's callback target.
+    pub target: String,
+    pub notice: Notice,
+    /// Sends tried so far.
+    pub attempts: i64,
+    /// When the verification's change wrote it (real time).
+    pub created_at: Instant,
+}
+
+/// Callbacks written with the change they tell of, in the same transaction, so that none is
+/// lost; sent at least once by whichever node claims them. Times are real time.
+#[async_trait]
+pub trait CallbackOutbox: Send + Sync + 'static {
+    /// Leases to the caller, for `lease`, up to `limit` callbacks that are due and not leased.
+    async fn claim_callbacks(
+        &self,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> StoreResult<Vec<Callback>>;
+
+    /// The receiver took it: it is forgotten.
+    async fn callback_sent(&self, id: &str) -> StoreResult<()>;
+
+    /// It was not taken: tried again after `retry_in`.
+    async fn callback_failed(&self, id: &str, retry_in: std::time::Duration) -> StoreResult<()>;
+}
+
+/// A new id for a callback: 16 random bytes as a UUID.
+pub(crate) fn new_callback_id() -> String {
+    let mut bytes = [0u8; 16];
+    crate::crypto::os_random(&mut bytes);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
 /// Small named values the server keeps about itself (clock anchor, key fingerprint).
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
@@ -337,8 +382,11 @@ pub trait DeliveryLog: Send + Sync + 'static {
 
 /// Everything a running server needs from one engine. The engine also keeps the inbox channel's
 /// log ([`InboxLog`]), which the channel sees only through that trait.
-pub trait Store: DeliveryStore + KeyStore + AppStore + MetaStore + InboxLog {}
-impl<T: DeliveryStore + KeyStore + AppStore + MetaStore + InboxLog> Store for T {}
+pub trait Store:
+    DeliveryStore + KeyStore + AppStore + CallbackOutbox + MetaStore + InboxLog
+{
+}
+impl<T: DeliveryStore + KeyStore + AppStore + CallbackOutbox + MetaStore + InboxLog> Store for T {}
 
 /// What the delivery dispatcher needs of an engine.
 pub trait DeliveryStore: VerificationStore + DeliveryLog {}

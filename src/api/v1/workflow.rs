@@ -95,6 +95,7 @@ impl Workflow {
             steps: self.steps(&number, crate::channel::DEFAULT_SENDER, None),
             policy: policy(CodeLength::DEFAULT, DEFAULT_PIN_EXPIRY_SECS),
             reference: None,
+            callback: None,
             custom_pin: None,
         }
     }

@@ -52,10 +52,15 @@ async fn bearer(app: &AppState, token: &str) -> Result<Account, (V2Error, Option
         TokenError::Invalid(_) => (V2Error::Unauthorized, Some(Reason::BadCredentials)),
         TokenError::Store(e) => (super::internal(e), None),
     })?;
-    app.keys
+    let account = app
+        .keys
         .account(&application.api_key)
         .await
-        .map_err(from_auth)
+        .map_err(from_auth)?;
+    Ok(Account {
+        application: Some(application.application_id.clone()),
+        ..account
+    })
 }
 
 fn from_auth(e: AuthError) -> (V2Error, Option<Reason>) {

@@ -3,6 +3,7 @@
 //! request ids as UUIDs (the same 16 bytes Verify v1 shows as 32 hex digits).
 
 mod auth;
+pub mod callbacks;
 pub mod error;
 mod report;
 pub mod request;

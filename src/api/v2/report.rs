@@ -4,14 +4,14 @@
 use serde_json::{json, Value};
 
 use super::uuid_of;
-use crate::domain::{Channel, Instant, Purpose, Status};
+use crate::domain::{Channel, Instant, Purpose, Status, Verification};
 use crate::service::Report;
 
-fn time(t: Instant) -> String {
+pub(super) fn time(t: Instant) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn status(s: Status) -> &'static str {
+pub(super) fn status(s: Status) -> &'static str {
     match s {
         Status::InProgress => "in_progress",
         Status::Success => "completed",
@@ -21,33 +21,37 @@ fn status(s: Status) -> &'static str {
     }
 }
 
-fn channel(c: Channel) -> &'static str {
+pub(super) fn channel(c: Channel) -> &'static str {
     match c {
         Channel::Sms => "sms",
         Channel::Voice => "voice",
     }
 }
 
+/// Where step `index` of `v` stands when the request's status is `now`. A step before the last
+/// one started gave way to the next: as a callback says it, it expired. The last one started
+/// shares the request's end.
+pub(super) fn step_status(v: &Verification, index: usize, now: Status) -> &'static str {
+    let started = v.events.len();
+    match index {
+        i if i >= started => "unused",
+        i if i + 1 < started => "expired",
+        _ => status(now),
+    }
+}
+
 pub fn json(r: &Report) -> Value {
     let v = &r.verification;
-    let started = v.events.len();
     let workflow: Vec<Value> = v
         .steps
         .iter()
         .enumerate()
         .map(|(i, step)| {
-            // A step before the last one started gave way to the next: as a callback says it,
-            // it expired. The last one started shares the request's end.
-            let state = match i {
-                i if i >= started => "unused",
-                i if i + 1 < started => "expired",
-                _ => status(r.status),
-            };
             json!({
                 "channel": channel(step.channel),
                 "to": step.to.key(),
                 "initiated_at": v.events.get(i).map(|e| time(e.at)),
-                "status": state,
+                "status": step_status(v, i, r.status),
             })
         })
         .collect();

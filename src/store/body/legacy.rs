@@ -110,6 +110,7 @@ impl Verification1 {
             steps: workflow.steps(&number, &sender, self.timing.next_event_wait),
             policy: workflow::policy(code_length(self.code_length)?, self.timing.pin_expiry),
             reference: None,
+            callback: None,
             submitted_at: self.submitted_at,
             status: match self.status {
                 Status1::InProgress => Status::InProgress,

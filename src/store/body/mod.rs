@@ -316,6 +316,8 @@ pub struct VerificationRecord {
     checks: Vec<CheckRecordBody>,
     #[serde(with = "ms_opt")]
     next_event_at: Option<Instant>,
+    #[serde(default)]
+    callback: Option<String>,
 }
 
 impl Stored for Verification {
@@ -383,6 +385,7 @@ impl Stored for Verification {
                 })
                 .collect(),
             next_event_at: self.next_event_at,
+            callback: self.callback.clone(),
         }
     }
 
@@ -421,6 +424,7 @@ impl Stored for Verification {
                 .collect(),
             policy,
             reference: r.reference,
+            callback: r.callback,
             submitted_at: r.submitted_at,
             status: status_from_code(r.status)?,
             finalized_at: r.finalized_at,
@@ -521,7 +525,7 @@ pub(crate) mod tests {
 
     /// The same verification as this version writes it for PostgreSQL. If this changes, the
     /// stored format changed: bodies already written would read differently.
-    const FORMAT_2: &str = r#"{"format":2,"id":"01a20238b7d33406b7d22e4a96f663ba","account":"e1c3a508","purpose":{"kind":"brand","brand":"Acme"},"locale":"en-us","steps":[{"channel":"sms","to":{"phone":{"digits":"12015550123","region":"US"}},"from":"VERIFY","app_hash":null,"new_code":false,"wait":125},{"channel":"voice","to":{"phone":{"digits":"12015550123","region":"US"}},"from":"VERIFY","app_hash":null,"new_code":false,"wait":180},{"channel":"voice","to":{"phone":{"digits":"12015550123","region":"US"}},"from":"VERIFY","app_hash":null,"new_code":false,"wait":0}],"policy":{"code_length":4,"tries_per_code":3,"code_life":{"fixed":300},"cancel_not_before":30,"cancel_until_steps":2},"reference":null,"submitted_at":1795333601235,"status":0,"finalized_at":null,"pin":{"hash":"200c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5418a9151c84b","sealed":"df9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc66905801b74502cdf09ad0c0f64e","issued_at":1795333601235,"expires_at":1795333901235,"checks":0,"custom":false},"events":[{"id":"37AF742A6A6728CB","channel":"sms","at":1795333601235}],"checks":[],"next_event_at":1795333726235}"#;
+    const FORMAT_2: &str = r#"{"format":2,"id":"01a20238b7d33406b7d22e4a96f663ba","account":"e1c3a508","purpose":{"kind":"brand","brand":"Acme"},"locale":"en-us","steps":[{"channel":"sms","to":{"phone":{"digits":"12015550123","region":"US"}},"from":"VERIFY","app_hash":null,"new_code":false,"wait":125},{"channel":"voice","to":{"phone":{"digits":"12015550123","region":"US"}},"from":"VERIFY","app_hash":null,"new_code":false,"wait":180},{"channel":"voice","to":{"phone":{"digits":"12015550123","region":"US"}},"from":"VERIFY","app_hash":null,"new_code":false,"wait":0}],"policy":{"code_length":4,"tries_per_code":3,"code_life":{"fixed":300},"cancel_not_before":30,"cancel_until_steps":2},"reference":null,"submitted_at":1795333601235,"status":0,"finalized_at":null,"pin":{"hash":"200c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5418a9151c84b","sealed":"df9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc66905801b74502cdf09ad0c0f64e","issued_at":1795333601235,"expires_at":1795333901235,"checks":0,"custom":false},"events":[{"id":"37AF742A6A6728CB","channel":"sms","at":1795333601235}],"checks":[],"next_event_at":1795333726235,"callback":null}"#;
 
     fn ms(v: i64) -> Instant {
         chrono::DateTime::from_timestamp_millis(v).unwrap()

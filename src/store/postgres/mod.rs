@@ -11,6 +11,7 @@
 
 mod apps;
 mod attempts;
+mod callbacks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -38,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0002_inbox_ends_with_its_request.sql"),
     include_str!("../../../migrations/postgres/0003_delivery_attempts.sql"),
     include_str!("../../../migrations/postgres/0004_applications.sql"),
+    include_str!("../../../migrations/postgres/0005_callbacks.sql"),
 ];
 const POOL_SIZE: usize = 16;
 pub const DEFAULT_DELIVERY_LEASE: Duration = super::sqlite::DEFAULT_DELIVERY_LEASE;
@@ -207,7 +209,8 @@ fn decode<T: Stored>(text: &str) -> StoreResult<T> {
     body::from_json(text.as_bytes())
 }
 
-async fn save(c: &impl GenericClient, v: &Verification) -> StoreResult<()> {
+/// Writes `v` back, with the callbacks its change from status `was` calls for.
+async fn save(c: &impl GenericClient, v: &Verification, was: Status) -> StoreResult<()> {
     let body = encode(v)?;
     let next_due = v.next_due().map(|t| t.timestamp_millis());
     let state = status_code(v.status) as i32;
@@ -221,6 +224,7 @@ async fn save(c: &impl GenericClient, v: &Verification) -> StoreResult<()> {
     )
     .await
     .map_err(pg_err)?;
+    callbacks::enqueue(c, v, was).await?;
     if v.status != Status::InProgress {
         // Nothing is delivered for an ended request; its sealed PIN copies and the inbox
         // messages that show its PIN go with it.
@@ -458,6 +462,7 @@ async fn try_create(
         let holder_id: String = row.get(0);
         match decode::<Verification>(row.get(1)) {
             Ok(mut existing) => {
+                let was = existing.status;
                 existing.settle(now);
                 if existing.status == Status::InProgress {
                     tx.rollback().await.map_err(pg_err)?;
@@ -465,7 +470,7 @@ async fn try_create(
                         existing.id.clone(),
                     )));
                 }
-                save(&tx, &existing).await?;
+                save(&tx, &existing, was).await?;
             }
             Err(e) => set_aside(&tx, &holder_id, &e).await?,
         }
@@ -550,8 +555,9 @@ impl VerificationStore for PgStore {
         // Read the time only now that the row is ours: operations on one verification see time in
         // the order they are applied.
         let now = clock.now();
+        let was = v.status;
         let outcome = v.apply(&command, now, minter.as_mut());
-        save(&tx, &v).await?;
+        save(&tx, &v, was).await?;
         if let Some(order) = outcome.delivery() {
             insert_delivery(&tx, order, self.lease_ms).await?;
         }
@@ -624,8 +630,9 @@ impl VerificationStore for PgStore {
                     continue;
                 }
             };
+            let was = v.status;
             let order = v.advance(now, minter.as_mut());
-            save(&tx, &v).await?;
+            save(&tx, &v, was).await?;
             if let Some(order) = order {
                 insert_delivery(&tx, &order, self.lease_ms).await?;
                 orders.push(order);

@@ -83,6 +83,19 @@ mod tests {
     /// The same verification as this version writes it. If this test fails, the stored format
     /// changed: every body already written would read differently.
     const GOLDEN: &str = concat!(
+        "02dc001002d9203031613230323338623764333334303662376432326534613936663636336261a8",
+        "653163336135303892a56272616e64a441636d65a5656e2d75739396a3736d7381a570686f6e6592",
+        "ab3132303135353530313233a25553a6564552494659c0c27d96a5766f69636581a570686f6e6592",
+        "ab3132303135353530313233a25553a6564552494659c0c2ccb496a5766f69636581a570686f6e65",
+        "92ab3132303135353530313233a25553a6564552494659c0c20095040381a56669786564cd012c1e",
+        "02c0cf000001a20238b7d300c096c420200c671fdfdba4065bec7fbe2dac18aae274264447f5d57e",
+        "32e5418a9151c84bc42cdf9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc",
+        "66905801b74502cdf09ad0c0f64ecf000001a20238b7d3cf000001a2023d4bb300c29193b0333741",
+        "46373432413641363732384342a3736d73cf000001a20238b7d390cf000001a2023aa01bc0",
+    );
+
+    /// The same, as this format was written before it had a callback target.
+    const GOLDEN_WITHOUT_CALLBACK: &str = concat!(
         "029f02d9203031613230323338623764333334303662376432326534613936663636336261a86531",
         "63336135303892a56272616e64a441636d65a5656e2d75739396a3736d7381a570686f6e6592ab31",
         "32303135353530313233a25553a6564552494659c0c27d96a5766f69636581a570686f6e6592ab31",
@@ -128,6 +141,13 @@ mod tests {
     #[test]
     fn the_stored_format_of_a_verification_does_not_change() {
         assert_eq!(hex(&encode(&legacy()).unwrap()), GOLDEN);
+    }
+
+    #[test]
+    fn a_format_2_body_without_a_callback_target_reads_as_having_none() {
+        let v: Verification = decode(&unhex(GOLDEN_WITHOUT_CALLBACK)).unwrap();
+        assert_eq!(v, legacy());
+        assert_eq!(v.callback, None);
     }
 
     #[test]

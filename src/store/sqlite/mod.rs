@@ -34,6 +34,7 @@ mod apps;
 mod attempts;
 pub mod body;
 mod cache;
+mod callbacks;
 use body::Body;
 use cache::SharedCache;
 
@@ -53,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0003_inbox_ends_with_its_request.sql"),
     include_str!("../../../migrations/sqlite/0004_delivery_attempts.sql"),
     include_str!("../../../migrations/sqlite/0005_applications.sql"),
+    include_str!("../../../migrations/sqlite/0006_callbacks.sql"),
 ];
 
 /// What an operation sees on the writer thread.
@@ -341,8 +343,12 @@ impl SqliteStore {
     /// file): leases of a process that died mean nothing, and its deliveries are due now.
     pub async fn release_leases(&self) -> StoreResult<usize> {
         self.write(|conn| {
-            conn.execute("update delivery set lease_until = 0", [])
-                .map_err(db_err)
+            let deliveries = conn
+                .execute("update delivery set lease_until = 0", [])
+                .map_err(db_err)?;
+            conn.execute("update callback set lease_until = 0", [])
+                .map_err(db_err)?;
+            Ok(deliveries)
         })
         .await
     }
@@ -605,9 +611,10 @@ fn load(
         .transpose()
 }
 
-/// Writes `v` back, and keeps it for the cache; returns the copy the cache will share, so that
-/// whoever wants one more makes it off the writer thread.
-fn save(tx: &mut Tx<'_>, v: Verification) -> StoreResult<Arc<Verification>> {
+/// Writes `v` back, with the callbacks its change from status `was` calls for, and keeps it for
+/// the cache; returns the copy the cache will share, so that whoever wants one more makes it off
+/// the writer thread.
+fn save(tx: &mut Tx<'_>, v: Verification, was: Status) -> StoreResult<Arc<Verification>> {
     let conn = tx.conn;
     // Whoever changes a verification has taken it out of the cache already; this makes sure.
     tx.cache.take(v.id.as_str());
@@ -623,6 +630,7 @@ fn save(tx: &mut Tx<'_>, v: Verification) -> StoreResult<Arc<Verification>> {
         v.id.as_str()
     ])
     .map_err(db_err)?;
+    callbacks::enqueue(conn, &v, was)?;
     if v.status != Status::InProgress {
         // Nothing is delivered for an ended request; its sealed PIN copies and the inbox
         // messages that show its PIN go with it.
@@ -729,6 +737,7 @@ fn create_in(
         let cached = tx.cache.take(&holder_id).map(Ok);
         match cached.unwrap_or_else(|| body::decode::<Verification>(&body.0)) {
             Ok(mut existing) => {
+                let was = existing.status;
                 existing.settle(now);
                 if existing.status == Status::InProgress {
                     // Unchanged, but what was read may be an earlier operation's change in this
@@ -737,7 +746,7 @@ fn create_in(
                     tx.written.push(Arc::new(existing));
                     return Ok(CreateOutcome::Concurrent(id));
                 }
-                save(tx, existing)?;
+                save(tx, existing, was)?;
             }
             Err(e) => set_aside(tx, &holder_id, &e)?,
         }
@@ -796,8 +805,9 @@ fn apply_in(
     let Some(mut v) = found else {
         return Ok(None);
     };
+    let was = v.status;
     let outcome = v.apply(command, now, minter);
-    let v = save(tx, v)?;
+    let v = save(tx, v, was)?;
     if let Some(order) = outcome.delivery() {
         insert_delivery(tx.conn, order, lease_until)?;
     }
@@ -836,8 +846,9 @@ fn claim_due_in(
                 continue;
             }
         };
+        let was = v.status;
         let order = v.advance(now, minter);
-        save(tx, v)?;
+        save(tx, v, was)?;
         if let Some(order) = order {
             insert_delivery(tx.conn, &order, lease_until)?;
             orders.push(order);
