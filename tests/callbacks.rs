@@ -230,10 +230,7 @@ async fn a_receiver_that_is_down_for_a_minute_gets_every_callback_once_it_is_bac
     // The same callback keeps its id and body across its retries.
     let first_try = &seen[0];
     let jti = verified(first_try, &app.signature_secret)["jti"].clone();
-    let retried = got
-        .iter()
-        .find(|(j, _)| jti == j.as_str())
-        .unwrap();
+    let retried = got.iter().find(|(j, _)| jti == j.as_str()).unwrap();
     assert_eq!(&retried.1, &first_try.json());
 }
 

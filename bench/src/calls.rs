@@ -241,7 +241,10 @@ fn call(i: usize) -> Outgoing {
         id: verifyd::domain::EventId::from_bytes((i as u64).to_be_bytes()),
         request_id: verifyd::domain::RequestId::from_bytes([0; 16]),
         kind: verifyd::config::delivery::Kind::Voice,
-        to: verifyd::domain::PhoneNumber::parse(&super::number(i as u64), None).expect("a number"),
+        to: verifyd::domain::Destination::Phone(
+            verifyd::domain::PhoneNumber::parse(&super::number(i as u64), None).expect("a number"),
+        ),
+        email: None,
         from: "VERIFY".into(),
         text: String::new(),
         locale: "en-gb".into(),

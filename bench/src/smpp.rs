@@ -223,7 +223,10 @@ fn message(i: u64) -> Outgoing {
         id: verifyd::domain::EventId::from_bytes(i.to_be_bytes()),
         request_id: verifyd::domain::RequestId::from_bytes([0; 16]),
         kind: verifyd::config::delivery::Kind::Sms,
-        to: verifyd::domain::PhoneNumber::parse(&number(i), None).expect("a valid number"),
+        to: verifyd::domain::Destination::Phone(
+            verifyd::domain::PhoneNumber::parse(&number(i), None).expect("a valid number"),
+        ),
+        email: None,
         from: "AcmeInc".into(),
         text: "AcmeInc: your verification code is 481516".into(),
         locale: "en-us".into(),

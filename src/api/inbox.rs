@@ -114,9 +114,13 @@ pub struct InboxQuery {
     limit: Option<usize>,
 }
 
-/// Accepts the number as people write it (`+44 7700…`) and as the API stores it (`447700…`).
-/// `None` when it has no digits: that is refused rather than read as "every number".
+/// Accepts the number as people write it (`+44 7700…`) and as the API stores it (`447700…`),
+/// or an e-mail address. `None` when it has no digits: that is refused rather than read as
+/// "every number".
 fn normalise_to(raw: &str) -> Option<String> {
+    if let Some(address) = crate::domain::EmailAddress::parse(raw) {
+        return Some(address.as_str().to_owned());
+    }
     let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
     (!digits.is_empty()).then_some(digits)
 }
@@ -129,7 +133,7 @@ async fn load(app: &AppState, q: &InboxQuery) -> Result<Vec<InboxMessage>, Respo
         Some(None) => {
             return Err((
                 StatusCode::BAD_REQUEST,
-                "`to` must be a phone number (it has no digits); leave it out to list every \
+                "`to` must be a phone number or an e-mail address; leave it out to list every \
                  message\n",
             )
                 .into_response())
@@ -281,5 +285,9 @@ mod tests {
         assert_eq!(normalise_to(""), None);
         assert_eq!(normalise_to("abc"), None);
         assert_eq!(normalise_to("+"), None);
+        assert_eq!(
+            normalise_to("alice@example.com").as_deref(),
+            Some("alice@example.com")
+        );
     }
 }

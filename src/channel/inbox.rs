@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Accepted, Channel, Failure, Outgoing, SendError};
-use crate::config::delivery::{Kind, INBOX};
+use crate::config::delivery::INBOX;
 
 /// One message as the inbox keeps it. It holds the PIN in clear, so `Debug` leaves the text out.
 #[derive(Clone, PartialEq, Eq, serde::Serialize)]
@@ -74,12 +74,8 @@ impl Channel for InboxChannel {
     async fn send(&self, m: &Outgoing) -> Result<Accepted, SendError> {
         let message = InboxMessage {
             id: m.id.as_str().to_owned(),
-            channel: match m.kind {
-                Kind::Sms => "sms",
-                Kind::Voice => "voice",
-            }
-            .to_owned(),
-            to: m.to.digits().to_owned(),
+            channel: m.kind.as_str().to_owned(),
+            to: m.to.key().to_owned(),
             from: m.from.clone(),
             text: m.text.clone(),
             locale: m.locale.clone(),

@@ -12,6 +12,7 @@ pub mod inbox;
 pub mod language;
 pub mod sip;
 pub mod smpp;
+pub mod smtp;
 pub mod twilio;
 pub mod twilio_sms;
 pub mod twilio_voice;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::delivery::Kind;
-use crate::domain::{EventId, Instant, PhoneNumber, RequestId};
+use crate::domain::{Destination, EventId, Instant, PhoneNumber, RequestId};
 
 /// One message ready to go out. It holds the PIN in clear, so `Debug` leaves the text out.
 #[derive(Clone)]
@@ -34,9 +35,11 @@ pub struct Outgoing {
     pub id: EventId,
     pub request_id: RequestId,
     pub kind: Kind,
-    pub to: PhoneNumber,
+    pub to: Destination,
     pub from: String,
     pub text: String,
+    /// An e-mail's subject and HTML part; the text is its plain part.
+    pub email: Option<crate::domain::message::EmailParts>,
     pub locale: String,
     pub created_at: Instant,
     /// What is left of the PIN's life when the message is sent; a gateway that takes a validity
@@ -47,6 +50,19 @@ pub struct Outgoing {
     pub receipt_url: Option<String>,
     /// A call's script in pieces, for channels that render speech themselves.
     pub script: Option<crate::domain::message::Script>,
+}
+
+impl Outgoing {
+    /// The phone number this goes to; a phone channel given anything else refuses it for good
+    /// (a route that sends e-mail to it is a configuration mistake `config check` reports).
+    pub fn number(&self) -> Result<&PhoneNumber, SendError> {
+        self.to.phone().ok_or_else(|| {
+            SendError::Rejected(Failure::new(
+                "destination",
+                "this channel delivers to phone numbers only",
+            ))
+        })
+    }
 }
 
 impl std::fmt::Debug for Outgoing {

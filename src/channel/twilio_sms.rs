@@ -36,7 +36,7 @@ impl Channel for TwilioSmsChannel {
     }
 
     async fn send(&self, m: &Outgoing) -> Result<Accepted, SendError> {
-        let mut form: Vec<(&str, String)> = vec![("To", format!("+{}", m.to.digits()))];
+        let mut form: Vec<(&str, String)> = vec![("To", format!("+{}", m.number()?.digits()))];
         match &self.config.messaging_service_sid {
             Some(sid) => form.push(("MessagingServiceSid", sid.clone())),
             None => form.push(("From", m.from.clone())),

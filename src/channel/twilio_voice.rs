@@ -45,7 +45,7 @@ impl Channel for TwilioVoiceChannel {
 
     async fn send(&self, m: &Outgoing) -> Result<Accepted, SendError> {
         let mut form: Vec<(&str, String)> = vec![
-            ("To", format!("+{}", m.to.digits())),
+            ("To", format!("+{}", m.number()?.digits())),
             ("From", self.config.from.clone()),
             ("Twiml", twiml(&m.text, &m.locale)),
         ];

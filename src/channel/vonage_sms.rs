@@ -61,7 +61,7 @@ impl Channel for VonageSmsChannel {
             ("api_key", self.config.api_key.clone()),
             ("api_secret", self.config.api_secret.expose().to_owned()),
             ("from", m.from.clone()),
-            ("to", m.to.digits().to_owned()),
+            ("to", m.number()?.digits().to_owned()),
             ("text", m.text.clone()),
             ("ttl", ttl.to_string()),
             ("client-ref", m.id.as_str().to_owned()),

@@ -87,7 +87,7 @@ impl Channel for VonageVoiceChannel {
 
     async fn send(&self, m: &Outgoing) -> Result<Accepted, SendError> {
         let mut body = serde_json::json!({
-            "to": [{"type": "phone", "number": m.to.digits()}],
+            "to": [{"type": "phone", "number": m.number()?.digits()}],
             "from": {"type": "phone", "number": self.config.from.trim_start_matches('+')},
             "ncco": [{
                 "action": "talk",

@@ -18,6 +18,7 @@ use super::{
     SendError,
 };
 use crate::config::delivery::{Webhook, WEBHOOK_FORM};
+use crate::domain::Destination;
 
 pub const SIGNATURE_HEADER: &str = "x-verifyd-signature";
 
@@ -47,7 +48,10 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 fn fill(template: &str, m: &Outgoing, escape: Escape) -> String {
     let value = |name: &str| -> String {
         match name {
-            "to" => format!("+{}", m.to.digits()),
+            "to" => match &m.to {
+                Destination::Phone(number) => format!("+{}", number.digits()),
+                Destination::Email(address) => address.as_str().to_owned(),
+            },
             "from" => m.from.clone(),
             "text" => m.text.clone(),
             "id" => m.id.as_str().to_owned(),
@@ -223,7 +227,8 @@ mod tests {
             id: EventId::from_bytes([1; 8]),
             request_id: RequestId::from_bytes([2; 16]),
             kind: Kind::Sms,
-            to: PhoneNumber::parse("447700123456", None).unwrap(),
+            to: Destination::Phone(PhoneNumber::parse("447700123456", None).unwrap()),
+            email: None,
             from: "Acme & Co".into(),
             text: text.into(),
             locale: "en-gb".into(),

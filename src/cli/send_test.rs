@@ -18,7 +18,8 @@ pub struct SendTestArgs {
     /// A channel of the configuration file.
     #[arg(long)]
     pub channel: String,
-    /// The phone number to send to, international (+447700900123).
+    /// The phone number to send to, international (+447700900123); an e-mail address for an
+    /// `smtp` channel.
     #[arg(long)]
     pub to: String,
     /// The sender [default: the channel's `from`, else VERIFY].
@@ -49,11 +50,19 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
             }
         );
     };
-    let to = PhoneNumber::parse(&args.to, None)
-        .ok()
-        .with_context(|| format!("{:?} is not a valid international phone number", args.to))?;
+    let kind = config.spec.kinds()[0];
+    let voice = kind == Kind::Voice;
+    let to = if kind == Kind::Email {
+        crate::domain::EmailAddress::parse(&args.to)
+            .map(crate::domain::Destination::Email)
+            .with_context(|| format!("{:?} is not a valid e-mail address", args.to))?
+    } else {
+        PhoneNumber::parse(&args.to, None)
+            .map(crate::domain::Destination::Phone)
+            .ok()
+            .with_context(|| format!("{:?} is not a valid international phone number", args.to))?
+    };
     let client = crate::channel::http::client()?;
-    let voice = config.spec.kinds() == [Kind::Voice];
     let (outcomes, mut outcome) = tokio::sync::mpsc::unbounded_channel();
     let sink: std::sync::Arc<dyn crate::channel::ReceiptSink> = std::sync::Arc::new(TestSink {
         outcomes: voice.then_some(outcomes),
@@ -79,13 +88,14 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
     let message = Outgoing {
         id: EventId::from_bytes(id),
         request_id: RequestId::from_bytes(request),
-        kind: if voice { Kind::Voice } else { Kind::Sms },
+        kind,
         to,
         from: args
             .from
             .clone()
             .or(channel_from)
             .unwrap_or_else(|| crate::channel::DEFAULT_SENDER.to_owned()),
+        email: None,
         text: args
             .text
             .clone()
@@ -201,11 +211,13 @@ pub fn advice(spec: &ChannelSpec, e: &SendError, timeout: Duration) -> String {
         ChannelSpec::Sip(_) => "username and password",
         ChannelSpec::VonageVoice(_) => "application_id and private_key",
         ChannelSpec::TwilioVoice(_) => "account_sid and auth_token",
+        ChannelSpec::Smtp(_) => "username and password",
     };
     let url = match spec {
         ChannelSpec::Webhook(_) => "url",
         ChannelSpec::Smpp(_) => "host and port",
         ChannelSpec::Sip(_) => "proxy",
+        ChannelSpec::Smtp(_) => "host, port and tls",
         _ => "base_url",
     };
     match (e, f.code.as_str()) {
@@ -226,11 +238,20 @@ pub fn advice(spec: &ChannelSpec, e: &SendError, timeout: Duration) -> String {
                 .into()
         }
         (_, "tls") => {
-            "advice: the TLS handshake failed: check that the SMSC speaks TLS on this port and              that its certificate is trusted here (SSL_CERT_FILE)"
+            "advice: the TLS handshake failed: check that the server speaks TLS on this port (an \
+             SMTP channel: `tls`) and that its certificate is trusted here (SSL_CERT_FILE)"
                 .into()
         }
         (_, "ESME_RINVSRCADR" | "sender") => {
             "advice: the SMSC refused the sender: set `from` to a sender the account may use"
+                .into()
+        }
+        (_, "530" | "534" | "535") => {
+            format!("advice: the SMTP server refused the login: check {credentials}")
+        }
+        (_, "550" | "551" | "553") => {
+            "advice: the SMTP server refused the recipient or the sender: check the address, \
+             and that the server relays for the channel's `from`"
                 .into()
         }
         (_, "ESME_RINVDSTADR") => {

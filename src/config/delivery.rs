@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::file::{Problem, Table};
 use super::sip::Sip;
 use super::smpp::Smpp;
+use super::smtp::Smtp;
 use super::voice::{TwilioVoice, VonageVoice};
 use crate::domain::Channel;
 
@@ -26,9 +27,10 @@ pub const VONAGE_BASE_URL: &str = "https://rest.nexmo.com";
 pub enum Kind {
     Sms,
     Voice,
+    Email,
 }
 
-pub const KINDS: [Kind; 2] = [Kind::Sms, Kind::Voice];
+pub const KINDS: [Kind; 3] = [Kind::Sms, Kind::Voice, Kind::Email];
 
 impl Kind {
     pub fn parse(raw: &str) -> Option<Self> {
@@ -39,6 +41,7 @@ impl Kind {
         match self {
             Kind::Sms => "sms",
             Kind::Voice => "voice",
+            Kind::Email => "email",
         }
     }
 
@@ -46,6 +49,7 @@ impl Kind {
         match channel {
             Channel::Sms => Kind::Sms,
             Channel::Voice => Kind::Voice,
+            Channel::Email => Kind::Email,
         }
     }
 }
@@ -89,6 +93,7 @@ pub enum ChannelSpec {
     Sip(Sip),
     VonageVoice(VonageVoice),
     TwilioVoice(TwilioVoice),
+    Smtp(Smtp),
 }
 
 impl ChannelSpec {
@@ -101,6 +106,7 @@ impl ChannelSpec {
             ChannelSpec::Sip(_) => "sip",
             ChannelSpec::VonageVoice(_) => "vonage-voice",
             ChannelSpec::TwilioVoice(_) => "twilio-voice",
+            ChannelSpec::Smtp(_) => "smtp",
         }
     }
 
@@ -109,12 +115,13 @@ impl ChannelSpec {
             ChannelSpec::Sip(_) | ChannelSpec::VonageVoice(_) | ChannelSpec::TwilioVoice(_) => {
                 &[Kind::Voice]
             }
+            ChannelSpec::Smtp(_) => &[Kind::Email],
             _ => &[Kind::Sms],
         }
     }
 }
 
-pub const CHANNEL_TYPES: [&str; 7] = [
+pub const CHANNEL_TYPES: [&str; 8] = [
     "twilio-sms",
     "vonage-sms",
     "webhook",
@@ -122,6 +129,7 @@ pub const CHANNEL_TYPES: [&str; 7] = [
     "sip",
     "vonage-voice",
     "twilio-voice",
+    "smtp",
 ];
 
 /// Twilio's Messages API.
@@ -461,6 +469,11 @@ fn parse_channel(name: &str, table: &Table) -> Result<ChannelConfig, Problem> {
             c.check(&key)?;
             ChannelSpec::TwilioVoice(c)
         }
+        "smtp" => {
+            let c: Smtp = super::file::deserialize(&key, value)?;
+            c.check(&key)?;
+            ChannelSpec::Smtp(c)
+        }
         other => {
             return Err(Problem::new(
                 format!("{key}.type"),
@@ -608,6 +621,12 @@ fn check_route(
             ));
         }
     }
+    if kind == Kind::Email && !entry.to.is_empty() {
+        return Err(Problem::new(
+            format!("{key}.to"),
+            "routes for e-mail take no number prefixes",
+        ));
+    }
     let mut to = Vec::new();
     for prefix in &entry.to {
         let digits = prefix.trim().trim_start_matches('+');
@@ -706,7 +725,7 @@ channels = ["vonage", "gateway"]
         );
         assert_eq!(d.channels["gateway"].timeout, Duration::from_secs(2));
         assert_eq!(d.channels["twilio"].timeout, DEFAULT_TIMEOUT);
-        assert_eq!(d.unrouted_kinds(), [Kind::Voice]);
+        assert_eq!(d.unrouted_kinds(), [Kind::Voice, Kind::Email]);
         assert!(!d.only_inbox());
     }
 

@@ -7,6 +7,7 @@ pub mod file;
 pub mod show;
 pub mod sip;
 pub mod smpp;
+pub mod smtp;
 pub mod voice;
 
 use std::net::SocketAddr;

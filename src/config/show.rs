@@ -131,6 +131,23 @@ fn channels(delivery: &DeliveryConfig, from_env: &BTreeSet<String>) -> Table {
                     .collect();
                 t.insert("headers".into(), Value::Table(headers));
             }
+            ChannelSpec::Smtp(c) => {
+                text("host", &c.host);
+                let tls = match c.tls {
+                    crate::config::smtp::SmtpTls::Starttls => "starttls",
+                    crate::config::smtp::SmtpTls::Implicit => "implicit",
+                    crate::config::smtp::SmtpTls::None => "none",
+                };
+                text("tls", tls);
+                if let Some(user) = &c.username {
+                    text("username", user);
+                }
+                if let Some(password) = &c.password {
+                    text("password", masked(password));
+                }
+                text("from", &c.from);
+                t.insert("port".into(), Value::Integer(c.port().into()));
+            }
             ChannelSpec::Smpp(c) => {
                 text("host", &c.host);
                 text("system_id", &c.system_id);

@@ -22,7 +22,7 @@ use crate::channel::{Accepted, Failure, Outgoing, SendError, DEFAULT_SENDER};
 use crate::clock::Clock;
 use crate::config::delivery::Kind;
 use crate::crypto::ServerKey;
-use crate::domain::{message, DeliveryOrder, Destination, EventId, Instant, RequestId};
+use crate::domain::{message, DeliveryOrder, EventId, Instant, RequestId};
 use crate::store::{AttemptError, AttemptId, DeliveryStore};
 
 /// Deliveries waiting for the dispatcher; beyond this they wait in the store for a sweep.
@@ -329,8 +329,7 @@ enum Started {
 async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
     let order = &job.order;
     let kind = Kind::of(order.channel);
-    let Destination::Phone(to) = &order.to;
-    let Some(steps) = shared.router.plan(kind, to) else {
+    let Some(steps) = shared.router.plan(kind, &order.to) else {
         tracing::error!("no route carries this kind of message; it is not sent");
         let recorded = async {
             let started = shared
@@ -372,7 +371,7 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
         }
     };
     let rendered = message::render(order, &pin);
-    let (text, script) = (rendered.text, rendered.script);
+    let (text, script, email) = (rendered.text, rendered.script, rendered.email);
     let mut failover = match &job.failover {
         Some(f) => {
             let mut f = f.clone();
@@ -387,13 +386,14 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
             id: order.event_id.clone(),
             request_id: order.request_id.clone(),
             kind,
-            to: to.clone(),
+            to: order.to.clone(),
             from: step
                 .from
                 .clone()
                 .or_else(|| order.from.clone())
                 .unwrap_or_else(|| DEFAULT_SENDER.to_owned()),
             text: text.clone(),
+            email: email.clone(),
             locale: order.locale.as_str().to_owned(),
             created_at: order.created_at,
             valid_for: shared.clock.real_until(deadline),
@@ -539,7 +539,7 @@ pub(crate) mod tests {
     use crate::channel::Channel;
     use crate::config::delivery::{DeliveryConfig, Route};
     use crate::domain::locale::Locale;
-    use crate::domain::{Channel as Medium, PhoneNumber, Purpose};
+    use crate::domain::{Channel as Medium, Destination, PhoneNumber, Purpose};
     use crate::store::sqlite::SqliteStore;
     use crate::store::{AttemptState, DeliveryLog, VerificationStore};
 

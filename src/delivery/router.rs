@@ -15,7 +15,7 @@ use crate::channel::webhook::WebhookChannel;
 use crate::channel::{Channel, ReceiptSink};
 use crate::config::delivery::{ChannelConfig, ChannelSpec, DeliveryConfig, Kind, INBOX};
 use crate::crypto::ServerKey;
-use crate::domain::PhoneNumber;
+use crate::domain::Destination;
 use crate::speech::Speech;
 
 /// One channel of a route, as the dispatcher tries it.
@@ -105,6 +105,15 @@ pub fn build_channel(
         ChannelSpec::Webhook(w) => (
             Arc::new(WebhookChannel::new(name, w.clone(), client.clone())),
             w.from.clone(),
+        ),
+        // Its sender is an address, not a sender id: it keeps it (`channel::smtp`).
+        ChannelSpec::Smtp(s) => (
+            Arc::new(crate::channel::smtp::SmtpChannel::new(
+                name,
+                s,
+                config.timeout,
+            )),
+            None,
         ),
     }
 }
@@ -203,8 +212,8 @@ impl Router {
 
     /// The channels to try, in order, for a message of `kind` to `to`; `None` when no route
     /// carries it.
-    pub fn plan(&self, kind: Kind, to: &PhoneNumber) -> Option<&[Step]> {
-        let index = self.config.route_index_for(kind, to.digits())?;
+    pub fn plan(&self, kind: Kind, to: &Destination) -> Option<&[Step]> {
+        let index = self.config.route_index_for(kind, to.key())?;
         let steps = &self.plans[index];
         (!steps.is_empty()).then_some(steps.as_slice())
     }

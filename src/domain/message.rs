@@ -9,10 +9,20 @@ use super::verification::{DeliveryOrder, Purpose};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RenderedMessage {
     pub channel: Channel,
+    /// The SMS text, the call's words, or an e-mail's plain part.
     pub text: String,
+    /// An e-mail's subject and HTML part.
+    pub email: Option<EmailParts>,
     /// For a call, the script in pieces: a speech engine renders what repeats (the fixed
     /// phrases, each character of a code) once and keeps it.
     pub script: Option<Script>,
+}
+
+/// What an e-mail has besides its plain text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailParts {
+    pub subject: String,
+    pub html: String,
 }
 
 /// A call's script before it is filled in. It holds the PIN in clear, so `Debug` leaves it out.
@@ -86,13 +96,14 @@ impl Script {
 pub fn render(order: &DeliveryOrder, pin: &str) -> RenderedMessage {
     let texts = texts_for(order.locale);
     let code = match order.channel {
-        Channel::Sms => pin.to_owned(),
+        Channel::Sms | Channel::Email => pin.to_owned(),
         Channel::Voice => spell(pin),
     };
+    // An e-mail says what the SMS says.
     let template = match (&order.purpose, order.channel) {
-        (Purpose::Brand { .. }, Channel::Sms) => texts.sms,
+        (Purpose::Brand { .. }, Channel::Sms | Channel::Email) => texts.sms,
         (Purpose::Brand { .. }, Channel::Voice) => texts.tts,
-        (Purpose::Payment { .. }, Channel::Sms) => texts.psd2_sms,
+        (Purpose::Payment { .. }, Channel::Sms | Channel::Email) => texts.psd2_sms,
         (Purpose::Payment { .. }, Channel::Voice) => texts.psd2_tts,
     };
     let (brand, payee, amount) = match &order.purpose {
@@ -112,6 +123,30 @@ pub fn render(order: &DeliveryOrder, pin: &str) -> RenderedMessage {
         text.push('\n');
         text.push_str(hash);
     }
+    let email = (order.channel == Channel::Email).then(|| {
+        let escaped = |value: &str| {
+            let mut out = String::new();
+            crate::xml::push_text(&mut out, value);
+            out
+        };
+        let (brand, payee, amount) = (escaped(brand), escaped(payee), escaped(amount));
+        let strong = format!("<strong>{}</strong>", escaped(&code));
+        let body = fill(template, |name| match name {
+            "brand" => Some(brand.as_str()),
+            "payee" => Some(payee.as_str()),
+            "amount" => Some(amount.as_str()),
+            "code" => Some(strong.as_str()),
+            _ => None,
+        });
+        EmailParts {
+            subject: text.clone(),
+            html: format!(
+                "<!DOCTYPE html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\"></head>\
+                 <body><p style=\"font-size:16px\">{body}</p></body></html>\n",
+                order.locale.as_str()
+            ),
+        }
+    });
     let script = (order.channel == Channel::Voice).then(|| Script {
         template,
         brand: brand.to_owned(),
@@ -122,6 +157,7 @@ pub fn render(order: &DeliveryOrder, pin: &str) -> RenderedMessage {
     RenderedMessage {
         channel: order.channel,
         text,
+        email,
         script,
     }
 }
@@ -270,6 +306,39 @@ mod tests {
         assert!(render(&o, "4815").text.ends_with("\nFA+9qCX9VSu"));
         o.channel = Channel::Voice;
         assert!(!render(&o, "4815").text.contains("FA+9qCX9VSu"));
+    }
+
+    #[test]
+    fn an_email_has_the_sms_words_as_subject_and_text_and_an_escaped_html_part() {
+        let mut o = order(Channel::Email, brand("A<b>&Co"), "fr-fr");
+        o.to = Destination::Email(crate::domain::EmailAddress::parse("a@example.com").unwrap());
+        let m = render(&o, "4815");
+        let email = m.email.unwrap();
+        assert_eq!(email.subject, m.text);
+        assert!(
+            m.text.contains("4815") && m.text.contains("A<b>&Co"),
+            "{}",
+            m.text
+        );
+        assert!(
+            email.html.contains("<strong>4815</strong>"),
+            "{}",
+            email.html
+        );
+        assert!(email.html.contains("A&lt;b&gt;&amp;Co"), "{}", email.html);
+        assert!(email.html.contains(r#"lang="fr-fr""#));
+        assert!(render(&order(Channel::Sms, brand("A"), "en-gb"), "1")
+            .email
+            .is_none());
+    }
+
+    #[test]
+    fn no_sms_text_holds_a_character_html_would_read_as_markup() {
+        for t in LOCALE_TEXTS {
+            for template in [t.sms, t.psd2_sms] {
+                assert!(!template.contains(['<', '>', '&']), "{}: {template}", t.tag);
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and a policy for codes and cancelling. Each surface builds these from its own parameters (v1's
 //! seven workflows are a table in `api/v1/workflow.rs`).
 
-use super::types::{CodeLength, PhoneNumber};
+use super::types::{CodeLength, EmailAddress, PhoneNumber};
 
 /// How one step reaches the user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -10,6 +10,7 @@ pub enum Channel {
     Sms,
     /// A call that reads the code aloud.
     Voice,
+    Email,
 }
 
 impl Channel {
@@ -17,7 +18,7 @@ impl Channel {
     /// delivers one; a channel that verifies without a code (a tap, a network check) will not.
     pub fn takes_code(self) -> bool {
         match self {
-            Channel::Sms | Channel::Voice => true,
+            Channel::Sms | Channel::Voice | Channel::Email => true,
         }
     }
 }
@@ -26,6 +27,7 @@ impl Channel {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Destination {
     Phone(PhoneNumber),
+    Email(EmailAddress),
 }
 
 impl Destination {
@@ -34,12 +36,14 @@ impl Destination {
     pub fn key(&self) -> &str {
         match self {
             Destination::Phone(number) => number.digits(),
+            Destination::Email(address) => address.as_str(),
         }
     }
 
     pub fn phone(&self) -> Option<&PhoneNumber> {
         match self {
             Destination::Phone(number) => Some(number),
+            Destination::Email(_) => None,
         }
     }
 
@@ -47,6 +51,7 @@ impl Destination {
     pub fn masked(&self) -> String {
         match self {
             Destination::Phone(number) => number.masked(),
+            Destination::Email(address) => address.masked(),
         }
     }
 }

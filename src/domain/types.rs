@@ -147,6 +147,39 @@ impl PhoneNumber {
     }
 }
 
+/// An e-mail address as RFC 5322 allows it in a mailbox (checked by the `email_address` crate),
+/// at most 254 characters, without a display name; kept as written.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        let valid = raw.len() <= 254
+            && raw.bytes().all(|b| b.is_ascii_graphic())
+            && email_address::EmailAddress::parse_with_options(
+                raw,
+                email_address::Options::default().without_display_text(),
+            )
+            .is_ok();
+        valid.then(|| Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A form safe for logs: the first character of the local part and the domain.
+    pub fn masked(&self) -> String {
+        match self.0.split_once('@') {
+            Some((local, domain)) => {
+                format!("{}***@{domain}", local.chars().next().unwrap_or('*'))
+            }
+            None => "***".into(),
+        }
+    }
+}
+
 /// Masks all but the first two and last two characters; used for any number that reaches a log.
 pub fn mask_digits(digits: &str) -> String {
     let n = digits.chars().count();
@@ -310,6 +343,26 @@ mod tests {
     fn an_australian_number_knows_its_region() {
         let n = PhoneNumber::parse("61412345678", None).unwrap();
         assert_eq!(n.region(), Some("AU"));
+    }
+
+    #[test]
+    fn email_addresses_are_plain_mailboxes() {
+        let a = EmailAddress::parse(" alice@example.com ").unwrap();
+        assert_eq!(a.as_str(), "alice@example.com");
+        assert_eq!(a.masked(), "a***@example.com");
+        for bad in [
+            "alice",
+            "alice@",
+            "@example.com",
+            "Alice <alice@example.com>",
+            "al ice@example.com",
+            "alice@exa\nmple.com",
+            "",
+        ] {
+            assert_eq!(EmailAddress::parse(bad), None, "{bad:?}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert_eq!(EmailAddress::parse(&long), None);
     }
 
     #[test]

@@ -424,7 +424,7 @@ async fn invalid_parameters_are_each_named_in_one_422() {
             "/v2/verify",
             Some(
                 json!({ "brand": "Acme/Inc", "channel_timeout": 10, "code_length": 11,
-                "workflow": [{ "channel": "email", "to": "a@example.com" }, sms("12")] }),
+                "workflow": [{ "channel": "whatsapp", "to": "447700100600" }, sms("12")] }),
             ),
             Auth::Basic,
         )
@@ -673,4 +673,29 @@ async fn a_wrong_method_or_a_body_too_large_is_answered_as_a_problem_too() {
         .v2(Method::POST, "/v2/verify", Some(large), Auth::Basic)
         .await;
     problem(&too_large, 413, "payload-too-large");
+}
+
+#[tokio::test]
+async fn an_email_step_reaches_the_inbox_under_its_address_and_its_code_checks_out() {
+    let Some(app) = spawn_app().await else { return };
+    let address = "alice.v2@example.com";
+    let id = app
+        .v2_start(json!({ "brand": "Acme", "workflow": [{ "channel": "email", "to": address }] }))
+        .await;
+    let code = app.v2_code(address, &id, "email", 1).await;
+    assert_eq!(app.v2_check(&id, &code).await.status, 200);
+    let shown = app
+        .v2(Method::GET, &format!("/v2/verify/{id}"), None, Auth::Basic)
+        .await;
+    assert_eq!(shown.body["workflow"][0]["channel"], "email");
+    assert_eq!(shown.body["workflow"][0]["to"], address);
+    let bad = app
+        .v2(
+            Method::POST,
+            "/v2/verify",
+            Some(json!({ "brand": "Acme", "workflow": [{ "channel": "email", "to": "not an address" }] })),
+            Auth::Basic,
+        )
+        .await;
+    problem(&bad, 422, "invalid-params");
 }

@@ -436,6 +436,7 @@ fn event_type(channel: Channel) -> &'static str {
     match channel {
         Channel::Sms => "sms",
         Channel::Voice => "tts",
+        Channel::Email => "email",
     }
 }
 

@@ -25,6 +25,7 @@ pub(super) fn channel(c: Channel) -> &'static str {
     match c {
         Channel::Sms => "sms",
         Channel::Voice => "voice",
+        Channel::Email => "email",
     }
 }
 

@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 use super::error::{InvalidParameter, V2Error};
 use crate::domain::locale::{Locale, LocaleSet};
 use crate::domain::{
-    plain, CancelWindow, Channel, CodeLength, CodeLife, CustomPin, Destination, PhoneNumber,
-    Policy, Purpose, Step,
+    plain, CancelWindow, Channel, CodeLength, CodeLife, CustomPin, Destination, EmailAddress,
+    PhoneNumber, Policy, Purpose, Step,
 };
 use crate::service::StartRequest;
 
@@ -272,7 +272,8 @@ fn step(f: &mut Fields<'_, '_>, index: usize, brand: Option<&str>, timeout: u32)
     let channel = match f.required("channel", "Channel") {
         Some("sms") => Some(Channel::Sms),
         Some("voice") => Some(Channel::Voice),
-        Some("email" | "whatsapp") => {
+        Some("email") => Some(Channel::Email),
+        Some("whatsapp") => {
             f.refuse(
                 "channel",
                 "this channel is not available on this server yet",
@@ -292,11 +293,18 @@ fn step(f: &mut Fields<'_, '_>, index: usize, brand: Option<&str>, timeout: u32)
         }
         None => None,
     };
-    // A channel refused above says why; its destination is not a phone number to check.
-    let to = match channel.and_then(|_| f.required("to", "To")) {
-        None => None,
-        Some(raw) => match PhoneNumber::parse(raw, None) {
-            Ok(number) if raw.len() <= 50 => Some(number),
+    // A channel refused above says why; its destination is not one to check.
+    let to = match (channel, channel.and_then(|_| f.required("to", "To"))) {
+        (_, None) => None,
+        (Some(Channel::Email), Some(raw)) => match EmailAddress::parse(raw) {
+            Some(address) => Some(Destination::Email(address)),
+            None => {
+                f.refuse("to", "Invalid e-mail address");
+                None
+            }
+        },
+        (_, Some(raw)) => match PhoneNumber::parse(raw, None) {
+            Ok(number) if raw.len() <= 50 => Some(Destination::Phone(number)),
             _ => {
                 f.refuse("to", "Invalid phone number");
                 None
@@ -305,6 +313,15 @@ fn step(f: &mut Fields<'_, '_>, index: usize, brand: Option<&str>, timeout: u32)
     };
     let reuse_code = f.boolean("reuse_code").unwrap_or(false);
     let (mut from, mut app_hash) = (None, None);
+    if channel == Some(Channel::Email) {
+        from = f
+            .checked(
+                "from",
+                |s| EmailAddress::parse(s).is_some(),
+                "Invalid e-mail address",
+            )
+            .map(str::to_owned);
+    }
     if channel == Some(Channel::Sms) {
         from = f
             .checked(
@@ -332,7 +349,7 @@ fn step(f: &mut Fields<'_, '_>, index: usize, brand: Option<&str>, timeout: u32)
     }
     Some(Step {
         channel: channel?,
-        to: Destination::Phone(to?),
+        to: to?,
         from,
         app_hash,
         new_code: index > 0 && !reuse_code,
@@ -395,7 +412,7 @@ mod tests {
             invalid(
                 r#"{"brand":"Acme/Inc","channel_timeout":10,"code_length":11,"client_ref":"a b",
                    "locale":"xx-yy","code":"12","workflow":[{"channel":"sms","to":"12"},
-                   {"channel":"email","to":"a@b.c"},{"channel":"fax","to":"447700100600"}]}"#
+                   {"channel":"whatsapp","to":"447700100600"},{"channel":"fax","to":"447700100600"}]}"#
             ),
             [
                 "brand",
@@ -408,6 +425,24 @@ mod tests {
                 "workflow[1].channel",
                 "workflow[2].channel"
             ]
+        );
+    }
+
+    #[test]
+    fn an_email_step_goes_to_an_address_from_an_address() {
+        let r = parse(
+            br#"{"brand":"Acme","workflow":[{"channel":"email","to":"alice@example.com",
+                "from":"noreply@acme.example"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.steps[0].channel, Channel::Email);
+        assert_eq!(r.steps[0].to.key(), "alice@example.com");
+        assert_eq!(r.steps[0].from.as_deref(), Some("noreply@acme.example"));
+        assert_eq!(
+            invalid(
+                r#"{"brand":"A","workflow":[{"channel":"email","to":"447700100600","from":"x"}]}"#
+            ),
+            ["workflow[0].to", "workflow[0].from"]
         );
     }
 

@@ -254,7 +254,7 @@ impl Channel for SipChannel {
             rtp_port,
             u64::from(u32::from_be_bytes(session)),
         );
-        let mut callee = self.config.request_uri(m.to.digits());
+        let mut callee = self.config.request_uri(m.number()?.digits());
         if self.config.transport == Transport::Tcp {
             callee.push_str(";transport=tcp");
         }

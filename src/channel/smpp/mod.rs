@@ -296,7 +296,10 @@ impl Channel for SmppChannel {
             .source_addr(field::<COctetString<1, 21>>(&source, "sender")?)
             .dest_addr_ton(Ton::International)
             .dest_addr_npi(Npi::Isdn)
-            .destination_addr(field::<COctetString<1, 21>>(m.to.digits(), "number")?)
+            .destination_addr(field::<COctetString<1, 21>>(
+                m.number()?.digits(),
+                "number",
+            )?)
             .esm_class(esm_class)
             .validity_period(field::<EmptyOrFullCOctetString<17>>(
                 &validity_period(m.valid_for),

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use self::codec::{hex_bytes32, hex_opt_vec, hex_vec, ms, ms_opt};
 use crate::domain::locale::Locale;
 use crate::domain::{
-    CancelWindow, Channel, CheckRecord, CodeLength, CodeLife, DeliveryOrder, Destination, EventId,
-    EventRecord, Instant, PhoneNumber, PinState, Policy, Purpose, RequestId, State, Status, Step,
-    Verification,
+    CancelWindow, Channel, CheckRecord, CodeLength, CodeLife, DeliveryOrder, Destination,
+    EmailAddress, EventId, EventRecord, Instant, PhoneNumber, PinState, Policy, Purpose, RequestId,
+    State, Status, Step, Verification,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -127,6 +127,7 @@ fn code_length(n: u8) -> StoreResult<CodeLength> {
 enum ChannelRecord {
     Sms,
     Voice,
+    Email,
 }
 
 impl From<Channel> for ChannelRecord {
@@ -134,6 +135,7 @@ impl From<Channel> for ChannelRecord {
         match c {
             Channel::Sms => ChannelRecord::Sms,
             Channel::Voice => ChannelRecord::Voice,
+            Channel::Email => ChannelRecord::Email,
         }
     }
 }
@@ -143,6 +145,7 @@ impl From<ChannelRecord> for Channel {
         match c {
             ChannelRecord::Sms => Channel::Sms,
             ChannelRecord::Voice => Channel::Voice,
+            ChannelRecord::Email => Channel::Email,
         }
     }
 }
@@ -170,18 +173,23 @@ impl PhoneRecord {
 #[serde(rename_all = "lowercase")]
 enum DestinationRecord {
     Phone(PhoneRecord),
+    Email(String),
 }
 
 impl DestinationRecord {
     fn of(d: &Destination) -> Self {
         match d {
             Destination::Phone(n) => DestinationRecord::Phone(PhoneRecord::of(n)),
+            Destination::Email(a) => DestinationRecord::Email(a.as_str().to_owned()),
         }
     }
 
-    fn destination(self) -> Destination {
+    fn destination(self) -> StoreResult<Destination> {
         match self {
-            DestinationRecord::Phone(p) => Destination::Phone(p.number()),
+            DestinationRecord::Phone(p) => Ok(Destination::Phone(p.number())),
+            DestinationRecord::Email(a) => EmailAddress::parse(&a)
+                .map(Destination::Email)
+                .ok_or_else(|| corrupt("a malformed e-mail address")),
         }
     }
 }
@@ -413,15 +421,17 @@ impl Stored for Verification {
             steps: r
                 .steps
                 .into_iter()
-                .map(|s| Step {
-                    channel: s.channel.into(),
-                    to: s.to.destination(),
-                    from: s.from,
-                    app_hash: s.app_hash,
-                    new_code: s.new_code,
-                    wait: s.wait,
+                .map(|s| {
+                    Ok(Step {
+                        channel: s.channel.into(),
+                        to: s.to.destination()?,
+                        from: s.from,
+                        app_hash: s.app_hash,
+                        new_code: s.new_code,
+                        wait: s.wait,
+                    })
                 })
-                .collect(),
+                .collect::<StoreResult<_>>()?,
             policy,
             reference: r.reference,
             callback: r.callback,
@@ -494,7 +504,7 @@ impl Stored for DeliveryOrder {
             event_id: EventId::from_stored(r.event_id),
             request_id: request_id(&r.request_id)?,
             channel: r.channel.into(),
-            to: r.to.destination(),
+            to: r.to.destination()?,
             from: r.from,
             app_hash: r.app_hash,
             purpose: r.purpose.purpose(),
