@@ -488,6 +488,7 @@ fn the_example_configuration_is_valid() {
         ("GW_SECRET", "s"),
         ("SMPP_PASSWORD", "p"),
         ("SIP_PASSWORD", "s"),
+        ("SMTP_PASSWORD", "m"),
     ];
     let (code, out, err) = verifyd(
         &["config", "check", "--config", example.to_str().unwrap()],
@@ -495,8 +496,10 @@ fn the_example_configuration_is_valid() {
     );
     assert_eq!(code, Some(0), "{err}");
     let shown: toml::Table = toml::from_str(&out).unwrap();
-    assert_eq!(shown["channels"].as_table().unwrap().len(), 6);
-    assert_eq!(shown["routes"].as_array().unwrap().len(), 4);
+    assert_eq!(shown["channels"].as_table().unwrap().len(), 7);
+    assert_eq!(shown["routes"].as_array().unwrap().len(), 5);
+    assert_eq!(shown["channels"]["mail"]["password"].as_str(), Some("***"));
+    assert_eq!(shown["channels"]["mail"]["port"].as_integer(), Some(587));
     assert_eq!(shown["channels"]["smsc"]["password"].as_str(), Some("***"));
     assert_eq!(shown["channels"]["pbx"]["password"].as_str(), Some("***"));
     assert_eq!(
