@@ -229,6 +229,17 @@ mod tests {
         > {
             unreachable!("a tick applies nothing")
         }
+        async fn apply_internal(
+            &self,
+            _: &RequestId,
+            _: crate::domain::Command,
+            _: crate::store::SharedClock,
+            _: crate::store::BoxMinter,
+        ) -> crate::store::StoreResult<
+            Option<(crate::domain::CommandOutcome, crate::domain::Verification)>,
+        > {
+            unreachable!("a tick applies nothing")
+        }
         async fn find(
             &self,
             _: &str,

@@ -294,7 +294,7 @@ impl VerifyService {
         .await?;
         Ok(match result {
             Ok(_) => ControlResult::Done,
-            Err(ControlError::NotActive) => ControlResult::NotActive,
+            Err(ControlError::NotActive | ControlError::Ignored) => ControlResult::NotActive,
             Err(ControlError::CancelTooEarly) => ControlResult::CancelTooEarly,
             Err(ControlError::CancelTooLate) => ControlResult::CancelTooLate,
             Err(ControlError::NoMoreEvents) => ControlResult::NoMoreEvents,

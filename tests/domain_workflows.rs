@@ -546,3 +546,53 @@ fn a_custom_code_is_the_new_code_of_every_step() {
         CheckOutcome::Verified { .. }
     ));
 }
+
+fn failed(
+    v: &mut Verification,
+    event: &verifyd::domain::EventId,
+    at: Instant,
+    m: &mut CountingMinter,
+) -> Result<DeliveryOrder, ControlError> {
+    match v.apply(
+        &Command::StepFailed {
+            event_id: event.clone(),
+        },
+        at,
+        m,
+    ) {
+        CommandOutcome::Advanced(outcome) => outcome.map(|order| *order),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_step_that_cannot_be_delivered_gives_way_to_the_next_when_the_policy_says_so() {
+    let mut m = CountingMinter::new();
+    let mut req = v2_request(false);
+    req.policy.next_on_failure = true;
+    let (mut v, first) = Verification::start(req, t(0), &mut m);
+    let second = failed(&mut v, &first.event_id, t(5), &mut m).unwrap();
+    assert_eq!(second.created_at, t(5));
+    assert_eq!(second.channel, Channel::Voice);
+    assert_eq!(
+        failed(&mut v, &first.event_id, t(6), &mut m),
+        Err(ControlError::Ignored),
+        "an old step's failure changes nothing"
+    );
+    assert_eq!(
+        failed(&mut v, &second.event_id, t(7), &mut m),
+        Err(ControlError::NoMoreEvents),
+        "the last step waits for its end"
+    );
+}
+
+#[test]
+fn v1_events_keep_their_times_when_one_cannot_be_delivered() {
+    let mut m = CountingMinter::new();
+    let (mut v, first) = Verification::start(new_request(1, Timing::default()), t(0), &mut m);
+    assert_eq!(
+        failed(&mut v, &first.event_id, t(5), &mut m),
+        Err(ControlError::Ignored)
+    );
+    assert_eq!(v.next_event_at, Some(t(125)));
+}

@@ -301,3 +301,60 @@ async fn a_v2_workflow_sends_an_sms_then_an_email_then_calls() {
         [("sms", "inbox"), ("email", "mail"), ("voice", "inbox")]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_recipient_fails_the_email_step_and_the_workflow_moves_on_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(dir.path(), &[]);
+    let routes = format!(
+        "[channels.mail]\ntype = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         from = \"noreply@acme.example\"\n\n\
+         [[routes]]\nkind = \"email\"\nchannels = [\"mail\"]\n\
+         [[routes]]\nkind = \"sms\"\nchannels = [\"inbox\"]\n",
+        smtp.port
+    );
+    let server = support::app::serve(&routes).await;
+    let (http, base) = (&server.http, server.base.as_str());
+    let to = "447700100902";
+    let body = json!({ "brand": "Acme", "channel_timeout": 900, "workflow": [
+        { "channel": "email", "to": "refused.user@example.com" },
+        { "channel": "sms", "to": to },
+    ]});
+    let started: Value = http
+        .post(format!("{base}/v2/verify"))
+        .basic_auth(&server.key.0, Some(&server.key.1))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["request_id"].as_str().unwrap().replace('-', "");
+    // The SMS step is 900 s away by the clock; it comes now because the e-mail was refused.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let sms = loop {
+        let inbox: Vec<Value> = http
+            .get(format!("{base}/inbox/messages?to={to}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(m) = inbox.into_iter().find(|m| m["request_id"] == id.as_str()) {
+            break m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no SMS after the refused e-mail"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(sms["channel"], "sms");
+    let attempts = server.attempts(&id).await;
+    let email = attempts.iter().find(|a| a.kind == "email").unwrap();
+    assert_eq!(email.state, verifyd::store::AttemptState::Failed);
+    assert_eq!(email.error_code.as_deref(), Some("550"));
+    assert!(tokio::task::block_in_place(|| smtp.messages(0)).is_empty());
+}

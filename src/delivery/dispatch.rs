@@ -21,8 +21,9 @@ use super::router::{Router, Step};
 use crate::channel::{Accepted, Failure, Outgoing, SendError, DEFAULT_SENDER};
 use crate::clock::Clock;
 use crate::config::delivery::Kind;
+use crate::crypto::OsMinter;
 use crate::crypto::ServerKey;
-use crate::domain::{message, DeliveryOrder, EventId, Instant, RequestId};
+use crate::domain::{message, Command, CommandOutcome, DeliveryOrder, EventId, Instant, RequestId};
 use crate::store::{AttemptError, AttemptId, DeliveryStore};
 
 /// Deliveries waiting for the dispatcher; beyond this they wait in the store for a sweep.
@@ -65,6 +66,9 @@ struct Shared {
     working: Mutex<HashSet<(RequestId, EventId)>>,
     /// Deliveries the inbox took, to be removed from the store in batches.
     done: mpsc::UnboundedSender<(RequestId, EventId)>,
+    /// The dispatcher's own queue, for the next step of a verification whose step could not be
+    /// delivered; weak, so that the queue still closes when every `Dispatcher` is gone.
+    requeue: mpsc::WeakSender<DeliveryOrder>,
 }
 
 impl Shared {
@@ -117,6 +121,7 @@ pub fn spawn_dispatcher(
         clock,
         working: Mutex::default(),
         done: done_tx,
+        requeue: tx.downgrade(),
     });
     let handle = tokio::spawn(async move {
         // Every task of the dispatcher lives in this set, so that stopping the dispatcher stops
@@ -295,6 +300,37 @@ async fn give_up(shared: &Shared, order: &DeliveryOrder) -> Outcome {
     Outcome::Finished
 }
 
+/// The step's message cannot be delivered at all: its verification may move on to its next step
+/// now (Verify v2 does); that step's delivery, stored and leased to this dispatcher, joins the
+/// queue.
+async fn step_failed(shared: &Shared, order: &DeliveryOrder) -> Outcome {
+    let command = Command::StepFailed {
+        event_id: order.event_id.clone(),
+    };
+    let minter = Box::new(OsMinter::new(shared.key.clone()));
+    let applied = shared
+        .store
+        .apply_internal(&order.request_id, command, shared.clock.clone(), minter)
+        .await;
+    match applied {
+        Ok(Some((CommandOutcome::Advanced(Ok(next)), _))) => {
+            tracing::info!("the verification moves on to its next step now");
+            let sent = shared
+                .requeue
+                .upgrade()
+                .is_some_and(|tx| tx.try_send(*next).is_ok());
+            if !sent {
+                tracing::warn!("the dispatcher is busy or stopping; the next step waits in the store for a sweep");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "could not move the verification on; its next step comes at its time")
+        }
+    }
+    Outcome::Finished
+}
+
 /// A gateway's error, for the record and the logs, with the PIN taken out: some gateways echo
 /// the message they refused, and what is recorded must not show a code.
 fn attempt_error(failure: &Failure, pin: &str) -> AttemptError {
@@ -354,7 +390,8 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
         if let Err(e) = recorded.await {
             tracing::warn!(error = %e, "could not record a delivery that has no route");
         }
-        return give_up(shared, order).await;
+        give_up(shared, order).await;
+        return step_failed(shared, order).await;
     };
     let deadline = order
         .pin_expires_at
@@ -443,7 +480,8 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
         let retry_after = match &error {
             SendError::Rejected(_) => {
                 tracing::error!(%channel, error = %shown, "the gateway refused the message for good; it is not sent");
-                return give_up(shared, order).await;
+                give_up(shared, order).await;
+                return step_failed(shared, order).await;
             }
             SendError::Temporary(_) => None,
             SendError::Throttled { retry_after, .. } => Some(*retry_after),

@@ -100,4 +100,7 @@ pub struct Policy {
     pub tries_per_code: u8,
     pub code_life: CodeLife,
     pub cancel: CancelWindow,
+    /// Whether a step whose message could not be delivered at all gives way to the next step
+    /// at once, instead of at its time.
+    pub next_on_failure: bool,
 }

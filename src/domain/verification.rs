@@ -134,6 +134,10 @@ pub enum Command {
     Cancel,
     /// Start the next step now instead of at its time.
     Next,
+    /// The message of the step `event_id` could not be delivered at all.
+    StepFailed {
+        event_id: EventId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +181,9 @@ pub enum ControlError {
     CancelTooLate,
     #[error("no steps are left")]
     NoMoreEvents,
+    /// A failure the verification does not act on: not its current step's, or its policy waits.
+    #[error("nothing to do")]
+    Ignored,
 }
 
 /// What a verification's callback target is told, once, as it happens.
@@ -306,6 +313,9 @@ impl Verification {
             } => CommandOutcome::Checked(self.check(code_hash, *code_len, now)),
             Command::Cancel => CommandOutcome::Cancelled(self.cancel(now)),
             Command::Next => CommandOutcome::Advanced(self.trigger_next(now, minter).map(Box::new)),
+            Command::StepFailed { event_id } => {
+                CommandOutcome::Advanced(self.step_failed(event_id, now, minter).map(Box::new))
+            }
         }
     }
 
@@ -401,6 +411,25 @@ impl Verification {
             return Err(ControlError::NoMoreEvents);
         }
         Ok(self.fire(now, minter))
+    }
+
+    /// A step whose message could not be delivered gives way to the next now, if the policy
+    /// says so and it is still the current step.
+    fn step_failed(
+        &mut self,
+        event_id: &EventId,
+        now: Instant,
+        minter: &mut dyn Minter,
+    ) -> Result<DeliveryOrder, ControlError> {
+        self.settle(now);
+        if self.0.status != Status::InProgress {
+            return Err(ControlError::NotActive);
+        }
+        let current = self.0.events.last().is_some_and(|e| &e.id == event_id);
+        if !self.0.policy.next_on_failure || !current {
+            return Err(ControlError::Ignored);
+        }
+        self.trigger_next(now, minter)
     }
 
     /// Status as of `now`, including an expiry that has not been written yet.

@@ -85,6 +85,16 @@ pub trait VerificationStore: Send + Sync + 'static {
         minter: BoxMinter,
     ) -> StoreResult<Option<(CommandOutcome, Verification)>>;
 
+    /// As [`Self::apply`], for the server's own decisions (a step whose message could not be
+    /// delivered): whichever account the verification belongs to.
+    async fn apply_internal(
+        &self,
+        id: &RequestId,
+        command: Command,
+        clock: SharedClock,
+        minter: BoxMinter,
+    ) -> StoreResult<Option<(CommandOutcome, Verification)>>;
+
     /// The account's verifications among `ids`, in the order asked; unknown ids are left out.
     async fn find(&self, account: &str, ids: &[RequestId]) -> StoreResult<Vec<Verification>>;
 

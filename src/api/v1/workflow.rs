@@ -108,6 +108,8 @@ pub fn policy(code_length: CodeLength, pin_expiry: u32) -> Policy {
         tries_per_code: TRIES_PER_CODE,
         code_life: CodeLife::Fixed(pin_expiry),
         cancel: CANCEL_WINDOW,
+        // v1's events come at their times, whatever became of the one before.
+        next_on_failure: false,
     }
 }
 

@@ -213,6 +213,8 @@ pub fn parse(body: &[u8]) -> Result<StartRequest, V2Error> {
                     tries_per_code: TRIES_PER_CODE,
                     code_life: CodeLife::UntilWorkflowEnds,
                     cancel: CANCEL_WINDOW,
+                    // The next channel takes over as soon as one cannot deliver.
+                    next_on_failure: true,
                 },
                 reference: reference.map(str::to_owned),
                 custom_pin,

@@ -246,6 +246,8 @@ struct PolicyRecord {
     code_life: CodeLifeRecord,
     cancel_not_before: u32,
     cancel_until_steps: u32,
+    #[serde(default)]
+    next_on_failure: bool,
 }
 
 /// The current code; format 1 kept it the same way.
@@ -361,6 +363,7 @@ impl Stored for Verification {
                 },
                 cancel_not_before: p.cancel.not_before,
                 cancel_until_steps: p.cancel.until_steps as u32,
+                next_on_failure: p.next_on_failure,
             },
             reference: self.reference.clone(),
             submitted_at: self.submitted_at,
@@ -412,6 +415,7 @@ impl Stored for Verification {
                 not_before: r.policy.cancel_not_before,
                 until_steps: r.policy.cancel_until_steps as usize,
             },
+            next_on_failure: r.policy.next_on_failure,
         };
         consistent(Verification::restore(State {
             id: request_id(&r.id)?,
@@ -535,7 +539,7 @@ pub(crate) mod tests {
 
     /// The same verification as this version writes it for PostgreSQL. If this changes, the
     /// stored format changed: bodies already written would read differently.
-    const FORMAT_2: &str = r#"{"format":2,"id":"01a20238b7d33406b7d22e4a96f663ba","account":"e1c3a508","purpose":{"kind":"brand","brand":"Acme"},"locale":"en-us","steps":[{"channel":"sms","to":{"phone":{"digits":"12015550123","region":"US"}},"from":"VERIFY","app_hash":null,"new_code":false,"wait":125},{"channel":"voice","to":{"phone":{"digits":"12015550123","region":"US"}},"from":"VERIFY","app_hash":null,"new_code":false,"wait":180},{"channel":"voice","to":{"phone":{"digits":"12015550123","region":"US"}},"from":"VERIFY","app_hash":null,"new_code":false,"wait":0}],"policy":{"code_length":4,"tries_per_code":3,"code_life":{"fixed":300},"cancel_not_before":30,"cancel_until_steps":2},"reference":null,"submitted_at":1795333601235,"status":0,"finalized_at":null,"pin":{"hash":"200c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5418a9151c84b","sealed":"df9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc66905801b74502cdf09ad0c0f64e","issued_at":1795333601235,"expires_at":1795333901235,"checks":0,"custom":false},"events":[{"id":"37AF742A6A6728CB","channel":"sms","at":1795333601235}],"checks":[],"next_event_at":1795333726235,"callback":null}"#;
+    const FORMAT_2: &str = r#"{"format":2,"id":"01a20238b7d33406b7d22e4a96f663ba","account":"e1c3a508","purpose":{"kind":"brand","brand":"Acme"},"locale":"en-us","steps":[{"channel":"sms","to":{"phone":{"digits":"12015550123","region":"US"}},"from":"VERIFY","app_hash":null,"new_code":false,"wait":125},{"channel":"voice","to":{"phone":{"digits":"12015550123","region":"US"}},"from":"VERIFY","app_hash":null,"new_code":false,"wait":180},{"channel":"voice","to":{"phone":{"digits":"12015550123","region":"US"}},"from":"VERIFY","app_hash":null,"new_code":false,"wait":0}],"policy":{"code_length":4,"tries_per_code":3,"code_life":{"fixed":300},"cancel_not_before":30,"cancel_until_steps":2,"next_on_failure":false},"reference":null,"submitted_at":1795333601235,"status":0,"finalized_at":null,"pin":{"hash":"200c671fdfdba4065bec7fbe2dac18aae274264447f5d57e32e5418a9151c84b","sealed":"df9cee7ea6ae8453875a6b4c83886620c3df6be4a478c30642ec7e9acfbc66905801b74502cdf09ad0c0f64e","issued_at":1795333601235,"expires_at":1795333901235,"checks":0,"custom":false},"events":[{"id":"37AF742A6A6728CB","channel":"sms","at":1795333601235}],"checks":[],"next_event_at":1795333726235,"callback":null}"#;
 
     fn ms(v: i64) -> Instant {
         chrono::DateTime::from_timestamp_millis(v).unwrap()

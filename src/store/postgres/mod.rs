@@ -103,6 +103,42 @@ fn ms_to_instant(ms: i64) -> StoreResult<Instant> {
 }
 
 impl PgStore {
+    /// Applies `command` to `id`, of `account` when one is named.
+    async fn apply_as(
+        &self,
+        account: Option<&str>,
+        id: &RequestId,
+        command: Command,
+        clock: SharedClock,
+        mut minter: BoxMinter,
+    ) -> StoreResult<Option<(CommandOutcome, Verification)>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let Some(row) = tx
+            .query_opt(
+                &tx.prepare_cached("select body from verification where request_id = $1 and ($2::text is null or account = $2) for update").await.map_err(pg_err)?,
+                &[&id.as_str(), &account],
+            )
+            .await
+            .map_err(pg_err)?
+        else {
+            tx.rollback().await.map_err(pg_err)?;
+            return Ok(None);
+        };
+        let mut v: Verification = decode(row.get(0))?;
+        // Read the time only now that the row is ours: operations on one verification see time in
+        // the order they are applied.
+        let now = clock.now();
+        let was = v.status;
+        let outcome = v.apply(&command, now, minter.as_mut());
+        save(&tx, &v, was).await?;
+        if let Some(order) = outcome.delivery() {
+            insert_delivery(&tx, order, self.lease_ms).await?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(Some((outcome, v)))
+    }
+
     /// Connects to `url` (postgres://…), checks the connection and brings the schema up to date.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         let config = tokio_postgres::Config::from_str(url)
@@ -536,33 +572,20 @@ impl VerificationStore for PgStore {
         id: &RequestId,
         command: Command,
         clock: SharedClock,
-        mut minter: BoxMinter,
+        minter: BoxMinter,
     ) -> StoreResult<Option<(CommandOutcome, Verification)>> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        let Some(row) = tx
-            .query_opt(
-                &tx.prepare_cached("select body from verification where request_id = $1 and account = $2 for update").await.map_err(pg_err)?,
-                &[&id.as_str(), &account],
-            )
+        self.apply_as(Some(account), id, command, clock, minter)
             .await
-            .map_err(pg_err)?
-        else {
-            tx.rollback().await.map_err(pg_err)?;
-            return Ok(None);
-        };
-        let mut v: Verification = decode(row.get(0))?;
-        // Read the time only now that the row is ours: operations on one verification see time in
-        // the order they are applied.
-        let now = clock.now();
-        let was = v.status;
-        let outcome = v.apply(&command, now, minter.as_mut());
-        save(&tx, &v, was).await?;
-        if let Some(order) = outcome.delivery() {
-            insert_delivery(&tx, order, self.lease_ms).await?;
-        }
-        tx.commit().await.map_err(pg_err)?;
-        Ok(Some((outcome, v)))
+    }
+
+    async fn apply_internal(
+        &self,
+        id: &RequestId,
+        command: Command,
+        clock: SharedClock,
+        minter: BoxMinter,
+    ) -> StoreResult<Option<(CommandOutcome, Verification)>> {
+        self.apply_as(None, id, command, clock, minter).await
     }
 
     async fn find(&self, account: &str, ids: &[RequestId]) -> StoreResult<Vec<Verification>> {

@@ -339,6 +339,33 @@ impl SqliteStore {
         real_now_ms() + self.lease.as_millis() as i64
     }
 
+    /// Applies `command` to `id`, of `account` when one is named.
+    async fn apply_as(
+        &self,
+        account: Option<&str>,
+        id: &RequestId,
+        command: Command,
+        clock: SharedClock,
+        mut minter: BoxMinter,
+    ) -> StoreResult<Option<(CommandOutcome, Verification)>> {
+        let account = account.map(str::to_owned);
+        let id = id.clone();
+        let lease_until = self.lease_until();
+        self.write_tx(move |tx| {
+            apply_in(
+                tx,
+                account.as_deref(),
+                &id,
+                &command,
+                clock.now(),
+                minter.as_mut(),
+                lease_until,
+            )
+        })
+        .await
+        .map(|found| found.map(|(outcome, v)| (outcome, cache::unshare(v))))
+    }
+
     /// Ends every lease. Only for a process that holds the database alone (the server's lock
     /// file): leases of a process that died mean nothing, and its deliveries are due now.
     pub async fn release_leases(&self) -> StoreResult<usize> {
@@ -787,18 +814,22 @@ fn insert_verification(conn: &Connection, v: &Verification, body: &[u8]) -> Stor
 
 fn apply_in(
     tx: &mut Tx<'_>,
-    account: &str,
+    account: Option<&str>,
     id: &RequestId,
     command: &Command,
     now: Instant,
     minter: &mut (dyn Minter + Send),
     lease_until: i64,
 ) -> StoreResult<Option<(CommandOutcome, Arc<Verification>)>> {
-    let found = match tx.cache.take_for(account, id) {
+    let cached = match account {
+        Some(account) => tx.cache.take_for(account, id),
+        None => tx.cache.take(id.as_str()),
+    };
+    let found = match cached {
         Some(v) => Some(v),
         None => load(
             tx.conn,
-            "select body from verification where request_id = ?1 and account = ?2",
+            "select body from verification where request_id = ?1 and (?2 is null or account = ?2)",
             params![id.as_str(), account],
         )?,
     };
@@ -944,24 +975,20 @@ impl VerificationStore for SqliteStore {
         id: &RequestId,
         command: Command,
         clock: SharedClock,
-        mut minter: BoxMinter,
+        minter: BoxMinter,
     ) -> StoreResult<Option<(CommandOutcome, Verification)>> {
-        let account = account.to_owned();
-        let id = id.clone();
-        let lease_until = self.lease_until();
-        self.write_tx(move |tx| {
-            apply_in(
-                tx,
-                &account,
-                &id,
-                &command,
-                clock.now(),
-                minter.as_mut(),
-                lease_until,
-            )
-        })
-        .await
-        .map(|found| found.map(|(outcome, v)| (outcome, cache::unshare(v))))
+        self.apply_as(Some(account), id, command, clock, minter)
+            .await
+    }
+
+    async fn apply_internal(
+        &self,
+        id: &RequestId,
+        command: Command,
+        clock: SharedClock,
+        minter: BoxMinter,
+    ) -> StoreResult<Option<(CommandOutcome, Verification)>> {
+        self.apply_as(None, id, command, clock, minter).await
     }
 
     async fn find(&self, account: &str, ids: &[RequestId]) -> StoreResult<Vec<Verification>> {
