@@ -322,8 +322,8 @@ impl VerifyService {
                 .fold((0u64, 0u64), |(s, c), e| match e.channel {
                     Channel::Sms => (s + 1, c),
                     Channel::Voice => (s, c + 1),
-                    // E-mail has no price of its own.
-                    Channel::Email => (s, c),
+                    // E-mail and WhatsApp have no price of their own.
+                    Channel::Email | Channel::WhatsApp => (s, c),
                 });
         let estimated_messages = self
             .pricing

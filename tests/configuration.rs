@@ -231,7 +231,7 @@ fn without_a_file_every_kind_goes_to_the_inbox_and_config_check_says_so() {
     let shown: toml::Table = toml::from_str(&out).unwrap();
     let routes = shown["routes"].as_array().unwrap();
     let kinds: Vec<&str> = routes.iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["sms", "voice", "email"]);
+    assert_eq!(kinds, ["sms", "voice", "email", "whatsapp"]);
     assert!(routes
         .iter()
         .all(|r| r["channels"].as_array().unwrap()[0].as_str() == Some("inbox")));

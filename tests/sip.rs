@@ -193,6 +193,7 @@ fn call(code: &str) -> Outgoing {
         kind: Kind::Voice,
         to: order.to.clone(),
         email: None,
+        code: None,
         from: "VERIFY".into(),
         text: rendered.text,
         locale: "en-gb".into(),

@@ -251,6 +251,7 @@ fn outgoing(text: &str) -> Outgoing {
         kind: Kind::Sms,
         to: verifyd::domain::Destination::Phone(PhoneNumber::parse("+447700100123", None).unwrap()),
         email: None,
+        code: None,
         from: "+15005550006".into(),
         text: text.into(),
         locale: "en-gb".into(),

@@ -213,6 +213,7 @@ async fn a_softphone_answers_and_hears_the_prompt_with_the_right_code() {
         kind: Kind::Voice,
         to: verifyd::domain::Destination::Phone(PhoneNumber::parse(NUMBER, None).unwrap()),
         email: None,
+        code: None,
         from: "VERIFY".into(),
         text: String::new(),
         locale: "en-gb".into(),

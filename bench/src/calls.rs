@@ -245,6 +245,7 @@ fn call(i: usize) -> Outgoing {
             verifyd::domain::PhoneNumber::parse(&super::number(i as u64), None).expect("a number"),
         ),
         email: None,
+        code: None,
         from: "VERIFY".into(),
         text: String::new(),
         locale: "en-gb".into(),

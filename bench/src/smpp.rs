@@ -227,6 +227,7 @@ fn message(i: u64) -> Outgoing {
             verifyd::domain::PhoneNumber::parse(&number(i), None).expect("a valid number"),
         ),
         email: None,
+        code: None,
         from: "AcmeInc".into(),
         text: "AcmeInc: your verification code is 481516".into(),
         locale: "en-us".into(),

@@ -57,9 +57,11 @@ async fn receive(
         params,
         body,
     };
-    let receipt = match target.receipt(&receipt_request) {
-        Ok(Some(receipt)) => receipt,
-        Ok(None) => return StatusCode::NO_CONTENT.into_response(),
+    if let Some(challenge) = target.challenge(&receipt_request) {
+        return (StatusCode::OK, challenge).into_response();
+    }
+    let receipts = match target.receipts(&receipt_request) {
+        Ok(receipts) => receipts,
         Err(ReceiptError::BadSignature) => {
             if app.refusals.count(client, Reason::BadReceipt) {
                 tracing::info!(client = %refusals::shown(client), %channel, "receipt refused: bad signature");
@@ -71,12 +73,14 @@ async fn receive(
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
     };
-    match crate::delivery::receipts::record(app.deliveries.as_ref(), &channel, receipt).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => {
+    for receipt in receipts {
+        if let Err(e) =
+            crate::delivery::receipts::record(app.deliveries.as_ref(), &channel, receipt).await
+        {
             // The gateway sends it again on an error answer.
             tracing::error!(%channel, error = %e, "could not record a receipt");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     }
+    StatusCode::NO_CONTENT.into_response()
 }

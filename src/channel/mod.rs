@@ -19,6 +19,7 @@ pub mod twilio_voice;
 pub mod vonage_sms;
 pub mod vonage_voice;
 pub mod webhook;
+pub mod whatsapp;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,6 +41,9 @@ pub struct Outgoing {
     pub text: String,
     /// An e-mail's subject and HTML part; the text is its plain part.
     pub email: Option<crate::domain::message::EmailParts>,
+    /// The code itself, for a channel whose gateway fills it into a template of its own
+    /// (WhatsApp); `None` for every other channel.
+    pub code: Option<String>,
     pub locale: String,
     pub created_at: Instant,
     /// What is left of the PIN's life when the message is sent; a gateway that takes a validity
@@ -198,6 +202,18 @@ pub trait Channel: Send + Sync + 'static {
         Err(ReceiptError::Malformed(
             "this channel takes no receipts".into(),
         ))
+    }
+
+    /// Reads every receipt of one callback (a gateway may put several in one).
+    fn receipts(&self, request: &ReceiptRequest) -> Result<Vec<Receipt>, ReceiptError> {
+        self.receipt(request).map(|r| r.into_iter().collect())
+    }
+
+    /// The answer to a gateway's check of its callback URL (a webhook subscription), when the
+    /// request is one.
+    fn challenge(&self, request: &ReceiptRequest) -> Option<String> {
+        let _ = request;
+        None
     }
     /// Lets go of the channel's connections (an SMPP unbind) before the server stops.
     async fn close(&self) {}

@@ -229,6 +229,7 @@ mod tests {
             kind: Kind::Sms,
             to: Destination::Phone(PhoneNumber::parse("447700123456", None).unwrap()),
             email: None,
+            code: None,
             from: "Acme & Co".into(),
             text: text.into(),
             locale: "en-gb".into(),

@@ -96,6 +96,8 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
             .or(channel_from)
             .unwrap_or_else(|| crate::channel::DEFAULT_SENDER.to_owned()),
         email: None,
+        // A WhatsApp template takes the code itself: the test sends 1234.
+        code: (kind == Kind::WhatsApp).then(|| "1234".to_owned()),
         text: args
             .text
             .clone()
@@ -212,6 +214,7 @@ pub fn advice(spec: &ChannelSpec, e: &SendError, timeout: Duration) -> String {
         ChannelSpec::VonageVoice(_) => "application_id and private_key",
         ChannelSpec::TwilioVoice(_) => "account_sid and auth_token",
         ChannelSpec::Smtp(_) => "username and password",
+        ChannelSpec::WhatsApp(_) => "access_token",
     };
     let url = match spec {
         ChannelSpec::Webhook(_) => "url",

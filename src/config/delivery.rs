@@ -11,6 +11,7 @@ use super::sip::Sip;
 use super::smpp::Smpp;
 use super::smtp::Smtp;
 use super::voice::{TwilioVoice, VonageVoice};
+use super::whatsapp::WhatsApp;
 use crate::domain::Channel;
 
 /// The built-in development channel: every message lands at `/inbox`.
@@ -28,9 +29,10 @@ pub enum Kind {
     Sms,
     Voice,
     Email,
+    WhatsApp,
 }
 
-pub const KINDS: [Kind; 3] = [Kind::Sms, Kind::Voice, Kind::Email];
+pub const KINDS: [Kind; 4] = [Kind::Sms, Kind::Voice, Kind::Email, Kind::WhatsApp];
 
 impl Kind {
     pub fn parse(raw: &str) -> Option<Self> {
@@ -42,6 +44,7 @@ impl Kind {
             Kind::Sms => "sms",
             Kind::Voice => "voice",
             Kind::Email => "email",
+            Kind::WhatsApp => "whatsapp",
         }
     }
 
@@ -50,6 +53,7 @@ impl Kind {
             Channel::Sms => Kind::Sms,
             Channel::Voice => Kind::Voice,
             Channel::Email => Kind::Email,
+            Channel::WhatsApp => Kind::WhatsApp,
         }
     }
 }
@@ -94,6 +98,7 @@ pub enum ChannelSpec {
     VonageVoice(VonageVoice),
     TwilioVoice(TwilioVoice),
     Smtp(Smtp),
+    WhatsApp(WhatsApp),
 }
 
 impl ChannelSpec {
@@ -107,6 +112,7 @@ impl ChannelSpec {
             ChannelSpec::VonageVoice(_) => "vonage-voice",
             ChannelSpec::TwilioVoice(_) => "twilio-voice",
             ChannelSpec::Smtp(_) => "smtp",
+            ChannelSpec::WhatsApp(_) => "whatsapp",
         }
     }
 
@@ -116,12 +122,13 @@ impl ChannelSpec {
                 &[Kind::Voice]
             }
             ChannelSpec::Smtp(_) => &[Kind::Email],
+            ChannelSpec::WhatsApp(_) => &[Kind::WhatsApp],
             _ => &[Kind::Sms],
         }
     }
 }
 
-pub const CHANNEL_TYPES: [&str; 8] = [
+pub const CHANNEL_TYPES: [&str; 9] = [
     "twilio-sms",
     "vonage-sms",
     "webhook",
@@ -130,6 +137,7 @@ pub const CHANNEL_TYPES: [&str; 8] = [
     "vonage-voice",
     "twilio-voice",
     "smtp",
+    "whatsapp",
 ];
 
 /// Twilio's Messages API.
@@ -474,6 +482,11 @@ fn parse_channel(name: &str, table: &Table) -> Result<ChannelConfig, Problem> {
             c.check(&key)?;
             ChannelSpec::Smtp(c)
         }
+        "whatsapp" => {
+            let c: WhatsApp = super::file::deserialize(&key, value)?;
+            c.check(&key)?;
+            ChannelSpec::WhatsApp(c)
+        }
         other => {
             return Err(Problem::new(
                 format!("{key}.type"),
@@ -725,7 +738,10 @@ channels = ["vonage", "gateway"]
         );
         assert_eq!(d.channels["gateway"].timeout, Duration::from_secs(2));
         assert_eq!(d.channels["twilio"].timeout, DEFAULT_TIMEOUT);
-        assert_eq!(d.unrouted_kinds(), [Kind::Voice, Kind::Email]);
+        assert_eq!(
+            d.unrouted_kinds(),
+            [Kind::Voice, Kind::Email, Kind::WhatsApp]
+        );
         assert!(!d.only_inbox());
     }
 

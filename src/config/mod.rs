@@ -9,6 +9,7 @@ pub mod sip;
 pub mod smpp;
 pub mod smtp;
 pub mod voice;
+pub mod whatsapp;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -131,6 +131,21 @@ fn channels(delivery: &DeliveryConfig, from_env: &BTreeSet<String>) -> Table {
                     .collect();
                 t.insert("headers".into(), Value::Table(headers));
             }
+            ChannelSpec::WhatsApp(c) => {
+                text("phone_number_id", &c.phone_number_id);
+                text("access_token", masked(&c.access_token));
+                text("template", &c.template);
+                if let Some(language) = &c.language {
+                    text("language", language);
+                }
+                if let Some(secret) = &c.app_secret {
+                    text("app_secret", masked(secret));
+                }
+                if let Some(token) = &c.verify_token {
+                    text("verify_token", masked(token));
+                }
+                text("base_url", &c.base_url);
+            }
             ChannelSpec::Smtp(c) => {
                 text("host", &c.host);
                 let tls = match c.tls {

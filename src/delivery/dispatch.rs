@@ -431,6 +431,7 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
                 .unwrap_or_else(|| DEFAULT_SENDER.to_owned()),
             text: text.clone(),
             email: email.clone(),
+            code: (order.channel == crate::domain::Channel::WhatsApp).then(|| pin.clone()),
             locale: order.locale.as_str().to_owned(),
             created_at: order.created_at,
             valid_for: shared.clock.real_until(deadline),

@@ -107,6 +107,14 @@ pub fn build_channel(
             w.from.clone(),
         ),
         // Its sender is an address, not a sender id: it keeps it (`channel::smtp`).
+        ChannelSpec::WhatsApp(w) => (
+            Arc::new(crate::channel::whatsapp::WhatsAppChannel::new(
+                name,
+                w.clone(),
+                client.clone(),
+            )),
+            None,
+        ),
         ChannelSpec::Smtp(s) => (
             Arc::new(crate::channel::smtp::SmtpChannel::new(
                 name,
@@ -163,10 +171,12 @@ impl Router {
             channels.insert(name.clone(), running);
             if let Some(base) = &config.public_url {
                 let token = key.receipt_token(name);
-                receipt_urls.insert(
-                    name.clone(),
-                    format!("{base}{RECEIPTS_PATH}/{name}/{token}"),
-                );
+                let url = format!("{base}{RECEIPTS_PATH}/{name}/{token}");
+                // Meta is told the webhook once, by the operator, not with each message.
+                if matches!(c.spec, crate::config::delivery::ChannelSpec::WhatsApp(_)) {
+                    tracing::info!(channel = %name, webhook = %url, "give Meta this URL as the WhatsApp webhook's callback URL");
+                }
+                receipt_urls.insert(name.clone(), url);
             }
         }
         let plans = plans(&config, &channels, &receipt_urls);

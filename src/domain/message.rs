@@ -96,14 +96,17 @@ impl Script {
 pub fn render(order: &DeliveryOrder, pin: &str) -> RenderedMessage {
     let texts = texts_for(order.locale);
     let code = match order.channel {
-        Channel::Sms | Channel::Email => pin.to_owned(),
+        Channel::Sms | Channel::Email | Channel::WhatsApp => pin.to_owned(),
         Channel::Voice => spell(pin),
     };
-    // An e-mail says what the SMS says.
+    // An e-mail says what the SMS says; so does a WhatsApp message where a channel shows it
+    // (the inbox: WhatsApp itself sends its own template).
     let template = match (&order.purpose, order.channel) {
-        (Purpose::Brand { .. }, Channel::Sms | Channel::Email) => texts.sms,
+        (Purpose::Brand { .. }, Channel::Sms | Channel::Email | Channel::WhatsApp) => texts.sms,
         (Purpose::Brand { .. }, Channel::Voice) => texts.tts,
-        (Purpose::Payment { .. }, Channel::Sms | Channel::Email) => texts.psd2_sms,
+        (Purpose::Payment { .. }, Channel::Sms | Channel::Email | Channel::WhatsApp) => {
+            texts.psd2_sms
+        }
         (Purpose::Payment { .. }, Channel::Voice) => texts.psd2_tts,
     };
     let (brand, payee, amount) = match &order.purpose {

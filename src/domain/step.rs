@@ -11,6 +11,8 @@ pub enum Channel {
     /// A call that reads the code aloud.
     Voice,
     Email,
+    /// A WhatsApp message with the code.
+    WhatsApp,
 }
 
 impl Channel {
@@ -18,7 +20,7 @@ impl Channel {
     /// delivers one; a channel that verifies without a code (a tap, a network check) will not.
     pub fn takes_code(self) -> bool {
         match self {
-            Channel::Sms | Channel::Voice | Channel::Email => true,
+            Channel::Sms | Channel::Voice | Channel::Email | Channel::WhatsApp => true,
         }
     }
 }

@@ -424,7 +424,7 @@ async fn invalid_parameters_are_each_named_in_one_422() {
             "/v2/verify",
             Some(
                 json!({ "brand": "Acme/Inc", "channel_timeout": 10, "code_length": 11,
-                "workflow": [{ "channel": "whatsapp", "to": "447700100600" }, sms("12")] }),
+                "workflow": [{ "channel": "rcs", "to": "447700100600" }, sms("12")] }),
             ),
             Auth::Basic,
         )

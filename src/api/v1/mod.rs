@@ -437,6 +437,7 @@ fn event_type(channel: Channel) -> &'static str {
         Channel::Sms => "sms",
         Channel::Voice => "tts",
         Channel::Email => "email",
+        Channel::WhatsApp => "whatsapp",
     }
 }
 

@@ -26,6 +26,7 @@ pub(super) fn channel(c: Channel) -> &'static str {
         Channel::Sms => "sms",
         Channel::Voice => "voice",
         Channel::Email => "email",
+        Channel::WhatsApp => "whatsapp",
     }
 }
 

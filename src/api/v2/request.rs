@@ -275,13 +275,7 @@ fn step(f: &mut Fields<'_, '_>, index: usize, brand: Option<&str>, timeout: u32)
         Some("sms") => Some(Channel::Sms),
         Some("voice") => Some(Channel::Voice),
         Some("email") => Some(Channel::Email),
-        Some("whatsapp") => {
-            f.refuse(
-                "channel",
-                "this channel is not available on this server yet",
-            );
-            None
-        }
+        Some("whatsapp") => Some(Channel::WhatsApp),
         Some("rcs" | "silent_auth" | "whatsapp_interactive") => {
             f.refuse("channel", "this channel is not offered by verifyd");
             None
@@ -323,6 +317,29 @@ fn step(f: &mut Fields<'_, '_>, index: usize, brand: Option<&str>, timeout: u32)
                 "Invalid e-mail address",
             )
             .map(str::to_owned);
+    }
+    if channel == Some(Channel::WhatsApp) {
+        // The sending number is the channel's own (its `phone_number_id`); the request's must
+        // be there, as the specification requires, and is kept for what it says.
+        from = match f.required("from", "From") {
+            Some(raw)
+                if (1..=50).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Some(raw.to_owned())
+            }
+            Some(_) => {
+                f.refuse("from", "must be the WhatsApp Business number, digits only");
+                None
+            }
+            None => None,
+        };
+        // zero_tap (Android autofill) needs an app handshake verifyd does not make: the code
+        // is sent as otp_code either way.
+        f.checked(
+            "mode",
+            |m| matches!(m, "otp_code" | "zero_tap"),
+            "must be otp_code or zero_tap",
+        );
     }
     if channel == Some(Channel::Sms) {
         from = f
@@ -414,7 +431,7 @@ mod tests {
             invalid(
                 r#"{"brand":"Acme/Inc","channel_timeout":10,"code_length":11,"client_ref":"a b",
                    "locale":"xx-yy","code":"12","workflow":[{"channel":"sms","to":"12"},
-                   {"channel":"whatsapp","to":"447700100600"},{"channel":"fax","to":"447700100600"}]}"#
+                   {"channel":"rcs","to":"447700100600"},{"channel":"fax","to":"447700100600"}]}"#
             ),
             [
                 "brand",

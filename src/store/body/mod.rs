@@ -128,6 +128,7 @@ enum ChannelRecord {
     Sms,
     Voice,
     Email,
+    WhatsApp,
 }
 
 impl From<Channel> for ChannelRecord {
@@ -136,6 +137,7 @@ impl From<Channel> for ChannelRecord {
             Channel::Sms => ChannelRecord::Sms,
             Channel::Voice => ChannelRecord::Voice,
             Channel::Email => ChannelRecord::Email,
+            Channel::WhatsApp => ChannelRecord::WhatsApp,
         }
     }
 }
@@ -146,6 +148,7 @@ impl From<ChannelRecord> for Channel {
             ChannelRecord::Sms => Channel::Sms,
             ChannelRecord::Voice => Channel::Voice,
             ChannelRecord::Email => Channel::Email,
+            ChannelRecord::WhatsApp => Channel::WhatsApp,
         }
     }
 }
