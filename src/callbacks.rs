@@ -13,8 +13,9 @@ use crate::auth::apps::AppCache;
 use crate::crypto::ServerKey;
 use crate::store::{Callback, Store, StoreResult};
 
-/// Callbacks claimed at once, and sent at once.
-const BATCH: usize = 64;
+/// Callbacks claimed at once, and sent at once: one round of sends, each bounded by
+/// [`SEND_TIMEOUT`], takes far less than [`LEASE`].
+const BATCH: usize = 16;
 const IN_FLIGHT: usize = 16;
 /// How long a claimed callback is this node's: longer than a send can take.
 const LEASE: Duration = Duration::from_secs(60);
@@ -146,7 +147,10 @@ impl CallbackSender {
             .unseal_secret(&app.application_id, &app.signature_secret_sealed)
         {
             Ok(secret) => secret,
-            Err(_) => return Sent::Dropped("its signature secret does not open with this key"),
+            Err(_) => {
+                tracing::error!(application = %app.application_id, "the application's signature secret does not open with this server key");
+                return Sent::Refused("its signature secret does not open".into());
+            }
         };
         let authorization = callbacks::signature(
             &body,

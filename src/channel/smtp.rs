@@ -101,12 +101,20 @@ impl Channel for SmtpChannel {
             .as_str()
             .parse()
             .map_err(|_| refused("destination", "not an address SMTP can carry"))?;
-        // A sender the request names (an address) wins over the channel's own.
+        // A sender the request names wins over the channel's own only in the channel's own
+        // domain: an API key must not send as anyone through the operator's relay.
         let from = m
             .from
             .parse::<Mailbox>()
-            .unwrap_or_else(|_| self.from.clone());
-        let message_id = format!("<{}.{}@verifyd>", m.id.as_str(), m.request_id.as_str());
+            .ok()
+            .filter(|mailbox| {
+                mailbox
+                    .email
+                    .domain()
+                    .eq_ignore_ascii_case(self.from.email.domain())
+            })
+            .unwrap_or_else(|| self.from.clone());
+        let message_id = format!("<{}@{}>", m.id.as_str(), self.from.email.domain());
         let (subject, html) = match &m.email {
             Some(parts) => (parts.subject.clone(), parts.html.clone()),
             None => (m.text.clone(), paragraph(&m.text)),

@@ -45,6 +45,27 @@ fn meta_failure(status: u16, body: &str) -> Failure {
     }
 }
 
+/// Meta's error answer as the router sees it.
+fn refusal(
+    status: reqwest::StatusCode,
+    headers: &axum::http::HeaderMap,
+    failure: Failure,
+) -> SendError {
+    match failure.code.as_str() {
+        // Meta says "slow down" with a 400 and one of these codes.
+        "meta-4" | "meta-80007" | "meta-130429" | "meta-131056" => SendError::Throttled {
+            retry_after: std::time::Duration::from_secs(60),
+            failure,
+        },
+        // Meta's own trouble, and an expired token: not this message's fault, so not a reason
+        // to move on to the next channel.
+        "meta-1" | "meta-2" | "meta-131000" | "meta-131016" | "meta-190" => {
+            SendError::Temporary(failure)
+        }
+        _ => status_error(status, headers, failure),
+    }
+}
+
 #[async_trait]
 impl Channel for WhatsAppChannel {
     fn name(&self) -> &str {
@@ -90,7 +111,7 @@ impl Channel for WhatsAppChannel {
             .map_err(transport_error)?;
         let (status, headers, text) = answer(response).await?;
         if !status.is_success() {
-            return Err(status_error(
+            return Err(refusal(
                 status,
                 &headers,
                 meta_failure(status.as_u16(), &text),
@@ -111,15 +132,22 @@ impl Channel for WhatsAppChannel {
     }
 
     fn challenge(&self, request: &ReceiptRequest) -> Option<String> {
+        use subtle::ConstantTimeEq;
         let token = self.config.verify_token.as_ref()?;
         let p = &request.params;
+        let given = p.get("hub.verify_token")?;
         let named = p.get("hub.mode").map(String::as_str) == Some("subscribe")
-            && p.get("hub.verify_token").map(String::as_str) == Some(token.expose());
-        named.then(|| p.get("hub.challenge").cloned().unwrap_or_default())
+            && bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()));
+        // Meta's challenge is a number; nothing else is echoed.
+        let challenge = p
+            .get("hub.challenge")
+            .filter(|c| (1..=64).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()))?;
+        named.then(|| challenge.clone())
     }
 
     fn receipts(&self, request: &ReceiptRequest) -> Result<Vec<Receipt>, ReceiptError> {
-        if let Some(secret) = &self.config.app_secret {
+        {
+            let secret = &self.config.app_secret;
             let given = request
                 .headers
                 .get("x-hub-signature-256")
@@ -174,5 +202,33 @@ impl Channel for WhatsAppChannel {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, code: i64) -> SendError {
+        let body = format!(r#"{{"error":{{"message":"m","code":{code}}}}}"#);
+        let status = reqwest::StatusCode::from_u16(status).unwrap();
+        refusal(
+            status,
+            &Default::default(),
+            meta_failure(status.as_u16(), &body),
+        )
+    }
+
+    #[test]
+    fn meta_errors_are_throttling_trouble_or_a_refusal_of_the_message() {
+        assert!(matches!(refused(400, 130429), SendError::Throttled { .. }));
+        assert!(matches!(refused(400, 80007), SendError::Throttled { .. }));
+        assert!(matches!(refused(500, 131000), SendError::Temporary(_)));
+        assert!(matches!(refused(401, 190), SendError::Temporary(_)));
+        assert!(matches!(refused(400, 131026), SendError::Rejected(_)));
+        assert!(matches!(refused(400, 132001), SendError::Rejected(_)));
+        assert_eq!(refused(400, 131026).failure().code, "meta-131026");
+        let garbled = meta_failure(502, "<html>bad gateway</html>");
+        assert_eq!(garbled.code, "http-502");
     }
 }

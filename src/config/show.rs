@@ -138,9 +138,7 @@ fn channels(delivery: &DeliveryConfig, from_env: &BTreeSet<String>) -> Table {
                 if let Some(language) = &c.language {
                     text("language", language);
                 }
-                if let Some(secret) = &c.app_secret {
-                    text("app_secret", masked(secret));
-                }
+                text("app_secret", masked(&c.app_secret));
                 if let Some(token) = &c.verify_token {
                     text("verify_token", masked(token));
                 }

@@ -77,6 +77,17 @@ impl Smtp {
                 "TLS needs a host name (or IP address) its certificate names",
             ));
         }
+        let loopback = matches!(
+            self.host.as_str(),
+            "localhost" | "127.0.0.1" | "::1" | "[::1]"
+        );
+        if self.tls == SmtpTls::None && self.password.is_some() && !loopback {
+            return Err(Problem::new(
+                format!("{key}.tls"),
+                "a login would cross the network in clear: use starttls or implicit (`none` \
+                 with a login only for a server on this host)",
+            ));
+        }
         if self.username.is_some() != self.password.is_some() {
             return Err(Problem::new(
                 format!("{key}.password"),
@@ -117,5 +128,9 @@ mod tests {
         assert!(e.key.starts_with("channels.mail"), "{e:?}");
         let e = smtp("host = \"h\"\nfrom = \"a@example.com\"\nusername = \"u\"").unwrap_err();
         assert_eq!(e.key, "channels.mail.password");
+        let clear = "from = \"a@example.com\"\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"";
+        let e = smtp(&format!("host = \"mx.example.com\"\n{clear}")).unwrap_err();
+        assert_eq!(e.key, "channels.mail.tls");
+        assert!(smtp(&format!("host = \"127.0.0.1\"\n{clear}")).is_ok());
     }
 }

@@ -21,8 +21,7 @@ pub struct WhatsApp {
     #[serde(default)]
     pub language: Option<String>,
     /// The app secret: receipts must carry `X-Hub-Signature-256` made with it.
-    #[serde(default)]
-    pub app_secret: Option<Secret>,
+    pub app_secret: Secret,
     /// What the webhook's subscription check must name to be answered.
     #[serde(default)]
     pub verify_token: Option<Secret>,
@@ -71,15 +70,30 @@ impl WhatsApp {
         super::delivery::check_http_url(&format!("{key}.base_url"), &self.base_url)
     }
 
-    /// The template language for a request in `locale` (`pt-br` is `pt_BR`).
+    /// The template language for a request in `locale`: the code Meta's list of template
+    /// languages gives it (a region only where Meta has one: `pt_BR`, `en_GB`, `es_MX` …),
+    /// English where Meta has none (Welsh, Icelandic, Maltese).
     pub fn language_for(&self, locale: &str) -> String {
         if let Some(language) = &self.language {
             return language.clone();
         }
-        match locale.split_once('-') {
-            Some((lang, region)) => format!("{lang}_{}", region.to_ascii_uppercase()),
-            None => locale.to_owned(),
-        }
+        let code = match locale {
+            "en-gb" => "en_GB",
+            "en-us" => "en_US",
+            "es-es" => "es_ES",
+            "es-mx" => "es_MX",
+            "pt-br" => "pt_BR",
+            "pt-pt" => "pt_PT",
+            "zh-cn" => "zh_CN",
+            "zh-tw" => "zh_TW",
+            "yue-cn" => "zh_HK",
+            "nb-no" => "nb",
+            "fil-ph" => "fil",
+            "ee-et" => "et",
+            "cy-cy" | "cy-gb" | "is-is" | "mt-mt" => "en",
+            other => other.split('-').next().unwrap_or("en"),
+        };
+        code.to_owned()
     }
 }
 
@@ -89,7 +103,7 @@ mod tests {
 
     fn whatsapp(extra: &str) -> Result<WhatsApp, Problem> {
         let text = format!(
-            "phone_number_id = \"106540352242922\"\naccess_token = \"t\"\ntemplate = \"verify_code\"\n{extra}"
+            "phone_number_id = \"106540352242922\"\naccess_token = \"t\"\napp_secret = \"s\"\ntemplate = \"verify_code\"\n{extra}"
         );
         let value: toml::Value = toml::from_str(&text).unwrap();
         let c: WhatsApp = crate::config::file::deserialize("channels.wa", value)?;
@@ -102,6 +116,26 @@ mod tests {
         let c = whatsapp("").unwrap();
         assert_eq!(c.language_for("pt-br"), "pt_BR");
         assert_eq!(c.language_for("en-gb"), "en_GB");
+        assert_eq!(c.language_for("de-de"), "de");
+        assert_eq!(c.language_for("ar-xa"), "ar");
+        assert_eq!(c.language_for("en-au"), "en");
+        assert_eq!(c.language_for("cy-gb"), "en");
+        // Every locale gets a code of Meta's shape: a language, and a region in capitals.
+        let locales = crate::domain::locale::STANDARD_LOCALES
+            .iter()
+            .chain(crate::domain::locale::PSD2_LOCALES.iter());
+        for locale in locales {
+            let code = c.language_for(locale);
+            let (lang, region) = code.split_once('_').unwrap_or((code.as_str(), "XX"));
+            assert!(
+                (2..=3).contains(&lang.len()) && lang.bytes().all(|b| b.is_ascii_lowercase()),
+                "{locale}: {code}"
+            );
+            assert!(
+                region.len() == 2 && region.bytes().all(|b| b.is_ascii_uppercase()),
+                "{locale}: {code}"
+            );
+        }
         assert_eq!(c.base_url, WHATSAPP_BASE_URL);
         let c = whatsapp("language = \"en_US\"").unwrap();
         assert_eq!(c.language_for("pt-br"), "en_US");
@@ -116,7 +150,7 @@ mod tests {
             assert_eq!(whatsapp(extra).unwrap_err().key, key);
         }
         let value: toml::Value = toml::from_str(
-            "phone_number_id = \"+1555\"\naccess_token = \"t\"\ntemplate = \"Verify Code\"",
+            "phone_number_id = \"+1555\"\naccess_token = \"t\"\napp_secret = \"s\"\ntemplate = \"Verify Code\"",
         )
         .unwrap();
         let c: WhatsApp = crate::config::file::deserialize("channels.wa", value).unwrap();

@@ -23,7 +23,9 @@ use crate::clock::Clock;
 use crate::config::delivery::Kind;
 use crate::crypto::OsMinter;
 use crate::crypto::ServerKey;
-use crate::domain::{message, Command, CommandOutcome, DeliveryOrder, EventId, Instant, RequestId};
+use crate::domain::{
+    message, Command, CommandOutcome, DeliveryOrder, Destination, EventId, Instant, RequestId,
+};
 use crate::store::{AttemptError, AttemptId, DeliveryStore};
 
 /// Deliveries waiting for the dispatcher; beyond this they wait in the store for a sweep.
@@ -333,13 +335,15 @@ async fn step_failed(shared: &Shared, order: &DeliveryOrder) -> Outcome {
 
 /// A gateway's error, for the record and the logs, with the PIN taken out: some gateways echo
 /// the message they refused, and what is recorded must not show a code.
-fn attempt_error(failure: &Failure, pin: &str) -> AttemptError {
+fn attempt_error(failure: &Failure, pin: &str, to: &Destination) -> AttemptError {
+    // Gateways echo what they refused: an SMTP server the recipient's address, an SMS gateway
+    // the number. Neither is kept whole.
     let scrub = |text: &str| {
-        if pin.is_empty() {
-            text.to_owned()
-        } else {
-            text.replace(pin, "****")
+        let mut text = text.to_owned();
+        if !pin.is_empty() {
+            text = text.replace(pin, "****");
         }
+        text.replace(to.key(), &to.masked())
     };
     AttemptError {
         code: scrub(&failure.code),
@@ -467,7 +471,7 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
             }
             Err(error) => error,
         };
-        let recorded = attempt_error(error.failure(), &pin);
+        let recorded = attempt_error(error.failure(), &pin, &order.to);
         if let Some(id) = attempt {
             if let Err(e) = shared
                 .store

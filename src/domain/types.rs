@@ -162,7 +162,9 @@ impl EmailAddress {
                 email_address::Options::default().without_display_text(),
             )
             .is_ok();
-        valid.then(|| Self(raw.to_owned()))
+        // Domains are case-insensitive; the local part is the receiving server's to read.
+        let (local, domain) = raw.rsplit_once('@')?;
+        valid.then(|| Self(format!("{local}@{}", domain.to_ascii_lowercase())))
     }
 
     pub fn as_str(&self) -> &str {
@@ -347,7 +349,7 @@ mod tests {
 
     #[test]
     fn email_addresses_are_plain_mailboxes() {
-        let a = EmailAddress::parse(" alice@example.com ").unwrap();
+        let a = EmailAddress::parse(" alice@Example.COM ").unwrap();
         assert_eq!(a.as_str(), "alice@example.com");
         assert_eq!(a.masked(), "a***@example.com");
         for bad in [

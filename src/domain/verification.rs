@@ -466,7 +466,9 @@ impl Verification {
         match self.0.status {
             Status::InProgress => &[],
             Status::Success | Status::Failed => &[Notice::StepEnded, Notice::Ended],
-            Status::Expired | Status::Cancelled => &[Notice::Ended],
+            Status::Expired => &[Notice::Ended],
+            // The caller cancelled it itself and was told; a summary has no word for it.
+            Status::Cancelled => &[],
         }
     }
 
