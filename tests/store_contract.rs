@@ -1271,3 +1271,55 @@ async fn an_expiry_found_by_the_scheduler_writes_one_callback() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_server_moves_a_verification_on_whoever_it_belongs_to() {
+    use verifyd::domain::CommandOutcome as Outcome;
+    for (engine, store, _dir) in engines().await {
+        let mut new = Workflow::parse(5).unwrap().request(
+            RequestId::from_bytes([80; 16]),
+            "k9",
+            "447700100780",
+        );
+        new.policy.next_on_failure = true;
+        let (v, first) = Verification::start(new, t(0), minter().as_mut());
+        store.create(v.clone(), first.clone(), t(0)).await.unwrap();
+        let failed = Command::StepFailed {
+            event_id: first.event_id.clone(),
+        };
+        let moved = store
+            .apply_internal(&v.id, failed.clone(), at(5), minter())
+            .await
+            .unwrap();
+        let Some((Outcome::Advanced(Ok(next)), after)) = moved else {
+            panic!("{engine}: {moved:?}");
+        };
+        assert_eq!(after.events.len(), 2, "{engine}");
+        let stored = store.undelivered(10).await.unwrap();
+        assert!(
+            stored.contains(&next),
+            "{engine}: the next step's delivery is stored"
+        );
+        let again = store
+            .apply_internal(&v.id, failed, at(6), minter())
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                again,
+                Some((Outcome::Advanced(Err(ControlError::Ignored)), _))
+            ),
+            "{engine}: {again:?}"
+        );
+        let unknown = store
+            .apply_internal(
+                &RequestId::from_bytes([81; 16]),
+                Command::Next,
+                at(7),
+                minter(),
+            )
+            .await
+            .unwrap();
+        assert!(unknown.is_none(), "{engine}");
+    }
+}
