@@ -71,28 +71,17 @@ async fn start(http: &reqwest::Client, base: &str, token: &str, to: &str) -> Str
         .to_owned()
 }
 
-/// The code the inbox shows for request `id` (waits at most 5 s).
+/// The code the inbox shows for request `id` (waits at most 10 s).
 async fn code(http: &reqwest::Client, base: &str, to: &str, id: &str) -> String {
     let hex = id.replace('-', "");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let list: Vec<Value> = http
-            .get(format!("{base}/inbox/messages?to={to}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(m) = list.iter().find(|m| m["request_id"] == hex.as_str()) {
-            return support::pin_in(m["text"].as_str().unwrap());
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no message for {id}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mine = |m: &Value| m["request_id"] == hex.as_str();
+    let inbox = support::inbox_until(http, base, to, |inbox| inbox.iter().any(mine)).await;
+    let message = inbox.iter().find(|m| mine(m));
+    support::pin_in(
+        message.unwrap_or_else(|| panic!("no message for {id}"))["text"]
+            .as_str()
+            .unwrap(),
+    )
 }
 
 async fn check(http: &reqwest::Client, base: &str, token: &str, id: &str, code: &str) -> u16 {

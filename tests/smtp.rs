@@ -258,21 +258,7 @@ async fn a_v2_workflow_sends_an_sms_then_an_email_then_calls() {
     );
     assert_eq!(mail["subject"], mail["text"].as_str().unwrap().trim());
     next().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let inbox = loop {
-        let inbox: Vec<Value> = http
-            .get(format!("{base}/inbox/messages?to={to}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if inbox.len() >= 2 || tokio::time::Instant::now() > deadline {
-            break inbox;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let inbox = support::inbox_until(http, base, to, |inbox| inbox.len() >= 2).await;
     let channels: Vec<&str> = inbox
         .iter()
         .map(|m| m["channel"].as_str().unwrap())
@@ -332,25 +318,12 @@ async fn a_refused_recipient_fails_the_email_step_and_the_workflow_moves_on_at_o
         .unwrap();
     let id = started["request_id"].as_str().unwrap().replace('-', "");
     // The SMS step is 900 s away by the clock; it comes now because the e-mail was refused.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let sms = loop {
-        let inbox: Vec<Value> = http
-            .get(format!("{base}/inbox/messages?to={to}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(m) = inbox.into_iter().find(|m| m["request_id"] == id.as_str()) {
-            break m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no SMS after the refused e-mail"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mine = |m: &Value| m["request_id"] == id.as_str();
+    let inbox = support::inbox_until(http, base, to, |inbox| inbox.iter().any(mine)).await;
+    let sms = inbox
+        .iter()
+        .find(|m| mine(m))
+        .expect("an SMS after the refused e-mail");
     assert_eq!(sms["channel"], "sms");
     let attempts = server.attempts(&id).await;
     let email = attempts.iter().find(|a| a.kind == "email").unwrap();

@@ -198,24 +198,13 @@ async fn a_number_meta_refuses_fails_the_step_and_the_sms_comes_at_once() {
             .contains("undeliverable"),
         "{attempts:?}"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let inbox: Vec<Value> = server
-            .http
-            .get(format!("{}/inbox/messages?to={to}", server.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if inbox.iter().any(|m| m["request_id"] == id.as_str()) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no SMS after the refusal"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mine = |m: &Value| m["request_id"] == id.as_str();
+    let inbox = support::inbox_until(&server.http, &server.base, to, |inbox| {
+        inbox.iter().any(mine)
+    })
+    .await;
+    assert!(
+        inbox.iter().any(mine),
+        "no SMS after the refusal: {inbox:?}"
+    );
 }

@@ -198,6 +198,32 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (bool, String) {
 
 /// The code in an inbox message: the digits of an SMS, or the spelled-out digits of a call script.
 /// The longest run of 4+ digits, so a PSD2 amount (`48.00`) is never taken for it.
+/// The inbox messages to `to` (newest first) once `done` says they are all there, waiting at
+/// most 10 s; what is there then, if never.
+#[allow(dead_code)]
+pub async fn inbox_until(
+    http: &reqwest::Client,
+    base: &str,
+    to: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let inbox: Vec<serde_json::Value> = http
+            .get(format!("{base}/inbox/messages?to={to}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if done(&inbox) || tokio::time::Instant::now() > deadline {
+            return inbox;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn pin_in(text: &str) -> String {
     let compact = text.replace(", ", "");
     compact
