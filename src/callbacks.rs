@@ -94,10 +94,10 @@ impl CallbackSender {
     async fn settle_in(&self, cb: Callback) {
         let outcome = self.send(&cb).await;
         let result = match outcome {
-            Sent::Taken => self.store.callback_sent(&cb.id).await,
+            Sent::Taken => self.store.callback_sent(&cb).await,
             Sent::Dropped(why) => {
                 tracing::warn!(why, "a callback is dropped unsent");
-                self.store.callback_sent(&cb.id).await
+                self.store.callback_sent(&cb).await
             }
             Sent::Refused(why) if chrono::Utc::now() - cb.created_at > GIVE_UP_AFTER => {
                 tracing::error!(
@@ -105,12 +105,12 @@ impl CallbackSender {
                     attempts = cb.attempts + 1,
                     "a callback is given up after three days of refusals"
                 );
-                self.store.callback_sent(&cb.id).await
+                self.store.callback_sent(&cb).await
             }
             Sent::Refused(why) => {
                 let wait = retry_wait(cb.attempts);
                 tracing::info!(why, attempts = cb.attempts + 1, retry_in = ?wait, "a callback was not taken");
-                self.store.callback_failed(&cb.id, wait).await
+                self.store.callback_failed(&cb, wait).await
             }
         };
         if let Err(e) = result {

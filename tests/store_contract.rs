@@ -1203,12 +1203,9 @@ async fn an_end_writes_its_callbacks_which_are_leased_retried_and_forgotten_once
                 .is_empty(),
             "{engine}: leased"
         );
+        store.callback_failed(&claimed[0], Std::ZERO).await.unwrap();
         store
-            .callback_failed(&claimed[0].id, Std::ZERO)
-            .await
-            .unwrap();
-        store
-            .callback_failed(&claimed[1].id, Std::from_secs(3600))
+            .callback_failed(&claimed[1], Std::from_secs(3600))
             .await
             .unwrap();
         let again = store.claim_callbacks(10, Std::from_secs(60)).await.unwrap();
@@ -1217,22 +1214,20 @@ async fn an_end_writes_its_callbacks_which_are_leased_retried_and_forgotten_once
             (again[0].id.as_str(), again[0].attempts),
             (claimed[0].id.as_str(), 1)
         );
-        store.callback_sent(&again[0].id).await.unwrap();
-        store
-            .callback_failed(&claimed[1].id, Std::ZERO)
-            .await
-            .unwrap();
+        store.callback_sent(&again[0]).await.unwrap();
+        store.callback_failed(&claimed[1], Std::ZERO).await.unwrap();
         let last = store.claim_callbacks(10, Std::from_secs(60)).await.unwrap();
         assert_eq!(last.len(), 1, "{engine}");
         assert_eq!(
             (last[0].id.as_str(), last[0].attempts),
             (claimed[1].id.as_str(), 2)
         );
-        store.callback_sent(&last[0].id).await.unwrap();
-        store
-            .callback_failed("no-such-id", Std::ZERO)
-            .await
-            .unwrap();
+        store.callback_sent(&last[0]).await.unwrap();
+        let gone = verifyd::store::Callback {
+            id: "no-such-id".into(),
+            ..last[0].clone()
+        };
+        store.callback_failed(&gone, Std::ZERO).await.unwrap();
         assert!(
             store
                 .claim_callbacks(10, Std::ZERO)
@@ -1256,10 +1251,7 @@ async fn an_expiry_found_by_the_scheduler_writes_one_callback() {
         let notices: Vec<Notice> = claimed.iter().map(|c| c.notice).collect();
         assert_eq!(notices, [Notice::Ended], "{engine}");
         store.claim_due(at(400), 10, minter()).await.unwrap();
-        store
-            .callback_failed(&claimed[0].id, Std::ZERO)
-            .await
-            .unwrap();
+        store.callback_failed(&claimed[0], Std::ZERO).await.unwrap();
         assert_eq!(
             store
                 .claim_callbacks(10, Std::from_secs(60))
@@ -1321,5 +1313,40 @@ async fn the_server_moves_a_verification_on_whoever_it_belongs_to() {
             .await
             .unwrap();
         assert!(unknown.is_none(), "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn a_sender_whose_claim_ran_out_cannot_undo_the_next_senders_claim() {
+    use std::time::Duration as Std;
+    for (engine, store, _dir) in engines().await {
+        let (v, first) = observed("k1", "447700100703", 73, "app-1");
+        store.create(v.clone(), first, t(0)).await.unwrap();
+        store
+            .apply("k1", &v.id, right_code(), at(5), minter())
+            .await
+            .unwrap();
+        // A node claims with a lease that runs out at once; another claims them again.
+        let stale = store.claim_callbacks(10, Std::ZERO).await.unwrap();
+        let held = store.claim_callbacks(10, Std::from_secs(60)).await.unwrap();
+        assert_eq!((stale.len(), held.len()), (2, 2), "{engine}");
+        for cb in &stale {
+            store.callback_failed(cb, Std::ZERO).await.unwrap();
+            store.callback_sent(cb).await.unwrap();
+        }
+        assert!(
+            store
+                .claim_callbacks(10, Std::from_secs(60))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{engine}: still held by the second claim"
+        );
+        for cb in &held {
+            store.callback_failed(cb, Std::ZERO).await.unwrap();
+        }
+        let again = store.claim_callbacks(10, Std::from_secs(60)).await.unwrap();
+        assert_eq!(again.len(), 2, "{engine}");
+        assert!(again.iter().all(|c| c.attempts == 1), "{engine}: {again:?}");
     }
 }

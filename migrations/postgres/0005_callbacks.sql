@@ -13,6 +13,8 @@ create table callback (
     next_attempt_at bigint not null,
     -- a sender holds it until then
     lease_until bigint not null default 0,
+    -- how many times it was claimed: a sender records its result only under its own claim
+    claims bigint not null default 0,
     created_at bigint not null
 );
 create index callback_due on callback (next_attempt_at);

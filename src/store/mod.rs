@@ -216,6 +216,9 @@ pub struct Callback {
     pub notice: Notice,
     /// Sends tried so far.
     pub attempts: i64,
+    /// Which claim of it this is: a result is recorded only under the claim that holds it, so
+    /// a sender whose lease ran out cannot undo another's.
+    pub claim: i64,
     /// When the verification's change wrote it (real time).
     pub created_at: Instant,
 }
@@ -231,11 +234,15 @@ pub trait CallbackOutbox: Send + Sync + 'static {
         lease: std::time::Duration,
     ) -> StoreResult<Vec<Callback>>;
 
-    /// The receiver took it: it is forgotten.
-    async fn callback_sent(&self, id: &str) -> StoreResult<()>;
+    /// The receiver took it: it is forgotten (unless another claim holds it now).
+    async fn callback_sent(&self, callback: &Callback) -> StoreResult<()>;
 
-    /// It was not taken: tried again after `retry_in`.
-    async fn callback_failed(&self, id: &str, retry_in: std::time::Duration) -> StoreResult<()>;
+    /// It was not taken: tried again after `retry_in` (unless another claim holds it now).
+    async fn callback_failed(
+        &self,
+        callback: &Callback,
+        retry_in: std::time::Duration,
+    ) -> StoreResult<()>;
 }
 
 /// A new id for a callback: 16 random bytes as a UUID.

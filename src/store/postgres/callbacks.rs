@@ -55,6 +55,7 @@ fn callback(row: &Row) -> StoreResult<Callback> {
             .ok_or_else(|| StoreError::Corrupt("a callback of an unknown kind".into()))?,
         attempts: row.get(5),
         created_at: ms_to_instant(row.get(6))?,
+        claim: row.get(7),
     })
 }
 
@@ -66,11 +67,12 @@ impl CallbackOutbox for PgStore {
             .query(
                 &client
                     .prepare_cached(&format!(
-                        "update callback set lease_until = {DB_NOW_MS} + $2 where id in \
+                        "update callback set lease_until = {DB_NOW_MS} + $2, claims = claims + 1 \
+                         where id in \
                          (select id from callback where next_attempt_at <= {DB_NOW_MS} \
                           and lease_until <= {DB_NOW_MS} order by next_attempt_at limit $1 \
                           for update skip locked) \
-                         returning id, request_id, account, target, notice, attempts, created_at"
+                         returning id, request_id, account, target, notice, attempts, created_at, claims"
                     ))
                     .await
                     .map_err(pg_err)?,
@@ -81,33 +83,38 @@ impl CallbackOutbox for PgStore {
         rows.iter().map(callback).collect()
     }
 
-    async fn callback_sent(&self, id: &str) -> StoreResult<()> {
+    async fn callback_sent(&self, callback: &Callback) -> StoreResult<()> {
         let client = self.client().await?;
         client
             .execute(
                 &client
-                    .prepare_cached("delete from callback where id = $1")
+                    .prepare_cached("delete from callback where id = $1 and claims = $2")
                     .await
                     .map_err(pg_err)?,
-                &[&id],
+                &[&callback.id, &callback.claim],
             )
             .await
             .map_err(pg_err)?;
         Ok(())
     }
 
-    async fn callback_failed(&self, id: &str, retry_in: Duration) -> StoreResult<()> {
+    async fn callback_failed(&self, callback: &Callback, retry_in: Duration) -> StoreResult<()> {
         let client = self.client().await?;
         client
             .execute(
                 &client
                     .prepare_cached(&format!(
                         "update callback set attempts = attempts + 1, \
-                         next_attempt_at = {DB_NOW_MS} + $2, lease_until = 0 where id = $1"
+                         next_attempt_at = {DB_NOW_MS} + $2, lease_until = 0 \
+                         where id = $1 and claims = $3"
                     ))
                     .await
                     .map_err(pg_err)?,
-                &[&id, &(retry_in.as_millis() as i64)],
+                &[
+                    &callback.id,
+                    &(retry_in.as_millis() as i64),
+                    &callback.claim,
+                ],
             )
             .await
             .map_err(pg_err)?;

@@ -35,10 +35,10 @@ pub(super) fn enqueue(conn: &Connection, v: &Verification, was: Status) -> Store
     Ok(())
 }
 
-type Row = (String, String, String, String, String, i64, i64);
+type Row = (String, String, String, String, String, i64, i64, i64);
 
 fn callback(row: Row) -> StoreResult<Callback> {
-    let (id, request_id, account, target, notice, attempts, created_at) = row;
+    let (id, request_id, account, target, notice, attempts, created_at, claim) = row;
     Ok(Callback {
         id,
         request_id: RequestId::from_hex(&request_id)
@@ -48,6 +48,7 @@ fn callback(row: Row) -> StoreResult<Callback> {
         notice: Notice::parse(&notice)
             .ok_or_else(|| StoreError::Corrupt("a callback of an unknown kind".into()))?,
         attempts,
+        claim,
         created_at: ms_to_instant(created_at)?,
     })
 }
@@ -60,8 +61,8 @@ impl CallbackOutbox for SqliteStore {
             let rows: Vec<Row> = {
                 let mut stmt = conn
                     .prepare_cached(
-                        "select id, request_id, account, target, notice, attempts, created_at \
-                         from callback where next_attempt_at <= ?1 and lease_until <= ?1 \
+                        "select id, request_id, account, target, notice, attempts, created_at, \
+                         claims + 1 from callback where next_attempt_at <= ?1 and lease_until <= ?1 \
                          order by next_attempt_at limit ?2",
                     )
                     .map_err(db_err)?;
@@ -75,6 +76,7 @@ impl CallbackOutbox for SqliteStore {
                             r.get(4)?,
                             r.get(5)?,
                             r.get(6)?,
+                            r.get(7)?,
                         ))
                     })
                     .map_err(db_err)?;
@@ -83,9 +85,11 @@ impl CallbackOutbox for SqliteStore {
             let until = now + lease.as_millis() as i64;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
-                conn.prepare_cached("update callback set lease_until = ?1 where id = ?2")
-                    .map_err(db_err)?
-                    .execute(params![until, row.0])
+                conn.prepare_cached(
+                    "update callback set lease_until = ?1, claims = claims + 1 where id = ?2",
+                )
+                .map_err(db_err)?
+                .execute(params![until, row.0])
                     .map_err(db_err)?;
                 out.push(callback(row)?);
             }
@@ -94,27 +98,31 @@ impl CallbackOutbox for SqliteStore {
         .await
     }
 
-    async fn callback_sent(&self, id: &str) -> StoreResult<()> {
-        let id = id.to_owned();
+    async fn callback_sent(&self, callback: &Callback) -> StoreResult<()> {
+        let (id, claim) = (callback.id.clone(), callback.claim);
         self.write(move |conn| {
-            conn.prepare_cached("delete from callback where id = ?1")
+            conn.prepare_cached("delete from callback where id = ?1 and claims = ?2")
                 .map_err(db_err)?
-                .execute(params![id])
+                .execute(params![id, claim])
                 .map_err(db_err)?;
             Ok(())
         })
         .await
     }
 
-    async fn callback_failed(&self, id: &str, retry_in: Duration) -> StoreResult<()> {
-        let id = id.to_owned();
+    async fn callback_failed(&self, callback: &Callback, retry_in: Duration) -> StoreResult<()> {
+        let (id, claim) = (callback.id.clone(), callback.claim);
         self.write(move |conn| {
             conn.prepare_cached(
                 "update callback set attempts = attempts + 1, next_attempt_at = ?1, \
-                 lease_until = 0 where id = ?2",
+                 lease_until = 0 where id = ?2 and claims = ?3",
             )
             .map_err(db_err)?
-            .execute(params![real_now_ms() + retry_in.as_millis() as i64, id])
+            .execute(params![
+                real_now_ms() + retry_in.as_millis() as i64,
+                id,
+                claim
+            ])
             .map_err(db_err)?;
             Ok(())
         })
