@@ -218,26 +218,11 @@ async fn a_v2_workflow_sends_an_sms_then_an_email_then_calls() {
         { "channel": "email", "to": "alice@example.com" },
         { "channel": "voice", "to": to },
     ]});
-    let started: Value = http
-        .post(format!("{base}/v2/verify"))
-        .basic_auth(&server.key.0, Some(&server.key.1))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, started) = server.v2_post("/v2/verify", Some(body)).await;
     let id = started["request_id"].as_str().unwrap().to_owned();
     let next = || async {
-        let status = http
-            .post(format!("{base}/v2/verify/{id}/next_workflow"))
-            .basic_auth(&server.key.0, Some(&server.key.1))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 200);
+        let path = format!("/v2/verify/{id}/next_workflow");
+        assert_eq!(server.v2_post(&path, None).await.0, 200);
     };
     next().await;
     let mails = tokio::task::block_in_place(|| smtp.messages(1));
@@ -266,16 +251,12 @@ async fn a_v2_workflow_sends_an_sms_then_an_email_then_calls() {
     assert_eq!(channels, ["voice", "sms"], "newest first");
     let voice_code = support::pin_in(inbox[0]["text"].as_str().unwrap());
     assert_ne!(voice_code, code);
-    let check: Value = http
-        .post(format!("{base}/v2/verify/{id}"))
-        .basic_auth(&server.key.0, Some(&server.key.1))
-        .json(&json!({ "code": voice_code }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, check) = server
+        .v2_post(
+            &format!("/v2/verify/{id}"),
+            Some(json!({ "code": voice_code })),
+        )
+        .await;
     assert_eq!(check["status"], "completed");
     let attempts = server.attempts(&id.replace('-', "")).await;
     let kinds: Vec<(&str, &str)> = attempts
@@ -306,16 +287,7 @@ async fn a_refused_recipient_fails_the_email_step_and_the_workflow_moves_on_at_o
         { "channel": "email", "to": "refused.user@example.com" },
         { "channel": "sms", "to": to },
     ]});
-    let started: Value = http
-        .post(format!("{base}/v2/verify"))
-        .basic_auth(&server.key.0, Some(&server.key.1))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, started) = server.v2_post("/v2/verify", Some(body)).await;
     let id = started["request_id"].as_str().unwrap().replace('-', "");
     // The SMS step is 900 s away by the clock; it comes now because the e-mail was refused.
     let mine = |m: &Value| m["request_id"] == id.as_str();

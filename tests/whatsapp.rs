@@ -36,20 +36,11 @@ channels = ["inbox"]
 
 /// A v2 request of one WhatsApp step to `to`; its request id as 32 hex digits.
 async fn start(server: &support::app::Server, to: &str, locale: &str) -> String {
-    let answer: Value = server
-        .http
-        .post(format!("{}/v2/verify", server.base))
-        .basic_auth(&server.key.0, Some(&server.key.1))
-        .json(&json!({ "brand": "Acme", "locale": locale, "workflow": [
-            { "channel": "whatsapp", "to": to, "from": "447700400080" },
-            { "channel": "sms", "to": to },
-        ]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json!({ "brand": "Acme", "locale": locale, "workflow": [
+        { "channel": "whatsapp", "to": to, "from": "447700400080" },
+        { "channel": "sms", "to": to },
+    ]});
+    let (_, answer) = server.v2_post("/v2/verify", Some(body)).await;
     answer["request_id"]
         .as_str()
         .unwrap_or_else(|| panic!("{answer}"))
@@ -147,21 +138,8 @@ async fn the_code_goes_in_an_authentication_template_and_signed_receipts_are_app
         .unwrap();
     assert_ne!(wrong.status(), 200);
 
-    let check: Value = server
-        .http
-        .post(format!(
-            "{}/v2/verify/{}",
-            server.base,
-            uuid::Uuid::parse_str(&id).unwrap()
-        ))
-        .basic_auth(&server.key.0, Some(&server.key.1))
-        .json(&json!({ "code": code }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let path = format!("/v2/verify/{}", uuid::Uuid::parse_str(&id).unwrap());
+    let (_, check) = server.v2_post(&path, Some(json!({ "code": code }))).await;
     assert_eq!(check["status"], "completed");
 }
 
