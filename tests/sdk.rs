@@ -17,8 +17,12 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Tests in this file run in parallel; two installers in one directory break each other.
+static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `npm ci` from the committed lock file, unless that exact lock file was installed already.
 fn node_modules() {
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = repo().join("tests/sdk/node");
     let lock = std::fs::read_to_string(dir.join("package-lock.json")).unwrap();
     let stamp = dir.join("node_modules/.verifyd-installed-lock");
@@ -37,6 +41,7 @@ fn node_modules() {
 
 /// A virtualenv with the pinned Python SDK, kept in the target directory between runs.
 fn python() -> PathBuf {
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-venv");
     let python = venv.join("bin/python");
     let requirements = repo().join("tests/sdk/python/requirements.txt");
