@@ -14,7 +14,7 @@ use crate::domain::{
     Instant, NewVerification, Policy, Price, Purpose, RequestId, Status, Step, Verification,
 };
 use crate::scheduler::SchedulerWake;
-use crate::store::{CreateOutcome, StoreError, VerificationStore};
+use crate::store::{CreateOutcome, StoreError, TemplateStore, VerificationStore};
 
 /// Prices reported by check and search; the Verify API reports them, a self-hosted service can
 /// set them to its own costs (default 0 EUR).
@@ -48,6 +48,20 @@ pub struct StartRequest {
     pub policy: Policy,
     pub reference: Option<String>,
     pub custom_pin: Option<CustomPin>,
+    /// Whose words the messages say.
+    pub words: Words,
+}
+
+/// Where a verification's messages take their words from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Words {
+    /// The locale's built-in texts (Verify v1).
+    BuiltIn,
+    /// The account's default template where it has one, the built-in texts otherwise.
+    AccountDefault,
+    /// This template of the account's (a UUID); a channel or locale it has no fragment for
+    /// says the built-in text.
+    Template(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +71,8 @@ pub enum StartOutcome {
     Concurrent(RequestId),
     /// `pin_code` was given but this key may not choose its PIN.
     CustomPinNotAllowed,
+    /// The template named is not one of the account's.
+    UnknownTemplate,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +137,7 @@ async fn detached<T: Send + 'static>(
 
 pub struct VerifyService {
     store: Arc<dyn VerificationStore>,
+    templates: Arc<dyn TemplateStore>,
     clock: Arc<dyn Clock>,
     key: ServerKey,
     dispatcher: Dispatcher,
@@ -131,6 +148,7 @@ pub struct VerifyService {
 impl VerifyService {
     pub fn new(
         store: Arc<dyn VerificationStore>,
+        templates: Arc<dyn TemplateStore>,
         clock: Arc<dyn Clock>,
         key: ServerKey,
         dispatcher: Dispatcher,
@@ -139,6 +157,7 @@ impl VerifyService {
     ) -> Self {
         Self {
             store,
+            templates,
             clock,
             key,
             dispatcher,
@@ -175,6 +194,27 @@ impl VerifyService {
         if req.custom_pin.is_some() && !account.allow_custom_pin {
             return Ok(StartOutcome::CustomPinNotAllowed);
         }
+        let mut steps = req.steps;
+        let named = match &req.words {
+            Words::BuiltIn => None,
+            Words::AccountDefault => Some(None),
+            Words::Template(id) => Some(Some(id.as_str())),
+        };
+        if let Some(named) = named {
+            let words = self
+                .templates
+                .template_words(&account.api_key, named, req.locale)
+                .await?;
+            let Ok(words) = words else {
+                return Ok(StartOutcome::UnknownTemplate);
+            };
+            for step in &mut steps {
+                step.text = words
+                    .iter()
+                    .find(|(channel, _)| *channel == step.channel)
+                    .map(|(_, text)| text.clone());
+            }
+        }
         // One minter for the id, the PIN and the first event: their random bytes come from one
         // system call.
         let mut minter = self.minter();
@@ -185,7 +225,7 @@ impl VerifyService {
             account: account.api_key.clone(),
             purpose: req.purpose,
             locale: req.locale,
-            steps: req.steps,
+            steps,
             policy: req.policy,
             reference: req.reference,
             callback: account.application.clone(),

@@ -326,6 +326,7 @@ impl Application {
             CallbackSender::new(store_dyn.clone(), apps.clone(), key.clone(), callback_http);
         let service = Arc::new(VerifyService::new(
             store_dyn.clone(),
+            store_dyn.clone(),
             clock,
             key,
             dispatcher,
@@ -335,6 +336,8 @@ impl Application {
         let refusals = Refusals::new();
         let state = AppState::new(api::Shared {
             service,
+            templates: store_dyn.clone(),
+            tls: settings.tls.is_some(),
             keys: keys.clone(),
             apps,
             inbox: inbox.map(|log| Inbox {

@@ -26,5 +26,7 @@ mod search;
 mod timing;
 #[path = "api/v2.rs"]
 mod v2;
+#[path = "api/v2_templates.rs"]
+mod v2_templates;
 
 pub const ENGINE: helpers::Engine = helpers::Engine::Postgres;

@@ -237,7 +237,7 @@ fn the_node_verify2_sdk_runs_a_v2_workflow_with_jwt_unchanged() {
         Duration::from_secs(180),
         &server,
     );
-    assert!(out.contains("21 of 21 steps passed"), "{out}");
+    assert!(out.contains("28 of 28 steps passed"), "{out}");
 }
 
 #[test]

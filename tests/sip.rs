@@ -185,6 +185,7 @@ fn call(code: &str) -> Outgoing {
         sealed_pin: vec![],
         created_at: chrono::Utc::now(),
         pin_expires_at: None,
+        text: None,
     };
     let rendered = render(&order, code);
     Outgoing {

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use verifyd::domain::locale::{Locale, PSD2_LOCALES, STANDARD_LOCALES};
-use verifyd::domain::message::{render, Piece, Script};
+use verifyd::domain::message::{render, Piece, Script, Wording};
 use verifyd::domain::verification::{DeliveryOrder, Purpose};
 use verifyd::domain::{Channel, Destination, EventId, PhoneNumber, RequestId};
 use verifyd::speech::{voices, Speech, RATE};
@@ -22,6 +22,7 @@ fn script(locale: &str, purpose: Purpose, code: &str) -> Script {
         sealed_pin: vec![],
         created_at: chrono::Utc::now(),
         pin_expires_at: None,
+        text: None,
     };
     render(&order, code).script.unwrap()
 }
@@ -63,7 +64,10 @@ fn every_locales_call_scripts_are_spoken_by_its_voice_not_spelled_as_foreign_let
                 Purpose::Brand { .. } => voice.tts,
                 Purpose::Payment { .. } => voice.psd2_tts,
             }
-            .unwrap_or(script.template);
+            .unwrap_or(match script.wording {
+                Wording::BuiltIn(template) => template,
+                Wording::Own(_) => unreachable!("a delivery without its own words"),
+            });
             let words: Vec<String> = script
                 .pieces(template)
                 .into_iter()

@@ -10,13 +10,19 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration};
 use verifyd::api::v1::workflow::Workflow;
 use verifyd::clock::ManualClock;
+use verifyd::domain::locale::Locale;
+use verifyd::domain::template::{TemplateName, TemplateText};
 use verifyd::domain::testing::SequenceMinter;
+use verifyd::domain::Channel;
 use verifyd::domain::{
     CheckOutcome, Command, CommandOutcome, ControlError, DeliveryOrder, Instant, RequestId, Status,
     Verification,
 };
 use verifyd::store::postgres::PgStore;
 use verifyd::store::sqlite::SqliteStore;
+use verifyd::store::templates::{
+    FragmentRecord, TemplateChange, TemplateRecord, TemplateRefusal, Window,
+};
 use verifyd::store::{
     ApiKeyRecord, AppRecord, AttemptError, AttemptState, CreateOutcome, InboxLog, InboxMessage,
     KeyState, SharedClock, Store, VerificationStore,
@@ -617,6 +623,343 @@ async fn applications_are_stored_under_an_existing_key_and_found_by_id() {
     }
 }
 
+async fn with_key(store: &dyn Store, api_key: &str) {
+    store
+        .insert_key(ApiKeyRecord {
+            api_key: api_key.into(),
+            name: "shop".into(),
+            secret_hash: [7; 32],
+            state: KeyState::Active,
+            allow_custom_pin: false,
+            created_at: t(0),
+        })
+        .await
+        .unwrap();
+}
+
+fn template(account: &str, n: usize) -> TemplateRecord {
+    TemplateRecord {
+        id: format!("00000000-0000-4000-8000-{n:012}"),
+        account: account.into(),
+        name: TemplateName::parse(&format!("t-{n}")).unwrap(),
+        is_default: false,
+        created_at: t(n as i64),
+    }
+}
+
+fn fragment(template_id: &str, n: usize, channel: Channel, locale: &str) -> FragmentRecord {
+    FragmentRecord {
+        id: format!("00000000-0000-4000-9000-{n:012}"),
+        template_id: template_id.into(),
+        channel,
+        locale: Locale::from_tag(locale).unwrap(),
+        text: TemplateText::parse(&format!("{n}: ${{code}}")).unwrap(),
+        created_at: t(n as i64),
+        updated_at: t(n as i64),
+    }
+}
+
+const ALL: Window = Window {
+    offset: 0,
+    limit: 100,
+};
+
+#[tokio::test]
+async fn an_account_keeps_ten_templates_of_distinct_names_and_its_first_is_the_default() {
+    for (engine, store, _dir) in engines().await {
+        with_key(&*store, "k1").await;
+        with_key(&*store, "k2").await;
+        let first = store
+            .create_template(template("k1", 1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(first.is_default, "{engine}");
+        let same_name = TemplateRecord {
+            id: "00000000-0000-4000-8000-999999999999".into(),
+            ..template("k1", 1)
+        };
+        assert_eq!(
+            store.create_template(same_name).await.unwrap(),
+            Err(TemplateRefusal::NameTaken),
+            "{engine}"
+        );
+        for n in 2..=10 {
+            let made = store
+                .create_template(template("k1", n))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!made.is_default, "{engine}: one default");
+        }
+        assert_eq!(
+            store.create_template(template("k1", 11)).await.unwrap(),
+            Err(TemplateRefusal::TooMany),
+            "{engine}"
+        );
+        // Another account has its own ten, names and default.
+        let other = TemplateRecord {
+            name: TemplateName::parse("t-1").unwrap(),
+            ..template("k2", 11)
+        };
+        assert!(
+            store
+                .create_template(other)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_default,
+            "{engine}"
+        );
+
+        let page = store
+            .templates(
+                "k1",
+                Window {
+                    offset: 3,
+                    limit: 4,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.total, 10, "{engine}");
+        let names: Vec<&str> = page.items.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["t-4", "t-5", "t-6", "t-7"], "{engine}");
+        assert_eq!(
+            store.templates("k3", ALL).await.unwrap().total,
+            0,
+            "{engine}"
+        );
+        assert_eq!(
+            store.template("k1", &first.id).await.unwrap(),
+            Some(first.clone()),
+            "{engine}"
+        );
+        assert_eq!(
+            store.template("k2", &first.id).await.unwrap(),
+            None,
+            "{engine}: not another's"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_template_is_renamed_made_the_default_and_deleted_only_when_empty() {
+    for (engine, store, _dir) in engines().await {
+        with_key(&*store, "k1").await;
+        let first = store
+            .create_template(template("k1", 1))
+            .await
+            .unwrap()
+            .unwrap();
+        let second = store
+            .create_template(template("k1", 2))
+            .await
+            .unwrap()
+            .unwrap();
+        let rename = |name: &str| TemplateChange {
+            name: Some(TemplateName::parse(name).unwrap()),
+            is_default: None,
+        };
+        assert_eq!(
+            store
+                .update_template("k1", &second.id, rename("t-1"))
+                .await
+                .unwrap(),
+            Err(TemplateRefusal::NameTaken),
+            "{engine}"
+        );
+        let renamed = store
+            .update_template("k1", &second.id, rename("second"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(renamed.name.as_str(), "second", "{engine}");
+        // Keeping its own name is no clash.
+        assert!(store
+            .update_template("k1", &second.id, rename("second"))
+            .await
+            .unwrap()
+            .is_ok());
+        let make_default = TemplateChange {
+            name: None,
+            is_default: Some(true),
+        };
+        let now_default = store
+            .update_template("k1", &second.id, make_default.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(now_default.is_default, "{engine}");
+        let old = store.template("k1", &first.id).await.unwrap().unwrap();
+        assert!(!old.is_default, "{engine}: one default at a time");
+        assert_eq!(
+            store
+                .update_template("k2", &second.id, make_default)
+                .await
+                .unwrap(),
+            Err(TemplateRefusal::TemplateNotFound),
+            "{engine}"
+        );
+
+        let f = fragment(&second.id, 1, Channel::Sms, "en-gb");
+        store
+            .create_fragment("k1", f.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.delete_template("k1", &second.id).await.unwrap(),
+            Err(TemplateRefusal::NotEmpty),
+            "{engine}"
+        );
+        store
+            .delete_fragment("k1", &second.id, &f.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.delete_template("k2", &second.id).await.unwrap(),
+            Err(TemplateRefusal::TemplateNotFound),
+            "{engine}"
+        );
+        store
+            .delete_template("k1", &second.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.template("k1", &second.id).await.unwrap(),
+            None,
+            "{engine}"
+        );
+        assert_eq!(
+            store.delete_template("k1", &second.id).await.unwrap(),
+            Err(TemplateRefusal::TemplateNotFound),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_template_has_one_fragment_per_channel_and_locale_and_gives_its_words_by_locale() {
+    for (engine, store, _dir) in engines().await {
+        with_key(&*store, "k1").await;
+        with_key(&*store, "k2").await;
+        let default = store
+            .create_template(template("k1", 1))
+            .await
+            .unwrap()
+            .unwrap();
+        let named = store
+            .create_template(template("k1", 2))
+            .await
+            .unwrap()
+            .unwrap();
+        let sms = fragment(&default.id, 1, Channel::Sms, "de-de");
+        store
+            .create_fragment("k1", sms.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        let again = FragmentRecord {
+            id: "00000000-0000-4000-9000-999999999999".into(),
+            ..sms.clone()
+        };
+        assert_eq!(
+            store.create_fragment("k1", again).await.unwrap(),
+            Err(TemplateRefusal::FragmentExists),
+            "{engine}"
+        );
+        assert_eq!(
+            store
+                .create_fragment("k2", fragment(&default.id, 9, Channel::Sms, "en-us"))
+                .await
+                .unwrap(),
+            Err(TemplateRefusal::TemplateNotFound),
+            "{engine}: not into another's template"
+        );
+        for f in [
+            fragment(&default.id, 2, Channel::Voice, "de-de"),
+            fragment(&default.id, 3, Channel::Sms, "en-gb"),
+            fragment(&default.id, 4, Channel::Email, "de-de"),
+            fragment(&named.id, 5, Channel::Sms, "de-de"),
+        ] {
+            store.create_fragment("k1", f).await.unwrap().unwrap();
+        }
+        let page = store
+            .fragments(
+                "k1",
+                &default.id,
+                Window {
+                    offset: 1,
+                    limit: 2,
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.total, 4, "{engine}");
+        let ids: Vec<String> = page.items.iter().map(|f| f.id[30..].to_owned()).collect();
+        assert_eq!(ids, ["000002", "000003"], "{engine}");
+        assert_eq!(
+            store.fragments("k2", &default.id, ALL).await.unwrap(),
+            Err(TemplateRefusal::TemplateNotFound),
+            "{engine}"
+        );
+
+        let changed = TemplateText::parse("Neu: ${code}").unwrap();
+        let updated = store
+            .update_fragment("k1", &default.id, &sms.id, changed.clone(), t(60))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (updated.text.clone(), updated.updated_at, updated.created_at),
+            (changed.clone(), t(60), t(1))
+        );
+        assert_eq!(
+            store.fragment("k1", &default.id, &sms.id).await.unwrap(),
+            Ok(updated),
+            "{engine}"
+        );
+        assert_eq!(
+            store.fragment("k1", &named.id, &sms.id).await.unwrap(),
+            Err(TemplateRefusal::FragmentNotFound),
+            "{engine}: a fragment belongs to its own template"
+        );
+
+        let de = Locale::from_tag("de-de").unwrap();
+        let by_default = store.template_words("k1", None, de).await.unwrap().unwrap();
+        let channels: Vec<Channel> = by_default.iter().map(|(c, _)| *c).collect();
+        assert_eq!(by_default.len(), 3, "{engine}: {channels:?}");
+        assert!(by_default.contains(&(Channel::Sms, changed)), "{engine}");
+        let by_name = store
+            .template_words("k1", Some(&named.id), de)
+            .await
+            .unwrap();
+        assert_eq!(by_name.map(|w| w.len()), Ok(1), "{engine}");
+        assert_eq!(
+            store
+                .template_words("k2", Some(&named.id), de)
+                .await
+                .unwrap(),
+            Err(TemplateRefusal::TemplateNotFound),
+            "{engine}"
+        );
+        assert_eq!(
+            store.template_words("k2", None, de).await.unwrap(),
+            Ok(vec![]),
+            "{engine}: no default, no words"
+        );
+        let en_us = Locale::from_tag("en-us").unwrap();
+        assert_eq!(
+            store.template_words("k1", None, en_us).await.unwrap(),
+            Ok(vec![])
+        );
+    }
+}
+
 #[tokio::test]
 async fn meta_values_are_replaced() {
     for (engine, store, _dir) in engines().await {
@@ -877,7 +1220,7 @@ async fn upgrading_a_sqlite_file_removes_the_inbox_messages_of_ended_verificatio
         .unwrap();
         // Back to the second schema; later migrations run again on the next open.
         conn.execute_batch(
-            "drop table callback; drop table application; drop table delivery_attempt; drop table delivery_receipt; \
+            "drop table template_fragment; drop table template; drop table callback; drop table application; drop table delivery_attempt; drop table delivery_receipt; \
              pragma user_version = 2",
         )
         .unwrap();
@@ -909,7 +1252,7 @@ async fn upgrading_a_postgres_schema_removes_the_inbox_messages_of_ended_verific
     schema.execute(&format!(
         "insert into inbox_message (message_id, channel, to_number, from_id, text, locale, \
          request_id, created_at) values ('M44', 'sms', '447700100044', 'VERIFY', 'x', 'en-gb', \
-         '{}', 0); drop index inbox_message_request; drop table callback; drop table application; \
+         '{}', 0); drop index inbox_message_request; drop table template_fragment; drop table template; drop table callback; drop table application; \
          drop table delivery_attempt; drop table delivery_receipt; \
          delete from verifyd_schema where version >= 2",
         ended.id.as_str()

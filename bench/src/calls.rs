@@ -46,13 +46,13 @@ impl ReceiptSink for Outcomes {
 }
 
 fn script(code: &str) -> Script {
-    Script {
-        template: "Hello. This is your verification code from {brand}: {code}. I repeat, your code is: {code}.",
-        brand: "AcmeInc".into(),
-        payee: String::new(),
-        amount: String::new(),
-        code: code.into(),
-    }
+    Script::built_in(
+        "Hello. This is your verification code from {brand}: {code}. I repeat, your code is: {code}.",
+        "AcmeInc",
+        "",
+        "",
+        code,
+    )
 }
 
 pub async fn run(args: CallsArgs) -> anyhow::Result<()> {

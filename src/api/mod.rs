@@ -26,6 +26,10 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub service: Arc<VerifyService>,
     pub keys: Arc<KeyCache>,
+    /// Whether the server speaks HTTPS itself: the scheme of the links it writes.
+    pub tls: bool,
+    /// Verify v2 templates.
+    pub templates: Arc<dyn crate::store::TemplateStore>,
     /// Verify v2 applications, for JWTs.
     pub apps: Arc<AppCache>,
     /// Present only while the inbox channel is configured; its routes exist only then.

@@ -78,13 +78,7 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
     crate::crypto::os_random(&mut id);
     let mut request = [0u8; 16];
     crate::crypto::os_random(&mut request);
-    let script = voice.then(|| Script {
-        template: TEST_CALL,
-        brand: args.channel.clone(),
-        payee: String::new(),
-        amount: String::new(),
-        code: "1234".into(),
-    });
+    let script = voice.then(|| Script::built_in(TEST_CALL, &args.channel, "", "", "1234"));
     let message = Outgoing {
         id: EventId::from_bytes(id),
         request_id: RequestId::from_bytes(request),

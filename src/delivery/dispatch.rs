@@ -632,6 +632,7 @@ pub(crate) mod tests {
             locale: Locale::from_tag("en-gb").unwrap(),
             created_at: chrono::Utc::now(),
             pin_expires_at: Some(chrono::Utc::now() + chrono::Duration::minutes(5)),
+            text: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use super::locale::Locale;
 use super::step::Channel;
+use super::template::{TemplateText, TextPiece, TimeLimit};
 use super::texts::{LocaleTexts, LOCALE_TEXTS};
 use super::verification::{DeliveryOrder, Purpose};
 
@@ -28,19 +29,30 @@ pub struct EmailParts {
 /// A call's script before it is filled in. It holds the PIN in clear, so `Debug` leaves it out.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Script {
-    /// The locale's voice template, with `{brand}`, `{payee}`, `{amount}` and `{code}`.
-    pub template: &'static str,
+    pub wording: Wording,
     pub brand: String,
     pub payee: String,
     pub amount: String,
     /// The code as typed; it is read one character at a time.
     pub code: String,
+    /// `${time-limit}` and `${time-limit-unit}` of the caller's own words.
+    pub time_limit: String,
+    pub time_unit: &'static str,
+}
+
+/// Whose words a script says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wording {
+    /// The locale's voice template, with `{brand}`, `{payee}`, `{amount}` and `{code}`.
+    BuiltIn(&'static str),
+    /// The caller's own (a template fragment), with `${…}` variables.
+    Own(TemplateText),
 }
 
 impl std::fmt::Debug for Script {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Script")
-            .field("template", &self.template)
+            .field("wording", &self.wording)
             .finish_non_exhaustive()
     }
 }
@@ -57,6 +69,43 @@ pub enum Piece<'a> {
 }
 
 impl Script {
+    /// A script in the locale's own words (`template`), which take no time limit.
+    pub fn built_in(
+        template: &'static str,
+        brand: &str,
+        payee: &str,
+        amount: &str,
+        code: &str,
+    ) -> Self {
+        Self {
+            wording: Wording::BuiltIn(template),
+            brand: brand.to_owned(),
+            payee: payee.to_owned(),
+            amount: amount.to_owned(),
+            code: code.to_owned(),
+            time_limit: String::new(),
+            time_unit: "",
+        }
+    }
+
+    /// The caller's own words cut at their variables, with this script's values in their
+    /// places; a variable it does not know is said as written.
+    pub fn own_pieces<'a>(&'a self, text: &'a TemplateText) -> Vec<Piece<'a>> {
+        text.pieces()
+            .into_iter()
+            .map(|piece| match piece {
+                TextPiece::Said(said) => Piece::Said(said),
+                TextPiece::Variable { name, written } => match name {
+                    "code" => Piece::Code(&self.code),
+                    "brand" => Piece::Value(&self.brand),
+                    "time-limit" => Piece::Value(&self.time_limit),
+                    "time-limit-unit" => Piece::Value(self.time_unit),
+                    _ => Piece::Said(written),
+                },
+            })
+            .collect()
+    }
+
     /// `template` (this script's own, or a speech engine's rewording of it) cut at its
     /// placeholders, with this script's values in their places.
     pub fn pieces<'a>(&'a self, template: &'a str) -> Vec<Piece<'a>> {
@@ -94,6 +143,9 @@ impl Script {
 /// Renders the message for `order` with the clear `pin`. Voice scripts read the code one character
 /// at a time (`4, 8, 1, 5`) so a speech engine never reads it as a number.
 pub fn render(order: &DeliveryOrder, pin: &str) -> RenderedMessage {
+    if let Some(own) = &order.text {
+        return render_own(order, own, pin);
+    }
     let texts = texts_for(order.locale);
     let code = match order.channel {
         Channel::Sms | Channel::Email | Channel::WhatsApp => pin.to_owned(),
@@ -127,11 +179,6 @@ pub fn render(order: &DeliveryOrder, pin: &str) -> RenderedMessage {
         text.push_str(hash);
     }
     let email = (order.channel == Channel::Email).then(|| {
-        let escaped = |value: &str| {
-            let mut out = String::new();
-            crate::xml::push_text(&mut out, value);
-            out
-        };
         let (brand, payee, amount) = (escaped(brand), escaped(payee), escaped(amount));
         let strong = format!("<strong>{}</strong>", escaped(&code));
         let body = fill(template, |name| match name {
@@ -143,19 +190,79 @@ pub fn render(order: &DeliveryOrder, pin: &str) -> RenderedMessage {
         });
         EmailParts {
             subject: text.clone(),
-            html: format!(
-                "<!DOCTYPE html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\"></head>\
-                 <body><p style=\"font-size:16px\">{body}</p></body></html>\n",
-                order.locale.as_str()
-            ),
+            html: html_page(order.locale, &body),
+        }
+    });
+    let script = (order.channel == Channel::Voice)
+        .then(|| Script::built_in(template, brand, payee, amount, pin));
+    RenderedMessage {
+        channel: order.channel,
+        text,
+        email,
+        script,
+    }
+}
+
+/// The message in the caller's own words. An e-mail keeps the built-in subject: the words are
+/// its body.
+fn render_own(order: &DeliveryOrder, own: &TemplateText, pin: &str) -> RenderedMessage {
+    let brand = match &order.purpose {
+        Purpose::Brand { brand, .. } => brand.as_str(),
+        Purpose::Payment { payee, .. } => payee.as_str(),
+    };
+    // What the code is good for from the moment this step starts.
+    let seconds = order
+        .pin_expires_at
+        .map_or(0, |until| (until - order.created_at).num_seconds());
+    let limit = TimeLimit::of_seconds(seconds);
+    let time_limit = limit.value.to_string();
+    let time_unit = limit.unit_word(order.locale);
+    let code = match order.channel {
+        Channel::Voice => spell(pin),
+        Channel::Sms | Channel::Email | Channel::WhatsApp => pin.to_owned(),
+    };
+    let fill = |brand: &str, code: &str| {
+        own.fill(|name| match name {
+            "code" => Some(code),
+            "brand" => Some(brand),
+            "time-limit" => Some(time_limit.as_str()),
+            "time-limit-unit" => Some(time_unit),
+            _ => None,
+        })
+    };
+    let mut text = fill(brand, &code);
+    if let (Channel::Sms, Some(hash)) = (order.channel, &order.app_hash) {
+        text.push('\n');
+        text.push_str(hash);
+    }
+    let email = (order.channel == Channel::Email).then(|| {
+        let subject = render(
+            &DeliveryOrder {
+                text: None,
+                ..order.clone()
+            },
+            pin,
+        )
+        .text;
+        let body = fill(
+            &escaped(brand),
+            &format!("<strong>{}</strong>", escaped(pin)),
+        );
+        // The words were written as plain text: a line break in them is one in the page.
+        let body = body.replace("\r\n", "\n").replace('\n', "<br>\n");
+        EmailParts {
+            subject,
+            html: html_page(order.locale, &body),
         }
     });
     let script = (order.channel == Channel::Voice).then(|| Script {
-        template,
+        wording: Wording::Own(own.clone()),
         brand: brand.to_owned(),
-        payee: payee.to_owned(),
-        amount: amount.to_owned(),
+        payee: String::new(),
+        amount: String::new(),
         code: pin.to_owned(),
+        time_limit: time_limit.clone(),
+        time_unit,
     });
     RenderedMessage {
         channel: order.channel,
@@ -163,6 +270,20 @@ pub fn render(order: &DeliveryOrder, pin: &str) -> RenderedMessage {
         email,
         script,
     }
+}
+
+fn escaped(value: &str) -> String {
+    let mut out = String::new();
+    crate::xml::push_text(&mut out, value);
+    out
+}
+
+fn html_page(locale: Locale, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\"></head>\
+         <body><p style=\"font-size:16px\">{body}</p></body></html>\n",
+        locale.as_str()
+    )
 }
 
 /// Writes the characters of `pin` separated so that they are read one by one.
@@ -214,6 +335,7 @@ fn fill<'a>(template: &str, value: impl Fn(&str) -> Option<&'a str>) -> String {
 mod tests {
     use super::*;
     use crate::domain::step::Destination;
+    use crate::domain::template::TemplateText;
     use crate::domain::types::{EventId, PhoneNumber, RequestId};
     use chrono::DateTime;
 
@@ -230,6 +352,7 @@ mod tests {
             sealed_pin: vec![],
             created_at: DateTime::from_timestamp(0, 0).unwrap(),
             pin_expires_at: None,
+            text: None,
         }
     }
 
@@ -255,7 +378,10 @@ mod tests {
     fn a_call_comes_with_its_script_in_pieces_and_an_sms_without() {
         let m = render(&order(Channel::Voice, brand("AcmeInc"), "en-gb"), "4815");
         let script = m.script.unwrap();
-        let pieces = script.pieces(script.template);
+        let Wording::BuiltIn(template) = script.wording else {
+            panic!("built-in words")
+        };
+        let pieces = script.pieces(template);
         assert_eq!(
             pieces.iter().filter(|p| **p == Piece::Code("4815")).count(),
             2
@@ -270,13 +396,7 @@ mod tests {
 
     #[test]
     fn pieces_keep_text_around_unknown_braces() {
-        let script = Script {
-            template: "",
-            brand: "B".into(),
-            payee: String::new(),
-            amount: String::new(),
-            code: "12".into(),
-        };
+        let script = Script::built_in("", "B", "", "", "12");
         assert_eq!(
             script.pieces("a {x} {brand}: {code}."),
             [
@@ -287,6 +407,74 @@ mod tests {
                 Piece::Code("12"),
                 Piece::Said(".")
             ]
+        );
+    }
+
+    fn own(channel: Channel, words: &str) -> DeliveryOrder {
+        let mut o = order(channel, brand("Acme <Shop>"), "de-de");
+        o.pin_expires_at = Some(o.created_at + chrono::Duration::seconds(300));
+        o.text = Some(TemplateText::parse(words).unwrap());
+        o
+    }
+
+    #[test]
+    fn own_words_are_sent_with_their_variables_filled_in() {
+        let words = "${brand}: ${code}, gültig ${time-limit} ${time-limit-unit}. ${other}";
+        let m = render(&own(Channel::Sms, words), "4815");
+        assert_eq!(m.text, "Acme <Shop>: 4815, gültig 5 Minuten. ${other}");
+        let mut hashed = own(Channel::Sms, words);
+        hashed.app_hash = Some("FA+9qCX9VSu".into());
+        assert!(render(&hashed, "4815")
+            .text
+            .ends_with("${other}\nFA+9qCX9VSu"));
+    }
+
+    #[test]
+    fn own_words_in_a_call_read_the_code_one_character_at_a_time() {
+        let m = render(
+            &own(
+                Channel::Voice,
+                "Code ${code}, ${time-limit} ${time-limit-unit}",
+            ),
+            "4815",
+        );
+        assert_eq!(m.text, "Code 4, 8, 1, 5, 5 Minuten");
+        let script = m.script.unwrap();
+        let Wording::Own(text) = &script.wording else {
+            panic!("own words")
+        };
+        assert_eq!(
+            script.own_pieces(text),
+            [
+                Piece::Said("Code "),
+                Piece::Code("4815"),
+                Piece::Said(", "),
+                Piece::Value("5"),
+                Piece::Said(" "),
+                Piece::Value("Minuten"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_email_in_own_words_keeps_the_built_in_subject_and_escapes_its_page() {
+        let m = render(&own(Channel::Email, "${brand}\nIhr Code: ${code}"), "4815");
+        assert_eq!(m.text, "Acme <Shop>\nIhr Code: 4815");
+        let email = m.email.unwrap();
+        assert_eq!(
+            email.subject,
+            render(
+                &order(Channel::Email, brand("Acme <Shop>"), "de-de"),
+                "4815"
+            )
+            .text
+        );
+        assert!(
+            email
+                .html
+                .contains("Acme &lt;Shop&gt;<br>\nIhr Code: <strong>4815</strong>"),
+            "{}",
+            email.html
         );
     }
 

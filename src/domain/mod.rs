@@ -7,6 +7,7 @@ pub mod message;
 pub mod numbering;
 pub mod plain;
 pub mod step;
+pub mod template;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod texts;

@@ -2,6 +2,7 @@
 //! and a policy for codes and cancelling. Each surface builds these from its own parameters (v1's
 //! seven workflows are a table in `api/v1/workflow.rs`).
 
+use super::template::TemplateText;
 use super::types::{CodeLength, EmailAddress, PhoneNumber};
 
 /// How one step reaches the user.
@@ -72,6 +73,9 @@ pub struct Step {
     /// Seconds from this step's start to the next step's. For the last step, how long the
     /// verification lasts after it when codes live until the workflow ends ([`CodeLife`]).
     pub wait: u32,
+    /// The caller's own words for this step's message (a Verify v2 template fragment chosen
+    /// when the verification started); the locale's built-in text when `None`.
+    pub text: Option<TemplateText>,
 }
 
 /// How long a code is accepted.

@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 
 use super::locale::Locale;
 use super::step::{Channel, CodeLife, Destination, Policy, Step};
+use super::template::TemplateText;
 use super::types::{CodeLength, EventId, RequestId};
 
 pub type Instant = DateTime<Utc>;
@@ -103,6 +104,8 @@ pub struct DeliveryOrder {
     /// new one: a gateway that takes a validity period gets what is left of it, and a delivery
     /// that keeps failing is given up then. Deliveries stored by early versions have none.
     pub pin_expires_at: Option<Instant>,
+    /// The step's own words, if it has them.
+    pub text: Option<TemplateText>,
 }
 
 /// The caller's request, already validated by its surface.
@@ -516,6 +519,7 @@ impl Verification {
                 .expect("an active verification keeps its sealed PIN"),
             created_at: now,
             pin_expires_at: Some(deliver_until),
+            text: step.text,
         }
     }
 

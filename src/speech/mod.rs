@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 
-use crate::domain::message::{Piece, Script};
+use crate::domain::message::{Piece, Script, Wording};
 pub use espeak::{SpeechError, RATE};
 
 /// 8 kHz 16-bit samples.
@@ -52,11 +52,23 @@ impl Speech {
     /// The call's audio for `script` in `locale`.
     pub async fn render(&self, locale: &str, script: &Script) -> Result<Vec<i16>, SpeechError> {
         let voice = voices::for_locale(locale);
-        let payment = !script.payee.is_empty() || !script.amount.is_empty();
-        let template = if payment { voice.psd2_tts } else { voice.tts }.unwrap_or(script.template);
+        let (pieces, own) = match &script.wording {
+            Wording::BuiltIn(template) => {
+                let payment = !script.payee.is_empty() || !script.amount.is_empty();
+                let template = if payment { voice.psd2_tts } else { voice.tts }.unwrap_or(template);
+                (script.pieces(template), false)
+            }
+            Wording::Own(text) => (script.own_pieces(text), true),
+        };
         let mut audio: Vec<i16> = silence(AROUND_CODE_MS).collect();
-        for piece in script.pieces(template) {
+        for piece in pieces {
             match piece {
+                // A caller's own words are theirs alone: they go in the bounded cache, so that
+                // many callers' templates cannot grow the cache that is kept for good.
+                Piece::Said(text) if own => {
+                    let said = self.value(voice.espeak, text).await?;
+                    audio.extend_from_slice(&said);
+                }
                 Piece::Said(text) => {
                     let said = self.fixed(voice.espeak, text).await?;
                     audio.extend_from_slice(&said);
@@ -92,13 +104,7 @@ impl Speech {
     pub async fn warm(&self) -> Result<(), SpeechError> {
         for texts in crate::domain::texts::LOCALE_TEXTS {
             let voice = voices::for_locale(texts.tag);
-            let script = Script {
-                template: texts.tts,
-                brand: String::new(),
-                payee: String::new(),
-                amount: String::new(),
-                code: "0123456789".into(),
-            };
+            let script = Script::built_in(texts.tts, "", "", "", "0123456789");
             let templates = [
                 voice.tts.unwrap_or(texts.tts),
                 voice.psd2_tts.unwrap_or(texts.psd2_tts),

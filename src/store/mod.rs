@@ -15,8 +15,10 @@ mod batch;
 pub mod body;
 pub mod postgres;
 pub mod sqlite;
+pub mod templates;
 
 pub use crate::channel::inbox::{InboxLog, InboxMessage};
+pub use templates::TemplateStore;
 
 use async_trait::async_trait;
 
@@ -245,8 +247,8 @@ pub trait CallbackOutbox: Send + Sync + 'static {
     ) -> StoreResult<()>;
 }
 
-/// A new id for a callback: 16 random bytes as a UUID.
-pub(crate) fn new_callback_id() -> String {
+/// A new id (a callback's, a template's): 16 random bytes as a UUID.
+pub(crate) fn new_uuid() -> String {
     let mut bytes = [0u8; 16];
     crate::crypto::os_random(&mut bytes);
     uuid::Builder::from_random_bytes(bytes)
@@ -400,10 +402,14 @@ pub trait DeliveryLog: Send + Sync + 'static {
 /// Everything a running server needs from one engine. The engine also keeps the inbox channel's
 /// log ([`InboxLog`]), which the channel sees only through that trait.
 pub trait Store:
-    DeliveryStore + KeyStore + AppStore + CallbackOutbox + MetaStore + InboxLog
+    DeliveryStore + KeyStore + AppStore + TemplateStore + CallbackOutbox + MetaStore + InboxLog
 {
 }
-impl<T: DeliveryStore + KeyStore + AppStore + CallbackOutbox + MetaStore + InboxLog> Store for T {}
+impl<
+        T: DeliveryStore + KeyStore + AppStore + TemplateStore + CallbackOutbox + MetaStore + InboxLog,
+    > Store for T
+{
+}
 
 /// What the delivery dispatcher needs of an engine.
 pub trait DeliveryStore: VerificationStore + DeliveryLog {}

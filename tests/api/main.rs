@@ -16,5 +16,6 @@ mod request;
 mod search;
 mod timing;
 mod v2;
+mod v2_templates;
 
 pub const ENGINE: helpers::Engine = helpers::Engine::Sqlite;

@@ -12,21 +12,27 @@ use crate::helpers::{number, pin_in, spawn_app, wrong_code, TestApp};
 const PRIVATE_KEY: &str = include_str!("../fixtures/vonage-test-key.pem");
 const PUBLIC_KEY: &str = include_str!("../fixtures/vonage-test-key.pub.pem");
 
-enum Auth<'a> {
+pub(crate) enum Auth<'a> {
     Basic,
     Jwt(&'a str),
     Header(&'a str),
     None,
 }
 
-struct Answer {
-    status: StatusCode,
-    content_type: String,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: String,
+    pub(crate) body: Value,
 }
 
 impl TestApp {
-    async fn v2(&self, method: Method, path: &str, body: Option<Value>, auth: Auth<'_>) -> Answer {
+    pub(crate) async fn v2(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        auth: Auth<'_>,
+    ) -> Answer {
         let mut request = self.client.request(method, self.url(path));
         request = match auth {
             Auth::Basic => request.basic_auth(&self.key, Some(&self.secret)),
@@ -58,7 +64,7 @@ impl TestApp {
     }
 
     /// Starts `body` with Basic credentials; its request id.
-    async fn v2_start(&self, body: Value) -> String {
+    pub(crate) async fn v2_start(&self, body: Value) -> String {
         let a = self
             .v2(Method::POST, "/v2/verify", Some(body), Auth::Basic)
             .await;
@@ -66,7 +72,7 @@ impl TestApp {
         a.body["request_id"].as_str().unwrap().to_owned()
     }
 
-    async fn v2_check(&self, id: &str, code: &str) -> Answer {
+    pub(crate) async fn v2_check(&self, id: &str, code: &str) -> Answer {
         let path = format!("/v2/verify/{id}");
         self.v2(
             Method::POST,
@@ -78,7 +84,7 @@ impl TestApp {
     }
 
     /// The code of the newest message of request `id` on `channel`.
-    async fn v2_code(&self, to: &str, id: &str, channel: &str, n: usize) -> String {
+    pub(crate) async fn v2_code(&self, to: &str, id: &str, channel: &str, n: usize) -> String {
         let hex = id.replace('-', "");
         let list = self.messages_for(to, &hex, n).await;
         let newest = list
@@ -115,7 +121,7 @@ fn voice(to: &str) -> Value {
     json!({ "channel": "voice", "to": to })
 }
 
-fn problem(a: &Answer, status: u16, slug: &str) {
+pub(crate) fn problem(a: &Answer, status: u16, slug: &str) {
     assert_eq!(a.status, status, "{}", a.body);
     assert_eq!(a.content_type, "application/problem+json", "{}", a.body);
     let kind = a.body["type"].as_str().unwrap();

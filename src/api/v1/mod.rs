@@ -28,7 +28,7 @@ use crate::domain::{
 };
 use crate::http::refusals::{self, Reason};
 use crate::service::{
-    CheckResult, ControlCommand, ControlResult, Report, StartOutcome, StartRequest,
+    CheckResult, ControlCommand, ControlResult, Report, StartOutcome, StartRequest, Words,
 };
 
 const MAX_BRAND: usize = 18;
@@ -247,6 +247,7 @@ impl Common {
             locale: self.locale,
             reference: None,
             custom_pin,
+            words: Words::BuiltIn,
         }
     }
 }
@@ -261,6 +262,8 @@ fn started(outcome: StartOutcome) -> Result<Reply, V1Error> {
         }),
         StartOutcome::Concurrent(id) => Err(V1Error::Concurrent(id)),
         StartOutcome::CustomPinNotAllowed => Err(V1Error::CustomPinNotAllowed),
+        // v1 names no template; were one ever named, it is this server's fault, not the caller's.
+        StartOutcome::UnknownTemplate => Err(V1Error::Internal),
     }
 }
 

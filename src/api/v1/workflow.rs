@@ -75,6 +75,7 @@ impl Workflow {
                 app_hash: None,
                 new_code: false,
                 wait: waits.get(i).map_or(0, |w| next_event_wait.unwrap_or(*w)),
+                text: None,
             })
             .collect()
     }

@@ -50,6 +50,18 @@ pub enum V2Error {
     CancelRefused,
     #[error("no step is left")]
     NoMoreSteps,
+    #[error("no such template")]
+    TemplateNotFound,
+    #[error("no such template fragment")]
+    FragmentNotFound,
+    #[error("a template of this name exists")]
+    TemplateExists,
+    #[error("the account has as many templates as it may")]
+    MaxTemplates,
+    #[error("the template has fragments")]
+    NotEmptyTemplate,
+    #[error("a fragment for this channel and locale exists")]
+    FragmentExists,
     #[error("internal error")]
     Internal,
 }
@@ -72,8 +84,14 @@ impl V2Error {
             V2Error::Concurrent(_)
             | V2Error::NoCode
             | V2Error::CancelRefused
-            | V2Error::NoMoreSteps => StatusCode::CONFLICT,
-            V2Error::NotFound => StatusCode::NOT_FOUND,
+            | V2Error::NoMoreSteps
+            | V2Error::TemplateExists
+            | V2Error::MaxTemplates
+            | V2Error::NotEmptyTemplate
+            | V2Error::FragmentExists => StatusCode::CONFLICT,
+            V2Error::NotFound | V2Error::TemplateNotFound | V2Error::FragmentNotFound => {
+                StatusCode::NOT_FOUND
+            }
             V2Error::InvalidCode => StatusCode::BAD_REQUEST,
             V2Error::TooManyWrongCodes => StatusCode::GONE,
             V2Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -148,6 +166,42 @@ impl V2Error {
                 "no-events",
                 "Conflict",
                 "The workflow has no further channel to move on to.",
+            ),
+            V2Error::TemplateNotFound => (
+                VERIFY,
+                "template-not-found",
+                "Not Found",
+                "Template not found.",
+            ),
+            V2Error::FragmentNotFound => (
+                VERIFY,
+                "template-fragment-not-found",
+                "Not Found",
+                "Template Fragment not found.",
+            ),
+            V2Error::TemplateExists => (
+                VERIFY,
+                "template-exists",
+                "Conflict",
+                "A template with this name already exists.",
+            ),
+            V2Error::MaxTemplates => (
+                VERIFY,
+                "max-templates",
+                "Conflict",
+                "An account can only have a maximum of 10 custom templates.",
+            ),
+            V2Error::NotEmptyTemplate => (
+                VERIFY,
+                "not-empty-template",
+                "Conflict",
+                "The template is not empty and cannot be deleted. Please delete its fragments first.",
+            ),
+            V2Error::FragmentExists => (
+                VERIFY,
+                "fragment-exists",
+                "Conflict",
+                "A template fragment for this channel and locale already exists.",
             ),
             V2Error::Internal => (
                 GENERAL,
@@ -225,12 +279,21 @@ mod tests {
             V2Error::NoCode,
             V2Error::CancelRefused,
             V2Error::NoMoreSteps,
+            V2Error::TemplateNotFound,
+            V2Error::FragmentNotFound,
+            V2Error::TemplateExists,
+            V2Error::MaxTemplates,
+            V2Error::NotEmptyTemplate,
+            V2Error::FragmentExists,
             V2Error::Internal,
         ];
         let statuses: Vec<u16> = all.iter().map(|e| e.status().as_u16()).collect();
         assert_eq!(
             statuses,
-            [401, 401, 401, 422, 409, 404, 400, 410, 409, 409, 409, 500]
+            [
+                401, 401, 401, 422, 409, 404, 400, 410, 409, 409, 409, 404, 404, 409, 409, 409,
+                409, 500
+            ]
         );
         for e in &all {
             let (kind, _, _) = e.problem();

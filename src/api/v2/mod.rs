@@ -1,17 +1,19 @@
-//! The Vonage Verify v2 surface: `POST /v2/verify`, `POST|GET|DELETE /v2/verify/{id}` and
-//! `POST /v2/verify/{id}/next_workflow`. JSON in and out, errors as `application/problem+json`,
+//! The Vonage Verify v2 surface: `POST /v2/verify`, `POST|GET|DELETE /v2/verify/{id}`,
+//! `POST /v2/verify/{id}/next_workflow` and the templates (`templates.rs`). JSON in and out, errors as `application/problem+json`,
 //! request ids as UUIDs (the same 16 bytes Verify v1 shows as 32 hex digits).
 
 mod auth;
 pub mod callbacks;
 pub mod error;
+mod fields;
 mod report;
 pub mod request;
+mod templates;
 
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use self::error::{InvalidParameter, V2Error};
@@ -34,6 +36,32 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/v2/verify/{id}/next_workflow",
             post(next_workflow).fallback(method_not_allowed),
+        )
+        .route(
+            "/v2/verify/templates",
+            get(templates::list)
+                .post(templates::create)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/v2/verify/templates/{template_id}",
+            get(templates::show)
+                .patch(templates::update)
+                .delete(templates::delete)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/v2/verify/templates/{template_id}/template_fragments",
+            get(templates::list_fragments)
+                .post(templates::create_fragment)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/v2/verify/templates/{template_id}/template_fragments/{fragment_id}",
+            get(templates::show_fragment)
+                .patch(templates::update_fragment)
+                .delete(templates::delete_fragment)
+                .fallback(method_not_allowed),
         )
         .layer(axum::extract::DefaultBodyLimit::max(body::MAX_BODY))
 }
@@ -131,6 +159,12 @@ async fn create(State(app): State<AppState>, call: Call) -> Response {
                 Err(V2Error::InvalidParams(vec![InvalidParameter::new(
                     "code",
                     "this API key may not choose its codes",
+                )]))
+            }
+            StartOutcome::UnknownTemplate => {
+                Err(V2Error::InvalidParams(vec![InvalidParameter::new(
+                    "template_id",
+                    "no template of this account has this id",
                 )]))
             }
         }

@@ -5,12 +5,13 @@
 use serde_json::{Map, Value};
 
 use super::error::{InvalidParameter, V2Error};
+use super::fields::{object, Fields};
 use crate::domain::locale::{Locale, LocaleSet};
 use crate::domain::{
     plain, CancelWindow, Channel, CodeLength, CodeLife, CustomPin, Destination, EmailAddress,
     PhoneNumber, Policy, Purpose, Step,
 };
-use crate::service::StartRequest;
+use crate::service::{StartRequest, Words};
 
 pub const DEFAULT_CHANNEL_TIMEOUT: u32 = 180;
 const CHANNEL_TIMEOUT: std::ops::RangeInclusive<i64> = 15..=900;
@@ -25,84 +26,6 @@ pub const CANCEL_WINDOW: CancelWindow = CancelWindow {
     until_steps: 2,
 };
 const DEFAULT_LOCALE: &str = "en-us";
-
-/// The fields of one body, read one by one; what is wrong is collected, not returned at once.
-struct Fields<'a, 'e> {
-    map: &'a Map<String, Value>,
-    prefix: String,
-    invalid: &'e mut Vec<InvalidParameter>,
-}
-
-impl<'a> Fields<'a, '_> {
-    fn name(&self, field: &str) -> String {
-        format!("{}{field}", self.prefix)
-    }
-
-    fn refuse(&mut self, field: &str, reason: impl Into<String>) {
-        let name = self.name(field);
-        self.invalid.push(InvalidParameter::new(name, reason));
-    }
-
-    fn string(&mut self, field: &str) -> Option<&'a str> {
-        match self.map.get(field) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.as_str()),
-            Some(_) => {
-                self.refuse(field, "must be a string");
-                None
-            }
-        }
-    }
-
-    /// A string that must be there: missing and `null` are refused alike.
-    fn required(&mut self, field: &str, what: &str) -> Option<&'a str> {
-        match self.map.get(field) {
-            None | Some(Value::Null) => {
-                self.refuse(field, format!("{what} is required"));
-                None
-            }
-            Some(_) => self.string(field),
-        }
-    }
-
-    fn integer(&mut self, field: &str) -> Option<i64> {
-        match self.map.get(field) {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
-            Some(_) => {
-                self.refuse(field, "must be an integer");
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, field: &str) -> Option<bool> {
-        match self.map.get(field) {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(*b),
-            Some(_) => {
-                self.refuse(field, "must be true or false");
-                None
-            }
-        }
-    }
-
-    /// A string that must pass `valid`, else refused with `reason`.
-    fn checked(
-        &mut self,
-        field: &str,
-        valid: impl Fn(&str) -> bool,
-        reason: &str,
-    ) -> Option<&'a str> {
-        let value = self.string(field)?;
-        if valid(value) {
-            Some(value)
-        } else {
-            self.refuse(field, reason);
-            None
-        }
-    }
-}
 
 fn alphanumeric(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -123,12 +46,7 @@ fn valid_sender(s: &str) -> bool {
 
 /// Reads a create body for an account.
 pub fn parse(body: &[u8]) -> Result<StartRequest, V2Error> {
-    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
-        return Err(V2Error::InvalidParams(vec![InvalidParameter::new(
-            "body",
-            "must be a JSON object",
-        )]));
-    };
+    let map = object(body)?;
     let mut invalid = Vec::new();
     let mut f = Fields {
         map: &map,
@@ -188,9 +106,16 @@ pub fn parse(body: &[u8]) -> Result<StartRequest, V2Error> {
         .and_then(CustomPin::parse);
     // Fraud rules come with abuse limits; until then the flag is accepted and changes nothing.
     f.boolean("fraud_check");
-    if f.string("template_id").is_some() {
-        f.refuse("template_id", "verifyd has no templates yet");
-    }
+    let words = match f.string("template_id") {
+        None => Some(Words::AccountDefault),
+        Some(raw) => {
+            let id = super::templates::parse_uuid(raw).map(Words::Template);
+            if id.is_none() {
+                f.refuse("template_id", "must be the UUID of a template");
+            }
+            id
+        }
+    };
     drop(f);
     let steps = workflow(
         &map,
@@ -198,8 +123,8 @@ pub fn parse(body: &[u8]) -> Result<StartRequest, V2Error> {
         channel_timeout.unwrap_or(DEFAULT_CHANNEL_TIMEOUT),
         &mut invalid,
     );
-    match (brand, locale, channel_timeout, code_length) {
-        (Some(brand), Some(locale), Some(_), Some(code_length))
+    match (brand, locale, channel_timeout, code_length, words) {
+        (Some(brand), Some(locale), Some(_), Some(code_length), Some(words))
             if invalid.is_empty() && !steps.is_empty() =>
         {
             Ok(StartRequest {
@@ -218,6 +143,7 @@ pub fn parse(body: &[u8]) -> Result<StartRequest, V2Error> {
                 },
                 reference: reference.map(str::to_owned),
                 custom_pin,
+                words,
             })
         }
         _ => Err(V2Error::InvalidParams(invalid)),
@@ -373,6 +299,8 @@ fn step(f: &mut Fields<'_, '_>, index: usize, brand: Option<&str>, timeout: u32)
         app_hash,
         new_code: index > 0 && !reuse_code,
         wait: timeout,
+        // Chosen by the service, from the template the request names or the account's default.
+        text: None,
     })
 }
 
@@ -513,7 +441,7 @@ mod tests {
     fn senders_app_hashes_and_templates_are_checked() {
         assert_eq!(
             invalid(
-                r#"{"brand":"A","template_id":"4ed3027d-8762-44a0-aa3f-c393717413a4",
+                r#"{"brand":"A","template_id":"4ed3027d8762-44a0-aa3f-c393717413a4",
                    "workflow":[{"channel":"sms","to":"447700100600","from":"TWELVECHARSX",
                    "app_hash":"short","entity_id":""}]}"#
             ),
@@ -527,5 +455,20 @@ mod tests {
         assert!(valid_sender("447700900000123"));
         assert!(!valid_sender("4477009000001234"));
         assert!(valid_sender("Acme2"));
+    }
+
+    #[test]
+    fn a_request_names_a_template_by_its_uuid_or_takes_the_accounts_default() {
+        let words = |extra: &str| {
+            let body = format!(
+                r#"{{"brand":"A",{extra}"workflow":[{{"channel":"sms","to":"447700100600"}}]}}"#
+            );
+            parse(body.as_bytes()).unwrap().words
+        };
+        assert_eq!(words(""), Words::AccountDefault);
+        assert_eq!(
+            words(r#""template_id":"4ED3027D-8762-44A0-AA3F-C393717413A4","#),
+            Words::Template("4ed3027d-8762-44a0-aa3f-c393717413a4".into())
+        );
     }
 }

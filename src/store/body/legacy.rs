@@ -172,6 +172,7 @@ impl Delivery1 {
             sealed_pin: self.sealed_pin,
             created_at: self.created_at,
             pin_expires_at: self.pin_expires_at,
+            text: None,
         })
     }
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use self::codec::{hex_bytes32, hex_opt_vec, hex_vec, ms, ms_opt};
 use crate::domain::locale::Locale;
+use crate::domain::template::TemplateText;
 use crate::domain::{
     CancelWindow, Channel, CheckRecord, CodeLength, CodeLife, DeliveryOrder, Destination,
     EmailAddress, EventId, EventRecord, Instant, PhoneNumber, PinState, Policy, Purpose, RequestId,
@@ -116,6 +117,11 @@ fn request_id(raw: &str) -> StoreResult<RequestId> {
 
 fn locale(tag: &str) -> StoreResult<Locale> {
     Locale::from_tag(tag).ok_or_else(|| corrupt("an unknown locale"))
+}
+
+fn text(raw: Option<String>) -> StoreResult<Option<TemplateText>> {
+    raw.map(|t| TemplateText::parse(&t).map_err(|_| corrupt("template text")))
+        .transpose()
 }
 
 fn code_length(n: u8) -> StoreResult<CodeLength> {
@@ -233,6 +239,9 @@ struct StepRecord {
     app_hash: Option<String>,
     new_code: bool,
     wait: u32,
+    /// Left out when `None`, so that a body without one is the same as before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -355,6 +364,7 @@ impl Stored for Verification {
                     app_hash: s.app_hash.clone(),
                     new_code: s.new_code,
                     wait: s.wait,
+                    text: s.text.as_ref().map(|t| t.as_str().to_owned()),
                 })
                 .collect(),
             policy: PolicyRecord {
@@ -436,6 +446,7 @@ impl Stored for Verification {
                         app_hash: s.app_hash,
                         new_code: s.new_code,
                         wait: s.wait,
+                        text: text(s.text)?,
                     })
                 })
                 .collect::<StoreResult<_>>()?,
@@ -483,6 +494,8 @@ pub struct DeliveryRecord {
     created_at: Instant,
     #[serde(with = "ms_opt")]
     pin_expires_at: Option<Instant>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
 }
 
 impl Stored for DeliveryOrder {
@@ -503,6 +516,7 @@ impl Stored for DeliveryOrder {
             sealed_pin: self.sealed_pin.clone(),
             created_at: self.created_at,
             pin_expires_at: self.pin_expires_at,
+            text: self.text.as_ref().map(|t| t.as_str().to_owned()),
         }
     }
 
@@ -519,6 +533,7 @@ impl Stored for DeliveryOrder {
             sealed_pin: r.sealed_pin,
             created_at: r.created_at,
             pin_expires_at: r.pin_expires_at,
+            text: text(r.text)?,
         })
     }
 

@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 
 use super::{ms_to_instant, pg_err, PgStore, DB_NOW_MS};
 use crate::domain::{Notice, RequestId, Status, Verification};
-use crate::store::{new_callback_id, Callback, CallbackOutbox, StoreError, StoreResult};
+use crate::store::{new_uuid, Callback, CallbackOutbox, StoreError, StoreResult};
 
 /// Writes the callbacks `v`'s change from status `was` calls for, due now.
 pub(super) async fn enqueue(
@@ -29,7 +29,7 @@ pub(super) async fn enqueue(
             .await
             .map_err(pg_err)?,
             &[
-                &new_callback_id(),
+                &new_uuid(),
                 &v.id.as_str(),
                 &v.account,
                 target,

@@ -12,6 +12,7 @@
 mod apps;
 mod attempts;
 mod callbacks;
+mod templates;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -40,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0003_delivery_attempts.sql"),
     include_str!("../../../migrations/postgres/0004_applications.sql"),
     include_str!("../../../migrations/postgres/0005_callbacks.sql"),
+    include_str!("../../../migrations/postgres/0006_templates.sql"),
 ];
 const POOL_SIZE: usize = 16;
 pub const DEFAULT_DELIVERY_LEASE: Duration = super::sqlite::DEFAULT_DELIVERY_LEASE;

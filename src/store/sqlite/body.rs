@@ -66,6 +66,7 @@ fn corrupt_messagepack(e: rmp_serde::decode::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::template::TemplateText;
     use crate::domain::{DeliveryOrder, Verification};
     use crate::store::body::tests::{DELIVERY_1, FORMAT_1};
 
@@ -149,6 +150,29 @@ mod tests {
         let v: Verification = decode(&unhex(GOLDEN_WITHOUT_CALLBACK)).unwrap();
         assert_eq!(v, legacy());
         assert_eq!(v.callback, None);
+    }
+
+    #[test]
+    fn a_step_in_its_own_words_reads_back_from_either_encoding() {
+        let mut state = (*legacy()).clone();
+        let words = TemplateText::parse("${brand}: ${code} (${time-limit} ${time-limit-unit})");
+        state.steps[1].text = Some(words.unwrap());
+        let v = Verification::restore(state);
+        assert_eq!(decode::<Verification>(&encode(&v).unwrap()).unwrap(), v);
+        let json = crate::store::body::to_json(&v).unwrap();
+        assert_eq!(
+            crate::store::body::from_json::<Verification>(json.as_bytes()).unwrap(),
+            v
+        );
+
+        let mut d: DeliveryOrder = decode(DELIVERY_1.as_bytes()).unwrap();
+        d.text = v.steps[1].text.clone();
+        assert_eq!(decode::<DeliveryOrder>(&encode(&d).unwrap()).unwrap(), d);
+        let json = crate::store::body::to_json(&d).unwrap();
+        assert_eq!(
+            crate::store::body::from_json::<DeliveryOrder>(json.as_bytes()).unwrap(),
+            d
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection};
 
 use super::{db_err, ms_to_instant, real_now_ms, SqliteStore};
 use crate::domain::{Notice, RequestId, Status, Verification};
-use crate::store::{new_callback_id, Callback, CallbackOutbox, StoreError, StoreResult};
+use crate::store::{new_uuid, Callback, CallbackOutbox, StoreError, StoreResult};
 
 /// Writes the callbacks `v`'s change from status `was` calls for, due now.
 pub(super) fn enqueue(conn: &Connection, v: &Verification, was: Status) -> StoreResult<()> {
@@ -23,7 +23,7 @@ pub(super) fn enqueue(conn: &Connection, v: &Verification, was: Status) -> Store
         )
         .map_err(db_err)?
         .execute(params![
-            new_callback_id(),
+            new_uuid(),
             v.id.as_str(),
             v.account,
             target,

@@ -35,6 +35,7 @@ mod attempts;
 pub mod body;
 mod cache;
 mod callbacks;
+mod templates;
 use body::Body;
 use cache::SharedCache;
 
@@ -55,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_delivery_attempts.sql"),
     include_str!("../../../migrations/sqlite/0005_applications.sql"),
     include_str!("../../../migrations/sqlite/0006_callbacks.sql"),
+    include_str!("../../../migrations/sqlite/0007_templates.sql"),
 ];
 
 /// What an operation sees on the writer thread.

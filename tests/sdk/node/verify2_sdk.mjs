@@ -55,6 +55,7 @@ const NUM = {
   badBrand: '447700123607',
   badTimeout: '447700123608',
   badLength: '447700123609',
+  template: '447700123610',
 };
 
 const verify = new Verify2(
@@ -327,6 +328,94 @@ await step('12b the code from the voice message checks out (completed)', async (
   const id = need(state.nextId, 'request id of step 5');
   const code = need(state.voiceCode, 'voice code of step 5c');
   assertEq(await verify.checkCode(id, code), 'completed', 'checkCode result');
+});
+
+// 13. templates: every template and fragment method of the SDK, and a request that names a template
+await step('13a createTemplate makes the first template the default; a second one is not', async () => {
+  const first = await verify.createTemplate({ name: 'sdk-login' });
+  assertUuid(first.templateId, `createTemplate (response ${show(first)})`);
+  assertEq(first.name, 'sdk-login', 'name');
+  assertEq(first.isDefault, true, 'isDefault of the first template');
+  const second = await verify.createTemplate({ name: 'sdk-reset' });
+  assertEq(second.isDefault, false, 'isDefault of the second template');
+  state.firstTemplate = first.templateId;
+  state.secondTemplate = second.templateId;
+});
+
+await step('13b createTemplate with a name in use fails with 409 template-exists', async () => {
+  need(state.firstTemplate, 'templates of step 13a');
+  await expectProblem(() => verify.createTemplate({ name: 'sdk-login' }), 409, 'template-exists');
+});
+
+await step('13c getTemplatePage pages the templates and listAllTemplates walks every page once', async () => {
+  need(state.secondTemplate, 'templates of step 13a');
+  const page = await verify.getTemplatePage({ pageSize: 1, page: 1 });
+  assertEq(page.totalItems, 2, `totalItems (page ${show(page)})`);
+  assertEq(page.totalPages, 2, 'totalPages');
+  assertEq(page.templates.length, 1, 'templates on the page');
+  assert(page.links && page.links.next && page.links.next.href, `no next link on page 1: ${show(page.links)}`);
+  const all = [];
+  for await (const t of verify.listAllTemplates({ pageSize: 1 })) all.push(t.templateId);
+  assertEq(JSON.stringify(all), JSON.stringify([state.firstTemplate, state.secondTemplate]), 'listAllTemplates');
+});
+
+await step('13d updateTemplate renames a template and makes it the default; getTemplate shows both', async () => {
+  const id = need(state.secondTemplate, 'templates of step 13a');
+  const changed = await verify.updateTemplate({ templateId: id, name: 'sdk-password', isDefault: true });
+  assertEq(changed.name, 'sdk-password', 'name');
+  assertEq(changed.isDefault, true, 'isDefault');
+  const first = await verify.getTemplate(state.firstTemplate);
+  assertEq(first.isDefault, false, 'isDefault of the former default');
+});
+
+await step('13e template fragments are created, paged, read and updated; a second per channel and locale is refused', async () => {
+  const id = need(state.secondTemplate, 'templates of step 13a');
+  const made = await verify.createTemplateFragment(id, { channel: 'sms', locale: 'en-us', text: '${brand} says ${code}' });
+  assertUuid(made.templateFragmentId, `createTemplateFragment (response ${show(made)})`);
+  assertEq(made.channel, 'sms', 'channel');
+  assertEq(made.locale, 'en-us', 'locale');
+  assert(!Number.isNaN(Date.parse(made.dateCreated)), `dateCreated: ${show(made.dateCreated)}`);
+  await expectProblem(
+    () => verify.createTemplateFragment(id, { channel: 'sms', locale: 'en-us', text: '${code}' }),
+    409,
+    'fragment-exists',
+  );
+  const page = await verify.getTemplateFragmentPage({ templateId: id });
+  assertEq(page.totalItems, 1, `totalItems (page ${show(page)})`);
+  assertEq(page.fragments[0].templateFragmentId, made.templateFragmentId, 'fragment on the page');
+  const all = [];
+  for await (const f of verify.listAllTemplateFragments({ templateId: id })) all.push(f.templateFragmentId);
+  assertEq(all.length, 1, 'listAllTemplateFragments');
+  const changed = await verify.updateTemplateFragment(id, {
+    templateFragmentId: made.templateFragmentId, text: '${brand} code: ${code}',
+  });
+  assertEq(changed.text, '${brand} code: ${code}', 'updated text');
+  const read = await verify.getTemplateFragment(id, made.templateFragmentId);
+  assertEq(read.text, '${brand} code: ${code}', 'text read back');
+  state.fragment = made.templateFragmentId;
+});
+
+await step('13f a newRequest naming the template sends the SMS in its words, and its code checks out', async () => {
+  const id = need(state.secondTemplate, 'templates of step 13a');
+  need(state.fragment, 'the fragment of step 13e');
+  const res = await verify.newRequest({
+    brand: 'AcmeInc', templateId: id, workflow: smsOnly(NUM.template), channelTimeout: CHANNEL_TIMEOUT,
+  });
+  assertUuid(res.requestId, `newRequest (response ${show(res)})`);
+  const msg = await waitForMessage(NUM.template, res.requestId, 'sms');
+  const code = codeFromSms(msg.text);
+  assertEq(msg.text, `AcmeInc code: ${code}`, 'SMS text');
+  assertEq(await verify.checkCode(res.requestId, code), 'completed', 'checkCode result');
+});
+
+await step('13g a template with fragments is not deleted (409 not-empty-template); emptied, it is', async () => {
+  const id = need(state.secondTemplate, 'templates of step 13a');
+  const fragment = need(state.fragment, 'the fragment of step 13e');
+  await expectProblem(() => verify.deleteTemplate(id), 409, 'not-empty-template');
+  assertEq(await verify.deleteTemplateFragment(id, fragment), true, 'deleteTemplateFragment result');
+  assertEq(await verify.deleteTemplate(id), true, 'deleteTemplate result');
+  await expectProblem(() => verify.getTemplate(id), 404, 'template-not-found');
+  assertEq(await verify.deleteTemplate(state.firstTemplate), true, 'deleteTemplate of the first');
 });
 
 finish('node @vonage/verify2');
