@@ -148,10 +148,20 @@ impl Outcomes {
 }
 
 fn channel(sipp_port: u16, extra: &str, outcomes: Arc<Outcomes>) -> SipChannel {
+    channel_naming(sipp_port, "127.0.0.1", extra, outcomes)
+}
+
+/// A channel whose Contact, Via and SDP name `local_ip`.
+fn channel_naming(
+    sipp_port: u16,
+    local_ip: &str,
+    extra: &str,
+    outcomes: Arc<Outcomes>,
+) -> SipChannel {
     let text = format!(
         "[channels.pbx]\ntype = \"sip\"\nproxy = \"127.0.0.1:{sipp_port}\"\n\
          from = \"sip:verifyd@127.0.0.1\"\nto = \"sip:{{e164}}@127.0.0.1:{sipp_port}\"\n\
-         local_ip = \"127.0.0.1\"\ntimeout = 2\n{extra}\n\
+         local_ip = \"{local_ip}\"\ntimeout = 2\n{extra}\n\
          [[routes]]\nkind = \"voice\"\nchannels = [\"pbx\"]\n"
     );
     let file =
@@ -498,6 +508,51 @@ async fn a_trunk_that_does_not_answer_is_a_temporary_failure_within_timeout() {
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
+    );
+    pbx.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_ip_is_the_address_requests_name_not_one_the_channel_binds() {
+    // A NAT's public address (a documentation address here: nothing is sent to it).
+    let trunk = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = trunk.local_addr().unwrap().port();
+    let pbx = Arc::new(channel_naming(
+        port,
+        "192.0.2.7",
+        "",
+        Arc::new(Outcomes::default()),
+    ));
+    let calling = {
+        let pbx = pbx.clone();
+        tokio::spawn(async move { pbx.send(&call("4815")).await })
+    };
+    let mut buf = vec![0u8; 8192];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(20), trunk.recv_from(&mut buf))
+        .await
+        .expect("an INVITE within 20 s")
+        .unwrap();
+    let invite = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(invite.starts_with("INVITE "), "{invite}");
+    assert_eq!(
+        from.ip().to_string(),
+        "127.0.0.1",
+        "sent from the bound interface"
+    );
+    let header = |name: &str| {
+        invite
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in {invite}"))
+            .to_owned()
+    };
+    assert!(header("contact").contains("192.0.2.7:"), "{invite}");
+    assert!(header("via").contains("192.0.2.7:"), "{invite}");
+    assert!(invite.contains("c=IN IP4 192.0.2.7"), "{invite}");
+    let e = calling.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&e, SendError::Temporary(f) if f.code == "timeout"),
+        "{e:?}"
     );
     pbx.close().await;
 }

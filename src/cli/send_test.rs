@@ -219,7 +219,7 @@ pub fn advice(spec: &ChannelSpec, e: &SendError, timeout: Duration) -> String {
     };
     match (e, f.code.as_str()) {
         (_, "ESME_RINVPASWD") => {
-            "advice: the SMSC refused the password: check the channel's password (SMPP 3.4 takes              up to 8 characters)"
+            "advice: the SMSC refused the password: check the channel's password (SMPP 3.4 takes up to 8 characters)"
                 .into()
         }
         (_, "ESME_RINVSYSID") => {
@@ -227,11 +227,11 @@ pub fn advice(spec: &ChannelSpec, e: &SendError, timeout: Duration) -> String {
                 .into()
         }
         (_, "ESME_RINVSYSTYP") => {
-            "advice: the SMSC refused the system_type: ask its operator which one the account              uses (often empty)"
+            "advice: the SMSC refused the system_type: ask its operator which one the account uses (often empty)"
                 .into()
         }
         (_, "ESME_RBINDFAIL" | "ESME_RALYBND") => {
-            "advice: the SMSC refused the bind: the account's bind limit may be reached (other              nodes or programs bound with the same system_id), or this address is not allowed"
+            "advice: the SMSC refused the bind: the account's bind limit may be reached (other nodes or programs bound with the same system_id), or this address is not allowed"
                 .into()
         }
         (_, "tls") => {

@@ -40,9 +40,11 @@ const CLOSING_TIME: Duration = Duration::from_secs(3);
 /// The SIP side of a channel, started with its first call.
 struct Stack {
     dialogs: Arc<DialogLayer>,
-    /// This machine's address for Contact and SDP.
+    /// The address the SIP and RTP sockets are bound to.
+    bind_ip: IpAddr,
+    /// The address Contact, Via and SDP name (`local_ip`, else `bind_ip`).
     local_ip: IpAddr,
-    /// The SIP port requests go out from.
+    /// The SIP address requests name as theirs.
     local: SocketAddr,
     proxy: SipAddr,
 }
@@ -99,22 +101,28 @@ impl SipChannel {
             .ok()
             .and_then(|mut a| a.next())
             .ok_or_else(|| Failure::new("connect", format!("cannot resolve the proxy {host}")))?;
-        let local_ip = match self.config.local_ip {
-            Some(ip) => ip,
-            None => route_to(proxy_addr).map_err(|e| {
-                Failure::new(
-                    "connect",
-                    format!("no route to the proxy {proxy_addr}: {e}"),
-                )
-            })?,
-        };
+        // Sockets are bound on the interface that reaches the proxy; `local_ip` is only what
+        // Contact, Via and SDP say, so that a NAT's public address can be given.
+        let bind_ip = route_to(proxy_addr).map_err(|e| {
+            Failure::new(
+                "connect",
+                format!("no route to the proxy {proxy_addr}: {e}"),
+            )
+        })?;
+        let local_ip = self.config.local_ip.unwrap_or(bind_ip);
         let token = self.cancel.child_token();
         let transports = TransportLayer::new(token.child_token());
-        let socket = sip_socket(SocketAddr::new(local_ip, 0))
+        let socket = sip_socket(SocketAddr::new(bind_ip, 0))
             .map_err(|e| Failure::new("connect", format!("cannot open a SIP socket: {e}")))?;
-        let udp = UdpConnection::from_socket(Arc::new(socket), None, Some(token.child_token()))
-            .await
-            .map_err(|e| Failure::new("connect", format!("cannot open a SIP socket: {e}")))?;
+        let port = socket
+            .local_addr()
+            .map_err(|e| Failure::new("connect", e.to_string()))?
+            .port();
+        let advertised = (local_ip != bind_ip).then(|| SocketAddr::new(local_ip, port));
+        let udp =
+            UdpConnection::from_socket(Arc::new(socket), advertised, Some(token.child_token()))
+                .await
+                .map_err(|e| Failure::new("connect", format!("cannot open a SIP socket: {e}")))?;
         let local = udp
             .get_addr()
             .get_socketaddr()
@@ -157,6 +165,7 @@ impl SipChannel {
         };
         Ok(Stack {
             dialogs,
+            bind_ip,
             local_ip,
             local,
             proxy: SipAddr::new(transport, proxy_addr.into()),
@@ -243,7 +252,7 @@ impl Channel for SipChannel {
             .map_err(|e| SendError::Temporary(Failure::new("speech", e.to_string())))?;
         let stack = self.stack().await.map_err(SendError::Temporary)?;
         let rtp = self
-            .rtp_socket(stack.local_ip)
+            .rtp_socket(stack.bind_ip)
             .await
             .map_err(SendError::Temporary)?;
         let rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();

@@ -239,9 +239,10 @@ pub fn validity_period(left: Duration) -> String {
     )
 }
 
-/// The source address for `from`: an international number (TON 1, NPI 1: `+` or 10 digits and
+/// The source address for `from`: an international number (TON 1, NPI 1: `+` or 9 digits and
 /// more), a short code (TON 3 network-specific, NPI 0: up to 8 digits), or an alphanumeric
-/// sender of up to 11 characters (TON 5, NPI 0).
+/// sender of up to 11 characters (TON 5, NPI 0) that are both ASCII and in the GSM alphabet:
+/// `source_addr` is a C-octet string, and an SMSC reads it as ASCII.
 pub fn source_address(from: &str) -> Result<(Ton, Npi, String), Failure> {
     let (plus, digits) = match from.strip_prefix('+') {
         Some(rest) => (true, rest),
@@ -253,12 +254,12 @@ pub fn source_address(from: &str) -> Result<(Ton, Npi, String), Failure> {
         }
         return Ok((Ton::International, Npi::Isdn, digits.to_owned()));
     }
-    if !from.is_empty() && from.chars().count() <= 11 && super::gsm::is_gsm7(from) {
+    if !from.is_empty() && from.len() <= 11 && from.is_ascii() && super::gsm::is_gsm7(from) {
         return Ok((Ton::Alphanumeric, Npi::Unknown, from.to_owned()));
     }
     Err(Failure::new(
         "sender",
-        format!("SMPP takes a sender of up to 11 GSM characters or an international number, not {from:?}"),
+        format!("SMPP takes a sender of up to 11 ASCII letters, digits and GSM symbols, or an international number, not {from:?}"),
     ))
 }
 
@@ -417,6 +418,9 @@ mod tests {
         assert!(source_address("AcmeIncorporated").is_err());
         assert!(source_address("").is_err());
         assert!(source_address("Ваш").is_err());
+        // In the GSM alphabet but not ASCII: the field could not carry it.
+        assert!(source_address("Café").is_err());
+        assert!(source_address("£Bank").is_err());
     }
 
     #[tokio::test(start_paused = true)]
