@@ -744,6 +744,30 @@ async fn an_account_keeps_ten_templates_of_distinct_names_and_its_first_is_the_d
 }
 
 #[tokio::test]
+async fn concurrent_creates_never_give_an_account_more_than_ten_templates_or_two_defaults() {
+    for (engine, store, _dir) in engines().await {
+        with_key(&*store, "k1").await;
+        let tries = (1..=24).map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_template(template("k1", n)).await.unwrap() })
+        });
+        let mut made = Vec::new();
+        for t in tries.collect::<Vec<_>>() {
+            if let Ok(template) = t.await.unwrap() {
+                made.push(template);
+            }
+        }
+        assert_eq!(made.len(), 10, "{engine}");
+        assert_eq!(made.iter().filter(|t| t.is_default).count(), 1, "{engine}");
+        assert_eq!(
+            store.templates("k1", ALL).await.unwrap().total,
+            10,
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_template_is_renamed_made_the_default_and_deleted_only_when_empty() {
     for (engine, store, _dir) in engines().await {
         with_key(&*store, "k1").await;
