@@ -8,13 +8,17 @@ use crate::auth::Account;
 use crate::clock::Clock;
 use crate::crypto::{OsMinter, ServerKey};
 use crate::delivery::Dispatcher;
+use crate::domain::limits::{call_buckets, start_buckets, CallKind, Limits, Refused};
 use crate::domain::locale::Locale;
 use crate::domain::{
-    Candidate, Channel, CheckOutcome, Command, CommandOutcome, ControlError, CustomPin, EventId,
-    Instant, NewVerification, Policy, Price, Purpose, RequestId, Status, Step, Verification,
+    Candidate, Channel, CheckOutcome, Command, CommandOutcome, ControlError, CustomPin,
+    Destination, EventId, Instant, NewVerification, Policy, Price, Purpose, RequestId, Status,
+    Step, Verification,
 };
 use crate::scheduler::SchedulerWake;
-use crate::store::{CreateOutcome, StoreError, TemplateStore, VerificationStore};
+use crate::store::{
+    CreateOutcome, LimitStore, Store, StoreError, TemplateStore, VerificationStore,
+};
 
 /// Prices reported by check and search; the Verify API reports them, a self-hosted service can
 /// set them to its own costs (default 0 EUR).
@@ -123,6 +127,9 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error("an operation failed unexpectedly: {0}")]
     Task(String),
+    /// A limit of the key's is reached; nothing was done.
+    #[error("limit reached: {}", .0.limit)]
+    Limited(Refused),
 }
 
 /// Runs `work` to completion even if the caller stops waiting (a client that hangs up cancels its
@@ -138,6 +145,9 @@ async fn detached<T: Send + 'static>(
 pub struct VerifyService {
     store: Arc<dyn VerificationStore>,
     templates: Arc<dyn TemplateStore>,
+    counters: Arc<dyn LimitStore>,
+    /// The limits of every key (`[limits]`).
+    limits: Limits,
     clock: Arc<dyn Clock>,
     key: ServerKey,
     dispatcher: Dispatcher,
@@ -147,8 +157,8 @@ pub struct VerifyService {
 
 impl VerifyService {
     pub fn new(
-        store: Arc<dyn VerificationStore>,
-        templates: Arc<dyn TemplateStore>,
+        store: Arc<dyn Store>,
+        limits: Limits,
         clock: Arc<dyn Clock>,
         key: ServerKey,
         dispatcher: Dispatcher,
@@ -156,8 +166,10 @@ impl VerifyService {
         pricing: Pricing,
     ) -> Self {
         Self {
+            templates: store.clone(),
+            counters: store.clone(),
             store,
-            templates,
+            limits,
             clock,
             key,
             dispatcher,
@@ -180,6 +192,27 @@ impl VerifyService {
         self.clock.now()
     }
 
+    /// Counts a call of `account` (and a start to `to`) against its limits.
+    async fn within_limits(
+        &self,
+        account: &Account,
+        kind: CallKind,
+        to: &[&Destination],
+    ) -> Result<(), ServiceError> {
+        let limits = self.limits.for_key(&account.limits);
+        if limits.is_empty() {
+            return Ok(());
+        }
+        let mut buckets = call_buckets(&limits, &account.api_key, kind);
+        for destination in to {
+            buckets.extend(start_buckets(&limits, &account.api_key, destination));
+        }
+        self.counters
+            .take(buckets, self.clock.now())
+            .await?
+            .map_err(ServiceError::Limited)
+    }
+
     fn minter(&self) -> Box<OsMinter> {
         Box::new(OsMinter::new(self.key.clone()))
     }
@@ -194,6 +227,13 @@ impl VerifyService {
         if req.custom_pin.is_some() && !account.allow_custom_pin {
             return Ok(StartOutcome::CustomPinNotAllowed);
         }
+        let mut to: Vec<&Destination> = Vec::new();
+        for step in &req.steps {
+            if !to.contains(&&step.to) {
+                to.push(&step.to);
+            }
+        }
+        self.within_limits(account, CallKind::Request, &to).await?;
         let mut steps = req.steps;
         let named = match &req.words {
             Words::BuiltIn => None,
@@ -259,6 +299,7 @@ impl VerifyService {
         id: &RequestId,
         code: &Candidate,
     ) -> Result<CheckResult, ServiceError> {
+        self.within_limits(account, CallKind::Request, &[]).await?;
         let command = Command::Check {
             code_hash: self.key.hash_pin(id, code.as_str()),
             code_len: code.as_str().len() as u8,
@@ -303,6 +344,7 @@ impl VerifyService {
         id: &RequestId,
         command: ControlCommand,
     ) -> Result<ControlResult, ServiceError> {
+        self.within_limits(account, CallKind::Request, &[]).await?;
         let store_command = match command {
             ControlCommand::Cancel => Command::Cancel,
             ControlCommand::Next => Command::Next,
@@ -347,6 +389,7 @@ impl VerifyService {
         account: &Account,
         ids: &[RequestId],
     ) -> Result<Vec<Report>, ServiceError> {
+        self.within_limits(account, CallKind::Search, &[]).await?;
         let now = self.clock.now();
         let found = self.store.find(&account.api_key, ids).await?;
         Ok(found.into_iter().map(|v| self.report(v, now)).collect())

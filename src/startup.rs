@@ -39,6 +39,7 @@ pub struct Application {
     database: DatabaseUrl,
     scheduler: Arc<Scheduler>,
     delivery: Arc<Router>,
+    keys: Arc<KeyCache>,
     /// Held for the server's lifetime: one `serve` per SQLite file.
     _lock: Option<File>,
 }
@@ -326,7 +327,7 @@ impl Application {
             CallbackSender::new(store_dyn.clone(), apps.clone(), key.clone(), callback_http);
         let service = Arc::new(VerifyService::new(
             store_dyn.clone(),
-            store_dyn.clone(),
+            settings.limits,
             clock,
             key,
             dispatcher,
@@ -376,7 +377,7 @@ impl Application {
         let background = vec![
             tokio::spawn(scheduler.clone().run()),
             tokio::spawn(callbacks.run()),
-            tokio::spawn(keys.refresh_forever()),
+            tokio::spawn(keys.clone().refresh_forever()),
             tokio::spawn(refusals.log_forever()),
             dispatch_task,
         ];
@@ -388,6 +389,7 @@ impl Application {
             database: settings.database.clone(),
             scheduler,
             delivery: delivery_router,
+            keys,
             _lock: lock,
         })
     }
@@ -396,6 +398,12 @@ impl Application {
     /// handled, instead of waiting for the background loop.
     pub async fn run_due_steps(&self) -> Result<usize, crate::store::StoreError> {
         self.scheduler.tick().await
+    }
+
+    /// Reads the API keys again now, as the background refresh does every 2 s: tests use it
+    /// to know that a change to a key is in force.
+    pub async fn reload_keys(&self) -> Result<(), crate::store::StoreError> {
+        self.keys.reload().await
     }
 
     pub fn port(&self) -> u16 {

@@ -16,6 +16,8 @@ mod control;
 mod credentials;
 #[path = "api/inbox.rs"]
 mod inbox;
+#[path = "api/limits.rs"]
+mod limits;
 #[path = "api/psd2.rs"]
 mod psd2;
 #[path = "api/request.rs"]

@@ -54,6 +54,55 @@ fn keys_create_list_disable_enable_and_revoke() {
 }
 
 #[test]
+fn keys_limits_sets_shows_and_resets_a_keys_own_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/v.db", dir.path().display());
+    let (_, out, _) = verifyd(&["keys", "create", "--database", &db]);
+    let key: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let api_key = key["api_key"].as_str().unwrap();
+    let limits = |args: &[&str]| {
+        let mut all = vec!["keys", "limits", api_key, "--database", &db];
+        all.extend_from_slice(args);
+        verifyd(&all)
+    };
+    let (ok, out, err) = limits(&[
+        "--per-destination",
+        "3/10m",
+        "--per-prefix",
+        "none",
+        "--requests-per-second",
+        "5",
+    ]);
+    assert!(ok, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        shown["limits"],
+        serde_json::json!({ "requests_per_second": "5", "per_destination": "3/10m", "per_prefix": "none" })
+    );
+    let (_, out, _) = verifyd(&["keys", "list", "--database", &db]);
+    assert!(out.contains(r#""per_destination":"3/10m""#), "{out}");
+    let (ok, out, _) = limits(&["--per-prefix", "default"]);
+    assert!(ok);
+    assert!(
+        !out.contains("per_prefix") && out.contains("3/10m"),
+        "{out}"
+    );
+    let (ok, _, err) = limits(&["--per-country", "lots"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--per-country: expected a count over a period"),
+        "{err}"
+    );
+    let (ok, out, _) = limits(&[]);
+    assert!(
+        ok && out.contains("3/10m"),
+        "a refused value changes nothing: {out}"
+    );
+    let (ok, _, err) = verifyd(&["keys", "limits", "nosuchkey", "--database", &db]);
+    assert!(!ok && err.contains("no API key"), "{err}");
+}
+
+#[test]
 fn a_bad_flag_fails_with_a_message() {
     let (ok, _, err) = verifyd(&["serve", "--no-such-flag"]);
     assert!(!ok);

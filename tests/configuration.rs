@@ -506,4 +506,10 @@ fn the_example_configuration_is_valid() {
         shown["channels"]["pbx"]["to"].as_str(),
         Some("sip:{e164}@sip.example.net")
     );
+    assert_eq!(
+        shown["limits"]["requests_per_second"].as_integer(),
+        Some(30)
+    );
+    assert_eq!(shown["limits"]["per_destination"].as_str(), Some("5/10m"));
+    assert_eq!(shown["limits"]["per_prefix"].as_str(), Some("30/h"));
 }

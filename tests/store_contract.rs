@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration};
 use verifyd::api::v1::workflow::Workflow;
 use verifyd::clock::ManualClock;
+use verifyd::domain::limits::{Bucket, KeyLimits, Rate};
 use verifyd::domain::locale::Locale;
 use verifyd::domain::template::{TemplateName, TemplateText};
 use verifyd::domain::testing::SequenceMinter;
@@ -544,6 +545,7 @@ async fn keys_are_stored_with_their_state() {
             state: KeyState::Active,
             allow_custom_pin: false,
             created_at: t(0),
+            limits: Default::default(),
         };
         store.insert_key(key.clone()).await.unwrap();
         assert!(
@@ -568,6 +570,12 @@ async fn keys_are_stored_with_their_state() {
             KeyState::Disabled,
             "{engine}"
         );
+        let own = KeyLimits::parse("per_destination=3/10m per_prefix=none").unwrap();
+        assert!(store.set_key_limits("abcd1234", own).await.unwrap());
+        assert!(!store.set_key_limits("nope", own).await.unwrap());
+        let read = store.get_key("abcd1234").await.unwrap().unwrap();
+        assert_eq!(read.limits, own, "{engine}");
+        assert_eq!(store.list_keys().await.unwrap()[0].limits, own, "{engine}");
     }
 }
 
@@ -594,6 +602,7 @@ async fn applications_are_stored_under_an_existing_key_and_found_by_id() {
                 state: KeyState::Active,
                 allow_custom_pin: false,
                 created_at: t(0),
+                limits: Default::default(),
             })
             .await
             .unwrap();
@@ -632,6 +641,7 @@ async fn with_key(store: &dyn Store, api_key: &str) {
             state: KeyState::Active,
             allow_custom_pin: false,
             created_at: t(0),
+            limits: Default::default(),
         })
         .await
         .unwrap();
@@ -984,6 +994,91 @@ async fn a_template_has_one_fragment_per_channel_and_locale_and_gives_its_words_
     }
 }
 
+fn bucket(key: &str, rate: &str) -> Bucket {
+    Bucket {
+        key: key.into(),
+        rate: Rate::parse(rate).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_limit_lets_its_count_through_per_sliding_window_and_counts_nothing_it_refuses() {
+    for (engine, store, _dir) in engines().await {
+        // Windows are whole minutes from the epoch; m(20) is on a minute's boundary.
+        let m = |secs: i64| t(20 + secs);
+        let number = bucket("destination:k1:447700100123", "3/m");
+        let country = bucket("country:k1:GB", "4/m");
+        for n in 0..3 {
+            let taken = store
+                .take(vec![number.clone(), country.clone()], m(n))
+                .await;
+            assert_eq!(taken.unwrap(), Ok(()), "{engine}: hit {n}");
+        }
+        let refused = store
+            .take(vec![country.clone(), number.clone()], m(10))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(refused.limit, "per destination", "{engine}");
+        assert_eq!(refused.retry_after_ms, 50_000 + 1, "{engine}");
+        // The refused call counted nowhere: the country has room for one more.
+        let other = bucket("destination:k1:447700100124", "3/m");
+        assert_eq!(
+            store
+                .take(vec![other.clone(), country.clone()], m(11))
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        let full = store
+            .take(vec![other, country.clone()], m(12))
+            .await
+            .unwrap();
+        assert_eq!(full.unwrap_err().limit, "per country", "{engine}");
+        // A minute on, the earlier hits still weigh as much of the last minute as they cover.
+        assert!(
+            store
+                .take(vec![number.clone()], m(60))
+                .await
+                .unwrap()
+                .is_err(),
+            "{engine}"
+        );
+        assert_eq!(
+            store.take(vec![number.clone()], m(81)).await.unwrap(),
+            Ok(()),
+            "{engine}"
+        );
+        assert_eq!(
+            store.take(vec![number.clone()], m(130)).await.unwrap(),
+            Ok(()),
+            "{engine}"
+        );
+        assert_eq!(
+            store.take(vec![], m(130)).await.unwrap(),
+            Ok(()),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_calls_never_let_more_than_a_limit_through() {
+    for (engine, store, _dir) in engines().await {
+        let requests = bucket("requests:k1", "25/s");
+        let calls = (0..60).map(|_| {
+            let store = store.clone();
+            let requests = requests.clone();
+            tokio::spawn(async move { store.take(vec![requests], t(0)).await.unwrap() })
+        });
+        let mut through = 0;
+        for call in calls.collect::<Vec<_>>() {
+            through += usize::from(call.await.unwrap().is_ok());
+        }
+        assert_eq!(through, 25, "{engine}");
+    }
+}
+
 #[tokio::test]
 async fn meta_values_are_replaced() {
     for (engine, store, _dir) in engines().await {
@@ -1244,7 +1339,7 @@ async fn upgrading_a_sqlite_file_removes_the_inbox_messages_of_ended_verificatio
         .unwrap();
         // Back to the second schema; later migrations run again on the next open.
         conn.execute_batch(
-            "drop table template_fragment; drop table template; drop table callback; drop table application; drop table delivery_attempt; drop table delivery_receipt; \
+            "alter table api_key drop column limits; drop table limit_counter; drop table template_fragment; drop table template; drop table callback; drop table application; drop table delivery_attempt; drop table delivery_receipt; \
              pragma user_version = 2",
         )
         .unwrap();
@@ -1276,7 +1371,7 @@ async fn upgrading_a_postgres_schema_removes_the_inbox_messages_of_ended_verific
     schema.execute(&format!(
         "insert into inbox_message (message_id, channel, to_number, from_id, text, locale, \
          request_id, created_at) values ('M44', 'sms', '447700100044', 'VERIFY', 'x', 'en-gb', \
-         '{}', 0); drop index inbox_message_request; drop table template_fragment; drop table template; drop table callback; drop table application; \
+         '{}', 0); drop index inbox_message_request; alter table api_key drop column limits; drop table limit_counter; drop table template_fragment; drop table template; drop table callback; drop table application; \
          drop table delivery_attempt; drop table delivery_receipt; \
          delete from verifyd_schema where version >= 2",
         ended.id.as_str()

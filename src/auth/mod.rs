@@ -24,6 +24,8 @@ pub struct Account {
     /// The Verify v2 application the caller acts as (a JWT names one), which is told how its
     /// verifications end.
     pub application: Option<String>,
+    /// The key's own limits, in place of the file's.
+    pub limits: crate::domain::limits::KeyLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +117,7 @@ impl KeyCache {
                 api_key: record.api_key,
                 allow_custom_pin: record.allow_custom_pin,
                 application: None,
+                limits: record.limits,
             }),
             KeyState::Disabled => Err(AuthError::Disabled),
             KeyState::Revoked => Err(AuthError::BadCredentials),
@@ -147,6 +150,7 @@ pub async fn create_key(
             state: KeyState::Active,
             allow_custom_pin,
             created_at: now,
+            limits: Default::default(),
         };
         match store.insert_key(record).await {
             Ok(()) => {

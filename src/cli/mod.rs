@@ -214,6 +214,23 @@ pub enum KeysCommand {
     Disable { key: String },
     /// Enable a disabled key.
     Enable { key: String },
+    /// Show or set a key's own limits, in place of the file's `[limits]`. Each VALUE is a rate
+    /// (`5/10m`; a count for the two `_per_second` ones), `none` (no limit for this key) or
+    /// `default` (the file's). Prints {"api_key":…,"limits":{…}}; a running server applies it
+    /// within 2 s.
+    Limits {
+        key: String,
+        #[arg(long, value_name = "VALUE")]
+        requests_per_second: Option<String>,
+        #[arg(long, value_name = "VALUE")]
+        searches_per_second: Option<String>,
+        #[arg(long, value_name = "VALUE")]
+        per_destination: Option<String>,
+        #[arg(long, value_name = "VALUE")]
+        per_prefix: Option<String>,
+        #[arg(long, value_name = "VALUE")]
+        per_country: Option<String>,
+    },
 }
 
 /// Opens the database for a command-line tool, next to a running server if there is one.
@@ -300,6 +317,7 @@ async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
                     "state": k.state.as_str(),
                     "custom_pin": k.allow_custom_pin,
                     "created_at": k.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "limits": limits_json(&k.limits),
                 });
                 println!("{line}");
             }
@@ -307,8 +325,51 @@ async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Revoke { key } => set_state(store.as_ref(), &key, KeyState::Revoked).await?,
         KeysCommand::Disable { key } => set_state(store.as_ref(), &key, KeyState::Disabled).await?,
         KeysCommand::Enable { key } => set_state(store.as_ref(), &key, KeyState::Active).await?,
+        KeysCommand::Limits {
+            key,
+            requests_per_second,
+            searches_per_second,
+            per_destination,
+            per_prefix,
+            per_country,
+        } => {
+            let Some(record) = store.get_key(&key).await? else {
+                bail!("no API key {key:?} in this database");
+            };
+            let mut own = record.limits;
+            let given = [
+                ("requests_per_second", requests_per_second),
+                ("searches_per_second", searches_per_second),
+                ("per_destination", per_destination),
+                ("per_prefix", per_prefix),
+                ("per_country", per_country),
+            ];
+            let mut changed = false;
+            for (name, value) in given {
+                if let Some(value) = value {
+                    let flag = format!("--{}", name.replace('_', "-"));
+                    own.set(name, &value)
+                        .map_err(|e| anyhow::anyhow!("{}", e.replacen(name, &flag, 1)))?;
+                    changed = true;
+                }
+            }
+            if changed {
+                store.set_key_limits(&key, own).await?;
+            }
+            let line = serde_json::json!({ "api_key": key, "limits": limits_json(&own) });
+            println!("{line}");
+        }
     }
     Ok(())
+}
+
+/// A key's own limits as `keys list` and `keys limits` print them.
+fn limits_json(own: &crate::domain::limits::KeyLimits) -> serde_json::Value {
+    own.entries()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), serde_json::Value::String(value)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 async fn set_state(store: &dyn KeyStore, key: &str, state: KeyState) -> anyhow::Result<()> {

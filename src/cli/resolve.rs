@@ -238,6 +238,7 @@ pub fn settings(
             max_connections: max_connections.map(|n| n.min(usize::MAX as u64) as usize),
         },
         inbox_hosts,
+        limits: file.map(|f| f.limits).unwrap_or_default(),
         delivery,
     };
     settings.validate()?;

@@ -84,6 +84,7 @@ pub struct TopLevel {
     pub public_url: Option<String>,
     pub channels: Option<Table>,
     pub routes: Option<Vec<toml::Value>>,
+    pub limits: Option<super::limits::LimitsFile>,
 }
 
 /// A price written as a TOML number (`0.05`) or string (`"0.05"`), kept as its text.
@@ -117,6 +118,8 @@ pub struct ConfigFile {
     pub path: PathBuf,
     pub top: TopLevel,
     pub delivery: DeliveryConfig,
+    /// `[limits]`: every key's unless it has its own.
+    pub limits: crate::domain::limits::Limits,
     /// Keys (`channels.twilio.auth_token`) whose value came from the environment.
     pub from_env: BTreeSet<String>,
 }
@@ -162,10 +165,17 @@ impl ConfigFile {
         let routes = top.routes.clone().unwrap_or_default();
         let delivery = DeliveryConfig::parse(top.public_url.clone(), &channels, &routes)
             .map_err(|p| p.in_file(path))?;
+        let limits = top
+            .limits
+            .clone()
+            .unwrap_or_default()
+            .limits()
+            .map_err(|p| p.in_file(path))?;
         Ok(Self {
             path: path.to_owned(),
             top,
             delivery,
+            limits,
             from_env,
         })
     }

@@ -4,6 +4,7 @@
 
 pub mod delivery;
 pub mod file;
+pub mod limits;
 pub mod show;
 pub mod sip;
 pub mod smpp;
@@ -195,6 +196,8 @@ pub struct Settings {
     pub http: HttpLimits,
     /// Host names the inbox pages answer to, besides loopback and the listen address.
     pub inbox_hosts: Vec<InboxHost>,
+    /// The limits of every key that has none of its own; none without a configuration file.
+    pub limits: crate::domain::limits::Limits,
 }
 
 impl Settings {
@@ -216,6 +219,7 @@ impl Settings {
             delivery_lease: crate::store::sqlite::DEFAULT_DELIVERY_LEASE,
             http: HttpLimits::default(),
             inbox_hosts: Vec::new(),
+            limits: Default::default(),
         }
     }
 }

@@ -64,6 +64,10 @@ pub fn effective_toml(settings: &Settings, from_env: &BTreeSet<String>) -> Strin
         Value::Table(channels(delivery, from_env)),
     );
     top.insert("routes".into(), Value::Array(routes(delivery)));
+    top.insert(
+        "limits".into(),
+        Value::Table(super::limits::to_toml(&settings.limits)),
+    );
     toml::to_string(&top).expect("a table of plain values")
 }
 

@@ -13,11 +13,13 @@
 
 mod batch;
 pub mod body;
+pub mod limits;
 pub mod postgres;
 pub mod sqlite;
 pub mod templates;
 
 pub use crate::channel::inbox::{InboxLog, InboxMessage};
+pub use limits::LimitStore;
 pub use templates::TemplateStore;
 
 use async_trait::async_trait;
@@ -135,6 +137,8 @@ pub struct ApiKeyRecord {
     /// Whether this key may send its own PIN (`pin_code`); status 20 otherwise.
     pub allow_custom_pin: bool,
     pub created_at: Instant,
+    /// Its own limits, in place of the file's.
+    pub limits: crate::domain::limits::KeyLimits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,6 +184,12 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn get_key(&self, api_key: &str) -> StoreResult<Option<ApiKeyRecord>>;
     /// Returns false when the key does not exist.
     async fn set_key_state(&self, api_key: &str, state: KeyState) -> StoreResult<bool>;
+    /// Replaces the key's own limits; whether the key exists.
+    async fn set_key_limits(
+        &self,
+        api_key: &str,
+        limits: crate::domain::limits::KeyLimits,
+    ) -> StoreResult<bool>;
 }
 
 /// A Verify v2 application, as `verifyd apps create` registered it.
@@ -245,6 +255,12 @@ pub trait CallbackOutbox: Send + Sync + 'static {
         callback: &Callback,
         retry_in: std::time::Duration,
     ) -> StoreResult<()>;
+}
+
+/// A key's limits as stored.
+pub(crate) fn key_limits(text: &str) -> StoreResult<crate::domain::limits::KeyLimits> {
+    crate::domain::limits::KeyLimits::parse(text)
+        .map_err(|e| StoreError::Corrupt(format!("a key's limits: {e}")))
 }
 
 /// A new id (a callback's, a template's): 16 random bytes as a UUID.
@@ -402,11 +418,25 @@ pub trait DeliveryLog: Send + Sync + 'static {
 /// Everything a running server needs from one engine. The engine also keeps the inbox channel's
 /// log ([`InboxLog`]), which the channel sees only through that trait.
 pub trait Store:
-    DeliveryStore + KeyStore + AppStore + TemplateStore + CallbackOutbox + MetaStore + InboxLog
+    DeliveryStore
+    + KeyStore
+    + AppStore
+    + TemplateStore
+    + LimitStore
+    + CallbackOutbox
+    + MetaStore
+    + InboxLog
 {
 }
 impl<
-        T: DeliveryStore + KeyStore + AppStore + TemplateStore + CallbackOutbox + MetaStore + InboxLog,
+        T: DeliveryStore
+            + KeyStore
+            + AppStore
+            + TemplateStore
+            + LimitStore
+            + CallbackOutbox
+            + MetaStore
+            + InboxLog,
     > Store for T
 {
 }

@@ -23,6 +23,8 @@ pub enum V1Error {
     BadCredentials,
     #[error("internal error")]
     Internal,
+    #[error("a limit is reached: {0}")]
+    Throttled(&'static str),
     #[error("the key is disabled")]
     Barred,
     #[error("a verification to this number is in progress")]
@@ -52,6 +54,7 @@ pub enum V1Error {
 impl V1Error {
     pub fn status(&self) -> &'static str {
         match self {
+            V1Error::Throttled(_) => "1",
             V1Error::Missing(_) => "2",
             V1Error::Invalid(_) => "3",
             V1Error::BadCredentials => "4",
@@ -85,6 +88,7 @@ impl V1Error {
                 _ => "Bad credentials".into(),
             },
             V1Error::Internal => "Internal Error".into(),
+            V1Error::Throttled(limit) => format!("Throttled: the {limit} limit is reached"),
             V1Error::Barred => {
                 "The api_key you supplied is for an account that has been barred from submitting messages."
                     .into()

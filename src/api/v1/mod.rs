@@ -28,7 +28,8 @@ use crate::domain::{
 };
 use crate::http::refusals::{self, Reason};
 use crate::service::{
-    CheckResult, ControlCommand, ControlResult, Report, StartOutcome, StartRequest, Words,
+    CheckResult, ControlCommand, ControlResult, Report, ServiceError, StartOutcome, StartRequest,
+    Words,
 };
 
 const MAX_BRAND: usize = 18;
@@ -138,6 +139,14 @@ fn finish(
 }
 
 /// Logs a failure the caller cannot fix, with its cause, and answers status 5.
+/// A service call that did not run: a limit (status 1), or a failure the caller cannot fix.
+fn service_failed(e: ServiceError) -> V1Error {
+    match e {
+        ServiceError::Limited(refused) => V1Error::Throttled(refused.limit),
+        e => internal(e),
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> V1Error {
     tracing::error!(error = %e, "internal error");
     V1Error::Internal
@@ -284,7 +293,12 @@ async fn request(State(app): State<AppState>, Path(format): Path<String>, p: Par
             brand: brand.to_owned(),
         };
         let req = common.start(purpose, sender_id, custom_pin);
-        started(app.service.start(&account, req).await.map_err(internal)?)
+        started(
+            app.service
+                .start(&account, req)
+                .await
+                .map_err(service_failed)?,
+        )
     }
     .await;
     finish(&app, &p, Endpoint::Request, format, result, "")
@@ -323,7 +337,12 @@ async fn psd2(State(app): State<AppState>, Path(format): Path<String>, p: Params
             amount,
         };
         let req = common.start(purpose, DEFAULT_SENDER_ID, None);
-        started(app.service.start(&account, req).await.map_err(internal)?)
+        started(
+            app.service
+                .start(&account, req)
+                .await
+                .map_err(service_failed)?,
+        )
     }
     .await;
     finish(&app, &p, Endpoint::Psd2, Format::Json, result, "")
@@ -366,7 +385,7 @@ async fn check(State(app): State<AppState>, Path(format): Path<String>, p: Param
             .service
             .check(&account, &id, &code)
             .await
-            .map_err(internal)?
+            .map_err(service_failed)?
         {
             CheckResult::Verified {
                 event_id,
@@ -524,7 +543,11 @@ async fn search(State(app): State<AppState>, Path(format): Path<String>, p: Para
                 ids.push(id);
             }
         }
-        let reports = app.service.search(&account, &ids).await.map_err(internal)?;
+        let reports = app
+            .service
+            .search(&account, &ids)
+            .await
+            .map_err(service_failed)?;
         if reports.is_empty() {
             return Err(V1Error::SearchNotFound);
         }
@@ -568,7 +591,7 @@ async fn control(State(app): State<AppState>, Path(format): Path<String>, p: Par
             .service
             .control(&account, &id, command)
             .await
-            .map_err(internal)?
+            .map_err(service_failed)?
         {
             ControlResult::Done => Ok(Reply {
                 root: Some("response"),

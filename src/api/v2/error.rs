@@ -62,6 +62,8 @@ pub enum V2Error {
     NotEmptyTemplate,
     #[error("a fragment for this channel and locale exists")]
     FragmentExists,
+    #[error("a limit is reached")]
+    Throttled { retry_after_secs: u64 },
     #[error("internal error")]
     Internal,
 }
@@ -81,6 +83,7 @@ impl V2Error {
                 StatusCode::UNAUTHORIZED
             }
             V2Error::InvalidParams(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            V2Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             V2Error::Concurrent(_)
             | V2Error::NoCode
             | V2Error::CancelRefused
@@ -203,6 +206,12 @@ impl V2Error {
                 "Conflict",
                 "A template fragment for this channel and locale already exists.",
             ),
+            V2Error::Throttled { .. } => (
+                GENERAL,
+                "throttled",
+                "Rate Limit Hit",
+                "Please wait, then retry your request.",
+            ),
             V2Error::Internal => (
                 GENERAL,
                 "internal-error",
@@ -232,6 +241,11 @@ impl V2Error {
             _ => {}
         }
         let mut answer = (self.status(), body.to_string()).into_response();
+        if let V2Error::Throttled { retry_after_secs } = self {
+            answer
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         answer.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
@@ -285,6 +299,9 @@ mod tests {
             V2Error::MaxTemplates,
             V2Error::NotEmptyTemplate,
             V2Error::FragmentExists,
+            V2Error::Throttled {
+                retry_after_secs: 1,
+            },
             V2Error::Internal,
         ];
         let statuses: Vec<u16> = all.iter().map(|e| e.status().as_u16()).collect();
@@ -292,7 +309,7 @@ mod tests {
             statuses,
             [
                 401, 401, 401, 422, 409, 404, 400, 410, 409, 409, 409, 404, 404, 409, 409, 409,
-                409, 500
+                409, 429, 500
             ]
         );
         for e in &all {

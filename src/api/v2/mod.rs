@@ -21,7 +21,7 @@ use super::AppState;
 use crate::api::body;
 use crate::auth::Account;
 use crate::domain::{Candidate, RequestId, Status};
-use crate::service::{CheckResult, ControlCommand, ControlResult, StartOutcome};
+use crate::service::{CheckResult, ControlCommand, ControlResult, ServiceError, StartOutcome};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -106,6 +106,16 @@ fn finish(instance: &str, result: Result<Response, V2Error>) -> Response {
     }
 }
 
+/// A service call that did not run: a limit (429), or a failure the caller cannot fix.
+fn service_failed(e: ServiceError) -> V2Error {
+    match e {
+        ServiceError::Limited(refused) => V2Error::Throttled {
+            retry_after_secs: refused.retry_after_ms.div_ceil(1_000).max(1),
+        },
+        e => internal(e),
+    }
+}
+
 /// Logs a failure the caller cannot fix, with its cause, and answers 500.
 fn internal(e: impl std::fmt::Display) -> V2Error {
     tracing::error!(error = %e, "internal error");
@@ -147,7 +157,7 @@ async fn create(State(app): State<AppState>, call: Call) -> Response {
             .service
             .start(&call.account, start)
             .await
-            .map_err(internal)?
+            .map_err(service_failed)?
         {
             StartOutcome::Started(id) => Ok((
                 StatusCode::ACCEPTED,
@@ -184,7 +194,7 @@ async fn check(State(app): State<AppState>, Path(raw): Path<String>, call: Call)
                     .service
                     .search(&call.account, std::slice::from_ref(&id))
                     .await
-                    .map_err(internal)?;
+                    .map_err(service_failed)?;
                 return Err(if found.is_empty() {
                     V2Error::NotFound
                 } else {
@@ -196,7 +206,7 @@ async fn check(State(app): State<AppState>, Path(raw): Path<String>, call: Call)
             .service
             .check(&call.account, &id, &code)
             .await
-            .map_err(internal)?
+            .map_err(service_failed)?
         {
             CheckResult::Verified { .. } => Ok(Json(serde_json::json!({
                 "request_id": uuid_of(&id),
@@ -245,7 +255,7 @@ async fn control(
             .service
             .control(&call.account, &id, command)
             .await
-            .map_err(internal)?
+            .map_err(service_failed)?
         {
             ControlResult::Done => Ok(done()),
             ControlResult::NotActive => Err(V2Error::NotFound),
@@ -284,7 +294,7 @@ async fn show(State(app): State<AppState>, Path(raw): Path<String>, call: Call) 
             .service
             .search(&call.account, std::slice::from_ref(&id))
             .await
-            .map_err(internal)?;
+            .map_err(service_failed)?;
         let report = found.first().ok_or(V2Error::NotFound)?;
         Ok(Json(report::json(report)).into_response())
     }

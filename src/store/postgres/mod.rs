@@ -12,6 +12,7 @@
 mod apps;
 mod attempts;
 mod callbacks;
+mod limits;
 mod templates;
 
 use std::str::FromStr;
@@ -42,6 +43,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0004_applications.sql"),
     include_str!("../../../migrations/postgres/0005_callbacks.sql"),
     include_str!("../../../migrations/postgres/0006_templates.sql"),
+    include_str!("../../../migrations/postgres/0007_limits.sql"),
+    include_str!("../../../migrations/postgres/0008_key_limits.sql"),
 ];
 const POOL_SIZE: usize = 16;
 pub const DEFAULT_DELIVERY_LEASE: Duration = super::sqlite::DEFAULT_DELIVERY_LEASE;
@@ -768,7 +771,7 @@ impl VerificationStore for PgStore {
     }
 }
 
-const KEY_COLUMNS: &str = "api_key, name, secret_hash, state, allow_custom_pin, created_at";
+const KEY_COLUMNS: &str = "api_key, name, secret_hash, state, allow_custom_pin, created_at, limits";
 
 fn key_record(row: &tokio_postgres::Row) -> StoreResult<ApiKeyRecord> {
     let hash: Vec<u8> = row.get(2);
@@ -783,6 +786,7 @@ fn key_record(row: &tokio_postgres::Row) -> StoreResult<ApiKeyRecord> {
             .ok_or_else(|| StoreError::Corrupt("key state".into()))?,
         allow_custom_pin: row.get(4),
         created_at: ms_to_instant(row.get(5))?,
+        limits: crate::store::key_limits(row.get(6))?,
     })
 }
 
@@ -794,7 +798,7 @@ impl KeyStore for PgStore {
             .execute(
                 &client
                     .prepare_cached(&format!(
-                        "insert into api_key ({KEY_COLUMNS}) values ($1, $2, $3, $4, $5, $6)"
+                        "insert into api_key ({KEY_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7)"
                     ))
                     .await
                     .map_err(pg_err)?,
@@ -805,6 +809,7 @@ impl KeyStore for PgStore {
                     &(key.state.code() as i32),
                     &key.allow_custom_pin,
                     &key.created_at.timestamp_millis(),
+                    &key.limits.to_string(),
                 ],
             )
             .await
@@ -844,6 +849,22 @@ impl KeyStore for PgStore {
             .await
             .map_err(pg_err)?;
         row.as_ref().map(key_record).transpose()
+    }
+
+    async fn set_key_limits(
+        &self,
+        api_key: &str,
+        limits: crate::domain::limits::KeyLimits,
+    ) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "update api_key set limits = $1 where api_key = $2",
+                &[&limits.to_string(), &api_key],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(n > 0)
     }
 
     async fn set_key_state(&self, api_key: &str, state: KeyState) -> StoreResult<bool> {

@@ -35,6 +35,7 @@ mod attempts;
 pub mod body;
 mod cache;
 mod callbacks;
+mod limits;
 mod templates;
 use body::Body;
 use cache::SharedCache;
@@ -57,6 +58,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0005_applications.sql"),
     include_str!("../../../migrations/sqlite/0006_callbacks.sql"),
     include_str!("../../../migrations/sqlite/0007_templates.sql"),
+    include_str!("../../../migrations/sqlite/0008_limits.sql"),
+    include_str!("../../../migrations/sqlite/0009_key_limits.sql"),
 ];
 
 /// What an operation sees on the writer thread.
@@ -1084,11 +1087,11 @@ impl VerificationStore for SqliteStore {
     }
 }
 
-const KEY_COLUMNS: &str = "api_key, name, secret_hash, state, allow_custom_pin, created_at";
+const KEY_COLUMNS: &str = "api_key, name, secret_hash, state, allow_custom_pin, created_at, limits";
 
-fn key_from_row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, Vec<u8>, i64, bool, i64)> {
+type KeyRow = (String, String, Vec<u8>, i64, bool, i64, String);
+
+fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -1096,11 +1099,12 @@ fn key_from_row(
         r.get(3)?,
         r.get(4)?,
         r.get(5)?,
+        r.get(6)?,
     ))
 }
 
-fn key_record(row: (String, String, Vec<u8>, i64, bool, i64)) -> StoreResult<ApiKeyRecord> {
-    let (api_key, name, hash, state, allow_custom_pin, created) = row;
+fn key_record(row: KeyRow) -> StoreResult<ApiKeyRecord> {
+    let (api_key, name, hash, state, allow_custom_pin, created, limits) = row;
     Ok(ApiKeyRecord {
         api_key,
         name,
@@ -1110,6 +1114,7 @@ fn key_record(row: (String, String, Vec<u8>, i64, bool, i64)) -> StoreResult<Api
         state: KeyState::from_code(state).ok_or_else(|| StoreError::Corrupt("key state".into()))?,
         allow_custom_pin,
         created_at: ms_to_instant(created)?,
+        limits: crate::store::key_limits(&limits)?,
     })
 }
 
@@ -1118,14 +1123,15 @@ impl KeyStore for SqliteStore {
     async fn insert_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
         self.write(move |conn| {
             conn.execute(
-                &format!("insert into api_key ({KEY_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6)"),
+                &format!("insert into api_key ({KEY_COLUMNS}) values (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
                 params![
                     key.api_key,
                     key.name,
                     &key.secret_hash[..],
                     key.state.code(),
                     key.allow_custom_pin,
-                    key.created_at.timestamp_millis()
+                    key.created_at.timestamp_millis(),
+                    key.limits.to_string()
                 ],
             )
             .map_err(db_err)?;
@@ -1159,6 +1165,24 @@ impl KeyStore for SqliteStore {
             .map_err(db_err)?
             .map(key_record)
             .transpose()
+        })
+        .await
+    }
+
+    async fn set_key_limits(
+        &self,
+        api_key: &str,
+        limits: crate::domain::limits::KeyLimits,
+    ) -> StoreResult<bool> {
+        let (api_key, text) = (api_key.to_owned(), limits.to_string());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "update api_key set limits = ?1 where api_key = ?2",
+                    params![text, api_key],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
         })
         .await
     }

@@ -1,0 +1,8 @@
+-- Counters of the limits (domain/limits.rs): hits per bucket per fixed window; a window and the
+-- one before it make the sliding window. Older windows are deleted as their bucket is counted.
+create table limit_counter (
+    bucket text not null,
+    window_start integer not null,
+    hits integer not null,
+    primary key (bucket, window_start)
+) without rowid;

@@ -1,0 +1,42 @@
+//! The counters of the limits, shared by every node of a database.
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+use crate::domain::limits::{fits, limit_name, Bucket, Refused};
+use crate::domain::Instant;
+
+#[async_trait]
+pub trait LimitStore: Send + Sync + 'static {
+    /// Counts one hit in every bucket if each has room for it at `now`; else counts none and
+    /// names the first that is full.
+    async fn take(&self, buckets: Vec<Bucket>, now: Instant) -> StoreResult<Result<(), Refused>>;
+}
+
+/// Where a bucket's fixed windows start at `now`: this one and the one before, in ms.
+pub(crate) fn windows(bucket: &Bucket, now: Instant) -> (i64, i64, i64) {
+    let width = i64::from(bucket.rate.window_secs) * 1_000;
+    let now_ms = now.timestamp_millis();
+    let start = now_ms - now_ms.rem_euclid(width);
+    (start, start - width, now_ms - start)
+}
+
+/// Whether `bucket` has room with `previous` and `current` hits counted, `elapsed` ms into its
+/// window.
+pub(crate) fn room(
+    bucket: &Bucket,
+    previous: i64,
+    current: i64,
+    elapsed: i64,
+) -> Result<(), Refused> {
+    fits(
+        bucket.rate,
+        previous.max(0) as u64,
+        current.max(0) as u64,
+        elapsed.max(0) as u64,
+    )
+    .map_err(|retry_after_ms| Refused {
+        limit: limit_name(bucket),
+        retry_after_ms,
+    })
+}

@@ -1,0 +1,187 @@
+//! Limits end to end on this binary's engine: a call over a limit is refused with v1 status 1
+//! or v2's 429 and Retry-After, does nothing, and is let through once the window has moved on.
+
+use reqwest::Method;
+use serde_json::json;
+use verifyd::domain::limits::{KeyLimits, Limits, Rate};
+
+use crate::helpers::{number, spawn_app_with, v1_json};
+use crate::v2::{problem, Auth};
+
+fn rate(text: &str) -> Option<Rate> {
+    Rate::parse(text)
+}
+
+#[tokio::test]
+async fn v1_calls_over_a_limit_get_status_1_and_start_nothing() {
+    let Some(app) = spawn_app_with(|s| {
+        s.limits = Limits {
+            requests: Some(Rate::per_second(3)),
+            per_prefix: rate("2/h"),
+            ..Limits::default()
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let start = |to: String| {
+        let app = &app;
+        async move {
+            app.call("/verify/json", &[("number", &to), ("brand", "AcmeInc")])
+                .await
+        }
+    };
+    // Three calls in one second; the fourth is one too many.
+    assert_eq!(start(number(700)).await["status"], "0");
+    assert_eq!(start(number(701)).await["status"], "0");
+    let third = start(number(10702)).await;
+    assert_eq!(third["status"], "0", "{third}");
+    let fourth = start(number(10703)).await;
+    assert_eq!(fourth["status"], "1", "{fourth}");
+    assert!(
+        fourth["error_text"]
+            .as_str()
+            .unwrap()
+            .contains("requests per second"),
+        "{fourth}"
+    );
+    assert!(
+        app.inbox(&number(10703)).await.is_empty(),
+        "nothing was sent"
+    );
+
+    app.advance(2).await;
+    // number(700) and number(701) share a prefix (the number without its last four digits),
+    // which has had its two this hour; number(10702) and number(10703) have another.
+    let same_prefix = start(number(702)).await;
+    assert_eq!(same_prefix["status"], "1", "{same_prefix}");
+    assert!(same_prefix["error_text"]
+        .as_str()
+        .unwrap()
+        .contains("per prefix"));
+    assert_eq!(start(number(10703)).await["status"], "0");
+}
+
+#[tokio::test]
+async fn v2_calls_over_a_limit_get_429_with_retry_after() {
+    let Some(app) = spawn_app_with(|s| {
+        s.limits = Limits {
+            per_destination: rate("1/10m"),
+            ..Limits::default()
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let to = number(710);
+    let body = json!({ "brand": "Acme", "workflow": [{ "channel": "sms", "to": to }] });
+    let id = app.v2_start(body.clone()).await;
+    let code = app.v2_code(&to, &id, "sms", 1).await;
+    assert_eq!(app.v2_check(&id, &code).await.status, 200);
+    let again = app
+        .v2(Method::POST, "/v2/verify", Some(body.clone()), Auth::Basic)
+        .await;
+    problem(&again, 429, "throttled");
+    // The raw answer carries when to come back: within the ten minutes, not before a second.
+    let raw = app
+        .client
+        .post(app.url("/v2/verify"))
+        .basic_auth(&app.key, Some(&app.secret))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 429);
+    let retry: u64 = raw.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=600).contains(&retry), "{retry}");
+    // Another destination is not held back.
+    let other = json!({ "brand": "Acme", "workflow": [{ "channel": "sms", "to": number(711) }] });
+    app.v2_start(other).await;
+}
+
+#[tokio::test]
+async fn searches_have_their_own_rate() {
+    let Some(app) = spawn_app_with(|s| {
+        s.limits = Limits {
+            searches: Some(Rate::per_second(1)),
+            ..Limits::default()
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let id = app.start(&number(720)).await;
+    let params = [("request_id", id.as_str())];
+    let first = app.call("/verify/search/json", &params).await;
+    assert_eq!(first["status"], "IN PROGRESS", "{first}");
+    let second = app.call("/verify/search/json", &params).await;
+    assert_eq!(second["status"], "1", "{second}");
+    // Starts and checks are not searches.
+    let pin = app.pin(&number(720), &id).await;
+    let checked = app
+        .call("/verify/check/json", &[("request_id", &id), ("code", &pin)])
+        .await;
+    assert_eq!(checked["status"], "0", "{checked}");
+}
+
+#[tokio::test]
+async fn a_keys_own_limits_take_the_place_of_the_files() {
+    let Some(app) = spawn_app_with(|s| {
+        s.limits = Limits {
+            per_destination: rate("5/10m"),
+            ..Limits::default()
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let (key, secret) = app.new_key(true).await;
+    let mut own = KeyLimits::default();
+    own.set("per_destination", "1/10m").unwrap();
+    assert!(app.app.store().set_key_limits(&key, own).await.unwrap());
+    // As a running server's refresh does within 2 s.
+    app.app.reload_keys().await.unwrap();
+    let as_key =
+        |path: &'static str, key: &str, secret: &str, params: Vec<(&'static str, String)>| {
+            let mut form = vec![
+                ("api_key", key.to_owned()),
+                ("api_secret", secret.to_owned()),
+            ];
+            form.extend(params);
+            let app = &app;
+            async move {
+                let response = app
+                    .client
+                    .post(app.url(path))
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap();
+                v1_json(response).await
+            }
+        };
+    let start = |key: &str, secret: &str| {
+        let params = vec![("number", number(730)), ("brand", "AcmeInc".to_owned())];
+        as_key("/verify/json", key, secret, params)
+    };
+    let first = start(&key, &secret).await;
+    assert_eq!(first["status"], "0", "{first}");
+    let id = first["request_id"].as_str().unwrap().to_owned();
+    app.advance(31).await;
+    let cancel = vec![("request_id", id), ("cmd", "cancel".to_owned())];
+    let cancelled = as_key("/verify/control/json", &key, &secret, cancel).await;
+    assert_eq!(cancelled["status"], "0", "{cancelled}");
+    let second = start(&key, &secret).await;
+    assert_eq!(second["status"], "1", "the key's own 1/10m: {second}");
+    // The test's own key keeps the file's five.
+    let mine = start(&app.key, &app.secret).await;
+    assert_eq!(mine["status"], "0", "{mine}");
+}
