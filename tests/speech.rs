@@ -5,6 +5,7 @@ use std::process::Command;
 
 use verifyd::domain::locale::{Locale, PSD2_LOCALES, STANDARD_LOCALES};
 use verifyd::domain::message::{render, Piece, Script, Wording};
+use verifyd::domain::template::TemplateText;
 use verifyd::domain::verification::{DeliveryOrder, Purpose};
 use verifyd::domain::{Channel, Destination, EventId, PhoneNumber, RequestId};
 use verifyd::speech::{voices, Speech, RATE};
@@ -149,6 +150,31 @@ async fn a_call_is_put_together_from_pieces_rendered_once() {
     second.code = "5189".into();
     speech.render("en-gb", &second).await.unwrap();
     assert_eq!(speech.kept(), (fixed + 1, values));
+}
+
+#[tokio::test]
+async fn a_code_with_letters_is_read_one_character_at_a_time() {
+    let speech = Speech::default();
+    let mut call = script("en-gb", brand(), "4815");
+    let digits = speech.render("en-gb", &call).await.unwrap();
+    let (fixed, values) = speech.kept();
+    call.code = "4K1X".into();
+    let letters = speech.render("en-gb", &call).await.unwrap();
+    assert_eq!(speech.kept(), (fixed + 2, values), "K and X, a piece each");
+    assert_ne!(letters, digits);
+}
+
+#[tokio::test]
+async fn a_call_in_a_templates_words_keeps_them_in_the_bounded_cache() {
+    let speech = Speech::default();
+    let mut call = script("en-gb", brand(), "4815");
+    call.brand = "AcmeInc".into();
+    call.wording =
+        Wording::Own(TemplateText::parse("Hello from ${brand}. Your code: ${code}.").unwrap());
+    let audio = speech.render("en-gb", &call).await.unwrap();
+    assert!(energy(&audio) > 300.0, "it is not silence");
+    // Kept for good: only the four digits. Bounded: the three phrases and the brand.
+    assert_eq!(speech.kept(), (4, 4));
 }
 
 #[tokio::test]

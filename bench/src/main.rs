@@ -89,6 +89,10 @@ struct RunArgs {
     /// started this many starts earlier).
     #[arg(long, default_value_t = 10_000)]
     lag: usize,
+    /// A configuration file for the server (`verifyd serve --config`), e.g. to measure what
+    /// `[limits]` cost: give it routes to the inbox, or messages are not sent.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -708,7 +712,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .into_iter()
         .any(wanted);
 
-    let server = start_verifyd(&verifyd_bin, &dir.path().join("bench.db")).await?;
+    let database = sqlite_url(&dir.path().join("bench.db"));
+    let server = match &args.config {
+        Some(file) => {
+            let file = file.to_string_lossy();
+            start_verifyd_with(&verifyd_bin, &database, &["--config", &file]).await?
+        }
+        None => start_verifyd_on(&verifyd_bin, &database).await?,
+    };
     let auth = Some((server.key.clone(), server.secret.clone()));
     let server_pid = server.child.id().context("verifyd exited")?;
     let counter = Arc::new(AtomicU64::new(0));
