@@ -205,7 +205,12 @@ impl VerifyService {
         }
         let mut buckets = call_buckets(&limits, &account.api_key, kind);
         for destination in to {
-            buckets.extend(start_buckets(&limits, &account.api_key, destination));
+            for bucket in start_buckets(&limits, &account.api_key, destination) {
+                // Two numbers of one workflow may share a prefix or a country: it counts once.
+                if !buckets.iter().any(|b| b.key == bucket.key) {
+                    buckets.push(bucket);
+                }
+            }
         }
         self.counters
             .take(buckets, self.clock.now())
@@ -227,33 +232,39 @@ impl VerifyService {
         if req.custom_pin.is_some() && !account.allow_custom_pin {
             return Ok(StartOutcome::CustomPinNotAllowed);
         }
+        let named = match &req.words {
+            Words::BuiltIn => None,
+            Words::AccountDefault => Some(None),
+            Words::Template(id) => Some(Some(id.as_str())),
+        };
+        let words = match named {
+            None => Vec::new(),
+            Some(named) => {
+                let found = self
+                    .templates
+                    .template_words(&account.api_key, named, req.locale)
+                    .await?;
+                let Ok(words) = found else {
+                    return Ok(StartOutcome::UnknownTemplate);
+                };
+                words
+            }
+        };
         let mut to: Vec<&Destination> = Vec::new();
         for step in &req.steps {
             if !to.contains(&&step.to) {
                 to.push(&step.to);
             }
         }
+        // A start refused for its own fields counts nowhere; one refused because a
+        // verification to its destination is in progress counts as a try.
         self.within_limits(account, CallKind::Request, &to).await?;
         let mut steps = req.steps;
-        let named = match &req.words {
-            Words::BuiltIn => None,
-            Words::AccountDefault => Some(None),
-            Words::Template(id) => Some(Some(id.as_str())),
-        };
-        if let Some(named) = named {
-            let words = self
-                .templates
-                .template_words(&account.api_key, named, req.locale)
-                .await?;
-            let Ok(words) = words else {
-                return Ok(StartOutcome::UnknownTemplate);
-            };
-            for step in &mut steps {
-                step.text = words
-                    .iter()
-                    .find(|(channel, _)| *channel == step.channel)
-                    .map(|(_, text)| text.clone());
-            }
+        for step in &mut steps {
+            step.text = words
+                .iter()
+                .find(|(channel, _)| *channel == step.channel)
+                .map(|(_, text)| text.clone());
         }
         // One minter for the id, the PIN and the first event: their random bytes come from one
         // system call.
@@ -384,6 +395,16 @@ impl VerifyService {
     }
 
     /// The account's verifications among `ids`, as of now; unknown ids are left out.
+    /// Whether `account` has a verification `id`, for a surface that must tell an unknown
+    /// request from a malformed call: it is not a search and counts against no limit.
+    pub async fn knows(&self, account: &Account, id: &RequestId) -> Result<bool, ServiceError> {
+        let found = self
+            .store
+            .find(&account.api_key, std::slice::from_ref(id))
+            .await?;
+        Ok(!found.is_empty())
+    }
+
     pub async fn search(
         &self,
         account: &Account,

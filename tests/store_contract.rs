@@ -1059,6 +1059,23 @@ async fn a_limit_lets_its_count_through_per_sliding_window_and_counts_nothing_it
             Ok(()),
             "{engine}"
         );
+        // With two limits full, the refusal names the one that frees up last.
+        let hour = bucket("prefix:k1:44770010", "1/h");
+        assert_eq!(
+            store.take(vec![hour.clone()], m(130)).await.unwrap(),
+            Ok(())
+        );
+        let minute = bucket("destination:k1:447700100125", "1/m");
+        assert_eq!(
+            store.take(vec![minute.clone()], m(130)).await.unwrap(),
+            Ok(())
+        );
+        let both = store
+            .take(vec![minute, hour], m(131))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(both.limit, "per prefix", "{engine}");
     }
 }
 

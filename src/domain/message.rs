@@ -244,11 +244,22 @@ fn render_own(order: &DeliveryOrder, own: &TemplateText, pin: &str) -> RenderedM
             pin,
         )
         .text;
-        let body = fill(
-            &escaped(brand),
-            &format!("<strong>{}</strong>", escaped(pin)),
-        );
-        // The words were written as plain text: a line break in them is one in the page.
+        // The words are plain text: every piece is escaped, and a line break in them is one in
+        // the page.
+        let code = format!("<strong>{}</strong>", escaped(pin));
+        let mut body = String::new();
+        for piece in own.pieces() {
+            match piece {
+                TextPiece::Said(said) => body.push_str(&escaped(said)),
+                TextPiece::Variable { name, written } => body.push_str(&match name {
+                    "code" => code.clone(),
+                    "brand" => escaped(brand),
+                    "time-limit" => escaped(&time_limit),
+                    "time-limit-unit" => escaped(time_unit),
+                    _ => escaped(written),
+                }),
+            }
+        }
         let body = body.replace("\r\n", "\n").replace('\n', "<br>\n");
         EmailParts {
             subject,
@@ -458,8 +469,14 @@ mod tests {
 
     #[test]
     fn an_email_in_own_words_keeps_the_built_in_subject_and_escapes_its_page() {
-        let m = render(&own(Channel::Email, "${brand}\nIhr Code: ${code}"), "4815");
-        assert_eq!(m.text, "Acme <Shop>\nIhr Code: 4815");
+        let m = render(
+            &own(
+                Channel::Email,
+                "${brand}\nIhr Code: ${code} <a href=x>&</a> ${x}",
+            ),
+            "4815",
+        );
+        assert_eq!(m.text, "Acme <Shop>\nIhr Code: 4815 <a href=x>&</a> ${x}");
         let email = m.email.unwrap();
         assert_eq!(
             email.subject,
@@ -472,7 +489,7 @@ mod tests {
         assert!(
             email
                 .html
-                .contains("Acme &lt;Shop&gt;<br>\nIhr Code: <strong>4815</strong>"),
+                .contains("Acme &lt;Shop&gt;<br>\nIhr Code: <strong>4815</strong> &lt;a href=x&gt;&amp;&lt;/a&gt; ${x}"),
             "{}",
             email.html
         );

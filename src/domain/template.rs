@@ -46,10 +46,17 @@ impl TemplateText {
             Err(TextError::Empty)
         } else if raw.chars().count() > MAX_TEXT_CHARS {
             Err(TextError::TooLong)
-        } else if !raw.contains("${code}") {
-            Err(TextError::NoCode)
         } else {
-            Ok(Self(raw.to_owned()))
+            let text = Self(raw.to_owned());
+            let says_code = text
+                .pieces()
+                .iter()
+                .any(|p| matches!(p, TextPiece::Variable { name: "code", .. }));
+            if says_code {
+                Ok(text)
+            } else {
+                Err(TextError::NoCode)
+            }
         }
     }
 
@@ -481,6 +488,15 @@ mod tests {
         assert_eq!(TemplateText::parse("  "), Err(TextError::Empty));
         assert_eq!(TemplateText::parse("Your code"), Err(TextError::NoCode));
         assert_eq!(TemplateText::parse("{code}"), Err(TextError::NoCode));
+        // Variables end at the first `}`: these never say the code.
+        assert_eq!(
+            TemplateText::parse("Code: ${${code}"),
+            Err(TextError::NoCode)
+        );
+        assert_eq!(
+            TemplateText::parse("${brand ${code}"),
+            Err(TextError::NoCode)
+        );
         let long = format!("${{code}}{}", "é".repeat(MAX_TEXT_CHARS - 7));
         assert!(TemplateText::parse(&long).is_ok());
         assert_eq!(

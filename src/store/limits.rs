@@ -9,7 +9,7 @@ use crate::domain::Instant;
 #[async_trait]
 pub trait LimitStore: Send + Sync + 'static {
     /// Counts one hit in every bucket if each has room for it at `now`; else counts none and
-    /// names the first that is full.
+    /// names the full one that frees up last (so that its wait is the one to keep).
     async fn take(&self, buckets: Vec<Bucket>, now: Instant) -> StoreResult<Result<(), Refused>>;
 }
 
@@ -39,4 +39,15 @@ pub(crate) fn room(
         limit: limit_name(bucket),
         retry_after_ms,
     })
+}
+
+/// Of the buckets' verdicts, the refusal with the longest wait, if any.
+pub(crate) fn longest(
+    verdicts: impl IntoIterator<Item = Result<(), Refused>>,
+) -> Result<(), Refused> {
+    verdicts
+        .into_iter()
+        .filter_map(Result::err)
+        .max_by_key(|r| r.retry_after_ms)
+        .map_or(Ok(()), Err)
 }

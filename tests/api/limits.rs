@@ -185,3 +185,49 @@ async fn a_keys_own_limits_take_the_place_of_the_files() {
     let mine = start(&app.key, &app.secret).await;
     assert_eq!(mine["status"], "0", "{mine}");
 }
+
+#[tokio::test]
+async fn numbers_of_one_workflow_in_one_prefix_count_once_and_a_malformed_check_is_no_search() {
+    let Some(app) = spawn_app_with(|s| {
+        s.limits = Limits {
+            per_prefix: rate("2/h"),
+            searches: Some(Rate::per_second(1)),
+            ..Limits::default()
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    // 447700100740 and 447700100741: one prefix, one start.
+    let id = app
+        .v2_start(json!({ "brand": "Acme", "workflow": [
+            { "channel": "sms", "to": number(740) }, { "channel": "voice", "to": number(741) }] }))
+        .await;
+    app.v2_start(json!({ "brand": "Acme", "workflow": [{ "channel": "sms", "to": number(742) }] }))
+        .await;
+    let third = app
+        .v2(
+            Method::POST,
+            "/v2/verify",
+            Some(json!({ "brand": "Acme", "workflow": [{ "channel": "sms", "to": number(743) }] })),
+            Auth::Basic,
+        )
+        .await;
+    problem(&third, 429, "throttled");
+
+    let shown = app
+        .v2(Method::GET, &format!("/v2/verify/{id}"), None, Auth::Basic)
+        .await;
+    assert_eq!(shown.status, 200);
+    // The one search of this second is spent; a check with a malformed body is still a 422.
+    let malformed = app
+        .v2(
+            Method::POST,
+            &format!("/v2/verify/{id}"),
+            Some(json!({ "code": 12 })),
+            Auth::Basic,
+        )
+        .await;
+    problem(&malformed, 422, "invalid-params");
+}

@@ -190,16 +190,12 @@ async fn check(State(app): State<AppState>, Path(raw): Path<String>, call: Call)
             Ok(code) => code,
             // An unknown request is not found, whatever the body says.
             Err(e) => {
-                let found = app
+                let known = app
                     .service
-                    .search(&call.account, std::slice::from_ref(&id))
+                    .knows(&call.account, &id)
                     .await
                     .map_err(service_failed)?;
-                return Err(if found.is_empty() {
-                    V2Error::NotFound
-                } else {
-                    e
-                });
+                return Err(if known { e } else { V2Error::NotFound });
             }
         };
         match app

@@ -3,7 +3,7 @@
 //! `next` and `prev` links are there only when such a page is.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -42,16 +42,31 @@ fn refused(refusal: TemplateRefusal) -> V2Error {
     }
 }
 
-/// Where this server is, as the caller reached it: the base of the links it writes.
-fn base(app: &AppState, headers: &HeaderMap) -> String {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let scheme = match header("x-forwarded-proto") {
-        Some(proto @ ("http" | "https")) => proto,
-        _ if app.tls => "https",
-        _ => "http",
-    };
-    let host = header("host").unwrap_or("localhost");
-    format!("{scheme}://{host}")
+/// Where this server is, as the caller reached it: the base of the links it writes. HTTP/2
+/// names the host in the request's authority, HTTP/1.1 in `Host`.
+pub(super) struct Base(String);
+
+impl axum::extract::FromRequestParts<AppState> for Base {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let scheme = match header("x-forwarded-proto") {
+            Some(proto @ ("http" | "https")) => proto,
+            _ if app.tls => "https",
+            _ => "http",
+        };
+        let host = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| header("host"))
+            .unwrap_or("localhost");
+        Ok(Self(format!("{scheme}://{host}")))
+    }
 }
 
 fn link(href: String) -> Value {
@@ -220,7 +235,7 @@ fn ids(raw: &(String, String)) -> Result<(String, String), V2Error> {
 
 pub(super) async fn list(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Base(base): Base,
     RawQuery(query): RawQuery,
     call: Call,
 ) -> Response {
@@ -231,7 +246,6 @@ pub(super) async fn list(
             .templates(&call.account.api_key, store_window(wanted))
             .await
             .map_err(internal)?;
-        let base = base(&app, &headers);
         let url = format!("{base}/v2/verify/templates");
         let page = page_json(&url, "templates", wanted, &found, |t| {
             template_json(&base, t)
@@ -242,11 +256,7 @@ pub(super) async fn list(
     finish(&call.instance, result)
 }
 
-pub(super) async fn create(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    call: Call,
-) -> Response {
+pub(super) async fn create(State(app): State<AppState>, Base(base): Base, call: Call) -> Response {
     let result = async {
         let name = fields(&call.body, |f| name(f, true))?;
         let new = TemplateRecord {
@@ -262,7 +272,7 @@ pub(super) async fn create(
             .await
             .map_err(internal)?
             .map_err(refused)?;
-        let body = template_json(&base(&app, &headers), &made);
+        let body = template_json(&base, &made);
         Ok((StatusCode::CREATED, Json(body)).into_response())
     }
     .await;
@@ -271,7 +281,7 @@ pub(super) async fn create(
 
 pub(super) async fn show(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Base(base): Base,
     Path(raw): Path<String>,
     call: Call,
 ) -> Response {
@@ -283,7 +293,7 @@ pub(super) async fn show(
             .await
             .map_err(internal)?
             .ok_or(V2Error::TemplateNotFound)?;
-        Ok(Json(template_json(&base(&app, &headers), &found)).into_response())
+        Ok(Json(template_json(&base, &found)).into_response())
     }
     .await;
     finish(&call.instance, result)
@@ -291,7 +301,7 @@ pub(super) async fn show(
 
 pub(super) async fn update(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Base(base): Base,
     Path(raw): Path<String>,
     call: Call,
 ) -> Response {
@@ -308,7 +318,7 @@ pub(super) async fn update(
             .await
             .map_err(internal)?
             .map_err(refused)?;
-        Ok(Json(template_json(&base(&app, &headers), &changed)).into_response())
+        Ok(Json(template_json(&base, &changed)).into_response())
     }
     .await;
     finish(&call.instance, result)
@@ -334,7 +344,7 @@ pub(super) async fn delete(
 
 pub(super) async fn list_fragments(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Base(base): Base,
     Path(raw): Path<String>,
     RawQuery(query): RawQuery,
     call: Call,
@@ -348,7 +358,6 @@ pub(super) async fn list_fragments(
             .await
             .map_err(internal)?
             .map_err(refused)?;
-        let base = base(&app, &headers);
         let url = format!("{}/template_fragments", template_url(&base, &id));
         let page = page_json(&url, "template_fragments", wanted, &found, |f| {
             fragment_json(&base, f)
@@ -361,7 +370,7 @@ pub(super) async fn list_fragments(
 
 pub(super) async fn create_fragment(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Base(base): Base,
     Path(raw): Path<String>,
     call: Call,
 ) -> Response {
@@ -404,7 +413,7 @@ pub(super) async fn create_fragment(
             .await
             .map_err(internal)?
             .map_err(refused)?;
-        let body = fragment_json(&base(&app, &headers), &made);
+        let body = fragment_json(&base, &made);
         Ok((StatusCode::CREATED, Json(body)).into_response())
     }
     .await;
@@ -413,7 +422,7 @@ pub(super) async fn create_fragment(
 
 pub(super) async fn show_fragment(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Base(base): Base,
     Path(raw): Path<(String, String)>,
     call: Call,
 ) -> Response {
@@ -425,7 +434,7 @@ pub(super) async fn show_fragment(
             .await
             .map_err(internal)?
             .map_err(refused)?;
-        Ok(Json(fragment_json(&base(&app, &headers), &found)).into_response())
+        Ok(Json(fragment_json(&base, &found)).into_response())
     }
     .await;
     finish(&call.instance, result)
@@ -433,7 +442,7 @@ pub(super) async fn show_fragment(
 
 pub(super) async fn update_fragment(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Base(base): Base,
     Path(raw): Path<(String, String)>,
     call: Call,
 ) -> Response {
@@ -452,7 +461,7 @@ pub(super) async fn update_fragment(
             .await
             .map_err(internal)?
             .map_err(refused)?;
-        Ok(Json(fragment_json(&base(&app, &headers), &changed)).into_response())
+        Ok(Json(fragment_json(&base, &changed)).into_response())
     }
     .await;
     finish(&call.instance, result)

@@ -101,15 +101,25 @@ impl SipChannel {
             .ok()
             .and_then(|mut a| a.next())
             .ok_or_else(|| Failure::new("connect", format!("cannot resolve the proxy {host}")))?;
-        // Sockets are bound on the interface that reaches the proxy; `local_ip` is only what
-        // Contact, Via and SDP say, so that a NAT's public address can be given.
-        let bind_ip = route_to(proxy_addr).map_err(|e| {
-            Failure::new(
-                "connect",
-                format!("no route to the proxy {proxy_addr}: {e}"),
-            )
-        })?;
-        let local_ip = self.config.local_ip.unwrap_or(bind_ip);
+        // Sockets are bound on `local_ip` when it is this machine's, else on the address that
+        // reaches the proxy: `local_ip` may be a NAT's public address, only named in Contact,
+        // Via and SDP.
+        let routed = || {
+            route_to(proxy_addr).map_err(|e| {
+                Failure::new(
+                    "connect",
+                    format!("no route to the proxy {proxy_addr}: {e}"),
+                )
+            })
+        };
+        let (bind_ip, local_ip) = match self.config.local_ip {
+            Some(ip) if std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok() => (ip, ip),
+            Some(ip) => (routed()?, ip),
+            None => {
+                let ip = routed()?;
+                (ip, ip)
+            }
+        };
         let token = self.cancel.child_token();
         let transports = TransportLayer::new(token.child_token());
         let socket = sip_socket(SocketAddr::new(bind_ip, 0))

@@ -1,13 +1,14 @@
-//! Limit counters on PostgreSQL: the current window's row of each bucket is locked (in the order
-//! of the buckets' names, so two calls never wait on each other in a circle) while it is checked
-//! and counted, so every node counts against the same numbers.
+//! Limit counters on PostgreSQL: the rows of each bucket's previous and current windows are
+//! locked (in the order of the buckets' names, then of the windows, so two calls never wait on
+//! each other in a circle) while they are checked and counted, so every node counts against the
+//! same numbers.
 
 use async_trait::async_trait;
 
 use super::{pg_err, PgStore};
 use crate::domain::limits::{Bucket, Refused};
 use crate::domain::Instant;
-use crate::store::limits::{room, windows, LimitStore};
+use crate::store::limits::{longest, room, windows, LimitStore};
 use crate::store::StoreResult;
 
 #[async_trait]
@@ -28,34 +29,32 @@ impl LimitStore for PgStore {
             )
             .await
             .map_err(pg_err)?;
-        let previous_hits = tx
-            .prepare_cached(
-                "select coalesce(max(hits), 0) from limit_counter
-                 where bucket = $1 and window_start = $2",
-            )
-            .await
-            .map_err(pg_err)?;
         let mut counted = std::collections::HashMap::new();
         for bucket in &order {
             let (start, previous, _) = windows(bucket, now);
+            // The previous window's row is locked too (first, as every call does): a call still
+            // counting into it must commit before this one reads it.
+            let before: i64 = tx
+                .query_one(&lock, &[&bucket.key, &previous])
+                .await
+                .map_err(pg_err)?
+                .get(0);
             let current: i64 = tx
                 .query_one(&lock, &[&bucket.key, &start])
                 .await
                 .map_err(pg_err)?
                 .get(0);
-            let before: i64 = tx
-                .query_one(&previous_hits, &[&bucket.key, &previous])
-                .await
-                .map_err(pg_err)?
-                .get(0);
             counted.insert(bucket.key.as_str(), (before, current));
         }
-        // Judged in the caller's order, as on every engine.
-        for bucket in &buckets {
-            let (before, current) = counted[bucket.key.as_str()];
-            if let Err(refused) = room(bucket, before, current, windows(bucket, now).2) {
-                return Ok(Err(refused));
-            }
+        let verdicts: Vec<_> = buckets
+            .iter()
+            .map(|bucket| {
+                let (before, current) = counted[bucket.key.as_str()];
+                room(bucket, before, current, windows(bucket, now).2)
+            })
+            .collect();
+        if let Err(refused) = longest(verdicts) {
+            return Ok(Err(refused));
         }
         for bucket in &order {
             let (start, previous, _) = windows(bucket, now);
@@ -65,9 +64,11 @@ impl LimitStore for PgStore {
             )
             .await
             .map_err(pg_err)?;
+            // One window more is kept: a node whose clock is a little behind may still hold
+            // it, and deleting it here would wait on that node while it waits on this one.
             tx.execute(
                 "delete from limit_counter where bucket = $1 and window_start < $2",
-                &[&bucket.key, &previous],
+                &[&bucket.key, &(previous - (start - previous))],
             )
             .await
             .map_err(pg_err)?;

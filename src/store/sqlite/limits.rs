@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{db_err, SqliteStore};
 use crate::domain::limits::{Bucket, Refused};
 use crate::domain::Instant;
-use crate::store::limits::{room, windows, LimitStore};
+use crate::store::limits::{longest, room, windows, LimitStore};
 use crate::store::StoreResult;
 
 fn hits(conn: &Connection, bucket: &str, start: i64) -> StoreResult<i64> {
@@ -26,15 +26,17 @@ impl LimitStore for SqliteStore {
             return Ok(Ok(()));
         }
         self.write(move |conn| {
+            let mut verdicts = Vec::with_capacity(buckets.len());
             for bucket in &buckets {
                 let (start, previous, elapsed) = windows(bucket, now);
                 let counted = (
                     hits(conn, &bucket.key, previous)?,
                     hits(conn, &bucket.key, start)?,
                 );
-                if let Err(refused) = room(bucket, counted.0, counted.1, elapsed) {
-                    return Ok(Err(refused));
-                }
+                verdicts.push(room(bucket, counted.0, counted.1, elapsed));
+            }
+            if let Err(refused) = longest(verdicts) {
+                return Ok(Err(refused));
             }
             for bucket in &buckets {
                 let (start, previous, _) = windows(bucket, now);
