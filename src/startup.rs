@@ -204,6 +204,22 @@ pub fn router(state: AppState) -> axum::Router {
     app.with_state(state).layer(RequestIdLayer)
 }
 
+/// How often the limits' counters that no window can use any more are deleted.
+const FORGET_COUNTERS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Deletes expired limit counters every [`FORGET_COUNTERS_EVERY`], forever: those of buckets
+/// never counted again would otherwise stay.
+async fn forget_expired_counters(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
+    let mut tick = tokio::time::interval(FORGET_COUNTERS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.forget_expired(clock.now()).await {
+            tracing::warn!(error = %e, "could not delete expired limit counters");
+        }
+    }
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         Self::build_with(settings, Overrides::default()).await
@@ -325,6 +341,7 @@ impl Application {
         let apps = crate::auth::apps::AppCache::new(store_dyn.clone());
         let callbacks =
             CallbackSender::new(store_dyn.clone(), apps.clone(), key.clone(), callback_http);
+        let counters = forget_expired_counters(store_dyn.clone(), clock.clone());
         let service = Arc::new(VerifyService::new(
             store_dyn.clone(),
             settings.limits,
@@ -379,6 +396,7 @@ impl Application {
             tokio::spawn(callbacks.run()),
             tokio::spawn(keys.clone().refresh_forever()),
             tokio::spawn(refusals.log_forever()),
+            tokio::spawn(counters),
             dispatch_task,
         ];
         Ok(Self {

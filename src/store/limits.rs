@@ -11,6 +11,15 @@ pub trait LimitStore: Send + Sync + 'static {
     /// Counts one hit in every bucket if each has room for it at `now`; else counts none and
     /// names the full one that frees up last (so that its wait is the one to keep).
     async fn take(&self, buckets: Vec<Bucket>, now: Instant) -> StoreResult<Result<(), Refused>>;
+
+    /// Deletes the counters no window at `now` or later can use; how many.
+    async fn forget_expired(&self, now: Instant) -> StoreResult<u64>;
+}
+
+/// When the row of the window starting at `start` is of no use: once the window after it has
+/// passed too.
+pub(crate) fn expiry(bucket: &Bucket, start: i64) -> i64 {
+    start + 2 * i64::from(bucket.rate.window_secs) * 1_000
 }
 
 /// Where a bucket's fixed windows start at `now`: this one and the one before, in ms.

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::{pg_err, PgStore};
 use crate::domain::limits::{Bucket, Refused};
 use crate::domain::Instant;
-use crate::store::limits::{longest, room, windows, LimitStore};
+use crate::store::limits::{expiry, longest, room, windows, LimitStore};
 use crate::store::StoreResult;
 
 #[async_trait]
@@ -23,7 +23,8 @@ impl LimitStore for PgStore {
         let tx = client.transaction().await.map_err(pg_err)?;
         let lock = tx
             .prepare_cached(
-                "insert into limit_counter (bucket, window_start, hits) values ($1, $2, 0)
+                "insert into limit_counter (bucket, window_start, hits, expires_at)
+                 values ($1, $2, 0, $3)
                  on conflict (bucket, window_start) do update set hits = limit_counter.hits
                  returning hits",
             )
@@ -35,12 +36,12 @@ impl LimitStore for PgStore {
             // The previous window's row is locked too (first, as every call does): a call still
             // counting into it must commit before this one reads it.
             let before: i64 = tx
-                .query_one(&lock, &[&bucket.key, &previous])
+                .query_one(&lock, &[&bucket.key, &previous, &expiry(bucket, previous)])
                 .await
                 .map_err(pg_err)?
                 .get(0);
             let current: i64 = tx
-                .query_one(&lock, &[&bucket.key, &start])
+                .query_one(&lock, &[&bucket.key, &start, &expiry(bucket, start)])
                 .await
                 .map_err(pg_err)?
                 .get(0);
@@ -75,5 +76,16 @@ impl LimitStore for PgStore {
         }
         tx.commit().await.map_err(pg_err)?;
         Ok(Ok(()))
+    }
+
+    async fn forget_expired(&self, now: Instant) -> StoreResult<u64> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "delete from limit_counter where expires_at <= $1",
+                &[&now.timestamp_millis()],
+            )
+            .await
+            .map_err(pg_err)
     }
 }

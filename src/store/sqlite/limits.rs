@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{db_err, SqliteStore};
 use crate::domain::limits::{Bucket, Refused};
 use crate::domain::Instant;
-use crate::store::limits::{longest, room, windows, LimitStore};
+use crate::store::limits::{expiry, longest, room, windows, LimitStore};
 use crate::store::StoreResult;
 
 fn hits(conn: &Connection, bucket: &str, start: i64) -> StoreResult<i64> {
@@ -41,11 +41,12 @@ impl LimitStore for SqliteStore {
             for bucket in &buckets {
                 let (start, previous, _) = windows(bucket, now);
                 conn.prepare_cached(
-                    "insert into limit_counter (bucket, window_start, hits) values (?1, ?2, 1)
+                    "insert into limit_counter (bucket, window_start, hits, expires_at)
+                     values (?1, ?2, 1, ?3)
                      on conflict (bucket, window_start) do update set hits = hits + 1",
                 )
                 .map_err(db_err)?
-                .execute(params![bucket.key, start])
+                .execute(params![bucket.key, start, expiry(bucket, start)])
                 .map_err(db_err)?;
                 conn.prepare_cached(
                     "delete from limit_counter where bucket = ?1 and window_start < ?2",
@@ -55,6 +56,19 @@ impl LimitStore for SqliteStore {
                 .map_err(db_err)?;
             }
             Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn forget_expired(&self, now: Instant) -> StoreResult<u64> {
+        let now_ms = now.timestamp_millis();
+        self.write(move |conn| {
+            conn.execute(
+                "delete from limit_counter where expires_at <= ?1",
+                params![now_ms],
+            )
+            .map(|n| n as u64)
+            .map_err(db_err)
         })
         .await
     }
