@@ -17,7 +17,8 @@ use crate::domain::template::{TemplateName, TemplateText, TextError, MAX_TEXT_CH
 use crate::domain::Channel;
 use crate::store::new_uuid;
 use crate::store::templates::{
-    channel_name, FragmentRecord, Page, TemplateChange, TemplateRecord, TemplateRefusal, Window,
+    channel_name, FragmentRecord, Page, Refusable, TemplateChange, TemplateRecord, TemplateRefusal,
+    Window,
 };
 
 const DEFAULT_PAGE_SIZE: u64 = 10;
@@ -28,6 +29,12 @@ const MAX_PAGE_SIZE: u64 = 100;
 pub fn parse_uuid(raw: &str) -> Option<String> {
     let uuid = uuid::Uuid::try_parse(raw).ok()?;
     (raw.len() == 36).then(|| uuid.hyphenated().to_string())
+}
+
+/// A template store's answer: a failure is logged and answered 500, a refusal mapped by
+/// [`refused`].
+fn stored<T>(answer: Refusable<T>) -> Result<T, V2Error> {
+    answer.map_err(internal)?.map_err(refused)
 }
 
 /// The one place a store's refusal becomes this surface's error.
@@ -266,12 +273,7 @@ pub(super) async fn create(State(app): State<AppState>, Base(base): Base, call: 
             is_default: false,
             created_at: app.service.now(),
         };
-        let made = app
-            .templates
-            .create_template(new)
-            .await
-            .map_err(internal)?
-            .map_err(refused)?;
+        let made = stored(app.templates.create_template(new).await)?;
         let body = template_json(&base, &made);
         Ok((StatusCode::CREATED, Json(body)).into_response())
     }
@@ -312,12 +314,11 @@ pub(super) async fn update(
             let is_default = f.boolean("is_default");
             Some(TemplateChange { name, is_default })
         })?;
-        let changed = app
-            .templates
-            .update_template(&call.account.api_key, &id, change)
-            .await
-            .map_err(internal)?
-            .map_err(refused)?;
+        let changed = stored(
+            app.templates
+                .update_template(&call.account.api_key, &id, change)
+                .await,
+        )?;
         Ok(Json(template_json(&base, &changed)).into_response())
     }
     .await;
@@ -331,11 +332,11 @@ pub(super) async fn delete(
 ) -> Response {
     let result = async {
         let id = template_id(&raw)?;
-        app.templates
-            .delete_template(&call.account.api_key, &id)
-            .await
-            .map_err(internal)?
-            .map_err(refused)?;
+        stored(
+            app.templates
+                .delete_template(&call.account.api_key, &id)
+                .await,
+        )?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
@@ -352,12 +353,11 @@ pub(super) async fn list_fragments(
     let result = async {
         let id = template_id(&raw)?;
         let wanted = window(query.as_deref())?;
-        let found = app
-            .templates
-            .fragments(&call.account.api_key, &id, store_window(wanted))
-            .await
-            .map_err(internal)?
-            .map_err(refused)?;
+        let found = stored(
+            app.templates
+                .fragments(&call.account.api_key, &id, store_window(wanted))
+                .await,
+        )?;
         let url = format!("{}/template_fragments", template_url(&base, &id));
         let page = page_json(&url, "template_fragments", wanted, &found, |f| {
             fragment_json(&base, f)
@@ -407,12 +407,11 @@ pub(super) async fn create_fragment(
             created_at: now,
             updated_at: now,
         };
-        let made = app
-            .templates
-            .create_fragment(&call.account.api_key, new)
-            .await
-            .map_err(internal)?
-            .map_err(refused)?;
+        let made = stored(
+            app.templates
+                .create_fragment(&call.account.api_key, new)
+                .await,
+        )?;
         let body = fragment_json(&base, &made);
         Ok((StatusCode::CREATED, Json(body)).into_response())
     }
@@ -428,12 +427,11 @@ pub(super) async fn show_fragment(
 ) -> Response {
     let result = async {
         let (template, id) = ids(&raw)?;
-        let found = app
-            .templates
-            .fragment(&call.account.api_key, &template, &id)
-            .await
-            .map_err(internal)?
-            .map_err(refused)?;
+        let found = stored(
+            app.templates
+                .fragment(&call.account.api_key, &template, &id)
+                .await,
+        )?;
         Ok(Json(fragment_json(&base, &found)).into_response())
     }
     .await;
@@ -449,18 +447,17 @@ pub(super) async fn update_fragment(
     let result = async {
         let (template, id) = ids(&raw)?;
         let text = fields(&call.body, text)?;
-        let changed = app
-            .templates
-            .update_fragment(
-                &call.account.api_key,
-                &template,
-                &id,
-                text,
-                app.service.now(),
-            )
-            .await
-            .map_err(internal)?
-            .map_err(refused)?;
+        let changed = stored(
+            app.templates
+                .update_fragment(
+                    &call.account.api_key,
+                    &template,
+                    &id,
+                    text,
+                    app.service.now(),
+                )
+                .await,
+        )?;
         Ok(Json(fragment_json(&base, &changed)).into_response())
     }
     .await;
@@ -474,11 +471,11 @@ pub(super) async fn delete_fragment(
 ) -> Response {
     let result = async {
         let (template, id) = ids(&raw)?;
-        app.templates
-            .delete_fragment(&call.account.api_key, &template, &id)
-            .await
-            .map_err(internal)?
-            .map_err(refused)?;
+        stored(
+            app.templates
+                .delete_fragment(&call.account.api_key, &template, &id)
+                .await,
+        )?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
