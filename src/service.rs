@@ -2,13 +2,14 @@
 //! joins the domain, the store, the clock and the dispatcher; the API surfaces only parse, call
 //! one of these methods and map its outcome to their own codes.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::auth::Account;
 use crate::clock::Clock;
 use crate::crypto::{OsMinter, ServerKey};
 use crate::delivery::Dispatcher;
-use crate::domain::limits::{call_buckets, start_buckets, CallKind, Limits, Refused};
+use crate::domain::limits::{buckets, CallKind, Limits, Refused};
 use crate::domain::locale::Locale;
 use crate::domain::{
     Candidate, Channel, CheckOutcome, Command, CommandOutcome, ControlError, CustomPin,
@@ -54,6 +55,9 @@ pub struct StartRequest {
     pub custom_pin: Option<CustomPin>,
     /// Whose words the messages say.
     pub words: Words,
+    /// The address of the person asking, where the app passes it on: starts count against a
+    /// limit per client.
+    pub client: Option<IpAddr>,
 }
 
 /// Where a verification's messages take their words from.
@@ -192,26 +196,19 @@ impl VerifyService {
         self.clock.now()
     }
 
-    /// Counts a call of `account` (and a start to `to`) against its limits.
+    /// Counts a call of `account` against its limits: a start also for its client and each
+    /// of its destinations.
     async fn within_limits(
         &self,
         account: &Account,
         kind: CallKind,
-        to: &[&Destination],
+        start: Option<(Option<IpAddr>, &[&Destination])>,
     ) -> Result<(), ServiceError> {
         let limits = self.limits.for_key(&account.limits);
         if limits.is_empty() {
             return Ok(());
         }
-        let mut buckets = call_buckets(&limits, &account.api_key, kind);
-        for destination in to {
-            for bucket in start_buckets(&limits, &account.api_key, destination) {
-                // Two numbers of one workflow may share a prefix or a country: it counts once.
-                if !buckets.iter().any(|b| b.key == bucket.key) {
-                    buckets.push(bucket);
-                }
-            }
-        }
+        let buckets = buckets(&limits, &account.api_key, kind, start);
         self.counters
             .take(buckets, self.clock.now())
             .await?
@@ -258,7 +255,8 @@ impl VerifyService {
         }
         // A start refused for its own fields counts nowhere; one refused because a
         // verification to its destination is in progress counts as a try.
-        self.within_limits(account, CallKind::Request, &to).await?;
+        self.within_limits(account, CallKind::Request, Some((req.client, &to)))
+            .await?;
         let mut steps = req.steps;
         for step in &mut steps {
             step.text = words
@@ -310,7 +308,7 @@ impl VerifyService {
         id: &RequestId,
         code: &Candidate,
     ) -> Result<CheckResult, ServiceError> {
-        self.within_limits(account, CallKind::Request, &[]).await?;
+        self.within_limits(account, CallKind::Request, None).await?;
         let command = Command::Check {
             code_hash: self.key.hash_pin(id, code.as_str()),
             code_len: code.as_str().len() as u8,
@@ -355,7 +353,7 @@ impl VerifyService {
         id: &RequestId,
         command: ControlCommand,
     ) -> Result<ControlResult, ServiceError> {
-        self.within_limits(account, CallKind::Request, &[]).await?;
+        self.within_limits(account, CallKind::Request, None).await?;
         let store_command = match command {
             ControlCommand::Cancel => Command::Cancel,
             ControlCommand::Next => Command::Next,
@@ -410,7 +408,7 @@ impl VerifyService {
         account: &Account,
         ids: &[RequestId],
     ) -> Result<Vec<Report>, ServiceError> {
-        self.within_limits(account, CallKind::Search, &[]).await?;
+        self.within_limits(account, CallKind::Search, None).await?;
         let now = self.clock.now();
         let found = self.store.find(&account.api_key, ids).await?;
         Ok(found.into_iter().map(|v| self.report(v, now)).collect())

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration};
 use verifyd::api::v1::workflow::Workflow;
 use verifyd::clock::ManualClock;
-use verifyd::domain::limits::{Bucket, KeyLimits, Rate};
+use verifyd::domain::limits::{Bucket, KeyLimits, Limit, Rate};
 use verifyd::domain::locale::Locale;
 use verifyd::domain::template::{TemplateName, TemplateText};
 use verifyd::domain::testing::SequenceMinter;
@@ -997,6 +997,13 @@ async fn a_template_has_one_fragment_per_channel_and_locale_and_gives_its_words_
 fn bucket(key: &str, rate: &str) -> Bucket {
     Bucket {
         key: key.into(),
+        limit: match key.split(':').next() {
+            Some("destination") => Limit::PerDestination,
+            Some("prefix") => Limit::PerPrefix,
+            Some("country") => Limit::PerCountry,
+            Some("requests") => Limit::Requests,
+            other => panic!("no limit for {other:?}"),
+        },
         rate: Rate::parse(rate).unwrap(),
     }
 }

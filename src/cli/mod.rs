@@ -215,7 +215,7 @@ pub enum KeysCommand {
     /// Enable a disabled key.
     Enable { key: String },
     /// Show or set a key's own limits, in place of the file's `[limits]`. Each VALUE is a rate
-    /// (`5/10m`; a count for the two `_per_second` ones), `none` (no limit for this key) or
+    /// (`5/10m`; a count for the `_per_second`, `_per_hour` and `_per_day` ones), `none` (no limit for this key) or
     /// `default` (the file's). Prints {"api_key":…,"limits":{…}}; a running server applies it
     /// within 2 s.
     Limits {
@@ -230,6 +230,13 @@ pub enum KeysCommand {
         per_prefix: Option<String>,
         #[arg(long, value_name = "VALUE")]
         per_country: Option<String>,
+        #[arg(long, value_name = "VALUE")]
+        per_ip: Option<String>,
+        /// The send budget: a count of verifications started per hour.
+        #[arg(long, value_name = "VALUE")]
+        verifications_per_hour: Option<String>,
+        #[arg(long, value_name = "VALUE")]
+        verifications_per_day: Option<String>,
     },
 }
 
@@ -332,6 +339,9 @@ async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
             per_destination,
             per_prefix,
             per_country,
+            per_ip,
+            verifications_per_hour,
+            verifications_per_day,
         } => {
             let Some(record) = store.get_key(&key).await? else {
                 bail!("no API key {key:?} in this database");
@@ -343,6 +353,9 @@ async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
                 ("per_destination", per_destination),
                 ("per_prefix", per_prefix),
                 ("per_country", per_country),
+                ("per_ip", per_ip),
+                ("verifications_per_hour", verifications_per_hour),
+                ("verifications_per_day", verifications_per_day),
             ];
             let mut changed = false;
             for (name, value) in given {

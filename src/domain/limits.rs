@@ -4,6 +4,7 @@
 //! one's share of the time that still overlaps), so that every node sees the same counts.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use super::step::Destination;
 
@@ -67,100 +68,197 @@ impl fmt::Display for Rate {
     }
 }
 
+/// One of the limits a key can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// Calls per key (starts, checks, cancels, next steps), a count per second.
+    Requests,
+    /// Searches and status reads per key, a count per second.
+    Searches,
+    /// Verifications started to one destination (a number or an address).
+    PerDestination,
+    /// Verifications started to one number prefix: the number without its last four digits.
+    PerPrefix,
+    /// Verifications started to one country.
+    PerCountry,
+    /// Verifications started for one client IP address (IPv6: its /64), where the app says it.
+    PerIp,
+    /// The key's send budget: verifications started per hour, a count.
+    PerHour,
+    /// The key's send budget per day, a count.
+    PerDay,
+}
+
+/// How a limit's value is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Written {
+    /// A count over a fixed period of this many seconds (`30` for `requests_per_second`).
+    Count(u32),
+    /// A count over a period of its own (`5/10m`).
+    Rate,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 8] = [
+        Limit::Requests,
+        Limit::Searches,
+        Limit::PerDestination,
+        Limit::PerPrefix,
+        Limit::PerCountry,
+        Limit::PerIp,
+        Limit::PerHour,
+        Limit::PerDay,
+    ];
+
+    /// Its name, as the file, the command line and the stored text write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::Requests => "requests_per_second",
+            Limit::Searches => "searches_per_second",
+            Limit::PerDestination => "per_destination",
+            Limit::PerPrefix => "per_prefix",
+            Limit::PerCountry => "per_country",
+            Limit::PerIp => "per_ip",
+            Limit::PerHour => "verifications_per_hour",
+            Limit::PerDay => "verifications_per_day",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Limit> {
+        Limit::ALL.into_iter().find(|l| l.name() == name)
+    }
+
+    /// How a refusal names it.
+    pub fn shown(self) -> &'static str {
+        match self {
+            Limit::Requests => "requests per second",
+            Limit::Searches => "searches per second",
+            Limit::PerDestination => "per destination",
+            Limit::PerPrefix => "per prefix",
+            Limit::PerCountry => "per country",
+            Limit::PerIp => "per IP address",
+            Limit::PerHour => "verifications per hour",
+            Limit::PerDay => "verifications per day",
+        }
+    }
+
+    /// The first part of its buckets' names in the store.
+    fn bucket(self) -> &'static str {
+        match self {
+            Limit::Requests => "requests",
+            Limit::Searches => "searches",
+            Limit::PerDestination => "destination",
+            Limit::PerPrefix => "prefix",
+            Limit::PerCountry => "country",
+            Limit::PerIp => "ip",
+            Limit::PerHour => "hour",
+            Limit::PerDay => "day",
+        }
+    }
+
+    fn written(self) -> Written {
+        match self {
+            Limit::Requests | Limit::Searches => Written::Count(1),
+            Limit::PerHour => Written::Count(3_600),
+            Limit::PerDay => Written::Count(86_400),
+            _ => Written::Rate,
+        }
+    }
+
+    /// Its value from text: a count for the limits over a fixed period, else a rate.
+    pub fn parse_value(self, text: &str) -> Result<Rate, String> {
+        let text = text.trim();
+        match self.written() {
+            Written::Count(window_secs) => match text.parse::<u32>() {
+                Ok(count) if count > 0 => Ok(Rate { count, window_secs }),
+                _ => Err(format!("{}: expected a count from 1, not {text:?}", self.name())),
+            },
+            Written::Rate => Rate::parse(text).ok_or_else(|| {
+                format!(
+                    "{}: expected a count over a period such as \"5/10m\" (s, m, h, d; up to 7d), not {text:?}",
+                    self.name()
+                )
+            }),
+        }
+    }
+
+    /// Its value as [`Self::parse_value`] reads it.
+    pub fn write_value(self, rate: Rate) -> String {
+        match self.written() {
+            Written::Count(_) => rate.count.to_string(),
+            Written::Rate => rate.to_string(),
+        }
+    }
+
+    fn index(self) -> usize {
+        Limit::ALL.iter().position(|l| *l == self).unwrap_or(0)
+    }
+}
+
 /// The limits in force for one API key; `None` is no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Limits {
-    /// Calls per key (starts, checks, cancels, next steps), a rate per second.
-    pub requests: Option<Rate>,
-    /// Searches and status reads per key.
-    pub searches: Option<Rate>,
-    /// Verifications started to one destination (a number or an address).
-    pub per_destination: Option<Rate>,
-    /// Verifications started to one number prefix: the number without its last four digits.
-    pub per_prefix: Option<Rate>,
-    /// Verifications started to one country.
-    pub per_country: Option<Rate>,
-}
+pub struct Limits([Option<Rate>; 8]);
 
 impl Limits {
     pub fn is_empty(&self) -> bool {
         *self == Limits::default()
     }
 
+    pub fn get(&self, limit: Limit) -> Option<Rate> {
+        self.0[limit.index()]
+    }
+
+    pub fn set(&mut self, limit: Limit, rate: Option<Rate>) {
+        self.0[limit.index()] = rate;
+    }
+
+    /// These limits with `name` set from `value` as [`Limit::parse_value`] reads it.
+    pub fn with(mut self, name: &str, value: &str) -> Result<Self, String> {
+        let limit = Limit::from_name(name).ok_or_else(|| not_a_limit(name))?;
+        self.set(limit, Some(limit.parse_value(value)?));
+        Ok(self)
+    }
+
     /// These limits as one key has them: its own where it sets one.
     pub fn for_key(self, own: &KeyLimits) -> Limits {
-        Limits {
-            requests: own.requests.unwrap_or(self.requests),
-            searches: own.searches.unwrap_or(self.searches),
-            per_destination: own.per_destination.unwrap_or(self.per_destination),
-            per_prefix: own.per_prefix.unwrap_or(self.per_prefix),
-            per_country: own.per_country.unwrap_or(self.per_country),
+        let mut key = self;
+        for limit in Limit::ALL {
+            if let Some(setting) = own.get(limit) {
+                key.set(limit, setting);
+            }
         }
+        key
     }
+}
+
+fn not_a_limit(name: &str) -> String {
+    let names: Vec<&str> = Limit::ALL.iter().map(|l| l.name()).collect();
+    format!("{name:?} is not a limit (one of {})", names.join(", "))
 }
 
 /// One key's own limits, in place of `[limits]`: for each, `None` keeps the file's, `Some(None)`
 /// is no limit for this key, `Some(Some(rate))` its own rate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KeyLimits {
-    pub requests: Option<Option<Rate>>,
-    pub searches: Option<Option<Rate>>,
-    pub per_destination: Option<Option<Rate>>,
-    pub per_prefix: Option<Option<Rate>>,
-    pub per_country: Option<Option<Rate>>,
-}
-
-/// The names of the limits, as the file, the command line and the stored text write them.
-pub const NAMES: [&str; 5] = [
-    "requests_per_second",
-    "searches_per_second",
-    "per_destination",
-    "per_prefix",
-    "per_country",
-];
+pub struct KeyLimits([Option<Option<Rate>>; 8]);
 
 impl KeyLimits {
-    fn slot(&mut self, name: &str) -> Option<&mut Option<Option<Rate>>> {
-        Some(match name {
-            "requests_per_second" => &mut self.requests,
-            "searches_per_second" => &mut self.searches,
-            "per_destination" => &mut self.per_destination,
-            "per_prefix" => &mut self.per_prefix,
-            "per_country" => &mut self.per_country,
-            _ => return None,
-        })
+    pub fn get(&self, limit: Limit) -> Option<Option<Rate>> {
+        self.0[limit.index()]
     }
 
-    fn get(&self, name: &str) -> Option<Option<Rate>> {
-        let mut copy = *self;
-        copy.slot(name).and_then(|slot| *slot)
-    }
-
-    /// Sets limit `name` from `value`: a rate (a count per second for the two `_per_second`
-    /// ones), `none` (no limit for this key) or `default` (the file's). The reason when either
-    /// is wrong.
+    /// Sets limit `name` from `value`: its value ([`Limit::parse_value`]), `none` (no limit for
+    /// this key) or `default` (the file's). The reason when either is wrong.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
-        let per_second = name.ends_with("_per_second");
-        let setting = match value.trim() {
+        let limit = Limit::from_name(name).ok_or_else(|| not_a_limit(name))?;
+        self.0[limit.index()] = match value.trim() {
             "default" => None,
             "none" => Some(None),
-            v if per_second => match v.parse::<u32>() {
-                Ok(n) if n > 0 => Some(Some(Rate::per_second(n))),
-                _ => return Err(format!("{name}: expected a count from 1, none or default, not {v:?}")),
-            },
-            v => match Rate::parse(v) {
-                Some(rate) => Some(Some(rate)),
-                None => {
-                    return Err(format!(
-                        "{name}: expected a count over a period such as 5/10m, none or default, not {v:?}"
-                    ))
-                }
-            },
+            v => Some(Some(
+                limit
+                    .parse_value(v)
+                    .map_err(|e| format!("{e}, none or default"))?,
+            )),
         };
-        let slot = self
-            .slot(name)
-            .ok_or_else(|| format!("{name:?} is not a limit (one of {})", NAMES.join(", ")))?;
-        *slot = setting;
         Ok(())
     }
 
@@ -179,17 +277,13 @@ impl KeyLimits {
 
     /// Each limit this key sets, with its value as [`Self::set`] takes it.
     pub fn entries(&self) -> Vec<(&'static str, String)> {
-        NAMES
-            .iter()
-            .filter_map(|name| {
-                let value = self.get(name)?;
+        Limit::ALL
+            .into_iter()
+            .filter_map(|limit| {
+                let value = self.get(limit)?;
                 Some((
-                    *name,
-                    match value {
-                        None => "none".to_owned(),
-                        Some(rate) if name.ends_with("_per_second") => rate.count.to_string(),
-                        Some(rate) => rate.to_string(),
-                    },
+                    limit.name(),
+                    value.map_or_else(|| "none".to_owned(), |rate| limit.write_value(rate)),
                 ))
             })
             .collect()
@@ -215,10 +309,11 @@ pub enum CallKind {
     Search,
 }
 
-/// One counter a call must fit in: its name in the store, and its rate.
+/// One counter a call must fit in: its name in the store, its limit and rate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bucket {
     pub key: String,
+    pub limit: Limit,
     pub rate: Rate,
 }
 
@@ -229,59 +324,92 @@ pub struct Refused {
     pub retry_after_ms: u64,
 }
 
-/// The buckets of a call of `account`.
-pub fn call_buckets(limits: &Limits, account: &str, kind: CallKind) -> Vec<Bucket> {
-    let (name, rate) = match kind {
-        CallKind::Request => ("requests", limits.requests),
-        CallKind::Search => ("searches", limits.searches),
-    };
-    rate.map(|rate| Bucket {
-        key: format!("{name}:{account}"),
-        rate,
-    })
-    .into_iter()
-    .collect()
+/// Collects the buckets of one call, each once.
+struct Buckets<'a> {
+    limits: &'a Limits,
+    account: &'a str,
+    found: Vec<Bucket>,
 }
 
-/// The buckets a new verification of `account` to `to` counts in, besides its call's.
-pub fn start_buckets(limits: &Limits, account: &str, to: &Destination) -> Vec<Bucket> {
-    let mut buckets = Vec::new();
-    let mut add = |name: &str, rate: Option<Rate>, value: Option<&str>| {
-        if let (Some(rate), Some(value)) = (rate, value) {
-            buckets.push(Bucket {
-                key: format!("{name}:{account}:{value}"),
-                rate,
-            });
+impl Buckets<'_> {
+    /// The key's own bucket of `limit`.
+    fn add_key(&mut self, limit: Limit) {
+        self.push(limit, format!("{}:{}", limit.bucket(), self.account));
+    }
+
+    /// The bucket of `limit` for `value`, where there is one (an address has no country).
+    fn add(&mut self, limit: Limit, value: Option<&str>) {
+        if let Some(value) = value {
+            self.push(
+                limit,
+                format!("{}:{}:{value}", limit.bucket(), self.account),
+            );
         }
+    }
+
+    fn push(&mut self, limit: Limit, key: String) {
+        let Some(rate) = self.limits.get(limit) else {
+            return;
+        };
+        // Two numbers of one workflow may share a prefix or a country: it counts once.
+        if !self.found.iter().any(|b| b.key == key) {
+            self.found.push(Bucket { key, limit, rate });
+        }
+    }
+}
+
+/// The buckets a call of `account` counts in; a start also counts in its client's, the key's
+/// send budget, and each of its destinations'.
+pub fn buckets(
+    limits: &Limits,
+    account: &str,
+    kind: CallKind,
+    start: Option<(Option<IpAddr>, &[&Destination])>,
+) -> Vec<Bucket> {
+    let mut b = Buckets {
+        limits,
+        account,
+        found: Vec::new(),
     };
-    add("destination", limits.per_destination, Some(to.key()));
-    let phone = to.phone();
-    let prefix = phone.map(|n| prefix(n.digits()));
-    add("prefix", limits.per_prefix, prefix);
-    add(
-        "country",
-        limits.per_country,
-        phone.and_then(|n| n.region()),
-    );
-    buckets
+    b.add_key(match kind {
+        CallKind::Request => Limit::Requests,
+        CallKind::Search => Limit::Searches,
+    });
+    if let Some((client, to)) = start {
+        if let Some(client) = client {
+            b.add(Limit::PerIp, Some(&client_range(client)));
+        }
+        b.add_key(Limit::PerHour);
+        b.add_key(Limit::PerDay);
+        for destination in to {
+            b.add(Limit::PerDestination, Some(destination.key()));
+            let phone = destination.phone();
+            b.add(Limit::PerPrefix, phone.map(|n| prefix(n.digits())));
+            b.add(Limit::PerCountry, phone.and_then(|n| n.region()));
+        }
+    }
+    b.found
+}
+
+/// The addresses one client may be: an IPv4 address, or an IPv6 address's /64, which one
+/// household or host is given whole (an IPv4 address mapped into IPv6 counts as itself).
+pub fn client_range(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 /// A number's prefix: the number without its last four digits, where numbers of one range
 /// (and one premium-rate operator) differ.
 pub fn prefix(digits: &str) -> &str {
     &digits[..digits.len().saturating_sub(4)]
-}
-
-/// Which limit a bucket's key stands for, as a refusal names it.
-pub fn limit_name(bucket: &Bucket) -> &'static str {
-    match bucket.key.split(':').next() {
-        Some("requests") => "requests per second",
-        Some("searches") => "searches per second",
-        Some("destination") => "per destination",
-        Some("prefix") => "per prefix",
-        Some("country") => "per country",
-        _ => "limit",
-    }
 }
 
 /// Whether one more fits a sliding window whose fixed window began `elapsed_ms` ago and holds
@@ -330,25 +458,51 @@ mod tests {
         }
     }
 
+    fn limits(pairs: &[(&str, &str)]) -> Limits {
+        pairs
+            .iter()
+            .try_fold(Limits::default(), |l, (name, value)| l.with(name, value))
+            .unwrap()
+    }
+
     #[test]
     fn a_key_keeps_the_files_limits_but_those_it_sets_or_turns_off() {
-        let file = Limits {
-            requests: Some(Rate::per_second(30)),
-            per_destination: Rate::parse("5/10m"),
-            per_prefix: Rate::parse("30/h"),
-            ..Limits::default()
-        };
+        let file = limits(&[
+            ("requests_per_second", "30"),
+            ("per_destination", "5/10m"),
+            ("per_prefix", "30/h"),
+        ]);
         let mut own = KeyLimits::default();
         own.set("per_destination", "1/m").unwrap();
         own.set("per_prefix", "none").unwrap();
         own.set("per_country", "9/h").unwrap();
         let key = file.for_key(&own);
-        assert_eq!(key.requests, Some(Rate::per_second(30)));
-        assert_eq!(key.per_destination, Rate::parse("1/m"));
-        assert_eq!(key.per_prefix, None);
-        assert_eq!(key.per_country, Rate::parse("9/h"));
+        assert_eq!(key.get(Limit::Requests), Some(Rate::per_second(30)));
+        assert_eq!(key.get(Limit::PerDestination), Rate::parse("1/m"));
+        assert_eq!(key.get(Limit::PerPrefix), None);
+        assert_eq!(key.get(Limit::PerCountry), Rate::parse("9/h"));
         assert_eq!(file.for_key(&KeyLimits::default()), file);
         assert!(Limits::default().is_empty() && !key.is_empty());
+    }
+
+    #[test]
+    fn budgets_are_counts_per_hour_and_day_and_rates_are_counts_over_a_period() {
+        let l = limits(&[
+            ("verifications_per_hour", "100"),
+            ("verifications_per_day", "1000"),
+            ("per_ip", "10/h"),
+        ]);
+        assert_eq!(l.get(Limit::PerHour), Rate::parse("100/h"));
+        assert_eq!(l.get(Limit::PerDay), Rate::parse("1000/d"));
+        assert_eq!(l.get(Limit::PerIp), Rate::parse("10/h"));
+        assert!(Limits::default()
+            .with("verifications_per_hour", "100/h")
+            .is_err());
+        assert!(Limits::default().with("per_ip", "10").is_err());
+        assert!(Limits::default().with("per_number", "1/h").is_err());
+        for limit in Limit::ALL {
+            assert_eq!(Limit::from_name(limit.name()), Some(limit));
+        }
     }
 
     #[test]
@@ -357,13 +511,15 @@ mod tests {
         own.set("requests_per_second", "5").unwrap();
         own.set("per_prefix", "none").unwrap();
         own.set("per_destination", "3/10m").unwrap();
+        own.set("verifications_per_day", "200").unwrap();
         let text = own.to_string();
         assert_eq!(
             text,
-            "requests_per_second=5 per_destination=3/10m per_prefix=none"
+            "requests_per_second=5 per_destination=3/10m per_prefix=none verifications_per_day=200"
         );
         assert_eq!(KeyLimits::parse(&text), Ok(own));
         own.set("per_prefix", "default").unwrap();
+        own.set("verifications_per_day", "default").unwrap();
         assert_eq!(
             own.to_string(),
             "requests_per_second=5 per_destination=3/10m"
@@ -379,34 +535,84 @@ mod tests {
         }
     }
 
+    fn keys(found: Vec<Bucket>) -> Vec<String> {
+        found.into_iter().map(|b| b.key).collect()
+    }
+
     #[test]
-    fn a_start_counts_per_destination_prefix_and_country_of_its_account() {
-        let limits = Limits {
-            per_destination: Rate::parse("5/10m"),
-            per_prefix: Rate::parse("50/h"),
-            per_country: Rate::parse("500/h"),
-            ..Limits::default()
-        };
-        let number = PhoneNumber::parse("447700100123", None).unwrap();
-        let keys: Vec<String> = start_buckets(&limits, "k1", &Destination::Phone(number))
-            .into_iter()
-            .map(|b| b.key)
-            .collect();
+    fn a_start_counts_per_client_budget_destination_prefix_and_country_of_its_account() {
+        let limits = limits(&[
+            ("requests_per_second", "30"),
+            ("per_destination", "5/10m"),
+            ("per_prefix", "50/h"),
+            ("per_country", "500/h"),
+            ("per_ip", "10/h"),
+            ("verifications_per_hour", "100"),
+        ]);
+        let number = Destination::Phone(PhoneNumber::parse("447700100123", None).unwrap());
+        let client = "203.0.113.9".parse().ok();
         assert_eq!(
-            keys,
+            keys(buckets(
+                &limits,
+                "k1",
+                CallKind::Request,
+                Some((client, &[&number]))
+            )),
             [
+                "requests:k1",
+                "ip:k1:203.0.113.9",
+                "hour:k1",
                 "destination:k1:447700100123",
                 "prefix:k1:44770010",
                 "country:k1:GB"
             ]
         );
+        // Two numbers of one prefix: the prefix and the country count once.
+        let other = Destination::Phone(PhoneNumber::parse("447700100999", None).unwrap());
+        assert_eq!(
+            keys(buckets(
+                &limits,
+                "k1",
+                CallKind::Request,
+                Some((None, &[&number, &other]))
+            ))
+            .len(),
+            6
+        );
         let address = Destination::Email(EmailAddress::parse("a@example.com").unwrap());
-        let keys: Vec<String> = start_buckets(&limits, "k1", &address)
-            .into_iter()
-            .map(|b| b.key)
-            .collect();
-        assert_eq!(keys, ["destination:k1:a@example.com"]);
-        assert!(start_buckets(&Limits::default(), "k1", &address).is_empty());
+        assert_eq!(
+            keys(buckets(
+                &limits,
+                "k1",
+                CallKind::Search,
+                Some((None, &[&address]))
+            )),
+            ["hour:k1", "destination:k1:a@example.com"]
+        );
+        assert_eq!(
+            keys(buckets(&limits, "k1", CallKind::Request, None)),
+            ["requests:k1"]
+        );
+        assert!(buckets(
+            &Limits::default(),
+            "k1",
+            CallKind::Request,
+            Some((client, &[&address]))
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_as_its_64_and_a_mapped_ipv4_as_itself() {
+        let range = |ip: &str| client_range(ip.parse().unwrap());
+        assert_eq!(range("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            range("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "2001:db8:1:2::/64"
+        );
+        assert_ne!(range("2001:db8:1:3::1"), range("2001:db8:1:2::1"));
+        assert_eq!(range("::ffff:198.51.100.7"), "198.51.100.7");
+        assert_eq!(range("198.51.100.7"), "198.51.100.7");
     }
 
     #[test]

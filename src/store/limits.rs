@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::domain::limits::{fits, limit_name, Bucket, Refused};
+use crate::domain::limits::{fits, Bucket, Refused};
 use crate::domain::Instant;
 
 #[async_trait]
@@ -45,7 +45,7 @@ pub(crate) fn room(
         elapsed.max(0) as u64,
     )
     .map_err(|retry_after_ms| Refused {
-        limit: limit_name(bucket),
+        limit: bucket.limit.shown(),
         retry_after_ms,
     })
 }

@@ -3,23 +3,22 @@
 
 use reqwest::Method;
 use serde_json::json;
-use verifyd::domain::limits::{KeyLimits, Limits, Rate};
+use verifyd::domain::limits::{KeyLimits, Limits};
 
 use crate::helpers::{number, spawn_app_with, v1_json};
 use crate::v2::{problem, Auth};
 
-fn rate(text: &str) -> Option<Rate> {
-    Rate::parse(text)
+fn limits(pairs: &[(&str, &str)]) -> Limits {
+    pairs
+        .iter()
+        .try_fold(Limits::default(), |l, (name, value)| l.with(name, value))
+        .unwrap()
 }
 
 #[tokio::test]
 async fn v1_calls_over_a_limit_get_status_1_and_start_nothing() {
     let Some(app) = spawn_app_with(|s| {
-        s.limits = Limits {
-            requests: Some(Rate::per_second(3)),
-            per_prefix: rate("2/h"),
-            ..Limits::default()
-        }
+        s.limits = limits(&[("requests_per_second", "3"), ("per_prefix", "2/h")])
     })
     .await
     else {
@@ -65,13 +64,7 @@ async fn v1_calls_over_a_limit_get_status_1_and_start_nothing() {
 
 #[tokio::test]
 async fn v2_calls_over_a_limit_get_429_with_retry_after() {
-    let Some(app) = spawn_app_with(|s| {
-        s.limits = Limits {
-            per_destination: rate("1/10m"),
-            ..Limits::default()
-        }
-    })
-    .await
+    let Some(app) = spawn_app_with(|s| s.limits = limits(&[("per_destination", "1/10m")])).await
     else {
         return;
     };
@@ -107,13 +100,7 @@ async fn v2_calls_over_a_limit_get_429_with_retry_after() {
 
 #[tokio::test]
 async fn searches_have_their_own_rate() {
-    let Some(app) = spawn_app_with(|s| {
-        s.limits = Limits {
-            searches: Some(Rate::per_second(1)),
-            ..Limits::default()
-        }
-    })
-    .await
+    let Some(app) = spawn_app_with(|s| s.limits = limits(&[("searches_per_second", "1")])).await
     else {
         return;
     };
@@ -133,13 +120,7 @@ async fn searches_have_their_own_rate() {
 
 #[tokio::test]
 async fn a_keys_own_limits_take_the_place_of_the_files() {
-    let Some(app) = spawn_app_with(|s| {
-        s.limits = Limits {
-            per_destination: rate("5/10m"),
-            ..Limits::default()
-        }
-    })
-    .await
+    let Some(app) = spawn_app_with(|s| s.limits = limits(&[("per_destination", "5/10m")])).await
     else {
         return;
     };
@@ -189,11 +170,7 @@ async fn a_keys_own_limits_take_the_place_of_the_files() {
 #[tokio::test]
 async fn numbers_of_one_workflow_in_one_prefix_count_once_and_a_malformed_check_is_no_search() {
     let Some(app) = spawn_app_with(|s| {
-        s.limits = Limits {
-            per_prefix: rate("2/h"),
-            searches: Some(Rate::per_second(1)),
-            ..Limits::default()
-        }
+        s.limits = limits(&[("per_prefix", "2/h"), ("searches_per_second", "1")])
     })
     .await
     else {
@@ -230,4 +207,129 @@ async fn numbers_of_one_workflow_in_one_prefix_count_once_and_a_malformed_check_
         )
         .await;
     problem(&malformed, 422, "invalid-params");
+}
+
+#[tokio::test]
+async fn starts_count_per_client_address_and_an_ipv6_client_as_its_64() {
+    let Some(app) = spawn_app_with(|s| s.limits = limits(&[("per_ip", "2/h")])).await else {
+        return;
+    };
+    let start = |to: String, ip: &'static str| {
+        let app = &app;
+        async move {
+            app.call(
+                "/verify/json",
+                &[("number", &to), ("brand", "AcmeInc"), ("ip_address", ip)],
+            )
+            .await
+        }
+    };
+    assert_eq!(start(number(730), "203.0.113.5").await["status"], "0");
+    assert_eq!(start(number(731), "203.0.113.5").await["status"], "0");
+    let third = start(number(732), "203.0.113.5").await;
+    assert_eq!(third["status"], "1", "{third}");
+    assert!(third["error_text"]
+        .as_str()
+        .unwrap()
+        .contains("per IP address"));
+    assert!(app.inbox(&number(732)).await.is_empty(), "nothing was sent");
+    // Another address, and a start that names none, are not held back.
+    assert_eq!(start(number(732), "203.0.113.6").await["status"], "0");
+    let unnamed = app
+        .call(
+            "/verify/json",
+            &[("number", &number(733)), ("brand", "AcmeInc")],
+        )
+        .await;
+    assert_eq!(unnamed["status"], "0", "{unnamed}");
+    // A wrong address is the caller's mistake, not a way around the limit.
+    let wrong = start(number(734), "203.0.113.999").await;
+    assert_eq!(wrong["status"], "3", "{wrong}");
+    assert_eq!(wrong["error_text"], "Invalid value for param: ip_address");
+
+    // v2: one IPv6 /64 is one client, in the body or in verifyd's header.
+    let body = |n: u32, ip: Option<&str>| {
+        let mut b = json!({ "brand": "Acme", "workflow": [{ "channel": "sms", "to": number(n) }] });
+        if let Some(ip) = ip {
+            b["ip_address"] = json!(ip);
+        }
+        b
+    };
+    app.v2_start(body(740, Some("2001:db8:7:7::1"))).await;
+    let with_header = app
+        .client
+        .post(app.url("/v2/verify"))
+        .basic_auth(&app.key, Some(&app.secret))
+        .header("Verifyd-Client-Ip", "2001:db8:7:7:ffff::2")
+        .json(&body(741, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_header.status(), 202);
+    let same_64 = app
+        .v2(
+            Method::POST,
+            "/v2/verify",
+            Some(body(742, Some("2001:db8:7:7:1::3"))),
+            Auth::Basic,
+        )
+        .await;
+    problem(&same_64, 429, "throttled");
+    app.v2_start(body(742, Some("2001:db8:7:8::1"))).await;
+    let bad = app
+        .v2(
+            Method::POST,
+            "/v2/verify",
+            Some(body(743, Some("localhost"))),
+            Auth::Basic,
+        )
+        .await;
+    problem(&bad, 422, "invalid-params");
+}
+
+#[tokio::test]
+async fn a_keys_send_budget_holds_per_hour_and_per_day() {
+    let Some(app) = spawn_app_with(|s| {
+        s.limits = limits(&[
+            ("verifications_per_hour", "2"),
+            ("verifications_per_day", "3"),
+        ])
+    })
+    .await
+    else {
+        return;
+    };
+    let id = app.start(&number(750)).await;
+    app.start(&number(751)).await;
+    let over = app
+        .call(
+            "/verify/json",
+            &[("number", &number(752)), ("brand", "AcmeInc")],
+        )
+        .await;
+    assert_eq!(over["status"], "1", "{over}");
+    assert!(over["error_text"]
+        .as_str()
+        .unwrap()
+        .contains("verifications per hour"));
+    // Checks and searches spend nothing of it.
+    let search = app
+        .call("/verify/search/json", &[("request_id", &id)])
+        .await;
+    assert_eq!(search["status"], "IN PROGRESS", "{search}");
+
+    // Two hours on, the hour has room again but the day's third is its last.
+    app.advance(2 * 3600).await;
+    app.start(&number(753)).await;
+    let over_day = app
+        .call(
+            "/verify/json",
+            &[("number", &number(754)), ("brand", "AcmeInc")],
+        )
+        .await;
+    assert_eq!(over_day["status"], "1", "{over_day}");
+    assert!(over_day["error_text"]
+        .as_str()
+        .unwrap()
+        .contains("verifications per day"));
 }

@@ -6,6 +6,8 @@ pub mod params;
 pub mod response;
 pub mod workflow;
 
+use std::net::IpAddr;
+
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::handler::Handler;
 use axum::http::HeaderMap;
@@ -202,6 +204,19 @@ fn text_param<'a>(
     }
 }
 
+/// `ip_address`: the address of the person asking, which a start counts against the limit per
+/// client (verifyd's own on a start; check's `ip_address`, which the API no longer uses, is
+/// ignored).
+fn client_ip(p: &Params) -> Result<Option<IpAddr>, V1Error> {
+    p.get("ip_address")
+        .map(|raw| {
+            raw.trim()
+                .parse()
+                .map_err(|_| V1Error::Invalid("ip_address"))
+        })
+        .transpose()
+}
+
 /// The parameters `/verify` and `/verify/psd2` share: number, country, code length, locale,
 /// workflow and timings.
 struct Common {
@@ -246,8 +261,15 @@ impl Common {
     }
 
     /// The request to start, with every step showing `sender`.
-    fn start(self, purpose: Purpose, sender: &str, custom_pin: Option<CustomPin>) -> StartRequest {
+    fn start(
+        self,
+        purpose: Purpose,
+        sender: &str,
+        custom_pin: Option<CustomPin>,
+        client: Option<IpAddr>,
+    ) -> StartRequest {
         StartRequest {
+            client,
             steps: self
                 .workflow
                 .steps(&self.number, sender, self.next_event_wait),
@@ -292,7 +314,7 @@ async fn request(State(app): State<AppState>, Path(format): Path<String>, p: Par
         let purpose = Purpose::Brand {
             brand: brand.to_owned(),
         };
-        let req = common.start(purpose, sender_id, custom_pin);
+        let req = common.start(purpose, sender_id, custom_pin, client_ip(&p)?);
         started(
             app.service
                 .start(&account, req)
@@ -336,7 +358,7 @@ async fn psd2(State(app): State<AppState>, Path(format): Path<String>, p: Params
             payee: payee.to_owned(),
             amount,
         };
-        let req = common.start(purpose, DEFAULT_SENDER_ID, None);
+        let req = common.start(purpose, DEFAULT_SENDER_ID, None, client_ip(&p)?);
         started(
             app.service
                 .start(&account, req)
@@ -625,6 +647,49 @@ async fn network_unblock(State(app): State<AppState>, headers: HeaderMap, p: Par
         "instance": instance,
     });
     (status, axum::Json(body)).into_response()
+}
+
+/// For fuzz/fuzz_targets/v1_params.rs only: what `request`, `psd2`, `check`, `search` and
+/// `control` read from their parameters before they authenticate and call the service, with
+/// the same functions (control reads `request_id` as check does, and `cmd` by equality).
+#[doc(hidden)]
+pub fn fuzz_parse(p: &Params) {
+    fn request(p: &Params) -> Result<StartRequest, V1Error> {
+        let common = Common::parse(p, LocaleSet::Standard)?;
+        let brand = text_param(p, "brand", MAX_BRAND)?.ok_or(V1Error::Missing("brand"))?;
+        let sender_id = text_param(p, "sender_id", MAX_SENDER_ID)?.unwrap_or(DEFAULT_SENDER_ID);
+        let custom_pin = match p.get("pin_code") {
+            Some(raw) => Some(CustomPin::parse(raw).ok_or(V1Error::Invalid("pin_code"))?),
+            None => None,
+        };
+        let purpose = Purpose::Brand {
+            brand: brand.to_owned(),
+        };
+        Ok(common.start(purpose, sender_id, custom_pin, client_ip(p)?))
+    }
+    fn psd2(p: &Params) -> Result<StartRequest, V1Error> {
+        let common = Common::parse(p, LocaleSet::Psd2)?;
+        let payee = text_param(p, "payee", MAX_PAYEE)?.ok_or(V1Error::Missing("payee"))?;
+        let amount = parse_amount(required(p, "amount")?).ok_or(V1Error::Invalid("amount"))?;
+        let purpose = Purpose::Payment {
+            payee: payee.to_owned(),
+            amount,
+        };
+        Ok(common.start(purpose, DEFAULT_SENDER_ID, None, client_ip(p)?))
+    }
+    let _ = (request(p), psd2(p));
+    let _ = p.get("request_id").filter(|raw| is_echoable_id(raw));
+    let _ = request_id_param(p)
+        .and_then(|_| Candidate::parse(required(p, "code")?).ok_or(V1Error::Invalid("code")));
+    let many = p.all("request_ids");
+    let raws = if many.is_empty() {
+        p.get("request_id").into_iter().collect()
+    } else {
+        many
+    };
+    if raws.len() <= MAX_SEARCH_IDS && raws.iter().all(|r| is_echoable_id(r)) {
+        let _: Vec<RequestId> = raws.iter().filter_map(|r| RequestId::from_hex(r)).collect();
+    }
 }
 
 #[cfg(test)]

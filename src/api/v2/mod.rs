@@ -128,7 +128,13 @@ struct Call {
     account: Account,
     body: axum::body::Bytes,
     instance: String,
+    /// `Verifyd-Client-Ip`, verifyd's own header for the address of the person asking, for
+    /// callers that cannot add the body's `ip_address`.
+    client_ip: Option<String>,
 }
+
+/// The header a caller names the person's address in.
+const CLIENT_IP_HEADER: &str = "verifyd-client-ip";
 
 impl axum::extract::FromRequest<AppState> for Call {
     type Rejection = Response;
@@ -144,6 +150,9 @@ impl axum::extract::FromRequest<AppState> for Call {
                 account,
                 body,
                 instance,
+                client_ip: headers
+                    .get(CLIENT_IP_HEADER)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             }),
             Err(e) => Err(finish(&instance, Err(e))),
         }
@@ -152,7 +161,15 @@ impl axum::extract::FromRequest<AppState> for Call {
 
 async fn create(State(app): State<AppState>, call: Call) -> Response {
     let result = async {
-        let start = request::parse(&call.body)?;
+        let mut start = request::parse(&call.body)?;
+        if let (None, Some(header)) = (start.client, &call.client_ip) {
+            start.client = Some(header.trim().parse().map_err(|_| {
+                V2Error::InvalidParams(vec![InvalidParameter::new(
+                    "Verifyd-Client-Ip",
+                    "must be an IPv4 or IPv6 address",
+                )])
+            })?);
+        }
         match app
             .service
             .start(&call.account, start)
@@ -221,7 +238,8 @@ async fn check(State(app): State<AppState>, Path(raw): Path<String>, call: Call)
 }
 
 /// The code of a check body: `{"code": "…"}`, 4–10 letters and digits.
-fn check_code(bytes: &[u8]) -> Result<Candidate, V2Error> {
+#[doc(hidden)] // public for fuzz/fuzz_targets/v2_request.rs
+pub fn check_code(bytes: &[u8]) -> Result<Candidate, V2Error> {
     let refuse = |reason: &str| V2Error::InvalidParams(vec![InvalidParameter::new("code", reason)]);
     let body: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|_| refuse("the body must be a JSON object with a code"))?;

@@ -2,6 +2,8 @@
 //! steps and policy of a verification. Every field that is wrong is named, so one answer lists
 //! them all.
 
+use std::net::IpAddr;
+
 use serde_json::{Map, Value};
 
 use super::error::{InvalidParameter, V2Error};
@@ -116,6 +118,14 @@ pub fn parse(body: &[u8]) -> Result<StartRequest, V2Error> {
             id
         }
     };
+    // verifyd's own: the address of the person asking, for the limit per client.
+    let client = f
+        .checked(
+            "ip_address",
+            |s| s.parse::<IpAddr>().is_ok(),
+            "must be an IPv4 or IPv6 address",
+        )
+        .and_then(|s| s.parse::<IpAddr>().ok());
     drop(f);
     let steps = workflow(
         &map,
@@ -144,6 +154,7 @@ pub fn parse(body: &[u8]) -> Result<StartRequest, V2Error> {
                 reference: reference.map(str::to_owned),
                 custom_pin,
                 words,
+                client,
             })
         }
         _ => Err(V2Error::InvalidParams(invalid)),
