@@ -9,6 +9,7 @@ use crate::auth::Account;
 use crate::clock::Clock;
 use crate::crypto::{OsMinter, ServerKey};
 use crate::delivery::Dispatcher;
+use crate::domain::destinations::{Destinations, Refusal};
 use crate::domain::limits::{buckets, CallKind, Limits, Refused};
 use crate::domain::locale::Locale;
 use crate::domain::{
@@ -81,6 +82,8 @@ pub enum StartOutcome {
     CustomPinNotAllowed,
     /// The template named is not one of the account's.
     UnknownTemplate,
+    /// It may not go where it would go (`[destinations]`, the key's countries).
+    Refused(Refusal),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,12 +149,20 @@ async fn detached<T: Send + 'static>(
         .map_err(|e| ServiceError::Task(e.to_string()))?
 }
 
+/// What a key may make verifyd do, for every key that sets nothing of its own.
+#[derive(Clone, Debug, Default)]
+pub struct Rules {
+    /// `[limits]`.
+    pub limits: Limits,
+    /// `[destinations]`.
+    pub destinations: Destinations,
+}
+
 pub struct VerifyService {
     store: Arc<dyn VerificationStore>,
     templates: Arc<dyn TemplateStore>,
     counters: Arc<dyn LimitStore>,
-    /// The limits of every key (`[limits]`).
-    limits: Limits,
+    rules: Rules,
     clock: Arc<dyn Clock>,
     key: ServerKey,
     dispatcher: Dispatcher,
@@ -162,7 +173,7 @@ pub struct VerifyService {
 impl VerifyService {
     pub fn new(
         store: Arc<dyn Store>,
-        limits: Limits,
+        rules: Rules,
         clock: Arc<dyn Clock>,
         key: ServerKey,
         dispatcher: Dispatcher,
@@ -173,7 +184,7 @@ impl VerifyService {
             templates: store.clone(),
             counters: store.clone(),
             store,
-            limits,
+            rules,
             clock,
             key,
             dispatcher,
@@ -204,7 +215,7 @@ impl VerifyService {
         kind: CallKind,
         start: Option<(Option<IpAddr>, &[&Destination])>,
     ) -> Result<(), ServiceError> {
-        let limits = self.limits.for_key(&account.limits);
+        let limits = self.rules.limits.for_key(&account.limits);
         if limits.is_empty() {
             return Ok(());
         }
@@ -247,8 +258,16 @@ impl VerifyService {
                 words
             }
         };
+        let steps = match self
+            .rules
+            .destinations
+            .admit(&account.limits.countries, req.steps)
+        {
+            Ok(steps) => steps,
+            Err(refusal) => return Ok(StartOutcome::Refused(refusal)),
+        };
         let mut to: Vec<&Destination> = Vec::new();
-        for step in &req.steps {
+        for step in &steps {
             if !to.contains(&&step.to) {
                 to.push(&step.to);
             }
@@ -257,7 +276,7 @@ impl VerifyService {
         // verification to its destination is in progress counts as a try.
         self.within_limits(account, CallKind::Request, Some((req.client, &to)))
             .await?;
-        let mut steps = req.steps;
+        let mut steps = steps;
         for step in &mut steps {
             step.text = words
                 .iter()

@@ -22,7 +22,7 @@ use crate::crypto::ServerKey;
 use crate::delivery::{spawn_dispatcher, Router};
 use crate::http::{self, refusals::Refusals};
 use crate::scheduler::{Scheduler, SchedulerWake};
-use crate::service::VerifyService;
+use crate::service::{Rules, VerifyService};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{InboxLog, KeyStore, MetaStore, Store};
@@ -344,7 +344,10 @@ impl Application {
         let counters = forget_expired_counters(store_dyn.clone(), clock.clone());
         let service = Arc::new(VerifyService::new(
             store_dyn.clone(),
-            settings.limits,
+            Rules {
+                limits: settings.limits,
+                destinations: settings.destinations.clone(),
+            },
             clock,
             key,
             dispatcher,

@@ -570,9 +570,10 @@ async fn keys_are_stored_with_their_state() {
             KeyState::Disabled,
             "{engine}"
         );
-        let own = KeyLimits::parse("per_destination=3/10m per_prefix=none").unwrap();
-        assert!(store.set_key_limits("abcd1234", own).await.unwrap());
-        assert!(!store.set_key_limits("nope", own).await.unwrap());
+        let own =
+            KeyLimits::parse("per_destination=3/10m per_prefix=none sms_countries=GB,IE").unwrap();
+        assert!(store.set_key_limits("abcd1234", own.clone()).await.unwrap());
+        assert!(!store.set_key_limits("nope", own.clone()).await.unwrap());
         let read = store.get_key("abcd1234").await.unwrap().unwrap();
         assert_eq!(read.limits, own, "{engine}");
         assert_eq!(store.list_keys().await.unwrap()[0].limits, own, "{engine}");

@@ -196,6 +196,8 @@ pub enum ChannelArg {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum KeysCommand {
     /// Create a key; prints {"api_key":…,"api_secret":…}. The secret is shown only here.
     Create {
@@ -237,6 +239,14 @@ pub enum KeysCommand {
         verifications_per_hour: Option<String>,
         #[arg(long, value_name = "VALUE")]
         verifications_per_day: Option<String>,
+        /// The countries this key's SMS may reach: `all`, codes such as `GB,IE`, or `default`
+        /// (the file's `[destinations]`).
+        #[arg(long, value_name = "COUNTRIES")]
+        sms_countries: Option<String>,
+        #[arg(long, value_name = "COUNTRIES")]
+        voice_countries: Option<String>,
+        #[arg(long, value_name = "COUNTRIES")]
+        whatsapp_countries: Option<String>,
     },
 }
 
@@ -342,6 +352,9 @@ async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
             per_ip,
             verifications_per_hour,
             verifications_per_day,
+            sms_countries,
+            voice_countries,
+            whatsapp_countries,
         } => {
             let Some(record) = store.get_key(&key).await? else {
                 bail!("no API key {key:?} in this database");
@@ -356,6 +369,9 @@ async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
                 ("per_ip", per_ip),
                 ("verifications_per_hour", verifications_per_hour),
                 ("verifications_per_day", verifications_per_day),
+                ("sms_countries", sms_countries),
+                ("voice_countries", voice_countries),
+                ("whatsapp_countries", whatsapp_countries),
             ];
             let mut changed = false;
             for (name, value) in given {
@@ -367,7 +383,7 @@ async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
                 }
             }
             if changed {
-                store.set_key_limits(&key, own).await?;
+                store.set_key_limits(&key, own.clone()).await?;
             }
             let line = serde_json::json!({ "api_key": key, "limits": limits_json(&own) });
             println!("{line}");

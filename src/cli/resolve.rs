@@ -239,6 +239,7 @@ pub fn settings(
         },
         inbox_hosts,
         limits: file.map(|f| f.limits).unwrap_or_default(),
+        destinations: file.map(|f| f.destinations.clone()).unwrap_or_default(),
         delivery,
     };
     settings.validate()?;

@@ -85,6 +85,7 @@ pub struct TopLevel {
     pub channels: Option<Table>,
     pub routes: Option<Vec<toml::Value>>,
     pub limits: Option<super::limits::LimitsFile>,
+    pub destinations: Option<super::destinations::DestinationsFile>,
 }
 
 /// A price written as a TOML number (`0.05`) or string (`"0.05"`), kept as its text.
@@ -120,6 +121,8 @@ pub struct ConfigFile {
     pub delivery: DeliveryConfig,
     /// `[limits]`: every key's unless it has its own.
     pub limits: crate::domain::limits::Limits,
+    /// `[destinations]`: where every key's verifications may go.
+    pub destinations: crate::domain::destinations::Destinations,
     /// Keys (`channels.twilio.auth_token`) whose value came from the environment.
     pub from_env: BTreeSet<String>,
 }
@@ -171,11 +174,18 @@ impl ConfigFile {
             .unwrap_or_default()
             .limits()
             .map_err(|p| p.in_file(path))?;
+        let destinations = top
+            .destinations
+            .clone()
+            .unwrap_or_default()
+            .destinations()
+            .map_err(|p| p.in_file(path))?;
         Ok(Self {
             path: path.to_owned(),
             top,
             delivery,
             limits,
+            destinations,
             from_env,
         })
     }

@@ -3,6 +3,7 @@
 //! [`crate::startup::Application::build`].
 
 pub mod delivery;
+pub mod destinations;
 pub mod file;
 pub mod limits;
 pub mod show;
@@ -198,6 +199,8 @@ pub struct Settings {
     pub inbox_hosts: Vec<InboxHost>,
     /// The limits of every key that has none of its own; none without a configuration file.
     pub limits: crate::domain::limits::Limits,
+    /// Where verifications may go; the defaults (costly number types refused) without a file.
+    pub destinations: crate::domain::destinations::Destinations,
 }
 
 impl Settings {
@@ -220,6 +223,7 @@ impl Settings {
             http: HttpLimits::default(),
             inbox_hosts: Vec::new(),
             limits: Default::default(),
+            destinations: Default::default(),
         }
     }
 }

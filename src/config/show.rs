@@ -68,6 +68,10 @@ pub fn effective_toml(settings: &Settings, from_env: &BTreeSet<String>) -> Strin
         "limits".into(),
         Value::Table(super::limits::to_toml(&settings.limits)),
     );
+    top.insert(
+        "destinations".into(),
+        Value::Table(super::destinations::to_toml(&settings.destinations)),
+    );
     toml::to_string(&top).expect("a table of plain values")
 }
 

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use super::destinations::{KeyCountries, COUNTRY_SETTINGS};
 use super::step::Destination;
 
 /// At most `count` in any `window_secs`.
@@ -232,25 +233,37 @@ impl Limits {
 }
 
 fn not_a_limit(name: &str) -> String {
-    let names: Vec<&str> = Limit::ALL.iter().map(|l| l.name()).collect();
+    let names: Vec<&str> = Limit::ALL
+        .iter()
+        .map(|l| l.name())
+        .chain(COUNTRY_SETTINGS.iter().map(|(_, name)| *name))
+        .collect();
     format!("{name:?} is not a limit (one of {})", names.join(", "))
 }
 
 /// One key's own limits, in place of `[limits]`: for each, `None` keeps the file's, `Some(None)`
-/// is no limit for this key, `Some(Some(rate))` its own rate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KeyLimits([Option<Option<Rate>>; 8]);
+/// is no limit for this key, `Some(Some(rate))` its own rate. With them, the countries each
+/// channel may reach for this key, in place of `[destinations]`'s.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    rates: [Option<Option<Rate>>; 8],
+    pub countries: KeyCountries,
+}
 
 impl KeyLimits {
     pub fn get(&self, limit: Limit) -> Option<Option<Rate>> {
-        self.0[limit.index()]
+        self.rates[limit.index()]
     }
 
     /// Sets limit `name` from `value`: its value ([`Limit::parse_value`]), `none` (no limit for
-    /// this key) or `default` (the file's). The reason when either is wrong.
+    /// this key) or `default` (the file's); or a channel's countries ([`KeyCountries::set`]).
+    /// The reason when either is wrong.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        if self.countries.set(name, value)? {
+            return Ok(());
+        }
         let limit = Limit::from_name(name).ok_or_else(|| not_a_limit(name))?;
-        self.0[limit.index()] = match value.trim() {
+        self.rates[limit.index()] = match value.trim() {
             "default" => None,
             "none" => Some(None),
             v => Some(Some(
@@ -277,7 +290,7 @@ impl KeyLimits {
 
     /// Each limit this key sets, with its value as [`Self::set`] takes it.
     pub fn entries(&self) -> Vec<(&'static str, String)> {
-        Limit::ALL
+        let mut entries: Vec<(&'static str, String)> = Limit::ALL
             .into_iter()
             .filter_map(|limit| {
                 let value = self.get(limit)?;
@@ -286,7 +299,9 @@ impl KeyLimits {
                     value.map_or_else(|| "none".to_owned(), |rate| limit.write_value(rate)),
                 ))
             })
-            .collect()
+            .collect();
+        entries.extend(self.countries.entries());
+        entries
     }
 }
 
@@ -517,7 +532,7 @@ mod tests {
             text,
             "requests_per_second=5 per_destination=3/10m per_prefix=none verifications_per_day=200"
         );
-        assert_eq!(KeyLimits::parse(&text), Ok(own));
+        assert_eq!(KeyLimits::parse(&text), Ok(own.clone()));
         own.set("per_prefix", "default").unwrap();
         own.set("verifications_per_day", "default").unwrap();
         assert_eq!(

@@ -2,6 +2,7 @@
 //! `now` as an argument, and everything random comes through [`Minter`], so the whole state machine
 //! is tested by passing times and deterministic minters.
 
+pub mod destinations;
 pub mod limits;
 pub mod locale;
 pub mod message;

@@ -21,13 +21,17 @@ const CODES: usize = 1000;
 /// `code`: `None` when invalid, else the number's ISO 3166 region when the plan names one (not
 /// for non-geographic codes such as +800).
 pub fn check(code: u16, national: &str) -> Option<Option<&'static str>> {
+    plan(code)?.region_of(national).map(|r| r.id)
+}
+
+/// The number plan of a calling code, compiled on its first number.
+fn plan(code: u16) -> Option<&'static Plan> {
     static PLANS: OnceLock<Vec<OnceLock<Option<Plan>>>> = OnceLock::new();
     let plans = PLANS.get_or_init(|| (0..CODES).map(|_| OnceLock::new()).collect());
-    let plan = plans
+    plans
         .get(usize::from(code))?
         .get_or_init(|| Plan::build(code))
-        .as_ref()?;
-    plan.check(national)
+        .as_ref()
 }
 
 /// A number written as plain international digits (`447700900123`, with or without `+`) that
@@ -135,25 +139,32 @@ struct Region {
     id: Option<&'static str>,
     leading_digits: Option<Regex>,
     general: Pattern,
-    /// Every number type the crate tells apart; a number is valid when one of them matches.
-    types: Vec<Pattern>,
+    /// Every number type the crate tells apart, in the order it tries them; a number is valid
+    /// when one of them matches.
+    types: Vec<(NumberType, Pattern)>,
+    /// Whether the plan writes fixed lines and mobiles with one pattern (the US): then no
+    /// number can be told to be either.
+    fixed_is_mobile: bool,
 }
 
 impl Region {
     fn new(meta: &'static Metadata) -> Self {
         let d = meta.descriptors();
         let types = [
-            d.premium_rate(),
-            d.toll_free(),
-            d.shared_cost(),
-            d.voip(),
-            d.personal_number(),
-            d.pager(),
-            d.uan(),
-            d.voicemail(),
-            d.fixed_line(),
-            d.mobile(),
+            (NumberType::PremiumRate, d.premium_rate()),
+            (NumberType::TollFree, d.toll_free()),
+            (NumberType::SharedCost, d.shared_cost()),
+            (NumberType::Voip, d.voip()),
+            (NumberType::PersonalNumber, d.personal_number()),
+            (NumberType::Pager, d.pager()),
+            (NumberType::Uan, d.uan()),
+            (NumberType::Voicemail, d.voicemail()),
+            (NumberType::FixedLine, d.fixed_line()),
+            (NumberType::Mobile, d.mobile()),
         ];
+        fn pattern(d: Option<&Descriptor>) -> Option<&str> {
+            d.map(|d| d.national_number().as_str())
+        }
         Self {
             id: meta
                 .id()
@@ -162,13 +173,106 @@ impl Region {
                 .map(|_| meta.id()),
             leading_digits: meta.leading_digits().map(|r| anchored(r.as_str())),
             general: Pattern::new(d.general()),
-            types: types.into_iter().flatten().map(Pattern::new).collect(),
+            fixed_is_mobile: pattern(d.fixed_line()) == pattern(d.mobile()),
+            types: types
+                .into_iter()
+                .filter_map(|(t, d)| d.map(|d| (t, Pattern::new(d))))
+                .collect(),
         }
     }
 
     fn is_valid(&self, national: &str) -> bool {
-        self.general.matches(national) && self.types.iter().any(|t| t.matches(national))
+        self.general.matches(national) && self.types.iter().any(|(_, p)| p.matches(national))
     }
+
+    /// The type of a number valid here: the first type whose pattern matches, as the crate's
+    /// `validator::number_type` decides it.
+    fn number_type(&self, national: &str) -> NumberType {
+        let matches = |wanted: NumberType| {
+            self.types
+                .iter()
+                .any(|(t, p)| *t == wanted && p.matches(national))
+        };
+        match self.types.iter().find(|(_, p)| p.matches(national)) {
+            Some((NumberType::FixedLine, _))
+                if self.fixed_is_mobile || matches(NumberType::Mobile) =>
+            {
+                NumberType::FixedLineOrMobile
+            }
+            Some((t, _)) => *t,
+            None => NumberType::Unknown,
+        }
+    }
+}
+
+/// What kind of line a number is, from the number plan (libphonenumber's types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NumberType {
+    FixedLine,
+    Mobile,
+    /// The plan cannot tell (the US and Canada).
+    FixedLineOrMobile,
+    TollFree,
+    PremiumRate,
+    SharedCost,
+    PersonalNumber,
+    Voip,
+    Pager,
+    /// "Universal access" company numbers.
+    Uan,
+    Voicemail,
+    Unknown,
+}
+
+impl NumberType {
+    pub const ALL: [NumberType; 12] = [
+        NumberType::FixedLine,
+        NumberType::Mobile,
+        NumberType::FixedLineOrMobile,
+        NumberType::TollFree,
+        NumberType::PremiumRate,
+        NumberType::SharedCost,
+        NumberType::PersonalNumber,
+        NumberType::Voip,
+        NumberType::Pager,
+        NumberType::Uan,
+        NumberType::Voicemail,
+        NumberType::Unknown,
+    ];
+
+    /// Its name in the configuration file and in answers.
+    pub fn name(self) -> &'static str {
+        match self {
+            NumberType::FixedLine => "fixed_line",
+            NumberType::Mobile => "mobile",
+            NumberType::FixedLineOrMobile => "fixed_line_or_mobile",
+            NumberType::TollFree => "toll_free",
+            NumberType::PremiumRate => "premium_rate",
+            NumberType::SharedCost => "shared_cost",
+            NumberType::PersonalNumber => "personal_number",
+            NumberType::Voip => "voip",
+            NumberType::Pager => "pager",
+            NumberType::Uan => "uan",
+            NumberType::Voicemail => "voicemail",
+            NumberType::Unknown => "unknown",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// The type of a valid number given as its E.164 digits; `None` when it is not valid.
+pub fn number_type(digits: &str) -> Option<NumberType> {
+    // Calling codes are prefix-free: at most one of the first one to three digits is a code.
+    let (code, national) = (1..=3.min(digits.len())).find_map(|len| {
+        let code: u16 = digits[..len].parse().ok()?;
+        DATABASE.region(&code).map(|_| (code, &digits[len..]))
+    })?;
+    plan(code)?
+        .region_of(national)
+        .map(|r| r.number_type(national))
 }
 
 enum Plan {
@@ -198,7 +302,8 @@ impl Plan {
         Some(Plan::Shared(shared))
     }
 
-    fn check(&self, national: &str) -> Option<Option<&'static str>> {
+    /// The region a valid number is of.
+    fn region_of(&self, national: &str) -> Option<&Region> {
         let (region, valid) = match self {
             Plan::Single(region) => (region, None),
             Plan::Shared(regions) => regions.iter().find_map(|r| match &r.leading_digits {
@@ -209,7 +314,7 @@ impl Plan {
         };
         valid
             .unwrap_or_else(|| region.is_valid(national))
-            .then_some(region.id)
+            .then_some(region)
     }
 }
 
@@ -311,6 +416,64 @@ mod tests {
             "only {} invalid",
             compared - valid
         );
+    }
+
+    #[test]
+    fn number_types_agree_with_the_phonenumber_crate_on_every_calling_code() {
+        let mut seen = std::collections::HashMap::new();
+        for (code, national) in candidates() {
+            let Ok(number) = phonenumber::parse(None, format!("+{code}{national}")) else {
+                continue;
+            };
+            if !phonenumber::is_valid(&number) {
+                continue;
+            }
+            let national = number.national().to_string();
+            // As above: the crate finds a leading zero's region differently.
+            if national.starts_with('0') {
+                continue;
+            }
+            let digits = format!("{}{national}", number.code().value());
+            let theirs = format!("{:?}", number.number_type(&DATABASE));
+            let ours = number_type(&digits).map(|t| format!("{t:?}"));
+            assert_eq!(ours.as_deref(), Some(theirs.as_str()), "+{digits}");
+            *seen.entry(theirs).or_insert(0) += 1;
+        }
+        // The types the destination rules act on must each be compared on many numbers.
+        for kind in [
+            "Mobile",
+            "FixedLine",
+            "FixedLineOrMobile",
+            "PremiumRate",
+            "TollFree",
+            "SharedCost",
+            "Voip",
+        ] {
+            let n = seen.get(kind).copied().unwrap_or(0);
+            assert!(n >= 20, "only {n} {kind} numbers compared: {seen:?}");
+        }
+        for kind in ["Pager", "Uan", "Voicemail"] {
+            assert!(
+                seen.contains_key(kind),
+                "no {kind} number compared: {seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_number_has_the_type_its_plan_gives_it() {
+        assert_eq!(number_type("447700123456"), Some(NumberType::Mobile));
+        assert_eq!(number_type("442079460123"), Some(NumberType::FixedLine));
+        assert_eq!(
+            number_type("12015550123"),
+            Some(NumberType::FixedLineOrMobile)
+        );
+        assert_eq!(number_type("449098790123"), Some(NumberType::PremiumRate));
+        assert_eq!(number_type("447700900123"), None, "not valid");
+        assert_eq!(number_type(""), None);
+        for t in NumberType::ALL {
+            assert_eq!(NumberType::from_name(t.name()), Some(t));
+        }
     }
 
     /// The slow path as `PhoneNumber::parse` takes it: the crate's parser, then `check`.

@@ -11,6 +11,7 @@ mod check;
 mod control;
 mod credentials;
 mod inbox;
+mod destinations;
 mod limits;
 mod psd2;
 mod request;

@@ -1,6 +1,7 @@
 //! Every v1 failure and the `status` / `error_text` it is answered with: the only place that
 //! picks v1 status codes.
 
+use crate::domain::destinations::Refusal;
 use crate::domain::RequestId;
 
 /// Which endpoint answers; some texts differ between endpoints in the API's own examples.
@@ -31,6 +32,12 @@ pub enum V1Error {
     Concurrent(RequestId),
     #[error("this key may not set pin_code")]
     CustomPinNotAllowed,
+    #[error("the number is blocked: {0}")]
+    Blacklisted(Refusal),
+    #[error("the number is of a refused type: {0}")]
+    UnsupportedNetwork(Refusal),
+    #[error("the destination is not permitted: {0}")]
+    NonPermitted(Refusal),
     #[error("check on an unknown or finished request")]
     CheckNotFound(String),
     #[error("wrong code")]
@@ -69,6 +76,9 @@ impl V1Error {
                 "19"
             }
             V1Error::CustomPinNotAllowed => "20",
+            V1Error::Blacklisted(_) => "7",
+            V1Error::UnsupportedNetwork(_) => "15",
+            V1Error::NonPermitted(_) => "29",
             V1Error::SearchNotFound => "101",
         }
     }
@@ -99,6 +109,13 @@ impl V1Error {
             V1Error::CustomPinNotAllowed => {
                 "This account does not support the parameter: pin_code.".into()
             }
+            V1Error::Blacklisted(_) => {
+                "The number you are trying to verify is blacklisted for verification.".into()
+            }
+            V1Error::UnsupportedNetwork(_) => {
+                "The destination number is not in a supported network".into()
+            }
+            V1Error::NonPermitted(_) => "Non-Permitted Destination".into(),
             V1Error::CheckNotFound(id) => format!(
                 "The Vonage platform was unable to process this message for the following reason: \
                  Request '{id}' was not found or it has been verified already."

@@ -22,6 +22,7 @@ use self::response::{Fields, Format, Reply};
 use self::workflow::{Workflow, NEXT_EVENT_WAIT_RANGE, PIN_EXPIRY_RANGE};
 use super::AppState;
 use crate::auth::{Account, AuthError};
+use crate::domain::destinations::Refusal;
 use crate::domain::locale::{Locale, LocaleSet};
 use crate::domain::plain;
 use crate::domain::{
@@ -116,13 +117,18 @@ fn finish(
             log_refusal(app, p, &e);
             let text = e.text(endpoint);
             let (root, fields) = match endpoint {
-                Endpoint::Request | Endpoint::Psd2 => {
-                    let id = match &e {
-                        V1Error::Concurrent(id) => id.as_str().to_owned(),
-                        _ => String::new(),
-                    };
-                    ("verify_response", Fields::new().text("request_id", id))
-                }
+                Endpoint::Request | Endpoint::Psd2 => match &e {
+                    // A blocked number's answer names its network and no request.
+                    V1Error::Blacklisted(refusal) => (
+                        "verify_response",
+                        Fields::new().text("network", refusal.network()),
+                    ),
+                    V1Error::Concurrent(id) => (
+                        "verify_response",
+                        Fields::new().text("request_id", id.as_str()),
+                    ),
+                    _ => ("verify_response", Fields::new().text("request_id", "")),
+                },
                 Endpoint::Check => (
                     "verify_response",
                     Fields::new().text("request_id", echo_id.to_owned()),
@@ -293,6 +299,11 @@ fn started(outcome: StartOutcome) -> Result<Reply, V1Error> {
         }),
         StartOutcome::Concurrent(id) => Err(V1Error::Concurrent(id)),
         StartOutcome::CustomPinNotAllowed => Err(V1Error::CustomPinNotAllowed),
+        StartOutcome::Refused(refusal) => Err(match refusal {
+            Refusal::Blocked { .. } => V1Error::Blacklisted(refusal),
+            Refusal::NumberType(_) => V1Error::UnsupportedNetwork(refusal),
+            Refusal::Country { .. } => V1Error::NonPermitted(refusal),
+        }),
         // v1 names no template; were one ever named, it is this server's fault, not the caller's.
         StartOutcome::UnknownTemplate => Err(V1Error::Internal),
     }

@@ -4,6 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::domain::destinations::Refusal;
 use crate::domain::RequestId;
 
 /// Vonage's error pages: general ones, and those of Verify v2.
@@ -64,6 +65,8 @@ pub enum V2Error {
     FragmentExists,
     #[error("a limit is reached")]
     Throttled { retry_after_secs: u64 },
+    #[error("the destination is not permitted: {0}")]
+    Forbidden(Refusal),
     #[error("internal error")]
     Internal,
 }
@@ -96,6 +99,7 @@ impl V2Error {
                 StatusCode::NOT_FOUND
             }
             V2Error::InvalidCode => StatusCode::BAD_REQUEST,
+            V2Error::Forbidden(_) => StatusCode::FORBIDDEN,
             V2Error::TooManyWrongCodes => StatusCode::GONE,
             V2Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -212,6 +216,24 @@ impl V2Error {
                 "Rate Limit Hit",
                 "Please wait, then retry your request.",
             ),
+            V2Error::Forbidden(Refusal::Blocked { .. }) => (
+                GENERAL,
+                "forbidden",
+                "Forbidden",
+                "The destination's network is blocked for verification.",
+            ),
+            V2Error::Forbidden(Refusal::NumberType(_)) => (
+                GENERAL,
+                "forbidden",
+                "Forbidden",
+                "The destination number is not in a supported network.",
+            ),
+            V2Error::Forbidden(Refusal::Country { .. }) => (
+                GENERAL,
+                "forbidden",
+                "Forbidden",
+                "This destination is not permitted for your account.",
+            ),
             V2Error::Internal => (
                 GENERAL,
                 "internal-error",
@@ -237,6 +259,9 @@ impl V2Error {
             }
             V2Error::Concurrent(id) => {
                 body["request_id"] = super::uuid_of(id).into();
+            }
+            V2Error::Forbidden(refusal @ Refusal::Blocked { .. }) => {
+                body["network"] = refusal.network().into();
             }
             _ => {}
         }

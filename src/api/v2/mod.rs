@@ -188,6 +188,7 @@ async fn create(State(app): State<AppState>, call: Call) -> Response {
                     "this API key may not choose its codes",
                 )]))
             }
+            StartOutcome::Refused(refusal) => Err(V2Error::Forbidden(refusal)),
             StartOutcome::UnknownTemplate => {
                 Err(V2Error::InvalidParams(vec![InvalidParameter::new(
                     "template_id",
