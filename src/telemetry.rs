@@ -13,7 +13,10 @@ pub fn init() {
         .add_directive("rusmpp_core=info".parse().expect("a valid directive"))
         .add_directive("rusmppc=info".parse().expect("a valid directive"))
         // rsipstack logs every SIP message at info: numbers, SDP, digest answers.
-        .add_directive("rsipstack=warn".parse().expect("a valid directive"));
+        .add_directive("rsipstack=warn".parse().expect("a valid directive"))
+        // tokio-postgres logs every statement with its parameters at debug: numbers, bodies,
+        // inbox texts with their codes.
+        .add_directive("tokio_postgres=info".parse().expect("a valid directive"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -439,3 +439,184 @@ fn a_delivery_held_by_a_node_that_died_is_sent_by_another_once_its_lease_runs_ou
     );
     assert!(node.log().contains("lease ran out"), "{}", node.log());
 }
+
+/// Brute force across nodes (issue 22 §4): `codes` checked against request `id` all at once,
+/// alternating between the two nodes, through v1; their statuses in order.
+fn v1_checks_at_once(c: &Cluster, id: &str, codes: &[String]) -> Vec<String> {
+    let barrier = std::sync::Barrier::new(codes.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, code)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let body = c
+                        .post(
+                            i % 2,
+                            "/verify/check/json",
+                            &[("request_id", id), ("code", code)],
+                        )
+                        .unwrap();
+                    body["status"].as_str().unwrap().to_owned()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// As [`v1_checks_at_once`], through v2: each answer's HTTP status.
+fn v2_checks_at_once(c: &Cluster, id: &str, codes: &[String]) -> Vec<u16> {
+    let barrier = std::sync::Barrier::new(codes.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, code)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    client()
+                        .post(format!("{}/v2/verify/{id}", c.base(i % 2)))
+                        .basic_auth(&c.key, Some(&c.secret))
+                        .json(&serde_json::json!({ "code": code }))
+                        .send()
+                        .unwrap()
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// `n` different wrong codes of the PIN's length.
+fn guesses(pin: &str, n: usize) -> Vec<String> {
+    let width = pin.len();
+    (0u64..)
+        .map(|i| format!("{:0width$}", i * 7919 % 10u64.pow(width as u32)))
+        .filter(|g| g != pin)
+        .take(n)
+        .collect()
+}
+
+/// Starts a v1 request to `to` on `node`; its id and PIN.
+fn start_v1(c: &Cluster, node: usize, to: &str) -> (String, String) {
+    let body = c
+        .post(node, "/verify/json", &[("number", to), ("brand", "Acme")])
+        .unwrap();
+    assert_eq!(body["status"], "0", "{body}");
+    let id = body["request_id"].as_str().unwrap().to_owned();
+    let by = wait_until(c, node, Duration::from_secs(10), |by| by.contains_key(&id));
+    let pin = support::pin_in(by[&id][0]["text"].as_str().unwrap());
+    (id, pin)
+}
+
+fn count<T: PartialEq>(list: &[T], what: T) -> usize {
+    list.iter().filter(|x| **x == what).count()
+}
+
+/// The `status` of each check a v1 search on `node` shows.
+fn searched_checks(c: &Cluster, node: usize, id: &str) -> (String, Vec<String>) {
+    let found = c
+        .post(node, "/verify/search/json", &[("request_id", id)])
+        .unwrap();
+    let checks = found["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{found}"))
+        .iter()
+        .map(|c| c["status"].as_str().unwrap().to_owned())
+        .collect();
+    (found["status"].as_str().unwrap().to_owned(), checks)
+}
+
+#[test]
+fn concurrent_wrong_codes_on_two_nodes_compare_at_most_the_allowed_tries() {
+    use verifyd::api::v1::workflow::TRIES_PER_CODE;
+    let Some(c) = cluster(2, &[]) else {
+        return;
+    };
+    let tries = usize::from(TRIES_PER_CODE);
+    let (id, pin) = start_v1(&c, 0, &number(3000));
+    let answers = v1_checks_at_once(&c, &id, &guesses(&pin, 50));
+    assert_eq!(count(&answers, "16".into()), tries - 1, "{answers:?}");
+    assert_eq!(count(&answers, "17".into()), 1, "{answers:?}");
+    assert_eq!(count(&answers, "6".into()), 50 - tries, "{answers:?}");
+    // The right code, on both nodes at once, is refused now.
+    let right = v1_checks_at_once(&c, &id, &vec![pin; 10]);
+    assert!(right.iter().all(|s| s == "6"), "{right:?}");
+    for node in 0..2 {
+        let (status, checks) = searched_checks(&c, node, &id);
+        assert_eq!(status, "FAILED", "node {node}");
+        assert_eq!(checks, vec!["INVALID"; tries], "node {node}");
+    }
+
+    // v2, the same: 400 for each wrong code but the last allowed, 410 from then on.
+    let to = number(3001);
+    let started: Value = client()
+        .post(format!("{}/v2/verify", c.base(1)))
+        .basic_auth(&c.key, Some(&c.secret))
+        .json(&serde_json::json!({ "brand": "Acme", "workflow": [{ "channel": "sms", "to": to }] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let uuid = started["request_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"));
+    let hex = uuid.replace('-', "");
+    let by = wait_until(&c, 1, Duration::from_secs(10), |by| by.contains_key(&hex));
+    let code = support::pin_in(by[&hex][0]["text"].as_str().unwrap());
+    let answers = v2_checks_at_once(&c, uuid, &guesses(&code, 50));
+    assert_eq!(count(&answers, 400), tries - 1, "{answers:?}");
+    assert_eq!(count(&answers, 410), 50 - (tries - 1), "{answers:?}");
+    let right = v2_checks_at_once(&c, uuid, &vec![code; 10]);
+    assert!(right.iter().all(|s| *s == 410), "{right:?}");
+    let (status, checks) = searched_checks(&c, 0, &hex);
+    assert_eq!(status, "FAILED");
+    assert_eq!(checks, vec!["INVALID"; tries]);
+}
+
+#[test]
+fn concurrent_right_and_wrong_codes_on_two_nodes_verify_at_most_once() {
+    use verifyd::api::v1::workflow::TRIES_PER_CODE;
+    let Some(c) = cluster(2, &[]) else {
+        return;
+    };
+    let tries = usize::from(TRIES_PER_CODE);
+    for round in 0..6 {
+        let (id, pin) = start_v1(&c, round % 2, &number(3100 + round));
+        // Twelve wrong codes and four right ones, interleaved.
+        let mut wrong = guesses(&pin, 12).into_iter();
+        let codes: Vec<String> = (0..16)
+            .map(|i| {
+                if i % 4 == 2 {
+                    pin.clone()
+                } else {
+                    wrong.next().unwrap()
+                }
+            })
+            .collect();
+        let answers = v1_checks_at_once(&c, &id, &codes);
+        let verified = count(&answers, "0".into());
+        let wrong = count(&answers, "16".into());
+        let too_many = count(&answers, "17".into());
+        let gone = count(&answers, "6".into());
+        assert_eq!(verified + wrong + too_many + gone, 16, "{answers:?}");
+        assert!(verified <= 1, "round {round}: {answers:?}");
+        assert_eq!(verified + too_many, 1, "round {round}: {answers:?}");
+        assert!(wrong < tries, "round {round}: {answers:?}");
+        let (status, checks) = searched_checks(&c, (round + 1) % 2, &id);
+        assert_eq!(checks.len(), verified + wrong + too_many, "round {round}");
+        if verified == 1 {
+            assert_eq!(status, "SUCCESS");
+        } else {
+            assert_eq!(status, "FAILED");
+            assert_eq!(checks, vec!["INVALID"; tries]);
+        }
+        println!("round {round}: {verified} verified, {wrong} wrong");
+    }
+}
