@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod delivery;
 pub mod domain;
+pub mod fraud_report;
 pub mod http;
 pub mod scheduler;
 pub mod service;

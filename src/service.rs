@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::crypto::{OsMinter, ServerKey};
 use crate::delivery::Dispatcher;
 use crate::domain::destinations::{Destinations, Refusal};
+use crate::domain::fraud::{client_value, subjects, Block, Dimension, FraudRules, Mode, Subject};
 use crate::domain::limits::{buckets, CallKind, Limits, Refused};
 use crate::domain::locale::Locale;
 use crate::domain::{
@@ -18,8 +19,9 @@ use crate::domain::{
     Step, Verification,
 };
 use crate::scheduler::SchedulerWake;
+use crate::store::fraud::{Decision, RECORDED};
 use crate::store::{
-    CreateOutcome, LimitStore, Store, StoreError, TemplateStore, VerificationStore,
+    CreateOutcome, FraudStore, LimitStore, Store, StoreError, TemplateStore, VerificationStore,
 };
 
 /// Prices reported by check and search; the Verify API reports them, a self-hosted service can
@@ -156,12 +158,15 @@ pub struct Rules {
     pub limits: Limits,
     /// `[destinations]`.
     pub destinations: Destinations,
+    /// `[fraud]`.
+    pub fraud: FraudRules,
 }
 
 pub struct VerifyService {
     store: Arc<dyn VerificationStore>,
     templates: Arc<dyn TemplateStore>,
     counters: Arc<dyn LimitStore>,
+    monitor: Arc<dyn FraudStore>,
     rules: Rules,
     clock: Arc<dyn Clock>,
     key: ServerKey,
@@ -183,6 +188,7 @@ impl VerifyService {
         Self {
             templates: store.clone(),
             counters: store.clone(),
+            monitor: store.clone(),
             store,
             rules,
             clock,
@@ -224,6 +230,133 @@ impl VerifyService {
             .take(buckets, self.clock.now())
             .await?
             .map_err(ServiceError::Limited)
+    }
+
+    /// Counts a send under its subjects for conversion monitoring, and acts on a subject it
+    /// takes over its threshold: refused when a subject is blocked, or has just been.
+    async fn monitor_send(
+        &self,
+        account: &Account,
+        to: &[&Destination],
+        client: Option<&str>,
+    ) -> Result<Result<(), Block>, ServiceError> {
+        let rules = &self.rules.fraud;
+        let found = sent_under(to, client);
+        if rules.mode == Mode::Off || found.is_empty() {
+            return Ok(Ok(()));
+        }
+        let now = self.clock.now();
+        let tallies = match self
+            .monitor
+            .record_send(&account.api_key, found, now)
+            .await?
+        {
+            Ok(tallies) => tallies,
+            Err(block) => return Ok(Err(block)),
+        };
+        let Some(finding) = rules.assess(&tallies, now) else {
+            return Ok(Ok(()));
+        };
+        let reason = finding.to_string();
+        if rules.mode == Mode::Block {
+            let network = match finding.subject.dimension {
+                Dimension::Prefix => self
+                    .rules
+                    .destinations
+                    .network_of(&finding.subject.value)
+                    .map(|n| n.id.clone()),
+                _ => None,
+            };
+            let block = self
+                .monitor
+                .block(
+                    &account.api_key,
+                    finding.subject.clone(),
+                    network,
+                    reason.clone(),
+                    now,
+                    rules.blocks,
+                )
+                .await?;
+            if let Some(block) = block {
+                tracing::warn!(subject = %block.subject, until = %block.until, reason = %block.reason, "fraud: blocked");
+                return Ok(Err(block));
+            }
+            // The operator's unblock exempts it: written down, let through.
+        }
+        let written = self
+            .monitor
+            .record_decision(Decision {
+                account: account.api_key.clone(),
+                subject: finding.subject,
+                action: RECORDED.into(),
+                reason,
+                at: now,
+                until: None,
+            })
+            .await?;
+        if written {
+            tracing::warn!("fraud: a subject is over its threshold (recorded only)");
+        }
+        Ok(Ok(()))
+    }
+
+    /// Counts a verification's conversion under the subjects its send was counted under. The
+    /// check has succeeded whatever happens here: a failure is logged, not answered.
+    async fn monitor_conversion(&self, account: &Account, verification: &Verification) {
+        if self.rules.fraud.mode == Mode::Off {
+            return;
+        }
+        let mut to: Vec<&Destination> = Vec::new();
+        for step in &verification.steps {
+            if !to.contains(&&step.to) {
+                to.push(&step.to);
+            }
+        }
+        let found = sent_under(&to, verification.client.as_deref());
+        if found.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .monitor
+            .record_conversion(&account.api_key, found, verification.submitted_at)
+            .await
+        {
+            tracing::error!(error = %e, "fraud: a conversion was not counted");
+        }
+    }
+
+    /// Lifts the account's blocks of `network` (an MCC-MNC of the operator's map, or a blocked
+    /// prefix) and keeps them off for `seconds`; until when, or `None` when none is in force.
+    pub async fn unblock(
+        &self,
+        account: &Account,
+        network: &str,
+        seconds: i64,
+    ) -> Result<Option<Instant>, ServiceError> {
+        self.within_limits(account, CallKind::Request, None).await?;
+        let now = self.clock.now();
+        let until = now + chrono::Duration::seconds(seconds);
+        let lifted = self
+            .monitor
+            .unblock(&account.api_key, network, until, now)
+            .await?;
+        if lifted.is_some() {
+            tracing::warn!(network, until = %until, "fraud: network unblocked");
+        }
+        Ok(lifted)
+    }
+
+    /// What conversion monitoring saw of `account` over the last `period`
+    /// ([`crate::fraud_report`]).
+    pub async fn fraud_report(
+        &self,
+        account: &Account,
+        period: chrono::Duration,
+    ) -> Result<serde_json::Value, ServiceError> {
+        self.within_limits(account, CallKind::Request, None).await?;
+        let now = self.clock.now();
+        Ok(crate::fraud_report::build(&*self.monitor, Some(&account.api_key), period, now).await?)
     }
 
     fn minter(&self) -> Box<OsMinter> {
@@ -276,6 +409,10 @@ impl VerifyService {
         // verification to its destination is in progress counts as a try.
         self.within_limits(account, CallKind::Request, Some((req.client, &to)))
             .await?;
+        let client = req.client.map(client_value);
+        if let Err(block) = self.monitor_send(account, &to, client.as_deref()).await? {
+            return Ok(StartOutcome::Refused(Refusal::Fraud(block)));
+        }
         let mut steps = steps;
         for step in &mut steps {
             step.text = words
@@ -297,6 +434,7 @@ impl VerifyService {
             policy: req.policy,
             reference: req.reference,
             callback: account.application.clone(),
+            client,
             custom_pin,
         };
         let now = self.clock.now();
@@ -347,6 +485,7 @@ impl VerifyService {
         };
         Ok(match outcome {
             CommandOutcome::Checked(CheckOutcome::Verified { event_id }) => {
+                self.monitor_conversion(account, &verification).await;
                 let report = self.report(verification, self.clock.now());
                 CheckResult::Verified {
                     event_id,
@@ -464,4 +603,17 @@ impl VerifyService {
             estimated_messages,
         }
     }
+}
+
+/// The subjects a send to `to` counts under, each once.
+fn sent_under(to: &[&Destination], client: Option<&str>) -> Vec<Subject> {
+    let mut found: Vec<Subject> = Vec::new();
+    for destination in to {
+        for subject in subjects(destination, client) {
+            if !found.contains(&subject) {
+                found.push(subject);
+            }
+        }
+    }
+    found
 }

@@ -207,15 +207,24 @@ pub fn router(state: AppState) -> axum::Router {
 /// How often the limits' counters that no window can use any more are deleted.
 const FORGET_COUNTERS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Deletes expired limit counters every [`FORGET_COUNTERS_EVERY`], forever: those of buckets
-/// never counted again would otherwise stay.
+/// How long conversion monitoring keeps its hourly tallies: the longest period
+/// `verifyd fraud report --since` shows.
+pub const FRAUD_TALLIES_KEPT: chrono::Duration = chrono::Duration::days(31);
+
+/// Deletes expired limit counters and conversion tallies older than [`FRAUD_TALLIES_KEPT`]
+/// every [`FORGET_COUNTERS_EVERY`], forever: those of buckets and subjects never counted again
+/// would otherwise stay.
 async fn forget_expired_counters(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
     let mut tick = tokio::time::interval(FORGET_COUNTERS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = store.forget_expired(clock.now()).await {
+        let now = clock.now();
+        if let Err(e) = store.forget_expired(now).await {
             tracing::warn!(error = %e, "could not delete expired limit counters");
+        }
+        if let Err(e) = store.forget_tallies(now - FRAUD_TALLIES_KEPT).await {
+            tracing::warn!(error = %e, "could not delete old conversion tallies");
         }
     }
 }
@@ -347,6 +356,7 @@ impl Application {
             Rules {
                 limits: settings.limits,
                 destinations: settings.destinations.clone(),
+                fraud: settings.fraud.clone(),
             },
             clock,
             key,

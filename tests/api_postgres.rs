@@ -14,6 +14,8 @@ mod check;
 mod control;
 #[path = "api/credentials.rs"]
 mod credentials;
+#[path = "api/fraud.rs"]
+mod fraud;
 #[path = "api/inbox.rs"]
 mod inbox;
 #[path = "api/limits.rs"]

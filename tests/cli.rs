@@ -351,3 +351,70 @@ fn apps_create_prints_the_application_once_and_list_never_shows_its_secret() {
     let (ok, _, err) = create(&["--key", api_key, "--public-key", not_pem.to_str().unwrap()]);
     assert!(!ok && err.contains("RSA public key"), "{err}");
 }
+
+#[test]
+fn fraud_report_prints_attempts_blocks_and_decisions_as_json_for_a_key_or_all() {
+    use verifyd::domain::fraud::{BlockLengths, Subject};
+    use verifyd::store::FraudStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let db = format!("sqlite://{}", path.display());
+    let (_, out, _) = verifyd(&["keys", "create", "--database", &db]);
+    let key: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let api_key = key["api_key"].as_str().unwrap();
+    {
+        let store = verifyd::store::sqlite::SqliteStore::open(&path).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let now = chrono::Utc::now();
+            let prefix = Subject::parse("prefix:88212345").unwrap();
+            let sent = vec![prefix.clone(), Subject::parse("country:XX").unwrap()];
+            for account in [api_key, "other"] {
+                store
+                    .record_send(account, sent.clone(), now)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            store.record_conversion(api_key, sent, now).await.unwrap();
+            let lengths = BlockLengths {
+                first_secs: 3_600,
+                longest_secs: 7_200,
+            };
+            store
+                .block(
+                    "other",
+                    prefix,
+                    Some("90112".into()),
+                    "pumping".into(),
+                    now,
+                    lengths,
+                )
+                .await
+                .unwrap();
+        });
+    }
+    let (ok, out, err) = verifyd(&["fraud", "report", "--key", api_key, "--database", &db]);
+    assert!(ok, "{err}");
+    let mine: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(mine["total_attempts"], 1, "{mine}");
+    assert_eq!(mine["conversion_rate_percentage"], "100.00");
+    assert_eq!(mine["prefixes"][0]["prefix"], "88212345");
+    assert_eq!(mine["countries"][0]["country"], "XX");
+    assert_eq!(mine["blocks"], serde_json::json!([]));
+
+    let (ok, out, err) = verifyd(&["fraud", "report", "--since", "7d", "--database", &db]);
+    assert!(ok, "{err}");
+    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(all["total_attempts"], 2, "{all}");
+    assert_eq!(all["total_unconverted"], 1);
+    assert_eq!(all["blocks"][0]["network"], "90112", "{all}");
+    assert_eq!(all["decisions"][0]["api_key"], "other", "{all}");
+    assert_eq!(all["decisions"][0]["action"], "block");
+
+    let (ok, _, err) = verifyd(&["fraud", "report", "--since", "32d", "--database", &db]);
+    assert!(!ok && err.contains("at most 31d"), "{err}");
+    let (ok, _, err) = verifyd(&["fraud", "report", "--key", "nosuchkey", "--database", &db]);
+    assert!(!ok && err.contains("no API key"), "{err}");
+}

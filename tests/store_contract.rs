@@ -5,6 +5,8 @@
 #[path = "support/mod.rs"]
 mod support;
 
+use support::engines::{engines, engines_with_lease};
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration};
@@ -28,35 +30,6 @@ use verifyd::store::{
     ApiKeyRecord, AppRecord, AttemptError, AttemptState, CreateOutcome, InboxLog, InboxMessage,
     KeyState, SharedClock, Store, VerificationStore,
 };
-
-/// A fresh, empty store per engine, with a name for failure messages. The temp dir lives as long
-/// as the store is used.
-/// What keeps a test's database alive: a temp dir or a PostgreSQL schema.
-type Guard = Box<dyn std::any::Any>;
-
-async fn engines() -> Vec<(&'static str, Arc<dyn Store>, Guard)> {
-    engines_with_lease(verifyd::store::sqlite::DEFAULT_DELIVERY_LEASE).await
-}
-
-/// A fresh, empty store per engine whose deliveries stay leased to their maker for `lease`.
-async fn engines_with_lease(
-    lease: std::time::Duration,
-) -> Vec<(&'static str, Arc<dyn Store>, Guard)> {
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(&dir.path().join("contract.db"))
-        .unwrap()
-        .with_delivery_lease(lease);
-    let mut engines: Vec<(&'static str, Arc<dyn Store>, Guard)> =
-        vec![("sqlite", Arc::new(sqlite), Box::new(dir))];
-    if let Some(schema) = support::PgSchema::create() {
-        let pg = PgStore::open(&schema.url)
-            .await
-            .unwrap()
-            .with_delivery_lease(lease);
-        engines.push(("postgres", Arc::new(pg), Box::new(schema)));
-    }
-    engines
-}
 
 fn t(secs: i64) -> Instant {
     DateTime::from_timestamp(1_750_000_000, 0).unwrap() + Duration::seconds(secs)

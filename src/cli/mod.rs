@@ -3,6 +3,7 @@
 
 mod apps;
 mod deliveries;
+mod fraud;
 mod resolve;
 mod send_test;
 
@@ -46,7 +47,7 @@ pub struct Cli {
 /// `verifyd` with no command (only flags, or nothing) means `verifyd serve`, which is what
 /// `cargo run --release` starts. Flags must then belong to `serve`; clap reports any that do not.
 pub fn with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const COMMANDS: [&str; 8] = [
+    const COMMANDS: [&str; 9] = [
         "serve",
         "keys",
         "apps",
@@ -54,6 +55,7 @@ pub fn with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::
         "config",
         "send-test",
         "deliveries",
+        "fraud",
         "help",
     ];
     const TOP_LEVEL_ONLY: [&str; 4] = ["-h", "--help", "-V", "--version"];
@@ -91,6 +93,9 @@ pub enum Command {
         /// The verification's request_id.
         request_id: String,
     },
+    /// Conversion monitoring against SMS pumping.
+    #[command(subcommand)]
+    Fraud(fraud::FraudCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +296,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliveries { request_id } => {
             let store = open_for_admin(&database).await?;
             deliveries::print(store.as_ref(), &request_id).await?;
+        }
+        Command::Fraud(cmd) => {
+            let store = open_for_admin(&database).await?;
+            fraud::run(store.as_ref(), cmd).await?;
         }
         Command::Config(_) => unreachable!("handled above"),
     }

@@ -240,6 +240,7 @@ pub fn settings(
         inbox_hosts,
         limits: file.map(|f| f.limits).unwrap_or_default(),
         destinations: file.map(|f| f.destinations.clone()).unwrap_or_default(),
+        fraud: file.map(|f| f.fraud.clone()).unwrap_or_default(),
         delivery,
     };
     settings.validate()?;

@@ -86,6 +86,7 @@ pub struct TopLevel {
     pub routes: Option<Vec<toml::Value>>,
     pub limits: Option<super::limits::LimitsFile>,
     pub destinations: Option<super::destinations::DestinationsFile>,
+    pub fraud: Option<super::fraud::FraudFile>,
 }
 
 /// A price written as a TOML number (`0.05`) or string (`"0.05"`), kept as its text.
@@ -123,6 +124,8 @@ pub struct ConfigFile {
     pub limits: crate::domain::limits::Limits,
     /// `[destinations]`: where every key's verifications may go.
     pub destinations: crate::domain::destinations::Destinations,
+    /// `[fraud]`: conversion monitoring.
+    pub fraud: crate::domain::fraud::FraudRules,
     /// Keys (`channels.twilio.auth_token`) whose value came from the environment.
     pub from_env: BTreeSet<String>,
 }
@@ -180,12 +183,19 @@ impl ConfigFile {
             .unwrap_or_default()
             .destinations()
             .map_err(|p| p.in_file(path))?;
+        let fraud = top
+            .fraud
+            .clone()
+            .unwrap_or_default()
+            .rules()
+            .map_err(|p| p.in_file(path))?;
         Ok(Self {
             path: path.to_owned(),
             top,
             delivery,
             limits,
             destinations,
+            fraud,
             from_env,
         })
     }

@@ -5,6 +5,7 @@
 pub mod delivery;
 pub mod destinations;
 pub mod file;
+pub mod fraud;
 pub mod limits;
 pub mod show;
 pub mod sip;
@@ -201,6 +202,8 @@ pub struct Settings {
     pub limits: crate::domain::limits::Limits,
     /// Where verifications may go; the defaults (costly number types refused) without a file.
     pub destinations: crate::domain::destinations::Destinations,
+    /// Conversion monitoring; recording only by default.
+    pub fraud: crate::domain::fraud::FraudRules,
 }
 
 impl Settings {
@@ -224,6 +227,7 @@ impl Settings {
             inbox_hosts: Vec::new(),
             limits: Default::default(),
             destinations: Default::default(),
+            fraud: Default::default(),
         }
     }
 }

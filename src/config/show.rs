@@ -72,6 +72,10 @@ pub fn effective_toml(settings: &Settings, from_env: &BTreeSet<String>) -> Strin
         "destinations".into(),
         Value::Table(super::destinations::to_toml(&settings.destinations)),
     );
+    top.insert(
+        "fraud".into(),
+        Value::Table(super::fraud::to_toml(&settings.fraud)),
+    );
     toml::to_string(&top).expect("a table of plain values")
 }
 

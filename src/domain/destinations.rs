@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use super::fraud::Block;
 use super::numbering::{number_type, NumberType};
 use super::step::{Channel, Destination, Step};
 
@@ -132,6 +133,8 @@ pub enum Refusal {
         channel: Channel,
         country: Option<String>,
     },
+    /// Conversion monitoring has blocked the number's prefix, country or client.
+    Fraud(Block),
 }
 
 impl Refusal {
@@ -142,6 +145,10 @@ impl Refusal {
             Refusal::Blocked { prefix, network } => network
                 .as_ref()
                 .map_or_else(|| prefix.clone(), |n| n.id.clone()),
+            Refusal::Fraud(block) => block
+                .network
+                .clone()
+                .unwrap_or_else(|| block.subject.value.clone()),
             _ => String::new(),
         }
     }
@@ -162,6 +169,13 @@ impl fmt::Display for Refusal {
                 f.write_str("the number is a fixed line, which cannot receive SMS")
             }
             Refusal::NumberType(t) => write!(f, "numbers of type {} are refused", t.name()),
+            Refusal::Fraud(block) => write!(
+                f,
+                "the {} is blocked until {} ({})",
+                block.subject.dimension.name(),
+                block.until,
+                block.reason
+            ),
             Refusal::Country { channel, country } => write!(
                 f,
                 "{} to {} is not allowed",

@@ -3,6 +3,7 @@
 //! is tested by passing times and deterministic minters.
 
 pub mod destinations;
+pub mod fraud;
 pub mod limits;
 pub mod locale;
 pub mod message;

@@ -122,6 +122,9 @@ pub struct NewVerification {
     pub reference: Option<String>,
     /// Who is told how the verification ends (a Verify v2 application), if anyone.
     pub callback: Option<String>,
+    /// The client the start was made for, as limits and fraud monitoring count it (an
+    /// address, an IPv6 /64), where the app named one.
+    pub client: Option<String>,
     /// A caller-chosen PIN, already hashed and sealed; it is reused whenever a new PIN is due.
     pub custom_pin: Option<IssuedPin>,
 }
@@ -225,6 +228,7 @@ pub struct State {
     pub policy: Policy,
     pub reference: Option<String>,
     pub callback: Option<String>,
+    pub client: Option<String>,
     pub submitted_at: Instant,
     pub status: Status,
     pub finalized_at: Option<Instant>,
@@ -278,6 +282,7 @@ impl Verification {
             policy: new.policy,
             reference: new.reference,
             callback: new.callback,
+            client: new.client,
             submitted_at: now,
             status: Status::InProgress,
             finalized_at: None,

@@ -13,12 +13,14 @@
 
 mod batch;
 pub mod body;
+pub mod fraud;
 pub mod limits;
 pub mod postgres;
 pub mod sqlite;
 pub mod templates;
 
 pub use crate::channel::inbox::{InboxLog, InboxMessage};
+pub use fraud::FraudStore;
 pub use limits::LimitStore;
 pub use templates::TemplateStore;
 
@@ -423,6 +425,7 @@ pub trait Store:
     + AppStore
     + TemplateStore
     + LimitStore
+    + FraudStore
     + CallbackOutbox
     + MetaStore
     + InboxLog
@@ -434,6 +437,7 @@ impl<
             + AppStore
             + TemplateStore
             + LimitStore
+            + FraudStore
             + CallbackOutbox
             + MetaStore
             + InboxLog,

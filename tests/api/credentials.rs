@@ -205,31 +205,3 @@ async fn a_key_created_while_the_server_runs_works_at_once() {
         .unwrap();
     assert_eq!(v1_json(response).await["status"], "0");
 }
-
-#[tokio::test]
-async fn network_unblock_answers_the_apis_switched_off_response() {
-    let Some(app) = spawn_app().await else {
-        return;
-    };
-    let response = app
-        .client
-        .post(app.url("/verify/network-unblock"))
-        .basic_auth(&app.key, Some(&app.secret))
-        .json(&json!({"network": "23410", "duration": 3600}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 403);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["title"], "Forbidden");
-    assert!(!body["instance"].as_str().unwrap().is_empty());
-    let response = app
-        .client
-        .post(app.url("/verify/network-unblock"))
-        .basic_auth(&app.key, Some("wrong"))
-        .json(&json!({"network": "23410"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
-}

@@ -11,6 +11,7 @@ mod check;
 mod control;
 mod credentials;
 mod destinations;
+mod fraud;
 mod inbox;
 mod limits;
 mod psd2;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod engines;
 pub mod gateway;
 pub mod smsc;
 

@@ -143,38 +143,89 @@ impl V1Error {
     }
 }
 
-/// The answer of `/verify/network-unblock`, which speaks HTTP status codes and the API's problem
-/// format instead of `status` strings. verifyd blocks no networks, and the API documents the
-/// feature as "switched off by default": an authenticated caller gets the answer for an account
-/// without it.
-pub fn network_unblock_answer(
-    auth: Result<(), V1Error>,
-) -> (
-    axum::http::StatusCode,
-    &'static str,
-    &'static str,
-    &'static str,
-) {
-    use axum::http::StatusCode;
-    match auth {
-        Ok(()) => (
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Forbidden",
-            "Your account does not have permission to perform this action.",
-        ),
-        Err(V1Error::Internal) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal-error",
-            "Internal Error",
-            "An error occurred processing this request.",
-        ),
-        Err(_) => (
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Unauthorized",
-            "You did not provide correct credentials.",
-        ),
+/// Every failure of `/verify/network-unblock`, which speaks HTTP status codes and the API's
+/// problem format instead of `status` strings.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnblockError {
+    #[error("{0}")]
+    Auth(V1Error),
+    #[error("no network given")]
+    NoNetwork,
+    #[error("unblock_duration is not 0 to 86400 seconds")]
+    BadDuration,
+    #[error("the network has no block in force")]
+    NotBlocked,
+    #[error("a limit is reached")]
+    Throttled,
+}
+
+/// A problem answer: status, type slug, title, detail, and the parameter it is about.
+pub struct Problem {
+    pub status: axum::http::StatusCode,
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: &'static str,
+    pub invalid: Option<(&'static str, &'static str)>,
+}
+
+impl UnblockError {
+    /// The answer, with the texts of the API's examples.
+    pub fn problem(&self) -> Problem {
+        use axum::http::StatusCode;
+        let (status, kind, title, detail, invalid) = match self {
+            UnblockError::Auth(V1Error::Internal) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal-error",
+                "Internal Error",
+                "An error occurred processing this request.",
+                None,
+            ),
+            UnblockError::Auth(_) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                "You did not provide correct credentials.",
+                None,
+            ),
+            UnblockError::NoNetwork => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-paramater",
+                "Network not found.",
+                "Network is not in the request.",
+                Some(("network", "Network not found")),
+            ),
+            UnblockError::BadDuration => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-paramater",
+                "Invalid unblock_duration parameter",
+                "Unblock duration is invalid.",
+                Some((
+                    "unblock_duration",
+                    "Must be a whole number of seconds from 0 to 86400",
+                )),
+            ),
+            UnblockError::NotBlocked => (
+                StatusCode::NOT_FOUND,
+                "bad-request",
+                "Not Found",
+                "The network you provided does not have an active block.",
+                None,
+            ),
+            UnblockError::Throttled => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limit",
+                "Rate Limit Hit",
+                "Please wait, then retry your request",
+                None,
+            ),
+        };
+        Problem {
+            status,
+            kind,
+            title,
+            detail,
+            invalid,
+        }
     }
 }
 

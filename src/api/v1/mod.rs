@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
-use self::error::{Endpoint, V1Error};
+use self::error::{Endpoint, UnblockError, V1Error};
 use self::params::{parse_int, Params};
 use self::response::{Fields, Format, Reply};
 use self::workflow::{Workflow, NEXT_EVENT_WAIT_RANGE, PIN_EXPIRY_RANGE};
@@ -300,7 +300,7 @@ fn started(outcome: StartOutcome) -> Result<Reply, V1Error> {
         StartOutcome::Concurrent(id) => Err(V1Error::Concurrent(id)),
         StartOutcome::CustomPinNotAllowed => Err(V1Error::CustomPinNotAllowed),
         StartOutcome::Refused(refusal) => Err(match refusal {
-            Refusal::Blocked { .. } => V1Error::Blacklisted(refusal),
+            Refusal::Blocked { .. } | Refusal::Fraud(_) => V1Error::Blacklisted(refusal),
             Refusal::NumberType(_) => V1Error::UnsupportedNetwork(refusal),
             Refusal::Country { .. } => V1Error::NonPermitted(refusal),
         }),
@@ -640,66 +640,71 @@ async fn control(State(app): State<AppState>, Path(format): Path<String>, p: Par
     finish(&app, &p, Endpoint::Control, format, result, "")
 }
 
+/// Longest and default unblock, in seconds (the API's).
+const MAX_UNBLOCK: i64 = 86_400;
+const DEFAULT_UNBLOCK: i64 = 3_600;
+
 async fn network_unblock(State(app): State<AppState>, headers: HeaderMap, p: Params) -> Response {
     let instance = headers
         .get(&crate::api::request_id::REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let auth = authenticate(&app, &p).await.map(|_| ());
-    if let Err(e) = &auth {
-        log_refusal(&app, &p, e);
-    }
-    let (status, kind, title, detail) = error::network_unblock_answer(auth);
-    let body = serde_json::json!({
-        "type": format!("https://developer.vonage.com/api-errors#{kind}"),
-        "title": title,
-        "detail": detail,
-        "instance": instance,
-    });
-    (status, axum::Json(body)).into_response()
-}
-
-/// For fuzz/fuzz_targets/v1_params.rs only: what `request`, `psd2`, `check`, `search` and
-/// `control` read from their parameters before they authenticate and call the service, with
-/// the same functions (control reads `request_id` as check does, and `cmd` by equality).
-#[doc(hidden)]
-pub fn fuzz_parse(p: &Params) {
-    fn request(p: &Params) -> Result<StartRequest, V1Error> {
-        let common = Common::parse(p, LocaleSet::Standard)?;
-        let brand = text_param(p, "brand", MAX_BRAND)?.ok_or(V1Error::Missing("brand"))?;
-        let sender_id = text_param(p, "sender_id", MAX_SENDER_ID)?.unwrap_or(DEFAULT_SENDER_ID);
-        let custom_pin = match p.get("pin_code") {
-            Some(raw) => Some(CustomPin::parse(raw).ok_or(V1Error::Invalid("pin_code"))?),
-            None => None,
+    let result = async {
+        let account = authenticate(&app, &p).await.map_err(|e| {
+            log_refusal(&app, &p, &e);
+            UnblockError::Auth(e)
+        })?;
+        let network = p.get("network").map(str::trim).unwrap_or("");
+        if network.is_empty() || network.len() > 16 || !network.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(UnblockError::NoNetwork);
+        }
+        // The Python SDK sends `duration`.
+        let seconds = match p.get("unblock_duration").or_else(|| p.get("duration")) {
+            None => DEFAULT_UNBLOCK,
+            Some(raw) => parse_int(raw)
+                .filter(|n| (0..=MAX_UNBLOCK).contains(n))
+                .ok_or(UnblockError::BadDuration)?,
         };
-        let purpose = Purpose::Brand {
-            brand: brand.to_owned(),
-        };
-        Ok(common.start(purpose, sender_id, custom_pin, client_ip(p)?))
+        let until = app
+            .service
+            .unblock(&account, network, seconds)
+            .await
+            .map_err(|e| match e {
+                ServiceError::Limited(_) => UnblockError::Throttled,
+                e => UnblockError::Auth(internal(e)),
+            })?
+            .ok_or(UnblockError::NotBlocked)?;
+        Ok((network.to_owned(), until))
     }
-    fn psd2(p: &Params) -> Result<StartRequest, V1Error> {
-        let common = Common::parse(p, LocaleSet::Psd2)?;
-        let payee = text_param(p, "payee", MAX_PAYEE)?.ok_or(V1Error::Missing("payee"))?;
-        let amount = parse_amount(required(p, "amount")?).ok_or(V1Error::Invalid("amount"))?;
-        let purpose = Purpose::Payment {
-            payee: payee.to_owned(),
-            amount,
-        };
-        Ok(common.start(purpose, DEFAULT_SENDER_ID, None, client_ip(p)?))
-    }
-    let _ = (request(p), psd2(p));
-    let _ = p.get("request_id").filter(|raw| is_echoable_id(raw));
-    let _ = request_id_param(p)
-        .and_then(|_| Candidate::parse(required(p, "code")?).ok_or(V1Error::Invalid("code")));
-    let many = p.all("request_ids");
-    let raws = if many.is_empty() {
-        p.get("request_id").into_iter().collect()
-    } else {
-        many
-    };
-    if raws.len() <= MAX_SEARCH_IDS && raws.iter().all(|r| is_echoable_id(r)) {
-        let _: Vec<RequestId> = raws.iter().filter_map(|r| RequestId::from_hex(r)).collect();
+    .await;
+    match result {
+        Ok((network, until)) => (
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({
+                "network": network,
+                "unblocked_until": until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            })),
+        )
+            .into_response(),
+        Err(e) => {
+            if !matches!(e, UnblockError::Auth(_)) {
+                tracing::info!(reason = %e, "network unblock refused");
+            }
+            let problem = e.problem();
+            let mut body = serde_json::json!({
+                "type": format!("https://developer.vonage.com/api-errors#{}", problem.kind),
+                "title": problem.title,
+                "detail": problem.detail,
+                "instance": instance,
+            });
+            if let Some((name, reason)) = problem.invalid {
+                body["invalid_parameters"] =
+                    serde_json::json!([{ "name": name, "reason": reason }]);
+            }
+            (problem.status, axum::Json(body)).into_response()
+        }
     }
 }
 

@@ -97,6 +97,7 @@ impl Workflow {
             policy: policy(CodeLength::DEFAULT, DEFAULT_PIN_EXPIRY_SECS),
             reference: None,
             callback: None,
+            client: None,
             custom_pin: None,
         }
     }

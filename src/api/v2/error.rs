@@ -216,7 +216,7 @@ impl V2Error {
                 "Rate Limit Hit",
                 "Please wait, then retry your request.",
             ),
-            V2Error::Forbidden(Refusal::Blocked { .. }) => (
+            V2Error::Forbidden(Refusal::Blocked { .. } | Refusal::Fraud(_)) => (
                 GENERAL,
                 "forbidden",
                 "Forbidden",
@@ -260,7 +260,7 @@ impl V2Error {
             V2Error::Concurrent(id) => {
                 body["request_id"] = super::uuid_of(id).into();
             }
-            V2Error::Forbidden(refusal @ Refusal::Blocked { .. }) => {
+            V2Error::Forbidden(refusal @ (Refusal::Blocked { .. } | Refusal::Fraud(_))) => {
                 body["network"] = refusal.network().into();
             }
             _ => {}

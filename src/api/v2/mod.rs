@@ -1,7 +1,9 @@
 //! The Vonage Verify v2 surface: `POST /v2/verify`, `POST|GET|DELETE /v2/verify/{id}`,
-//! `POST /v2/verify/{id}/next_workflow` and the templates (`templates.rs`). JSON in and out, errors as `application/problem+json`,
+//! `POST /v2/verify/{id}/next_workflow`, the templates (`templates.rs`) and verifyd's attempts
+//! summary (`attempts.rs`). JSON in and out, errors as `application/problem+json`,
 //! request ids as UUIDs (the same 16 bytes Verify v1 shows as 32 hex digits).
 
+mod attempts;
 mod auth;
 pub mod callbacks;
 pub mod error;
@@ -36,6 +38,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/v2/verify/{id}/next_workflow",
             post(next_workflow).fallback(method_not_allowed),
+        )
+        .route(
+            "/v2/verify/attempts/summary",
+            get(attempts::summary).fallback(method_not_allowed),
         )
         .route(
             "/v2/verify/templates",

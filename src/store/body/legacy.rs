@@ -111,6 +111,7 @@ impl Verification1 {
             policy: workflow::policy(code_length(self.code_length)?, self.timing.pin_expiry),
             reference: None,
             callback: None,
+            client: None,
             submitted_at: self.submitted_at,
             status: match self.status {
                 Status1::InProgress => Status::InProgress,

@@ -340,6 +340,8 @@ pub struct VerificationRecord {
     next_event_at: Option<Instant>,
     #[serde(default)]
     callback: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client: Option<String>,
 }
 
 impl Stored for Verification {
@@ -410,6 +412,7 @@ impl Stored for Verification {
                 .collect(),
             next_event_at: self.next_event_at,
             callback: self.callback.clone(),
+            client: self.client.clone(),
         }
     }
 
@@ -453,6 +456,7 @@ impl Stored for Verification {
             policy,
             reference: r.reference,
             callback: r.callback,
+            client: r.client,
             submitted_at: r.submitted_at,
             status: status_from_code(r.status)?,
             finalized_at: r.finalized_at,

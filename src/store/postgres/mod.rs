@@ -12,6 +12,7 @@
 mod apps;
 mod attempts;
 mod callbacks;
+mod fraud;
 mod limits;
 mod templates;
 
@@ -45,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0006_templates.sql"),
     include_str!("../../../migrations/postgres/0007_limits.sql"),
     include_str!("../../../migrations/postgres/0008_key_limits.sql"),
+    include_str!("../../../migrations/postgres/0009_fraud.sql"),
 ];
 const POOL_SIZE: usize = 16;
 pub const DEFAULT_DELIVERY_LEASE: Duration = super::sqlite::DEFAULT_DELIVERY_LEASE;

@@ -35,6 +35,7 @@ mod attempts;
 pub mod body;
 mod cache;
 mod callbacks;
+mod fraud;
 mod limits;
 mod templates;
 use body::Body;
@@ -60,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0007_templates.sql"),
     include_str!("../../../migrations/sqlite/0008_limits.sql"),
     include_str!("../../../migrations/sqlite/0009_key_limits.sql"),
+    include_str!("../../../migrations/sqlite/0010_fraud.sql"),
 ];
 
 /// What an operation sees on the writer thread.
