@@ -248,6 +248,14 @@ impl Candidate {
         is_code(raw).then(|| Self(raw.to_owned()))
     }
 
+    /// Whatever 4 to 10 characters a caller typed, as v2 takes a code: one that no PIN can
+    /// be is compared like any other and is a wrong code.
+    pub fn typed(raw: &str) -> Option<Self> {
+        (4..=10)
+            .contains(&raw.chars().count())
+            .then(|| Self(raw.to_owned()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -223,6 +223,47 @@ async fn three_wrong_codes_end_the_request_and_later_checks_are_gone() {
 }
 
 #[tokio::test]
+async fn any_code_of_4_to_10_characters_is_checked_and_one_no_pin_can_be_is_a_wrong_try() {
+    let Some(app) = spawn_app().await else { return };
+    let to = number(602);
+    // The start's path as the specification writes it, with its slash.
+    let started = app
+        .v2(
+            Method::POST,
+            "/v2/verify/",
+            Some(json!({ "brand": "Acme", "workflow": [sms(&to)] })),
+            Auth::Basic,
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let id = started.body["request_id"].as_str().unwrap().to_owned();
+    let code = app.v2_code(&to, &id, "sms", 1).await;
+    problem(&app.v2_check(&id, "ab-d").await, 400, "invalid-code");
+    problem(&app.v2_check(&id, "été été").await, 400, "invalid-code");
+    // Those were two of the three tries.
+    problem(&app.v2_check(&id, "x.y.z").await, 410, "expired");
+    problem(&app.v2_check(&id, &code).await, 410, "expired");
+
+    // A v1 custom PIN with a dash is checked through v2 too.
+    let v1 = app
+        .call(
+            "/verify/json",
+            &[
+                ("number", &number(603)),
+                ("brand", "AcmeInc"),
+                ("pin_code", "AKFG-3424"),
+            ],
+        )
+        .await;
+    assert_eq!(v1["status"], "0", "{v1}");
+    let uuid = uuid::Uuid::parse_str(v1["request_id"].as_str().unwrap()).unwrap();
+    let checked = app
+        .v2_check(&uuid.hyphenated().to_string(), "AKFG-3424")
+        .await;
+    assert_eq!(checked.status, 200, "{}", checked.body);
+}
+
+#[tokio::test]
 async fn a_second_request_to_the_same_number_is_a_conflict_naming_the_first() {
     let Some(app) = spawn_app().await else { return };
     let to = number(602);
