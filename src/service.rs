@@ -232,6 +232,21 @@ impl VerifyService {
             .map_err(ServiceError::Limited)
     }
 
+    /// The block in force of one of the subjects a send to `to` counts under.
+    async fn blocked(
+        &self,
+        account: &Account,
+        to: &[&Destination],
+        client: Option<&str>,
+    ) -> Result<Option<Block>, ServiceError> {
+        let found = sent_under(to, client);
+        if self.rules.fraud.mode != Mode::Block || found.is_empty() {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        Ok(self.monitor.blocked(&account.api_key, found, now).await?)
+    }
+
     /// Counts a send under its subjects for conversion monitoring, and acts on a subject it
     /// takes over its threshold: refused when a subject is blocked, or has just been.
     async fn monitor_send(
@@ -252,7 +267,9 @@ impl VerifyService {
             .await?
         {
             Ok(tallies) => tallies,
-            Err(block) => return Ok(Err(block)),
+            Err(block) if rules.mode == Mode::Block => return Ok(Err(block)),
+            // A block left from an earlier `block` mode refuses nothing now.
+            Err(_) => return Ok(Ok(())),
         };
         let Some(finding) = rules.assess(&tallies, now) else {
             return Ok(Ok(()));
@@ -405,11 +422,15 @@ impl VerifyService {
                 to.push(&step.to);
             }
         }
-        // A start refused for its own fields counts nowhere; one refused because a
-        // verification to its destination is in progress counts as a try.
+        // A start refused for its own fields, or for a block, counts nowhere (a blocked bot
+        // does not spend the key's budget); one refused because a verification to its
+        // destination is in progress counts as a try.
+        let client = req.client.map(client_value);
+        if let Some(block) = self.blocked(account, &to, client.as_deref()).await? {
+            return Ok(StartOutcome::Refused(Refusal::Fraud(block)));
+        }
         self.within_limits(account, CallKind::Request, Some((req.client, &to)))
             .await?;
-        let client = req.client.map(client_value);
         if let Err(block) = self.monitor_send(account, &to, client.as_deref()).await? {
             return Ok(StartOutcome::Refused(Refusal::Fraud(block)));
         }

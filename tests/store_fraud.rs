@@ -148,6 +148,14 @@ async fn a_blocked_subject_refuses_sends_without_counting_them_and_each_repeat_l
             .unwrap();
         assert_eq!(again, block, "{engine}");
 
+        let both = vec![s("country:XX"), prefix.clone()];
+        let found = store.blocked("k1", both.clone(), t(60)).await.unwrap();
+        assert_eq!(found.map(|b| b.times), Some(1), "{engine}");
+        assert_eq!(
+            store.blocked("k2", both.clone(), t(60)).await.unwrap(),
+            None
+        );
+        assert_eq!(store.blocked("k1", both, t(3_601)).await.unwrap(), None);
         let refused = send(t(60)).await.unwrap().unwrap_err();
         assert_eq!(
             (refused.subject, refused.network),

@@ -259,11 +259,13 @@ impl FraudRules {
                     day_converted += t.converted;
                 }
             }
+            // Sends that may still be in the hour count whole, conversions only once whole:
+            // a burst across the top of an hour gets no more than its floor.
             let windows = [
                 (
                     Window::Hour,
-                    hour_sent.round() as u64,
-                    hour_converted.round() as u64,
+                    hour_sent.ceil() as u64,
+                    hour_converted.floor() as u64,
                     floors.hour,
                 ),
                 (Window::Day, day_sent, day_converted, floors.day),
@@ -369,6 +371,11 @@ mod tests {
         );
         assert!(rules
             .assess(&tallies(&[(-1, 4, 0), (0, 9, 0)]), at(600))
+            .is_some());
+        // A burst of ten at the end of an hour, then one 200 s into the next: the ten may all
+        // still be within the last 60 minutes, so the eleventh is over the floor.
+        assert!(rules
+            .assess(&tallies(&[(-1, 10, 0), (0, 1, 0)]), at(200))
             .is_some());
         // Nine a hour for four hours: never ten in an hour, 36 in the day.
         let day = tallies(&[(-3, 9, 0), (-2, 9, 0), (-1, 9, 0), (0, 9, 0)]);

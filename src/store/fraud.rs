@@ -40,6 +40,14 @@ pub struct AttemptsOf {
 
 #[async_trait]
 pub trait FraudStore: Send + Sync + 'static {
+    /// The block in force at `now` of one of `subjects`, if any; a read, counting nothing.
+    async fn blocked(
+        &self,
+        account: &str,
+        subjects: Vec<Subject>,
+        now: Instant,
+    ) -> StoreResult<Option<Block>>;
+
     /// Counts a send of `account` under each subject in `now`'s hour and returns each subject's
     /// hours of the last day, unless one of the subjects is blocked at `now`: then counts
     /// nothing and returns that block.

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use verifyd::clock::Clock;
 use verifyd::domain::destinations::{Destinations, Network};
 use verifyd::domain::fraud::{Floors, FraudRules, Mode};
+use verifyd::domain::limits::Limits;
 
 use crate::helpers::{number, spawn_app_with, TestApp};
 use crate::v2::{problem, Auth};
@@ -170,6 +171,32 @@ async fn a_pumped_prefix_is_blocked_after_its_floor_while_people_who_convert_kee
     assert_eq!(start(&app, PUMPED + 8).await["status"], "7");
     let report = summary(&app, "").await;
     assert_eq!(report["blocks"][0]["times"], 2, "{report}");
+}
+
+#[tokio::test]
+async fn a_blocked_bot_does_not_spend_the_keys_send_budget() {
+    let Some(app) = spawn_app_with(|s| {
+        s.fraud = rules(Mode::Block);
+        s.limits = Limits::default()
+            .with("verifications_per_hour", "6")
+            .unwrap();
+    })
+    .await
+    else {
+        return;
+    };
+    // Three sends and the fourth, which takes the prefix over its floor, are counted.
+    for n in 0..4 {
+        start(&app, PUMPED + n).await;
+    }
+    for n in 4..24 {
+        assert_eq!(start(&app, PUMPED + n).await["status"], "7");
+    }
+    for n in 0..2 {
+        converts(&app, 20_000 + n).await;
+    }
+    let over = start(&app, 20_002).await;
+    assert_eq!(over["status"], "1", "{over}");
 }
 
 #[tokio::test]

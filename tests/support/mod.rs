@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod cluster;
 pub mod engines;
 pub mod gateway;
 pub mod smsc;

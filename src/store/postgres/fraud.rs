@@ -58,6 +58,21 @@ async fn insert_decision(client: &impl GenericClient, d: &Decision) -> StoreResu
 
 #[async_trait]
 impl FraudStore for PgStore {
+    async fn blocked(
+        &self,
+        account: &str,
+        subjects: Vec<Subject>,
+        now: Instant,
+    ) -> StoreResult<Option<Block>> {
+        let client = self.client().await?;
+        for s in &subjects {
+            if let Some(block) = block_of(&client, account, s, now.timestamp_millis()).await? {
+                return Ok(Some(block));
+            }
+        }
+        Ok(None)
+    }
+
     async fn record_send(
         &self,
         account: &str,

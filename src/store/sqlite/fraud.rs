@@ -58,6 +58,24 @@ fn insert_decision(conn: &Connection, d: &Decision) -> StoreResult<()> {
 
 #[async_trait]
 impl FraudStore for SqliteStore {
+    async fn blocked(
+        &self,
+        account: &str,
+        subjects: Vec<Subject>,
+        now: Instant,
+    ) -> StoreResult<Option<Block>> {
+        let account = account.to_owned();
+        self.read(move |conn| {
+            for s in &subjects {
+                if let Some(block) = block_of(conn, &account, s, now.timestamp_millis())? {
+                    return Ok(Some(block));
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
     async fn record_send(
         &self,
         account: &str,
