@@ -1100,6 +1100,24 @@ async fn concurrent_calls_never_let_more_than_a_limit_through() {
 }
 
 #[tokio::test]
+async fn calls_whose_times_lag_behind_each_other_by_windows_never_deadlock() {
+    for (engine, store, _dir) in engines().await {
+        let requests = bucket("requests:k1", "1000000/s");
+        // Each call read its time a different number of seconds ago, as a call that waited for
+        // a connection did: older ones hold rows that newer ones would delete.
+        let calls = (0..400).map(|i| {
+            let store = store.clone();
+            let requests = requests.clone();
+            tokio::spawn(async move { store.take(vec![requests], t((i * 7) % 6)).await })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            let taken = call.await.unwrap();
+            assert!(matches!(taken, Ok(Ok(()))), "{engine}: {taken:?}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn meta_values_are_replaced() {
     for (engine, store, _dir) in engines().await {
         assert_eq!(store.get_meta("x").await.unwrap(), None, "{engine}");
@@ -1249,6 +1267,36 @@ async fn sqlite_data_survives_reopening_the_file() {
     );
 }
 
+#[tokio::test]
+async fn sqlite_limit_counts_counted_in_memory_survive_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counters.db");
+    let hour = bucket("destination:k1:447700100123", "2/h");
+    let other = bucket("prefix:k1:44770010", "5/h");
+    {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+        for secs in [0, 1] {
+            let taken = store.take(vec![hour.clone(), other.clone()], t(secs)).await;
+            assert_eq!(taken.unwrap(), Ok(()));
+        }
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let refused = store.take(vec![hour.clone()], t(2)).await.unwrap();
+    assert_eq!(refused.map_err(|r| r.limit), Err("per destination"));
+    // The other bucket kept its two: three more fit, not four.
+    for secs in 3..6 {
+        assert_eq!(
+            store.take(vec![other.clone()], t(secs)).await.unwrap(),
+            Ok(())
+        );
+    }
+    assert!(store
+        .take(vec![other.clone()], t(6))
+        .await
+        .unwrap()
+        .is_err());
+}
+
 /// Copies every row of `table` from one SQLite file into another with the same columns.
 fn copy_rows(from: &rusqlite::Connection, to: &rusqlite::Connection, table: &str) {
     let mut read = from.prepare(&format!("select * from {table}")).unwrap();
@@ -1359,7 +1407,8 @@ async fn upgrading_a_sqlite_file_removes_the_inbox_messages_of_ended_verificatio
         .unwrap();
         // Back to the second schema; later migrations run again on the next open.
         conn.execute_batch(
-            "alter table api_key drop column limits; drop table limit_counter; drop table template_fragment; drop table template; drop table callback; drop table application; drop table delivery_attempt; drop table delivery_receipt; \
+            "drop table fraud_tally; drop table fraud_block; drop table fraud_decision; \
+             alter table api_key drop column limits; drop table limit_counter; drop table template_fragment; drop table template; drop table callback; drop table application; drop table delivery_attempt; drop table delivery_receipt; \
              pragma user_version = 2",
         )
         .unwrap();
@@ -1391,7 +1440,8 @@ async fn upgrading_a_postgres_schema_removes_the_inbox_messages_of_ended_verific
     schema.execute(&format!(
         "insert into inbox_message (message_id, channel, to_number, from_id, text, locale, \
          request_id, created_at) values ('M44', 'sms', '447700100044', 'VERIFY', 'x', 'en-gb', \
-         '{}', 0); drop index inbox_message_request; alter table api_key drop column limits; drop table limit_counter; drop table template_fragment; drop table template; drop table callback; drop table application; \
+         '{}', 0); drop index inbox_message_request; drop table fraud_tally; drop table fraud_block; \
+         drop table fraud_decision; alter table api_key drop column limits; drop table limit_counter; drop table template_fragment; drop table template; drop table callback; drop table application; \
          drop table delivery_attempt; drop table delivery_receipt; \
          delete from verifyd_schema where version >= 2",
         ended.id.as_str()

@@ -93,6 +93,10 @@ struct RunArgs {
     /// `[limits]` cost: give it routes to the inbox, or messages are not sent.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Run verifyd on PostgreSQL instead of a SQLite file: a fresh database `verifyd_bench_run`
+    /// on this server (dropped again at the end).
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -679,7 +683,29 @@ fn row(name: &str, m: &Measured, floor_rps: f64) -> String {
     )
 }
 
+/// The database `run --postgres` makes on the server it names.
+const RUN_DATABASE: &str = "verifyd_bench_run";
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let Some(server) = &args.postgres else {
+        return run_on(&args, None).await;
+    };
+    let (admin, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("cannot connect to {server}"))?;
+    tokio::spawn(conn);
+    let drop = format!("drop database if exists {RUN_DATABASE} with (force)");
+    admin.batch_execute(&drop).await?;
+    admin
+        .batch_execute(&format!("create database {RUN_DATABASE}"))
+        .await?;
+    let result = run_on(&args, Some(with_database(server, RUN_DATABASE)?)).await;
+    admin.batch_execute(&drop).await?;
+    result
+}
+
+/// `run` on the PostgreSQL database `postgres`, or on a SQLite file of its own.
+async fn run_on(args: &RunArgs, postgres: Option<String>) -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.duration);
     let exe = std::env::current_exe()?;
     let verifyd_bin = args
@@ -712,7 +738,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .into_iter()
         .any(wanted);
 
-    let database = sqlite_url(&dir.path().join("bench.db"));
+    let database = postgres.unwrap_or_else(|| sqlite_url(&dir.path().join("bench.db")));
     let server = match &args.config {
         Some(file) => {
             let file = file.to_string_lossy();

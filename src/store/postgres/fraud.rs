@@ -37,6 +37,43 @@ async fn block_of(
     }))
 }
 
+/// The block in force at `now_ms` of one of `subjects`, if any, in one query.
+async fn block_among(
+    client: &impl GenericClient,
+    account: &str,
+    subjects: &[Subject],
+    now_ms: i64,
+) -> StoreResult<Option<Block>> {
+    let keys = sorted_keys(subjects);
+    let row = client
+        .query_opt(
+            "select subject, network, blocked_until, times, reason from fraud_block
+             where account = $1 and subject = any($2) and blocked_until > $3 limit 1",
+            &[&account, &keys, &now_ms],
+        )
+        .await
+        .map_err(pg_err)?;
+    row.map(|r| {
+        Ok(Block {
+            subject: subject(r.get(0))?,
+            network: r.get(1),
+            until: at_ms(r.get(2)),
+            times: r.get::<_, i32>(3).max(0) as u32,
+            reason: r.get(4),
+        })
+    })
+    .transpose()
+}
+
+/// Subjects' keys in one order, so that statements locking their rows never wait on each
+/// other in a circle.
+fn sorted_keys(subjects: &[Subject]) -> Vec<String> {
+    let mut keys: Vec<String> = subjects.iter().map(Subject::key).collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 async fn insert_decision(client: &impl GenericClient, d: &Decision) -> StoreResult<()> {
     client
         .execute(
@@ -65,60 +102,56 @@ impl FraudStore for PgStore {
         now: Instant,
     ) -> StoreResult<Option<Block>> {
         let client = self.client().await?;
-        for s in &subjects {
-            if let Some(block) = block_of(&client, account, s, now.timestamp_millis()).await? {
-                return Ok(Some(block));
-            }
-        }
-        Ok(None)
+        block_among(&client, account, &subjects, now.timestamp_millis()).await
     }
 
+    // Each statement commits on its own: a subject's row (a country's, hit by every send to
+    // it) is locked only while one statement adds to it, not across a transaction's round
+    // trips. The count read afterwards includes this send (and perhaps later ones, which only
+    // makes the threshold bite earlier).
     async fn record_send(
         &self,
         account: &str,
         subjects: Vec<Subject>,
         now: Instant,
     ) -> StoreResult<Result<Vec<(Subject, Vec<HourTally>)>, Block>> {
-        let now_ms = now.timestamp_millis();
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        for s in &subjects {
-            if let Some(block) = block_of(&tx, account, s, now_ms).await? {
-                return Ok(Err(block));
-            }
+        let client = self.client().await?;
+        if let Some(block) =
+            block_among(&client, account, &subjects, now.timestamp_millis()).await?
+        {
+            return Ok(Err(block));
         }
-        let mut order: Vec<&Subject> = subjects.iter().collect();
-        order.sort_by_key(|s| s.key());
-        for s in order {
-            tx.execute(
-                "insert into fraud_tally (account, subject, hour, sent) values ($1, $2, $3, 1)
+        let keys = sorted_keys(&subjects);
+        client
+            .execute(
+                "insert into fraud_tally (account, subject, hour, sent)
+                 select $1, subject, $3, 1 from unnest($2::text[]) as subject
                  on conflict (account, subject, hour)
                  do update set sent = fraud_tally.sent + 1",
-                &[&account, &s.key(), &hour_of(now)],
+                &[&account, &keys, &hour_of(now)],
             )
             .await
             .map_err(pg_err)?;
+        let rows = client
+            .query(
+                "select subject, hour, sent, converted from fraud_tally
+                 where account = $1 and subject = any($2) and hour >= $3",
+                &[&account, &keys, &first_hour(now)],
+            )
+            .await
+            .map_err(pg_err)?;
+        let mut found: Vec<(Subject, Vec<HourTally>)> =
+            subjects.into_iter().map(|s| (s, Vec::new())).collect();
+        for r in &rows {
+            let key: &str = r.get(0);
+            if let Some((_, hours)) = found.iter_mut().find(|(s, _)| s.key() == key) {
+                hours.push(HourTally {
+                    hour: r.get(1),
+                    sent: count(r.get(2)),
+                    converted: count(r.get(3)),
+                });
+            }
         }
-        let mut found = Vec::with_capacity(subjects.len());
-        for s in &subjects {
-            let hours = tx
-                .query(
-                    "select hour, sent, converted from fraud_tally
-                     where account = $1 and subject = $2 and hour >= $3",
-                    &[&account, &s.key(), &first_hour(now)],
-                )
-                .await
-                .map_err(pg_err)?
-                .iter()
-                .map(|r| HourTally {
-                    hour: r.get(0),
-                    sent: count(r.get(1)),
-                    converted: count(r.get(2)),
-                })
-                .collect();
-            found.push((s.clone(), hours));
-        }
-        tx.commit().await.map_err(pg_err)?;
         Ok(Ok(found))
     }
 
@@ -128,21 +161,18 @@ impl FraudStore for PgStore {
         subjects: Vec<Subject>,
         sent_at: Instant,
     ) -> StoreResult<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        let mut order: Vec<&Subject> = subjects.iter().collect();
-        order.sort_by_key(|s| s.key());
-        for s in order {
-            tx.execute(
-                "insert into fraud_tally (account, subject, hour, converted) values ($1, $2, $3, 1)
+        let client = self.client().await?;
+        client
+            .execute(
+                "insert into fraud_tally (account, subject, hour, converted)
+                 select $1, subject, $3, 1 from unnest($2::text[]) as subject
                  on conflict (account, subject, hour)
                  do update set converted = fraud_tally.converted + 1",
-                &[&account, &s.key(), &hour_of(sent_at)],
+                &[&account, &sorted_keys(&subjects), &hour_of(sent_at)],
             )
             .await
             .map_err(pg_err)?;
-        }
-        tx.commit().await.map_err(pg_err)
+        Ok(())
     }
 
     async fn block(

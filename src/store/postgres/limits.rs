@@ -66,9 +66,13 @@ impl LimitStore for PgStore {
             .await
             .map_err(pg_err)?;
             // One window more is kept: a node whose clock is a little behind may still hold
-            // it, and deleting it here would wait on that node while it waits on this one.
+            // it. Older rows a call is still holding (its `now` read long before it got a
+            // connection) are skipped, not waited for: that call may be waiting on a row this
+            // one holds. What is skipped is deleted later, or when it expires.
             tx.execute(
-                "delete from limit_counter where bucket = $1 and window_start < $2",
+                "delete from limit_counter where (bucket, window_start) in (
+                     select bucket, window_start from limit_counter
+                     where bucket = $1 and window_start < $2 for update skip locked)",
                 &[&bucket.key, &(previous - (start - previous))],
             )
             .await

@@ -140,12 +140,15 @@ pub struct SqliteStore {
     path: PathBuf,
     lease: Duration,
     stop_checkpointer: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The limits' counters, counted in memory (`limits.rs`).
+    counters: limits::Counters,
 }
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.stop_checkpointer
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.write_last_counts();
     }
 }
 
@@ -299,6 +302,7 @@ impl SqliteStore {
         let writer_conn = open_and_migrate(path)?;
         writer_conn.execute_batch("pragma wal_autocheckpoint = 0")?;
         writer_conn.execute_batch(&format!("pragma journal_size_limit = {wal_limit}"))?;
+        let counters = limits::Counters::load(&writer_conn)?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         spawn_checkpointer(path, stop.clone())?;
         let (writer, rx) = mpsc::channel::<WriteJob>(WRITE_QUEUE);
@@ -329,6 +333,7 @@ impl SqliteStore {
             path: path.to_owned(),
             lease: DEFAULT_DELIVERY_LEASE,
             stop_checkpointer: stop,
+            counters,
         })
     }
 
@@ -411,6 +416,22 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a write without waiting for it, or for room in the writer's queue; what says
+    /// when it is committed, or `None` when the queue is full.
+    fn write_behind(
+        &self,
+        mut f: impl FnMut(&Connection) -> StoreResult<()> + Send + 'static,
+    ) -> Option<oneshot::Receiver<StoreResult<()>>> {
+        let (tx, rx) = oneshot::channel();
+        let job: WriteJob = Box::new(Op {
+            f: move |tx: &mut Tx<'_>| f(tx.conn),
+            outcome: None,
+            written: Vec::new(),
+            reply: tx,
+        });
+        self.writer.try_send(job).ok().map(|()| rx)
     }
 
     /// Runs a short read (one verification or key by its primary key, some microseconds) on the
