@@ -2,6 +2,7 @@
 //! `/verify/control/…` and `/verify/psd2/json`, on GET and POST alike.
 
 pub mod error;
+pub mod fuzz;
 pub mod params;
 pub mod response;
 pub mod workflow;
