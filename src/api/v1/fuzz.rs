@@ -10,11 +10,10 @@ use super::params::{parse_int, Params};
 use super::response::{Fields, Format, Reply};
 use super::{
     client_ip, is_echoable_id, parse_amount, request_id_param, required, text_param, Common,
-    DEFAULT_SENDER_ID, DEFAULT_UNBLOCK, MAX_BRAND, MAX_PAYEE, MAX_SEARCH_IDS, MAX_SENDER_ID,
-    MAX_UNBLOCK,
+    DEFAULT_SENDER_ID, DEFAULT_UNBLOCK, MAX_BRAND, MAX_PAYEE, MAX_SENDER_ID, MAX_UNBLOCK,
 };
 use crate::domain::locale::LocaleSet;
-use crate::domain::{Candidate, CustomPin, Purpose, RequestId};
+use crate::domain::{Candidate, CustomPin, Purpose};
 
 /// Reads `p` as every v1 endpoint would, and writes each refusal as the endpoint answers it.
 pub fn fuzz_parse(p: &Params) {
@@ -81,29 +80,7 @@ fn check(p: &Params) -> Result<(), V1Error> {
 
 /// `/verify/search/{format}` up to `service.search`.
 fn search(p: &Params) -> Result<(), V1Error> {
-    let many = p.all("request_ids");
-    let (raws, several) = if !many.is_empty() {
-        (many, true)
-    } else {
-        (vec![required(p, "request_id")?], false)
-    };
-    if raws.len() > MAX_SEARCH_IDS {
-        return Err(V1Error::TooManyRequestIds);
-    }
-    if !raws.iter().all(|r| is_echoable_id(r)) {
-        return Err(V1Error::Invalid(if several {
-            "request_ids"
-        } else {
-            "request_id"
-        }));
-    }
-    let mut ids: Vec<RequestId> = Vec::with_capacity(raws.len());
-    for id in raws.iter().filter_map(|r| RequestId::from_hex(r)) {
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    Ok(())
+    super::search_ids(p).map(|_| ())
 }
 
 /// `/verify/control/{format}` up to `service.control`.

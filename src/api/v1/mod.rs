@@ -549,34 +549,41 @@ fn report_fields(r: &Report, currency: &str) -> Fields {
         )
 }
 
+/// The ids a search names (`request_ids`, several, or `request_id`), each once, and whether it
+/// named several; ids that are well formed but no request id find nothing.
+fn search_ids(p: &Params) -> Result<(Vec<RequestId>, bool), V1Error> {
+    let many = p.all("request_ids");
+    let (raws, several) = if !many.is_empty() {
+        (many, true)
+    } else {
+        (vec![required(p, "request_id")?], false)
+    };
+    if raws.len() > MAX_SEARCH_IDS {
+        return Err(V1Error::TooManyRequestIds);
+    }
+    if !raws.iter().all(|r| is_echoable_id(r)) {
+        return Err(V1Error::Invalid(if several {
+            "request_ids"
+        } else {
+            "request_id"
+        }));
+    }
+    let mut ids: Vec<RequestId> = Vec::with_capacity(raws.len());
+    for id in raws.iter().filter_map(|r| RequestId::from_hex(r)) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok((ids, several))
+}
+
 async fn search(State(app): State<AppState>, Path(format): Path<String>, p: Params) -> Response {
     let Some(format) = Format::parse(&format) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let result = async {
         let account = authenticate(&app, &p).await?;
-        let many = p.all("request_ids");
-        let (raws, several) = if !many.is_empty() {
-            (many, true)
-        } else {
-            (vec![required(&p, "request_id")?], false)
-        };
-        if raws.len() > MAX_SEARCH_IDS {
-            return Err(V1Error::TooManyRequestIds);
-        }
-        if !raws.iter().all(|r| is_echoable_id(r)) {
-            return Err(V1Error::Invalid(if several {
-                "request_ids"
-            } else {
-                "request_id"
-            }));
-        }
-        let mut ids: Vec<RequestId> = Vec::with_capacity(raws.len());
-        for id in raws.iter().filter_map(|r| RequestId::from_hex(r)) {
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
+        let (ids, several) = search_ids(&p)?;
         let reports = app
             .service
             .search(&account, &ids)
