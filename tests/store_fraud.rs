@@ -48,12 +48,14 @@ fn hours(found: &[(Subject, Vec<HourTally>)], key: &str) -> Vec<(i64, u64, u64)>
 async fn sends_are_counted_per_subject_and_hour_and_conversions_in_their_sends_hour() {
     for (engine, store, _guard) in engines().await {
         let both = || vec![s("prefix:44770010"), s("country:GB")];
-        for secs in [10, 20] {
-            store
+        for (secs, sent) in [(10, 1), (20, 2)] {
+            let found = store
                 .record_send("k1", both(), t(secs))
                 .await
                 .unwrap()
                 .unwrap();
+            // This send is counted, once.
+            assert_eq!(hours(&found, "prefix:44770010"), [(0, sent, 0)], "{engine}");
         }
         // Another account's sends are its own.
         store

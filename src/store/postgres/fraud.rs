@@ -107,36 +107,34 @@ impl FraudStore for PgStore {
 
     // Each statement commits on its own: a subject's row (a country's, hit by every send to
     // it) is locked only while one statement adds to it, not across a transaction's round
-    // trips. The count read afterwards includes this send (and perhaps later ones, which only
-    // makes the threshold bite earlier).
+    // trips.
     async fn record_send(
         &self,
         account: &str,
         subjects: Vec<Subject>,
         now: Instant,
     ) -> StoreResult<Result<Vec<(Subject, Vec<HourTally>)>, Block>> {
-        let client = self.client().await?;
+        let client = self.counters().await?;
         if let Some(block) =
             block_among(&client, account, &subjects, now.timestamp_millis()).await?
         {
             return Ok(Err(block));
         }
         let keys = sorted_keys(&subjects);
-        client
-            .execute(
-                "insert into fraud_tally (account, subject, hour, sent)
-                 select $1, subject, $3, 1 from unnest($2::text[]) as subject
-                 on conflict (account, subject, hour)
-                 do update set sent = fraud_tally.sent + 1",
-                &[&account, &keys, &hour_of(now)],
-            )
-            .await
-            .map_err(pg_err)?;
+        // The earlier hours as the statement's snapshot sees them, this hour as it counted it.
         let rows = client
             .query(
-                "select subject, hour, sent, converted from fraud_tally
-                 where account = $1 and subject = any($2) and hour >= $3",
-                &[&account, &keys, &first_hour(now)],
+                "with counted as (
+                     insert into fraud_tally (account, subject, hour, sent)
+                     select $1, subject, $3, 1 from unnest($2::text[]) as subject
+                     on conflict (account, subject, hour)
+                     do update set sent = fraud_tally.sent + 1
+                     returning subject, hour, sent, converted)
+                 select subject, hour, sent, converted from counted
+                 union all
+                 select subject, hour, sent, converted from fraud_tally
+                 where account = $1 and subject = any($2) and hour >= $4 and hour < $3",
+                &[&account, &keys, &hour_of(now), &first_hour(now)],
             )
             .await
             .map_err(pg_err)?;
@@ -161,7 +159,7 @@ impl FraudStore for PgStore {
         subjects: Vec<Subject>,
         sent_at: Instant,
     ) -> StoreResult<()> {
-        let client = self.client().await?;
+        let client = self.counters().await?;
         client
             .execute(
                 "insert into fraud_tally (account, subject, hour, converted)

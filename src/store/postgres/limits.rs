@@ -1,7 +1,7 @@
-//! Limit counters on PostgreSQL: the rows of each bucket's previous and current windows are
-//! locked (in the order of the buckets' names, then of the windows, so two calls never wait on
-//! each other in a circle) while they are checked and counted, so every node counts against the
-//! same numbers.
+//! Limit counters on PostgreSQL: one row per bucket and fixed window, counted by every node,
+//! so every node counts against the same numbers.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 
@@ -13,72 +13,91 @@ use crate::store::StoreResult;
 
 #[async_trait]
 impl LimitStore for PgStore {
+    // One statement counts the hit in every bucket's current window and reads its previous
+    // one; a call that does not fit takes its hits back with a second. A key's busiest row (its
+    // per-second window) is locked only while one statement runs and commits, on a connection
+    // that does not wait for the commit to reach the disk (`counters`): a crash of PostgreSQL
+    // may forget the last hits of a window, never count one twice. Between a refused call's
+    // count and its taking back, a call sharing one of its buckets sees one hit too many and
+    // may be refused with it; none gets through over a limit. Old windows are left to
+    // `forget_expired` (every minute).
     async fn take(&self, buckets: Vec<Bucket>, now: Instant) -> StoreResult<Result<(), Refused>> {
         if buckets.is_empty() {
             return Ok(Ok(()));
         }
-        let mut order: Vec<&Bucket> = buckets.iter().collect();
-        order.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        let lock = tx
+        // Rows are locked in the order of their keys and windows, so two calls never wait on
+        // each other in a circle.
+        let mut current: Vec<(&str, i64, i64)> = buckets
+            .iter()
+            .map(|bucket| {
+                let start = windows(bucket, now).0;
+                (bucket.key.as_str(), start, expiry(bucket, start))
+            })
+            .collect();
+        current.sort_unstable();
+        current.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+        let keys: Vec<&str> = current.iter().map(|r| r.0).collect();
+        let starts: Vec<i64> = current.iter().map(|r| r.1).collect();
+        let expiries: Vec<i64> = current.iter().map(|r| r.2).collect();
+        let previous: Vec<i64> = buckets.iter().map(|b| windows(b, now).1).collect();
+        let previous_keys: Vec<&str> = buckets.iter().map(|b| b.key.as_str()).collect();
+        let client = self.counters().await?;
+        let count = client
             .prepare_cached(
-                "insert into limit_counter (bucket, window_start, hits, expires_at)
-                 values ($1, $2, 0, $3)
-                 on conflict (bucket, window_start) do update set hits = limit_counter.hits
-                 returning hits",
+                "with counted as (
+                     insert into limit_counter (bucket, window_start, hits, expires_at)
+                     select b, w, 1, e from unnest($1::text[], $2::int8[], $3::int8[]) as t(b, w, e)
+                     order by b, w
+                     on conflict (bucket, window_start) do update set hits = limit_counter.hits + 1
+                     returning bucket, window_start, hits - 1)
+                 select * from counted
+                 union all
+                 select bucket, window_start, hits from limit_counter
+                 where (bucket, window_start) in (
+                     select * from unnest($4::text[], $5::int8[]))",
             )
             .await
             .map_err(pg_err)?;
-        let mut counted = std::collections::HashMap::new();
-        for bucket in &order {
-            let (start, previous, _) = windows(bucket, now);
-            // The previous window's row is locked too (first, as every call does): a call still
-            // counting into it must commit before this one reads it.
-            let before: i64 = tx
-                .query_one(&lock, &[&bucket.key, &previous, &expiry(bucket, previous)])
-                .await
-                .map_err(pg_err)?
-                .get(0);
-            let current: i64 = tx
-                .query_one(&lock, &[&bucket.key, &start, &expiry(bucket, start)])
-                .await
-                .map_err(pg_err)?
-                .get(0);
-            counted.insert(bucket.key.as_str(), (before, current));
-        }
+        let counted: HashMap<(String, i64), i64> = client
+            .query(
+                &count,
+                &[&keys, &starts, &expiries, &previous_keys, &previous],
+            )
+            .await
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect();
+        let hits =
+            |key: &str, start: i64| counted.get(&(key.to_owned(), start)).copied().unwrap_or(0);
         let verdicts: Vec<_> = buckets
             .iter()
             .map(|bucket| {
-                let (before, current) = counted[bucket.key.as_str()];
-                room(bucket, before, current, windows(bucket, now).2)
+                let (start, previous, elapsed) = windows(bucket, now);
+                room(
+                    bucket,
+                    hits(&bucket.key, previous),
+                    hits(&bucket.key, start),
+                    elapsed,
+                )
             })
             .collect();
         if let Err(refused) = longest(verdicts) {
+            let take_back = client
+                .prepare_cached(
+                    "insert into limit_counter (bucket, window_start, hits, expires_at)
+                     select b, w, 0, e from unnest($1::text[], $2::int8[], $3::int8[]) as t(b, w, e)
+                     order by b, w
+                     on conflict (bucket, window_start) do update set hits = limit_counter.hits - 1",
+                )
+                .await
+                .map_err(pg_err)?;
+            client
+                .execute(&take_back, &[&keys, &starts, &expiries])
+                .await
+                .map_err(pg_err)?;
             return Ok(Err(refused));
         }
-        for bucket in &order {
-            let (start, previous, _) = windows(bucket, now);
-            tx.execute(
-                "update limit_counter set hits = hits + 1 where bucket = $1 and window_start = $2",
-                &[&bucket.key, &start],
-            )
-            .await
-            .map_err(pg_err)?;
-            // One window more is kept: a node whose clock is a little behind may still hold
-            // it. Older rows a call is still holding (its `now` read long before it got a
-            // connection) are skipped, not waited for: that call may be waiting on a row this
-            // one holds. What is skipped is deleted later, or when it expires.
-            tx.execute(
-                "delete from limit_counter where (bucket, window_start) in (
-                     select bucket, window_start from limit_counter
-                     where bucket = $1 and window_start < $2 for update skip locked)",
-                &[&bucket.key, &(previous - (start - previous))],
-            )
-            .await
-            .map_err(pg_err)?;
-        }
-        tx.commit().await.map_err(pg_err)?;
         Ok(Ok(()))
     }
 

@@ -70,6 +70,10 @@ const INBOX_LANES: usize = 1;
 
 pub struct PgStore {
     pool: Pool,
+    /// Connections whose commits do not wait for the disk, for counters (limits, conversion
+    /// tallies) whose last increments a crash of PostgreSQL may lose without harm: a hot row is
+    /// then locked for a statement, not for a flush of the log.
+    counters: Pool,
     lease_ms: i64,
     creates: Batcher<CreateJob>,
     inbox: Batcher<InboxJob>,
@@ -150,20 +154,13 @@ impl PgStore {
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         let config = tokio_postgres::Config::from_str(url)
             .context("the PostgreSQL URL is not valid (postgres://user@host:port/database)")?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(Duration::from_secs(10)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .context("cannot build the PostgreSQL connection pool")?;
+        let mut relaxed = config.clone();
+        relaxed.options(&match config.get_options() {
+            Some(given) => format!("{given} -c synchronous_commit=off"),
+            None => "-c synchronous_commit=off".to_owned(),
+        });
+        let pool = pool_of(config)?;
+        let counters = pool_of(relaxed)?;
         let creates = {
             let pool = pool.clone();
             Batcher::spawn(CREATE_LANES, BATCH_MAX, move |jobs| {
@@ -178,6 +175,7 @@ impl PgStore {
         };
         let store = Self {
             pool,
+            counters,
             lease_ms: DEFAULT_DELIVERY_LEASE.as_millis() as i64,
             creates,
             inbox,
@@ -238,6 +236,28 @@ impl PgStore {
     async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
         self.pool.get().await.map_err(pool_err)
     }
+
+    /// A connection for counters only: see [`PgStore::counters`].
+    async fn counters(&self) -> StoreResult<deadpool_postgres::Client> {
+        self.counters.get().await.map_err(pool_err)
+    }
+}
+
+fn pool_of(config: tokio_postgres::Config) -> anyhow::Result<Pool> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .context("cannot build the PostgreSQL connection pool")
 }
 
 // Every statement below goes through the connection's statement cache (`prepare_cached`): a
