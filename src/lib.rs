@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod domain;
 pub mod fraud_report;
 pub mod http;
+pub mod metrics;
 pub mod scheduler;
 pub mod service;
 pub mod speech;

@@ -8,7 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::process::ExitCode {
     let args = verifyd::cli::with_default_command(std::env::args_os().collect());
     let cli = verifyd::cli::Cli::parse_from(args);
-    verifyd::telemetry::init();
+    verifyd::telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

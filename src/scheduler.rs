@@ -140,8 +140,14 @@ impl Scheduler {
                 .await?;
             total += orders.len();
             self.dispatcher.dispatch(orders);
-            match self.store.next_due().await? {
-                Some(t) if t <= self.clock.now() => continue,
+            let now = self.clock.now();
+            let next = self.store.next_due().await?;
+            let behind = next.filter(|t| *t <= now).map_or(0.0, |t| {
+                (now - t).num_milliseconds().max(0) as f64 / 1_000.0
+            });
+            metrics::gauge!(crate::metrics::SCHEDULER_LAG).set(behind);
+            match next {
+                Some(t) if t <= now => continue,
                 _ => return Ok(total),
             }
         }

@@ -387,6 +387,24 @@ impl VerifyService {
         account: &Account,
         req: StartRequest,
     ) -> Result<StartOutcome, ServiceError> {
+        let outcome = self.start_counted(account, req).await;
+        let label = match &outcome {
+            Ok(StartOutcome::Started(_)) => "started",
+            Ok(StartOutcome::Concurrent(_)) => "concurrent",
+            Ok(StartOutcome::Refused(_)) => "refused",
+            Ok(StartOutcome::CustomPinNotAllowed | StartOutcome::UnknownTemplate) => "invalid",
+            Err(ServiceError::Limited(_)) => "limited",
+            Err(_) => "error",
+        };
+        metrics::counter!(crate::metrics::VERIFICATIONS, "outcome" => label).increment(1);
+        outcome
+    }
+
+    async fn start_counted(
+        &self,
+        account: &Account,
+        req: StartRequest,
+    ) -> Result<StartOutcome, ServiceError> {
         if req.custom_pin.is_some() && !account.allow_custom_pin {
             return Ok(StartOutcome::CustomPinNotAllowed);
         }
@@ -466,7 +484,12 @@ impl VerifyService {
         let wake = self.scheduler_wake.clone();
         let clock = self.clock.clone();
         detached(async move {
-            match store.create(verification, first.clone(), now).await? {
+            match crate::metrics::timed_store(
+                "create",
+                store.create(verification, first.clone(), now),
+            )
+            .await?
+            {
                 CreateOutcome::Created => {
                     dispatcher.dispatch([first]);
                     if let Some(t) = next_due {
@@ -486,21 +509,42 @@ impl VerifyService {
         id: &RequestId,
         code: &Candidate,
     ) -> Result<CheckResult, ServiceError> {
+        let result = self.check_counted(account, id, code).await;
+        let label = match &result {
+            Ok(CheckResult::Verified { .. }) => "verified",
+            Ok(CheckResult::WrongCode) => "wrong",
+            Ok(CheckResult::TooManyWrongCodes) => "failed",
+            Ok(CheckResult::NoCode) => "no_code",
+            Ok(CheckResult::NotActive(_)) => "not_active",
+            Err(ServiceError::Limited(_)) => "limited",
+            Err(_) => "error",
+        };
+        metrics::counter!(crate::metrics::CHECKS, "outcome" => label).increment(1);
+        result
+    }
+
+    async fn check_counted(
+        &self,
+        account: &Account,
+        id: &RequestId,
+        code: &Candidate,
+    ) -> Result<CheckResult, ServiceError> {
         self.within_limits(account, CallKind::Request, None).await?;
         let command = Command::Check {
             code_hash: self.key.hash_pin(id, code.as_str()),
             code_len: code.as_str().len() as u8,
         };
-        let outcome = self
-            .store
-            .apply(
+        let outcome = crate::metrics::timed_store(
+            "check",
+            self.store.apply(
                 &account.api_key,
                 id,
                 command,
                 self.clock.clone(),
                 self.minter(),
-            )
-            .await?;
+            ),
+        )
+        .await?;
         let Some((outcome, verification)) = outcome else {
             return Ok(CheckResult::NotActive(None));
         };

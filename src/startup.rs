@@ -201,7 +201,10 @@ pub fn router(state: AppState) -> axum::Router {
     if state.inbox.is_some() {
         app = app.merge(api::inbox::routes(state.clone()));
     }
-    app.with_state(state).layer(RequestIdLayer)
+    crate::metrics::handle();
+    app.route_layer(axum::middleware::from_fn(api::health::track))
+        .with_state(state)
+        .layer(RequestIdLayer)
 }
 
 /// How often the limits' counters that no window can use any more are deleted.

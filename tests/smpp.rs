@@ -526,3 +526,28 @@ async fn a_server_that_stops_unbinds_from_the_smsc() {
     assert_eq!(smsc.unbinds(), 1);
     smsc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_the_smpp_channel_is_not_bound_and_200_once_it_is() {
+    let port = support::free_port();
+    let server = serve(&smpp_config(port, "secret", "")).await;
+    let ready = || server.get_text("/readyz");
+    let (status, body) = ready().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("database ok\nchannel smsc: "), "{body}");
+    let smsc = Smsc::start_on(port, "secret").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let (status, body) = loop {
+        let (status, body) = ready().await;
+        if status == 200 || tokio::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "database ok\nchannel smsc ok\n")
+    );
+    server.app.stop().await;
+    smsc.stop().await;
+}

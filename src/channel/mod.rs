@@ -217,4 +217,10 @@ pub trait Channel: Send + Sync + 'static {
     }
     /// Lets go of the channel's connections (an SMPP unbind) before the server stops.
     async fn close(&self) {}
+
+    /// Whether the channel can take a message now, as `/readyz` shows it. A channel without a
+    /// connection of its own (an HTTP gateway, reached per message) is ready.
+    fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
 }

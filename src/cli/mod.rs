@@ -40,6 +40,18 @@ pub struct Cli {
     #[arg(long, global = true, env = "VERIFYD_CONFIG")]
     pub config: Option<PathBuf>,
 
+    /// How log lines are written to stderr: `text` for people, `json` (one object per line)
+    /// for a log collector. Logging starts before the configuration file is read, so this is a
+    /// flag and an environment variable only.
+    #[arg(
+        long,
+        global = true,
+        env = "VERIFYD_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: crate::telemetry::LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }

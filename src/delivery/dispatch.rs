@@ -53,6 +53,8 @@ impl Dispatcher {
                 );
             }
         }
+        metrics::gauge!(crate::metrics::DISPATCH_QUEUE)
+            .set((self.tx.max_capacity() - self.tx.capacity()) as f64);
     }
 }
 
@@ -457,6 +459,7 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
                 return Outcome::Finished;
             }
         };
+        let trying = std::time::Instant::now();
         let sent = match tokio::time::timeout(step.timeout, step.channel.send(&outgoing)).await {
             Ok(sent) => sent,
             Err(_) => Err(SendError::Temporary(Failure::new(
@@ -464,6 +467,7 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
                 format!("no answer within {:?}", step.timeout),
             ))),
         };
+        count_send(kind, step, &order.to, &sent, trying.elapsed());
         let error = match sent {
             Ok(accepted) => {
                 accepted_by(shared, order, step, attempt, &accepted).await;
@@ -503,6 +507,39 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
             }
         }
     }
+}
+
+/// One try in the metrics: by kind, channel, route, country and how it ended.
+fn count_send(
+    kind: Kind,
+    step: &Step,
+    to: &Destination,
+    sent: &Result<Accepted, SendError>,
+    took: Duration,
+) {
+    let outcome = match sent {
+        Ok(accepted) if accepted.delivered => "delivered",
+        Ok(_) => "accepted",
+        Err(SendError::Rejected(_)) => "rejected",
+        Err(SendError::Temporary(_)) => "failed",
+        Err(SendError::Throttled { .. }) => "throttled",
+    };
+    let country = to
+        .phone()
+        .and_then(|n| n.region())
+        .unwrap_or("none")
+        .to_owned();
+    metrics::counter!(crate::metrics::SENDS,
+        "kind" => kind.as_str(),
+        "channel" => step.channel.name().to_owned(),
+        "route" => step.route.clone(),
+        "country" => country,
+        "outcome" => outcome)
+    .increment(1);
+    metrics::histogram!(crate::metrics::SEND_SECONDS,
+        "kind" => kind.as_str(),
+        "channel" => step.channel.name().to_owned())
+    .record(took.as_secs_f64());
 }
 
 /// Records the start of a try, unless the channel keeps its own record.

@@ -36,6 +36,14 @@ pub async fn record(
     )
     .await?;
     tracing::info!(%channel, message_id = %receipt.message_id, state = ?receipt.state, "receipt");
+    let shown = match receipt.state {
+        ReceiptState::Submitted => "submitted",
+        ReceiptState::Delivered => "delivered",
+        ReceiptState::Undeliverable => "undeliverable",
+        ReceiptState::Failed => "failed",
+    };
+    metrics::counter!(crate::metrics::RECEIPTS, "channel" => channel.to_owned(), "state" => shown)
+        .increment(1);
     Ok(())
 }
 

@@ -30,6 +30,8 @@ pub struct Step {
     pub records_itself: bool,
     /// Where its gateway posts receipts.
     pub receipt_url: Option<String>,
+    /// The position of its route in the configuration's `routes` (from 0), for metrics.
+    pub route: Arc<str>,
 }
 
 pub struct Router {
@@ -222,6 +224,14 @@ impl Router {
 
     /// The channels to try, in order, for a message of `kind` to `to`; `None` when no route
     /// carries it.
+    /// Every channel that runs, with whether it can take a message now.
+    pub fn readiness(&self) -> Vec<(&str, Result<(), String>)> {
+        self.channels
+            .iter()
+            .map(|(name, running)| (name.as_str(), running.channel.readiness()))
+            .collect()
+    }
+
     pub fn plan(&self, kind: Kind, to: &Destination) -> Option<&[Step]> {
         let index = self.config.route_index_for(kind, to.key())?;
         let steps = &self.plans[index];
@@ -238,7 +248,9 @@ fn plans(
     config
         .routes
         .iter()
-        .map(|route| {
+        .enumerate()
+        .map(|(index, route)| {
+            let label: Arc<str> = index.to_string().into();
             route
                 .channels
                 .iter()
@@ -253,6 +265,7 @@ fn plans(
                         // any channel, its tries are recorded like theirs.
                         records_itself: name == INBOX && !config.from_file,
                         receipt_url: receipt_urls.get(name).cloned(),
+                        route: label.clone(),
                     })
                 })
                 .collect()

@@ -112,6 +112,19 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// `GET path`: the status and the body's text.
+    #[allow(dead_code)]
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
     /// `POST /verify/check/json`'s status for `code`.
     pub async fn check(&self, request_id: &str, code: &str) -> String {
         let body: Value = self

@@ -337,6 +337,15 @@ impl Channel for SmppChannel {
             }
         }
     }
+
+    fn readiness(&self) -> Result<(), String> {
+        match &*self.link.borrow() {
+            Link::Bound(_) => Ok(()),
+            Link::Connecting => Err("binding to the SMSC".into()),
+            Link::Down(failure) => Err(format!("not bound: {}", failure.text)),
+            Link::Closed => Err("closed".into()),
+        }
+    }
 }
 
 impl Drop for SmppChannel {
