@@ -179,3 +179,26 @@ fn json_logs_are_one_object_per_line_with_the_request_id() {
     );
     assert_eq!(refused["level"], "INFO");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_made_up_method_is_counted_as_other_not_as_a_series_of_its_own() {
+    let server = serve(INBOX_ROUTES).await;
+    let made_up = reqwest::Method::from_bytes(b"PUMPXYZ").unwrap();
+    let response = server
+        .http
+        .request(made_up, format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let after = scrape(&server).await;
+    assert!(!after.keys().any(|series| series.contains("PUMPXYZ")));
+    assert!(
+        total(
+            &after,
+            "verifyd_http_requests_total",
+            &[("method", "other")]
+        ) >= 1.0
+    );
+    server.app.stop().await;
+}

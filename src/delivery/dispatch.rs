@@ -53,8 +53,7 @@ impl Dispatcher {
                 );
             }
         }
-        metrics::gauge!(crate::metrics::DISPATCH_QUEUE)
-            .set((self.tx.max_capacity() - self.tx.capacity()) as f64);
+        queue_depth(self.tx.max_capacity() - self.tx.capacity());
     }
 }
 
@@ -166,6 +165,7 @@ pub fn spawn_dispatcher(
                 }
                 order = rx.recv(), if open => match order {
                     Some(order) => {
+                        queue_depth(rx.len());
                         if shared.working().insert(key_of(&order)) {
                             lanes.arrived(Job { order, failover: None })
                         } else {
@@ -507,6 +507,12 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
             }
         }
     }
+}
+
+/// Deliveries waiting in the dispatcher's queue, set by both of its ends: the enqueuing side
+/// alone would leave a stale value on a node whose scheduler stops dispatching.
+fn queue_depth(waiting: usize) {
+    metrics::gauge!(crate::metrics::DISPATCH_QUEUE).set(waiting as f64);
 }
 
 /// One try in the metrics: by kind, channel, route, country and how it ended.

@@ -5,11 +5,13 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use super::{pg_err, PgStore};
+use deadpool_postgres::Pool;
+
+use super::{pg_err, pool_err, PgStore};
 use crate::domain::limits::{Bucket, Refused};
 use crate::domain::Instant;
 use crate::store::limits::{expiry, longest, room, windows, LimitStore};
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 
 #[async_trait]
 impl LimitStore for PgStore {
@@ -25,80 +27,12 @@ impl LimitStore for PgStore {
         if buckets.is_empty() {
             return Ok(Ok(()));
         }
-        // Rows are locked in the order of their keys and windows, so two calls never wait on
-        // each other in a circle.
-        let mut current: Vec<(&str, i64, i64)> = buckets
-            .iter()
-            .map(|bucket| {
-                let start = windows(bucket, now).0;
-                (bucket.key.as_str(), start, expiry(bucket, start))
-            })
-            .collect();
-        current.sort_unstable();
-        current.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
-        let keys: Vec<&str> = current.iter().map(|r| r.0).collect();
-        let starts: Vec<i64> = current.iter().map(|r| r.1).collect();
-        let expiries: Vec<i64> = current.iter().map(|r| r.2).collect();
-        let previous: Vec<i64> = buckets.iter().map(|b| windows(b, now).1).collect();
-        let previous_keys: Vec<&str> = buckets.iter().map(|b| b.key.as_str()).collect();
-        let client = self.counters().await?;
-        let count = client
-            .prepare_cached(
-                "with counted as (
-                     insert into limit_counter (bucket, window_start, hits, expires_at)
-                     select b, w, 1, e from unnest($1::text[], $2::int8[], $3::int8[]) as t(b, w, e)
-                     order by b, w
-                     on conflict (bucket, window_start) do update set hits = limit_counter.hits + 1
-                     returning bucket, window_start, hits - 1)
-                 select * from counted
-                 union all
-                 select bucket, window_start, hits from limit_counter
-                 where (bucket, window_start) in (
-                     select * from unnest($4::text[], $5::int8[]))",
-            )
+        // A call dropped between the count and the taking back (its client hung up) would
+        // leave its hits counted against every bucket, a key's day among them: the take runs
+        // on a task of its own, which finishes whatever becomes of the call.
+        tokio::spawn(take_on(self.counters.clone(), buckets, now))
             .await
-            .map_err(pg_err)?;
-        let counted: HashMap<(String, i64), i64> = client
-            .query(
-                &count,
-                &[&keys, &starts, &expiries, &previous_keys, &previous],
-            )
-            .await
-            .map_err(pg_err)?
-            .iter()
-            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-            .collect();
-        let hits =
-            |key: &str, start: i64| counted.get(&(key.to_owned(), start)).copied().unwrap_or(0);
-        let verdicts: Vec<_> = buckets
-            .iter()
-            .map(|bucket| {
-                let (start, previous, elapsed) = windows(bucket, now);
-                room(
-                    bucket,
-                    hits(&bucket.key, previous),
-                    hits(&bucket.key, start),
-                    elapsed,
-                )
-            })
-            .collect();
-        if let Err(refused) = longest(verdicts) {
-            let take_back = client
-                .prepare_cached(
-                    "insert into limit_counter (bucket, window_start, hits, expires_at)
-                     select b, w, 0, e from unnest($1::text[], $2::int8[], $3::int8[]) as t(b, w, e)
-                     order by b, w
-                     on conflict (bucket, window_start) do update set hits = limit_counter.hits - 1",
-                )
-                .await
-                .map_err(pg_err)?;
-            client
-                .execute(&take_back, &[&keys, &starts, &expiries])
-                .await
-                .map_err(pg_err)?;
-            return Ok(Err(refused));
-        }
-        Ok(Ok(()))
+            .map_err(|e| StoreError::Backend(format!("the limits' count stopped: {e}")))?
     }
 
     async fn forget_expired(&self, now: Instant) -> StoreResult<u64> {
@@ -111,4 +45,85 @@ impl LimitStore for PgStore {
             .await
             .map_err(pg_err)
     }
+}
+
+/// [`PgStore::take`]'s count, decision and taking back, on a connection of `pool`.
+async fn take_on(
+    pool: Pool,
+    buckets: Vec<Bucket>,
+    now: Instant,
+) -> StoreResult<Result<(), Refused>> {
+    // Rows are locked in the order of their keys and windows, so two calls never wait on
+    // each other in a circle.
+    let mut current: Vec<(&str, i64, i64)> = buckets
+        .iter()
+        .map(|bucket| {
+            let start = windows(bucket, now).0;
+            (bucket.key.as_str(), start, expiry(bucket, start))
+        })
+        .collect();
+    current.sort_unstable();
+    current.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+    let keys: Vec<&str> = current.iter().map(|r| r.0).collect();
+    let starts: Vec<i64> = current.iter().map(|r| r.1).collect();
+    let expiries: Vec<i64> = current.iter().map(|r| r.2).collect();
+    let previous: Vec<i64> = buckets.iter().map(|b| windows(b, now).1).collect();
+    let previous_keys: Vec<&str> = buckets.iter().map(|b| b.key.as_str()).collect();
+    let client = pool.get().await.map_err(pool_err)?;
+    let count = client
+        .prepare_cached(
+            "with counted as (
+                 insert into limit_counter (bucket, window_start, hits, expires_at)
+                 select b, w, 1, e from unnest($1::text[], $2::int8[], $3::int8[]) as t(b, w, e)
+                 order by b, w
+                 on conflict (bucket, window_start) do update set hits = limit_counter.hits + 1
+                 returning bucket, window_start, hits - 1)
+             select * from counted
+             union all
+             select bucket, window_start, hits from limit_counter
+             where (bucket, window_start) in (
+                 select * from unnest($4::text[], $5::int8[]))",
+        )
+        .await
+        .map_err(pg_err)?;
+    let counted: HashMap<(String, i64), i64> = client
+        .query(
+            &count,
+            &[&keys, &starts, &expiries, &previous_keys, &previous],
+        )
+        .await
+        .map_err(pg_err)?
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    let hits = |key: &str, start: i64| counted.get(&(key.to_owned(), start)).copied().unwrap_or(0);
+    let verdicts: Vec<_> = buckets
+        .iter()
+        .map(|bucket| {
+            let (start, previous, elapsed) = windows(bucket, now);
+            room(
+                bucket,
+                hits(&bucket.key, previous),
+                hits(&bucket.key, start),
+                elapsed,
+            )
+        })
+        .collect();
+    if let Err(refused) = longest(verdicts) {
+        let take_back = client
+            .prepare_cached(
+                "insert into limit_counter (bucket, window_start, hits, expires_at)
+                 select b, w, 0, e from unnest($1::text[], $2::int8[], $3::int8[]) as t(b, w, e)
+                 order by b, w
+                 on conflict (bucket, window_start) do update set hits = limit_counter.hits - 1",
+            )
+            .await
+            .map_err(pg_err)?;
+        client
+            .execute(&take_back, &[&keys, &starts, &expiries])
+            .await
+            .map_err(pg_err)?;
+        return Ok(Err(refused));
+    }
+    Ok(Ok(()))
 }
