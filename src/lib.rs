@@ -13,6 +13,7 @@ pub mod domain;
 pub mod fraud_report;
 pub mod http;
 pub mod metrics;
+pub mod reload;
 pub mod scheduler;
 pub mod service;
 pub mod speech;

@@ -173,9 +173,10 @@ impl Scheduler {
         }
     }
 
-    /// Runs steps as they come due, forever.
-    pub async fn run(self: Arc<Self>) {
-        loop {
+    /// Runs steps as they come due, until `stop` turns true: a tick in progress ends first, so
+    /// that what it claimed reaches the dispatcher.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        while !*stop.borrow_and_update() {
             self.wake.looking(MAX_IDLE);
             let wait = match self.tick().await {
                 Ok(_) => match self.store.next_due().await {
@@ -191,7 +192,10 @@ impl Scheduler {
                     MAX_IDLE
                 }
             };
-            self.wake.sleep(wait).await;
+            tokio::select! {
+                _ = self.wake.sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
         }
     }
 }
@@ -200,7 +204,7 @@ impl Scheduler {
 mod tests {
     use super::*;
     use crate::delivery::dispatch::tests::{order, until, GatedChannel};
-    use crate::delivery::{spawn_dispatcher, Router};
+    use crate::delivery::{spawn_dispatcher, Router, Routes};
     use crate::domain::{Channel as Medium, DeliveryOrder, EventId, RequestId};
     use crate::store::{Attempt, AttemptError, AttemptId, AttemptState, DeliveryLog};
     use std::collections::VecDeque;
@@ -321,6 +325,9 @@ mod tests {
         ) -> crate::store::StoreResult<()> {
             Ok(())
         }
+        async fn give_back(&self, _: Vec<(RequestId, EventId)>) -> crate::store::StoreResult<()> {
+            Ok(())
+        }
         async fn apply_receipt(
             &self,
             _: &str,
@@ -361,7 +368,7 @@ mod tests {
         ));
         let (dispatcher, _worker) = spawn_dispatcher(
             store.clone(),
-            Arc::new(Router::with_inbox_channel(channel.clone())),
+            Routes::new(Router::with_inbox_channel(channel.clone())),
             key.clone(),
             clock.clone(),
             Duration::from_secs(60),

@@ -167,7 +167,8 @@ pub struct VerifyService {
     templates: Arc<dyn TemplateStore>,
     counters: Arc<dyn LimitStore>,
     monitor: Arc<dyn FraudStore>,
-    rules: Rules,
+    /// Swapped whole by a configuration reload; a call reads them once.
+    rules: arc_swap::ArcSwap<Rules>,
     clock: Arc<dyn Clock>,
     key: ServerKey,
     dispatcher: Dispatcher,
@@ -190,7 +191,7 @@ impl VerifyService {
             counters: store.clone(),
             monitor: store.clone(),
             store,
-            rules,
+            rules: arc_swap::ArcSwap::from_pointee(rules),
             clock,
             key,
             dispatcher,
@@ -203,6 +204,16 @@ impl VerifyService {
     pub async fn database_reachable(&self) -> Result<(), ServiceError> {
         self.store.next_due().await?;
         Ok(())
+    }
+
+    /// The rules in force now.
+    fn rules(&self) -> Arc<Rules> {
+        self.rules.load_full()
+    }
+
+    /// Puts `rules` in force for every call that starts from now on (a configuration reload).
+    pub fn set_rules(&self, rules: Rules) {
+        self.rules.store(Arc::new(rules));
     }
 
     pub fn pricing(&self) -> &Pricing {
@@ -221,7 +232,7 @@ impl VerifyService {
         kind: CallKind,
         start: Option<(Option<IpAddr>, &[&Destination])>,
     ) -> Result<(), ServiceError> {
-        let limits = self.rules.limits.for_key(&account.limits);
+        let limits = self.rules().limits.for_key(&account.limits);
         if limits.is_empty() {
             return Ok(());
         }
@@ -240,7 +251,7 @@ impl VerifyService {
         client: Option<&str>,
     ) -> Result<Option<Block>, ServiceError> {
         let found = sent_under(to, client);
-        if self.rules.fraud.mode != Mode::Block || found.is_empty() {
+        if self.rules().fraud.mode != Mode::Block || found.is_empty() {
             return Ok(None);
         }
         let now = self.clock.now();
@@ -255,7 +266,8 @@ impl VerifyService {
         to: &[&Destination],
         client: Option<&str>,
     ) -> Result<Result<(), Block>, ServiceError> {
-        let rules = &self.rules.fraud;
+        let all = self.rules();
+        let rules = &all.fraud;
         let found = sent_under(to, client);
         if rules.mode == Mode::Off || found.is_empty() {
             return Ok(Ok(()));
@@ -277,8 +289,7 @@ impl VerifyService {
         let reason = finding.to_string();
         if rules.mode == Mode::Block {
             let network = match finding.subject.dimension {
-                Dimension::Prefix => self
-                    .rules
+                Dimension::Prefix => all
                     .destinations
                     .network_of(&finding.subject.value)
                     .map(|n| n.id.clone()),
@@ -321,7 +332,7 @@ impl VerifyService {
     /// Counts a verification's conversion under the subjects its send was counted under. The
     /// check has succeeded whatever happens here: a failure is logged, not answered.
     async fn monitor_conversion(&self, account: &Account, verification: &Verification) {
-        if self.rules.fraud.mode == Mode::Off {
+        if self.rules().fraud.mode == Mode::Off {
             return;
         }
         let mut to: Vec<&Destination> = Vec::new();
@@ -427,7 +438,7 @@ impl VerifyService {
             }
         };
         let steps = match self
-            .rules
+            .rules()
             .destinations
             .admit(&account.limits.countries, req.steps)
         {

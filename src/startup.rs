@@ -16,11 +16,11 @@ use crate::api::{self, AppState};
 use crate::auth::{self, KeyCache};
 use crate::callbacks::CallbackSender;
 use crate::clock::{Clock, ClockAnchor, ScaledClock};
-use crate::config::delivery::INBOX;
 use crate::config::{DatabaseUrl, KeySource, Settings};
 use crate::crypto::ServerKey;
-use crate::delivery::{spawn_dispatcher, Router};
+use crate::delivery::{spawn_dispatcher, Router, Routes};
 use crate::http::{self, refusals::Refusals};
+use crate::reload::{Reloaded, Reloader};
 use crate::scheduler::{Scheduler, SchedulerWake};
 use crate::service::{Rules, VerifyService};
 use crate::store::postgres::PgStore;
@@ -35,11 +35,14 @@ pub struct Application {
     addr: SocketAddr,
     server: http::Server,
     background: Vec<JoinHandle<()>>,
+    scheduler_task: Option<(JoinHandle<()>, tokio::sync::watch::Sender<bool>)>,
+    dispatcher: Option<crate::delivery::dispatch::Worker>,
     store: Arc<dyn Store>,
     database: DatabaseUrl,
     scheduler: Arc<Scheduler>,
-    delivery: Arc<Router>,
+    delivery: Arc<Routes>,
     keys: Arc<KeyCache>,
+    reloader: Reloader,
     /// Held for the server's lifetime: one `serve` per SQLite file.
     _lock: Option<File>,
 }
@@ -207,6 +210,12 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(RequestIdLayer)
 }
 
+/// How long requests in flight may take to finish once a shutdown begins.
+const REQUESTS_FINISH: Duration = Duration::from_secs(10);
+
+/// How long the scheduler's last tick, and then the tries in progress, may take at a shutdown.
+const SENDS_FINISH: Duration = Duration::from_secs(10);
+
 /// How often the limits' counters that no window can use any more are deleted.
 const FORGET_COUNTERS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -240,11 +249,7 @@ impl Application {
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
         settings.validate()?;
         // A sip channel reads codes aloud: without espeak-ng the server does not start at all.
-        let speaks = settings
-            .delivery
-            .channels
-            .values()
-            .any(|c| matches!(c.spec, crate::config::delivery::ChannelSpec::Sip(_)));
+        let speaks = settings.delivery.speaks();
         if speaks {
             let version = crate::speech::espeak::check()
                 .await
@@ -275,10 +280,7 @@ impl Application {
         ensure_first_key(store.as_ref(), clock.now()).await?;
 
         let delivery = &settings.delivery;
-        let uses_inbox = delivery
-            .routes
-            .iter()
-            .any(|r| r.channels.iter().any(|c| c == INBOX));
+        let uses_inbox = delivery.uses_inbox();
         let inbox: Option<Arc<dyn InboxLog>> =
             uses_inbox.then(|| store.clone() as Arc<dyn InboxLog>);
         if inbox.is_some() && !addr.ip().is_loopback() {
@@ -331,10 +333,15 @@ impl Application {
             receipts,
             speech,
         };
-        let delivery_router = Arc::new(Router::new(delivery.clone(), inbox.clone(), deps, &key));
+        let delivery_router = Routes::new(Router::new(
+            delivery.clone(),
+            inbox.clone(),
+            deps.clone(),
+            &key,
+        ));
 
         let store_dyn = store.clone();
-        let (dispatcher, dispatch_task) = spawn_dispatcher(
+        let (dispatcher, worker) = spawn_dispatcher(
             store_dyn.clone(),
             delivery_router.clone(),
             key.clone(),
@@ -362,11 +369,20 @@ impl Application {
                 fraud: settings.fraud.clone(),
             },
             clock,
-            key,
+            key.clone(),
             dispatcher,
             wake,
             settings.pricing.clone(),
         ));
+        let reloader = Reloader::new(
+            settings.clone(),
+            delivery_router.clone(),
+            service.clone(),
+            deps,
+            key,
+            store_dyn.clone(),
+            inbox.is_some(),
+        );
         let refusals = Refusals::new();
         let state = AppState::new(api::Shared {
             service,
@@ -407,23 +423,26 @@ impl Application {
             max_connections,
             "verifyd is listening"
         );
+        let (stop_scheduler, scheduler_stop) = tokio::sync::watch::channel(false);
+        let scheduler_task = tokio::spawn(scheduler.clone().run(scheduler_stop));
         let background = vec![
-            tokio::spawn(scheduler.clone().run()),
             tokio::spawn(callbacks.run()),
             tokio::spawn(keys.clone().refresh_forever()),
             tokio::spawn(refusals.log_forever()),
             tokio::spawn(counters),
-            dispatch_task,
         ];
         Ok(Self {
             addr,
             server,
             background,
+            scheduler_task: Some((scheduler_task, stop_scheduler)),
+            dispatcher: Some(worker),
             store,
             database: settings.database.clone(),
             scheduler,
             delivery: delivery_router,
             keys,
+            reloader,
             _lock: lock,
         })
     }
@@ -456,19 +475,68 @@ impl Application {
         &self.database
     }
 
+    /// Puts the channels, routes, limits, destinations and conversion monitoring of `settings`
+    /// in force without a restart (SIGHUP does it with the configuration read again); settings
+    /// that do not validate change nothing.
+    pub async fn reload(&self, settings: Settings) -> anyhow::Result<Reloaded> {
+        self.reloader.apply(settings).await
+    }
+
     /// Serves until SIGINT or SIGTERM, then stops accepting and lets requests in flight finish
-    /// (for 10 s at most).
-    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
-        tokio::select! {
-            _ = self.server.stopped() => bail!("the HTTP server stopped by itself"),
-            _ = shutdown_signal() => {}
+    /// (for 10 s at most). On SIGHUP, `reread` reads the configuration again and what it
+    /// gives is put in force ([`Self::reload`]); a configuration that cannot be read or does
+    /// not validate is refused, and the running one is kept.
+    pub async fn run_until_stopped(
+        mut self,
+        reread: impl Fn() -> anyhow::Result<Settings>,
+    ) -> anyhow::Result<()> {
+        let mut hangups = hangup_signals()?;
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = self.server.stopped() => bail!("the HTTP server stopped by itself"),
+                _ = &mut shutdown => break,
+                Some(()) = hangups.recv() => {
+                    let reloaded = match reread() {
+                        Ok(settings) => self.reload(settings).await,
+                        Err(e) => Err(e),
+                    };
+                    log_reload(reloaded);
+                }
+            }
         }
-        tracing::info!("shutting down");
-        self.server.graceful_shutdown(Duration::from_secs(10));
+        tracing::info!(
+            "shutting down: no new connections, requests in flight get {REQUESTS_FINISH:?}"
+        );
+        self.server.graceful_shutdown(REQUESTS_FINISH);
         self.server.stopped().await;
+        self.finish_deliveries().await;
         self.stop_background();
-        self.delivery.close().await;
+        // SMPP binds are unbound, calls still in progress hung up.
+        self.delivery.current().close().await;
+        tracing::info!("verifyd stopped");
         Ok(())
+    }
+
+    /// Lets the scheduler end its tick and the dispatcher its tries (for [`SENDS_FINISH`] at
+    /// most), then gives back every delivery not sent.
+    async fn finish_deliveries(&mut self) {
+        if let Some((mut task, stop)) = self.scheduler_task.take() {
+            let _ = stop.send(true);
+            if tokio::time::timeout(SENDS_FINISH, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+        if let Some(worker) = self.dispatcher.take() {
+            let given_back = worker.stop(SENDS_FINISH).await;
+            if given_back > 0 {
+                tracing::info!(
+                    count = given_back,
+                    "deliveries not sent are given back: the next sweep of any node sends them"
+                );
+            }
+        }
     }
 
     /// Stops serving and every background task; for tests that start many servers.
@@ -476,12 +544,18 @@ impl Application {
         self.server.shutdown();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server.stopped()).await;
         self.stop_background();
-        self.delivery.close().await;
+        self.delivery.current().close().await;
     }
 
     fn stop_background(&mut self) {
         for task in self.background.drain(..) {
             task.abort();
+        }
+        if let Some((task, _)) = self.scheduler_task.take() {
+            task.abort();
+        }
+        if let Some(worker) = self.dispatcher.take() {
+            worker.abort();
         }
     }
 }
@@ -491,6 +565,48 @@ impl Drop for Application {
         self.server.shutdown();
         self.stop_background();
     }
+}
+
+fn log_reload(reloaded: anyhow::Result<Reloaded>) {
+    match reloaded {
+        Ok(r) => {
+            tracing::info!(
+                kept = ?r.kept,
+                started = ?r.started,
+                retired = ?r.retired,
+                "configuration reloaded: channels, routes, limits, destinations and fraud rules in force"
+            );
+            if !r.need_restart.is_empty() {
+                tracing::warn!(
+                    settings = ?r.need_restart,
+                    "these settings changed and take effect only after a restart; they keep their running values"
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            error = %format!("{e:#}"),
+            "configuration not reloaded; the running one is kept"
+        ),
+    }
+}
+
+/// SIGHUP, one message per signal; never on platforms without it.
+fn hangup_signals() -> anyhow::Result<tokio::sync::mpsc::Receiver<()>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                // Signals that come during a reload make one more reload, not one each.
+                let _ = tx.try_send(());
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    std::mem::forget(tx);
+    Ok(rx)
 }
 
 async fn shutdown_signal() {

@@ -18,8 +18,8 @@ use verifyd::domain::template::{TemplateName, TemplateText};
 use verifyd::domain::testing::SequenceMinter;
 use verifyd::domain::Channel;
 use verifyd::domain::{
-    CheckOutcome, Command, CommandOutcome, ControlError, DeliveryOrder, Instant, RequestId, Status,
-    Verification,
+    CheckOutcome, Command, CommandOutcome, ControlError, DeliveryOrder, EventId, Instant,
+    RequestId, Status, Verification,
 };
 use verifyd::store::postgres::PgStore;
 use verifyd::store::sqlite::SqliteStore;
@@ -1606,6 +1606,27 @@ async fn a_delivery_being_worked_on_is_not_swept_while_its_lease_is_renewed() {
             1,
             "{engine}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_given_back_is_swept_at_once_and_others_keep_their_lease() {
+    for (engine, store, _dir) in engines_with_lease(std::time::Duration::from_secs(60)).await {
+        let (v, f) = new_verification("k1", "447700100056", 56, 1);
+        let (w, g) = new_verification("k1", "447700100057", 57, 1);
+        store.create(v.clone(), f.clone(), t(0)).await.unwrap();
+        store.create(w.clone(), g.clone(), t(0)).await.unwrap();
+        assert!(
+            store.claim_stale_deliveries(10).await.unwrap().is_empty(),
+            "{engine}: both are leased to their maker"
+        );
+        store
+            .give_back(vec![(v.id.clone(), f.event_id.clone())])
+            .await
+            .unwrap();
+        let swept = store.claim_stale_deliveries(10).await.unwrap();
+        let events: Vec<&EventId> = swept.iter().map(|o| &o.event_id).collect();
+        assert_eq!(events, [&f.event_id], "{engine}");
     }
 }
 

@@ -40,7 +40,8 @@ async fn ready(State(app): State<AppState>) -> Response {
             "database: unreachable\n".to_owned()
         }
     };
-    for (name, readiness) in app.delivery.readiness() {
+    let router = app.delivery.current();
+    for (name, readiness) in router.readiness() {
         match readiness {
             Ok(()) => body.push_str(&format!("channel {name} ok\n")),
             Err(why) => {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::auth::apps::AppCache;
 use crate::auth::KeyCache;
-use crate::delivery::Router;
+use crate::delivery::Routes;
 use crate::http::refusals::Refusals;
 use crate::service::VerifyService;
 use crate::store::DeliveryLog;
@@ -37,7 +37,7 @@ pub struct Shared {
     /// Requests refused before authentication, logged in aggregate.
     pub refusals: Arc<Refusals>,
     /// The channels, for the receipts their gateways post back.
-    pub delivery: Arc<Router>,
+    pub delivery: Arc<Routes>,
     pub deliveries: Arc<dyn DeliveryLog>,
 }
 

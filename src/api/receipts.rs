@@ -33,7 +33,8 @@ async fn receive(
     request: Request,
 ) -> Response {
     let client = request.extensions().get::<ConnInfo>().map(|c| c.peer.ip());
-    let Some((target, url)) = app.delivery.receipt_target(&channel, &token) else {
+    let router = app.delivery.current();
+    let Some((target, url)) = router.receipt_target(&channel, &token) else {
         if app.refusals.count(client, Reason::BadReceipt) {
             tracing::info!(client = %refusals::shown(client), "receipt refused: no channel has this receipt URL");
         }

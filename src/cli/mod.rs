@@ -294,7 +294,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let file = resolve::load(cli.config.as_ref())?;
     let database = resolve::database(cli.database.as_deref(), file.as_ref())?;
     match cli.command {
-        Command::Serve(args) => serve(database, file.as_ref(), &args).await?,
+        Command::Serve(args) => {
+            let (path, flag) = (cli.config.as_ref(), cli.database.as_deref());
+            serve(path, flag, database, file.as_ref(), &args).await?
+        }
         Command::Migrate => {
             open_for_admin(&database).await?;
             eprintln!("the database schema is up to date");
@@ -327,13 +330,22 @@ fn config_check(cli: &Cli, args: &ServeArgs) -> anyhow::Result<String> {
     Ok(crate::config::show::effective_toml(&settings, &from_env))
 }
 
+/// Serves until stopped; on SIGHUP the configuration file (`config_path`) and the environment
+/// are read again, with the same flags.
 async fn serve(
+    config_path: Option<&PathBuf>,
+    database_flag: Option<&str>,
     database: DatabaseUrl,
     file: Option<&ConfigFile>,
     args: &ServeArgs,
 ) -> anyhow::Result<()> {
-    let app = Application::build(resolve::settings(database, file, args)?).await?;
-    app.run_until_stopped().await
+    let app = Application::build(resolve::settings(database.clone(), file, args)?).await?;
+    app.run_until_stopped(|| {
+        let file = resolve::load(config_path)?;
+        let database = resolve::database(database_flag, file.as_ref())?;
+        resolve::settings(database, file.as_ref(), args)
+    })
+    .await
 }
 
 async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {

@@ -318,6 +318,20 @@ impl DeliveryConfig {
             .collect()
     }
 
+    /// Whether a route names the inbox.
+    pub fn uses_inbox(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|r| r.channels.iter().any(|c| c == INBOX))
+    }
+
+    /// Whether a channel reads codes aloud in calls of its own (SIP), which needs espeak-ng.
+    pub fn speaks(&self) -> bool {
+        self.channels
+            .values()
+            .any(|c| matches!(c.spec, ChannelSpec::Sip(_)))
+    }
+
     /// Whether every route ends in the inbox (no message leaves the machine).
     pub fn only_inbox(&self) -> bool {
         self.routes

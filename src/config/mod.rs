@@ -88,7 +88,7 @@ impl DatabaseUrl {
 }
 
 /// Where the server key comes from.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeySource {
     /// A file holding 64 hex characters; created with a fresh key when missing.
     File(PathBuf),
@@ -116,7 +116,7 @@ fn redact_password(url: &str) -> String {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tls {
     pub cert: PathBuf,
     pub key: PathBuf,

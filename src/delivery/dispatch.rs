@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::policy::{Failover, Next};
-use super::router::{Router, Step};
+use super::router::{Routes, Step};
 use crate::channel::{Accepted, Failure, Outgoing, SendError, DEFAULT_SENDER};
 use crate::clock::Clock;
 use crate::config::delivery::Kind;
@@ -60,7 +60,7 @@ impl Dispatcher {
 /// What every delivery task shares.
 struct Shared {
     store: Arc<dyn DeliveryStore>,
-    router: Arc<Router>,
+    router: Arc<Routes>,
     key: ServerKey,
     clock: Arc<dyn Clock>,
     /// Every delivery the dispatcher holds (waiting in a lane, being tried, or waiting between
@@ -99,8 +99,55 @@ enum Outcome {
     RetryAt(Instant, Failover),
 }
 
-/// Starts the delivery worker. It runs until every [`Dispatcher`] is dropped; dropping (or
-/// aborting) its task stops every delivery it runs.
+/// The running dispatcher: [`Worker::stop`] ends it for a shutdown, [`Worker::abort`] at once.
+pub struct Worker {
+    task: JoinHandle<()>,
+    marks: JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    shared: Arc<Shared>,
+}
+
+/// How long the inbox's last records of sent deliveries may take to be written at a stop.
+const LAST_MARKS: Duration = Duration::from_secs(5);
+
+impl Worker {
+    /// Stops for a shutdown: no delivery is started any more, tries in progress get `within`
+    /// to end (then they are cut off: a call in progress is hung up when its channel closes,
+    /// and a cut try counts as interrupted), and every delivery not sent is given back to the
+    /// store, its lease ended, so that the next sweep of any node sends it at once. Returns how
+    /// many were given back.
+    pub async fn stop(mut self, within: Duration) -> usize {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(within, &mut self.task).await.is_err() {
+            tracing::warn!(
+                "deliveries still being tried {within:?} after the stop began are cut off"
+            );
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
+        let left: Vec<(RequestId, EventId)> = self.shared.working().drain().collect();
+        let store = self.shared.store.clone();
+        // The inbox's records of what it took are written once nothing else can add to them.
+        drop(self.shared);
+        let _ = tokio::time::timeout(LAST_MARKS, &mut self.marks).await;
+        if left.is_empty() {
+            return 0;
+        }
+        if let Err(e) = store.give_back(left.clone()).await {
+            tracing::warn!(error = %e, "could not give back unsent deliveries; they wait for their lease to run out");
+        }
+        left.len()
+    }
+
+    /// Stops every delivery at once.
+    pub fn abort(&self) {
+        self.task.abort();
+        self.marks.abort();
+    }
+}
+
+/// Starts the delivery worker. It runs until every [`Dispatcher`] is dropped or
+/// [`Worker::stop`]; aborting it stops every delivery it runs.
 ///
 /// Deliveries of different verifications go out concurrently; those of one verification go out
 /// one after another, in the order they were dispatched. After a crash the first tick hands over
@@ -110,12 +157,13 @@ enum Outcome {
 /// the SMS before it cannot get through.
 pub fn spawn_dispatcher(
     store: Arc<dyn DeliveryStore>,
-    router: Arc<Router>,
+    router: Arc<Routes>,
     key: ServerKey,
     clock: Arc<dyn Clock>,
     lease: Duration,
-) -> (Dispatcher, JoinHandle<()>) {
+) -> (Dispatcher, Worker) {
     let (tx, mut rx) = mpsc::channel::<DeliveryOrder>(DISPATCH_QUEUE);
+    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
     let (done_tx, done_rx) = mpsc::unbounded_channel::<(RequestId, EventId)>();
     let shared = Arc::new(Shared {
         store: store.clone(),
@@ -126,11 +174,12 @@ pub fn spawn_dispatcher(
         done: done_tx,
         requeue: tx.downgrade(),
     });
+    let marks = tokio::spawn(mark_delivered_loop(store, done_rx));
+    let worker_shared = shared.clone();
     let handle = tokio::spawn(async move {
         // Every task of the dispatcher lives in this set, so that stopping the dispatcher stops
         // them all.
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(mark_delivered_loop(store, done_rx));
         tasks.spawn(renew_leases_loop(shared.clone(), lease / 3));
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let (turn_tx, mut turn_rx) = mpsc::unbounded_channel::<(DeliveryOrder, Outcome)>();
@@ -138,10 +187,27 @@ pub fn spawn_dispatcher(
         let mut lanes = Lanes::default();
         let mut waiting_between_rounds = 0usize;
         let mut open = true;
-        while open || !lanes.is_empty() || waiting_between_rounds > 0 {
+        // Stopping: nothing more is started, and the loop ends with the last try in flight.
+        let mut stopping = false;
+        let mut in_flight = 0usize;
+        while (open || !lanes.is_empty() || waiting_between_rounds > 0)
+            && !(stopping && in_flight == 0)
+        {
             let ready = tokio::select! {
                 biased;
+                Ok(()) = stop.changed(), if !stopping => {
+                    stopping = true;
+                    open = false;
+                    // What waits in the queue is leased to this process: held here, it is
+                    // given back with the rest.
+                    rx.close();
+                    while let Ok(order) = rx.try_recv() {
+                        shared.working().insert(key_of(&order));
+                    }
+                    None
+                }
                 Some((order, outcome)) = turn_rx.recv() => {
+                    in_flight -= 1;
                     match outcome {
                         Outcome::Finished => {
                             shared.working().remove(&key_of(&order));
@@ -179,14 +245,21 @@ pub fn spawn_dispatcher(
                     }
                 },
             };
-            if let Some(job) = ready {
+            if let Some(job) = ready.filter(|_| !stopping) {
+                in_flight += 1;
                 start(&mut tasks, &shared, &permits, &turn_tx, job).await;
             }
             // Finished tasks are let go of here, without waking the loop for each of them.
             while tasks.try_join_next().is_some() {}
         }
     });
-    (Dispatcher { tx }, handle)
+    let worker = Worker {
+        task: handle,
+        marks,
+        stop: stop_tx,
+        shared: worker_shared,
+    };
+    (Dispatcher { tx }, worker)
 }
 /// Hands `job` to a task of its own once fewer than [`MAX_IN_FLIGHT`] are being tried.
 async fn start(
@@ -371,7 +444,10 @@ enum Started {
 async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
     let order = &job.order;
     let kind = Kind::of(order.channel);
-    let Some(steps) = shared.router.plan(kind, &order.to) else {
+    // The routes as they are now; a reload swaps them for the next delivery, and this one keeps
+    // the channels it started with.
+    let router = shared.router.current();
+    let Some(steps) = router.plan(kind, &order.to) else {
         tracing::error!("no route carries this kind of message; it is not sent");
         let recorded = async {
             let started = shared
@@ -418,7 +494,7 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
     let mut failover = match &job.failover {
         Some(f) => {
             let mut f = f.clone();
-            f.retrying();
+            f.retrying(steps.len());
             f
         }
         None => Failover::new(steps.len()),
@@ -624,6 +700,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::channel::Channel;
     use crate::config::delivery::{DeliveryConfig, Route};
+    use crate::delivery::Router;
     use crate::domain::locale::Locale;
     use crate::domain::{Channel as Medium, Destination, PhoneNumber, Purpose};
     use crate::store::sqlite::SqliteStore;
@@ -707,7 +784,7 @@ pub(crate) mod tests {
             gate: Semaphore::new(0),
         });
         let key = ServerKey::from_bytes([7; 32]);
-        let router = Arc::new(Router::with_inbox_channel(channel.clone()));
+        let router = Routes::new(Router::with_inbox_channel(channel.clone()));
         let (dispatcher, _worker) =
             spawn_dispatcher(store, router, key.clone(), clock(), Duration::from_secs(60));
         let (sms_a, call_a) = (
@@ -832,7 +909,7 @@ pub(crate) mod tests {
         let (store, dir) = stored(&order).await;
         let (dispatcher, _worker) = spawn_dispatcher(
             store.clone(),
-            Arc::new(router),
+            Routes::new(router),
             key.clone(),
             clock(),
             Duration::from_secs(60),
@@ -850,6 +927,12 @@ pub(crate) mod tests {
     async fn stored(order: &DeliveryOrder) -> (Arc<SqliteStore>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("d.db")).unwrap());
+        store_order(&store, order).await;
+        (store, dir)
+    }
+
+    /// Stores `order`'s verification and delivery in `store`.
+    async fn store_order(store: &SqliteStore, order: &DeliveryOrder) {
         let mut minter = crate::domain::testing::SequenceMinter { pins: 0, events: 1 };
         let mut new = crate::api::v1::workflow::Workflow::parse(5)
             .unwrap()
@@ -861,7 +944,78 @@ pub(crate) mod tests {
             .create(v, order.clone(), chrono::Utc::now())
             .await
             .unwrap();
-        (store, dir)
+    }
+
+    /// A channel that takes 200 ms to accept a message, and never answers for request 9.
+    struct SlowChannel;
+
+    #[async_trait::async_trait]
+    impl Channel for SlowChannel {
+        fn name(&self) -> &str {
+            "slow"
+        }
+        async fn send(&self, m: &Outgoing) -> Result<Accepted, SendError> {
+            if m.request_id == RequestId::from_bytes([9; 16]) {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            accepted("S-1")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stop_lets_tries_in_progress_end_and_gives_back_what_it_could_not_send() {
+        let key = ServerKey::from_bytes([7; 32]);
+        let router = Router::with_channels(
+            sms_route(&["slow"]),
+            vec![("slow", Arc::new(SlowChannel) as Arc<dyn Channel>)],
+        );
+        let to = |o: DeliveryOrder, number: &str| DeliveryOrder {
+            to: Destination::Phone(PhoneNumber::parse(number, None).unwrap()),
+            ..o
+        };
+        let (quick, stuck, queued) = (
+            order(&key, 8, 8, Medium::Sms),
+            to(order(&key, 9, 9, Medium::Sms), "447700123457"),
+            to(order(&key, 10, 10, Medium::Sms), "447700123458"),
+        );
+        let (store, _dir) = stored(&quick).await;
+        store_order(&store, &stuck).await;
+        store_order(&store, &queued).await;
+        let (dispatcher, worker) = spawn_dispatcher(
+            store.clone(),
+            Routes::new(router),
+            key,
+            clock(),
+            Duration::from_secs(60),
+        );
+        dispatcher.dispatch([quick.clone(), stuck.clone()]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stopping = tokio::spawn(worker.stop(Duration::from_secs(1)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Comes after the stop began: not started.
+        dispatcher.dispatch([queued.clone()]);
+        assert_eq!(stopping.await.unwrap(), 1, "the stuck try is given back");
+        let attempts = store.attempts(&quick.request_id).await.unwrap();
+        assert_eq!(
+            attempts[0].state,
+            AttemptState::Submitted,
+            "the quick try ended"
+        );
+        assert!(store.attempts(&queued.request_id).await.unwrap().is_empty());
+        let mut swept: Vec<RequestId> = store
+            .claim_stale_deliveries(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.request_id)
+            .collect();
+        swept.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        assert_eq!(
+            swept,
+            [stuck.request_id],
+            "given back at once; the one queued after the stop keeps its lease"
+        );
     }
 
     #[tokio::test]
@@ -876,7 +1030,7 @@ pub(crate) mod tests {
         let (store, _dir) = stored(&o).await;
         let (dispatcher, _worker) = spawn_dispatcher(
             store.clone(),
-            Arc::new(router),
+            Routes::new(router),
             key,
             clock(),
             Duration::from_secs(60),
@@ -923,7 +1077,7 @@ pub(crate) mod tests {
         let (store, _dir) = stored(&first).await;
         let (dispatcher, _worker) = spawn_dispatcher(
             store,
-            Arc::new(router),
+            Routes::new(router),
             key,
             real_clock(),
             Duration::from_secs(60),
@@ -942,7 +1096,7 @@ pub(crate) mod tests {
         let (store, _dir) = stored(&o).await;
         let (dispatcher, _worker) = spawn_dispatcher(
             store.clone(),
-            Arc::new(router),
+            Routes::new(router),
             key,
             real_clock(),
             Duration::from_secs(60),

@@ -9,4 +9,4 @@ pub mod receipts;
 pub mod router;
 
 pub use dispatch::{spawn_dispatcher, Dispatcher};
-pub use router::Router;
+pub use router::{Router, Routes};

@@ -88,8 +88,11 @@ impl Failover {
         }
     }
 
-    /// The next round has begun; the first channel is tried.
-    pub fn retrying(&mut self) -> usize {
+    /// The next round has begun over a route of `channels` channels (a configuration reload
+    /// may have changed the route since the last round); the first channel is tried.
+    pub fn retrying(&mut self, channels: usize) -> usize {
+        assert!(channels > 0, "a route has at least one channel");
+        self.channels = channels;
         self.position = 0;
         0
     }
@@ -122,7 +125,7 @@ mod tests {
                 Next::RetryAt(at) => {
                     pauses.push((at - now).num_seconds());
                     now = at;
-                    assert_eq!(f.retrying(), 0);
+                    assert_eq!(f.retrying(2), 0);
                 }
                 other => panic!("{other:?}"),
             }
@@ -141,6 +144,21 @@ mod tests {
             f.failed(None, t(30), t(300)),
             Next::RetryAt(t(32)),
             "for its round only"
+        );
+    }
+
+    #[test]
+    fn a_round_after_a_reload_shortened_the_route_stays_within_it() {
+        let mut f = Failover::new(3);
+        assert_eq!(f.failed(None, t(0), t(300)), Next::Try(1));
+        assert_eq!(f.failed(None, t(0), t(300)), Next::Try(2));
+        let Next::RetryAt(at) = f.failed(None, t(0), t(300)) else {
+            panic!("a new round")
+        };
+        assert_eq!(f.retrying(1), 0);
+        assert!(
+            matches!(f.failed(None, at, t(300)), Next::RetryAt(_)),
+            "one channel left: the round ends with it"
         );
     }
 

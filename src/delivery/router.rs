@@ -44,10 +44,45 @@ pub struct Router {
 }
 
 /// A channel that runs, with what its configuration says about every try.
+#[derive(Clone)]
 struct Running {
     channel: Arc<dyn Channel>,
     timeout: Duration,
     from: Option<String>,
+}
+
+fn inbox_running(log: Arc<dyn InboxLog>) -> Running {
+    Running {
+        channel: Arc::new(InboxChannel::new(log)),
+        timeout: Duration::from_secs(10),
+        from: None,
+    }
+}
+
+/// A channel a reload left out (or replaced), still running until the tries on it end.
+pub struct Retired {
+    pub channel: Arc<dyn Channel>,
+    /// How long one try on it may take.
+    pub try_limit: Duration,
+}
+
+/// The routes in force. A configuration reload swaps them whole; a delivery keeps the router
+/// (and the channels) it started with until its try ends.
+pub struct Routes(arc_swap::ArcSwap<Router>);
+
+impl Routes {
+    pub fn new(router: Router) -> Arc<Self> {
+        Arc::new(Self(arc_swap::ArcSwap::from_pointee(router)))
+    }
+
+    pub fn current(&self) -> Arc<Router> {
+        self.0.load_full()
+    }
+
+    /// Puts `router` in force and returns the one it replaces.
+    pub fn replace(&self, router: Router) -> Arc<Router> {
+        self.0.swap(Arc::new(router))
+    }
 }
 
 /// What channels share: the HTTP client, where receipts heard on a channel's own connection go,
@@ -153,23 +188,74 @@ impl Router {
         deps: Deps,
         key: &ServerKey,
     ) -> Self {
+        Self::build(config, inbox, &deps, key, |_, _| None)
+    }
+
+    /// The router `config` describes, for a configuration reload: a channel whose settings did
+    /// not change is kept as it runs (an SMPP channel stays bound, a call in progress goes on),
+    /// the others are built. Also returns this router's channels the new one no longer has,
+    /// each with how long a try on it may still take, to be closed once no try uses them.
+    pub fn reconfigured(
+        &self,
+        config: DeliveryConfig,
+        inbox: Option<Arc<dyn InboxLog>>,
+        deps: &Deps,
+        key: &ServerKey,
+    ) -> (Self, Vec<Retired>) {
+        let keep = |name: &str, c: &ChannelConfig| {
+            (self.config.channels.get(name) == Some(c))
+                .then(|| self.channels.get(name).cloned())
+                .flatten()
+        };
+        let inbox = inbox.map(|log| {
+            self.channels
+                .get(INBOX)
+                .cloned()
+                .unwrap_or_else(|| inbox_running(log))
+        });
+        let mut router = Self::build(config, None, deps, key, keep);
+        if let Some(running) = inbox {
+            router.channels.insert(INBOX.to_owned(), running);
+            router.plans = plans(&router.config, &router.channels, &router.receipt_urls);
+        }
+        let retired = self
+            .channels
+            .iter()
+            .filter(|(name, old)| {
+                router
+                    .channels
+                    .get(name.as_str())
+                    .is_none_or(|new| !Arc::ptr_eq(&new.channel, &old.channel))
+            })
+            .map(|(_, old)| Retired {
+                channel: old.channel.clone(),
+                try_limit: old.timeout,
+            })
+            .collect();
+        (router, retired)
+    }
+
+    fn build(
+        config: DeliveryConfig,
+        inbox: Option<Arc<dyn InboxLog>>,
+        deps: &Deps,
+        key: &ServerKey,
+        keep: impl Fn(&str, &ChannelConfig) -> Option<Running>,
+    ) -> Self {
         let mut channels = BTreeMap::new();
         if let Some(log) = inbox {
-            let running = Running {
-                channel: Arc::new(InboxChannel::new(log)),
-                timeout: Duration::from_secs(10),
-                from: None,
-            };
-            channels.insert(INBOX.to_owned(), running);
+            channels.insert(INBOX.to_owned(), inbox_running(log));
         }
         let mut receipt_urls = BTreeMap::new();
         for (name, c) in &config.channels {
-            let (channel, from) = build_channel(name, c, &deps);
-            let running = Running {
-                channel,
-                timeout: try_limit(c),
-                from,
-            };
+            let running = keep(name, c).unwrap_or_else(|| {
+                let (channel, from) = build_channel(name, c, deps);
+                Running {
+                    channel,
+                    timeout: try_limit(c),
+                    from,
+                }
+            });
             channels.insert(name.clone(), running);
             if let Some(base) = &config.public_url {
                 let token = key.receipt_token(name);
@@ -304,5 +390,85 @@ impl Router {
             receipt_urls,
             plans,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::{NotRecorded, Receipt};
+
+    struct NoReceipts;
+
+    #[async_trait::async_trait]
+    impl ReceiptSink for NoReceipts {
+        async fn receipt(&self, _: &str, _: Receipt) -> Result<(), NotRecorded> {
+            Ok(())
+        }
+    }
+
+    fn config(gateways: &[(&str, &str)]) -> DeliveryConfig {
+        let mut text = String::new();
+        for (name, url) in gateways {
+            text.push_str(&format!(
+                "[channels.{name}]\ntype = \"webhook\"\nurl = \"{url}\"\n"
+            ));
+        }
+        let names: Vec<String> = gateways.iter().map(|(n, _)| format!("{n:?}")).collect();
+        text.push_str(&format!(
+            "[[routes]]\nkind = \"sms\"\nchannels = [{}]\n",
+            names.join(", ")
+        ));
+        let file =
+            crate::config::file::ConfigFile::parse(std::path::Path::new("t.toml"), &text, |_| None)
+                .unwrap();
+        file.delivery
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_channels_and_retires_changed_and_removed_ones() {
+        let deps = Deps {
+            http: reqwest::Client::new(),
+            receipts: Arc::new(NoReceipts),
+            speech: Arc::default(),
+        };
+        let key = ServerKey::from_hex(&"ab".repeat(32)).unwrap();
+        let before = Router::new(
+            config(&[
+                ("same", "http://127.0.0.1:1/a"),
+                ("moved", "http://127.0.0.1:1/b"),
+                ("gone", "http://127.0.0.1:1/c"),
+            ]),
+            None,
+            deps.clone(),
+            &key,
+        );
+        let (after, retired) = before.reconfigured(
+            config(&[
+                ("same", "http://127.0.0.1:1/a"),
+                ("moved", "http://127.0.0.1:1/elsewhere"),
+                ("new", "http://127.0.0.1:1/d"),
+            ]),
+            None,
+            &deps,
+            &key,
+        );
+        assert!(Arc::ptr_eq(
+            before.channel("same").unwrap(),
+            after.channel("same").unwrap()
+        ));
+        assert!(!Arc::ptr_eq(
+            before.channel("moved").unwrap(),
+            after.channel("moved").unwrap()
+        ));
+        assert!(after.channel("gone").is_none() && after.channel("new").is_some());
+        let mut names: Vec<&str> = retired.iter().map(|r| r.channel.name()).collect();
+        names.sort();
+        assert_eq!(names, ["gone", "moved"]);
+        let to =
+            Destination::Phone(crate::domain::PhoneNumber::parse("447700123456", None).unwrap());
+        let plan = after.plan(Kind::Sms, &to).unwrap();
+        let planned: Vec<&str> = plan.iter().map(|s| s.channel.name()).collect();
+        assert_eq!(planned, ["same", "moved", "new"]);
     }
 }

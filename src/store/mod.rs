@@ -401,6 +401,10 @@ pub trait DeliveryLog: Send + Sync + 'static {
     /// Starts the leases of deliveries still being worked on again, so that no sweep takes them.
     async fn renew_leases(&self, deliveries: Vec<(RequestId, EventId)>) -> StoreResult<()>;
 
+    /// Ends the leases of deliveries this process will not send (it is stopping), so that the
+    /// next sweep, of any node, takes them at once.
+    async fn give_back(&self, deliveries: Vec<(RequestId, EventId)>) -> StoreResult<()>;
+
     /// A gateway's receipt for `message_id` on `channel`: applied to its try now (returns true),
     /// or kept and applied when the try's acceptance is recorded. Only a final state
     /// (delivered, undeliverable, failed) changes a try.

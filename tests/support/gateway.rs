@@ -55,6 +55,8 @@ impl Answer {
 struct Shared {
     seen: Mutex<Vec<Seen>>,
     answer: Mutex<Option<Answer>>,
+    /// How long each request is held (after it is recorded) before the answer.
+    delay: Mutex<Duration>,
 }
 
 pub struct Gateway {
@@ -90,6 +92,8 @@ async fn record(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .unwrap()
         .clone()
         .unwrap_or(Answer::new(200, "{}"));
+    let delay = *shared.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     let status = StatusCode::from_u16(answer.status).unwrap();
     let body = answer.body.replace("{n}", &n.to_string());
     (status, [("content-type", "application/json")], body).into_response()
@@ -108,6 +112,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             seen: Mutex::default(),
             answer: Mutex::new(Some(answer)),
+            delay: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(record)
@@ -124,6 +129,11 @@ impl Gateway {
 
     pub fn answer_with(&self, answer: Answer) {
         *self.shared.answer.lock().unwrap() = Some(answer);
+    }
+
+    /// Holds every request from now on for `delay` before answering it.
+    pub fn hold_for(&self, delay: Duration) {
+        *self.shared.delay.lock().unwrap() = delay;
     }
 
     pub fn seen(&self) -> Vec<Seen> {

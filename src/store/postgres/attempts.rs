@@ -207,6 +207,25 @@ impl DeliveryLog for PgStore {
         Ok(())
     }
 
+    async fn give_back(&self, deliveries: Vec<(RequestId, EventId)>) -> StoreResult<()> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        let requests: Vec<&str> = deliveries.iter().map(|(r, _)| r.as_str()).collect();
+        let events: Vec<&str> = deliveries.iter().map(|(_, e)| e.as_str()).collect();
+        client
+            .execute(
+                "update delivery d set lease_until = 0 \
+                 from unnest($1::text[], $2::text[]) as k(request_id, event_id) \
+                 where d.request_id = k.request_id and d.event_id = k.event_id",
+                &[&requests, &events],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
     async fn apply_receipt(
         &self,
         channel: &str,

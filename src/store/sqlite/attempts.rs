@@ -178,6 +178,22 @@ impl DeliveryLog for SqliteStore {
         .await
     }
 
+    async fn give_back(&self, deliveries: Vec<(RequestId, EventId)>) -> StoreResult<()> {
+        self.write(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "update delivery set lease_until = 0 where request_id = ?1 and event_id = ?2",
+                )
+                .map_err(db_err)?;
+            for (request_id, event_id) in &deliveries {
+                stmt.execute(params![request_id.as_str(), event_id.as_str()])
+                    .map_err(db_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn apply_receipt(
         &self,
         channel: &str,

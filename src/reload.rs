@@ -1,0 +1,191 @@
+//! Configuration reload (SIGHUP): a new configuration's channels, routes, limits, destinations
+//! and conversion monitoring replace the running ones without a restart. Requests in flight
+//! finish under the rules they started with, and a try on a channel that changed or went away
+//! finishes on it before it is closed. Settings a running server cannot change (its address,
+//! database, key, TLS files, HTTP timeouts…) are reported and keep their running values.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::channel::inbox::InboxLog;
+use crate::config::Settings;
+use crate::crypto::ServerKey;
+use crate::delivery::router::{Deps, Retired};
+use crate::delivery::Routes;
+use crate::service::{Rules, VerifyService};
+
+/// What a reload needs to put a new configuration in force.
+pub struct Reloader {
+    /// The settings in force: those read at the start, with every reload's reloadable part.
+    running: tokio::sync::Mutex<Settings>,
+    routes: Arc<Routes>,
+    service: Arc<VerifyService>,
+    deps: Deps,
+    key: ServerKey,
+    inbox: Arc<dyn InboxLog>,
+    /// Whether the inbox pages are served (they are mounted at the start only).
+    inbox_served: bool,
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Channels kept as they ran (their settings did not change).
+    pub kept: Vec<String>,
+    /// Channels built from the new configuration.
+    pub started: Vec<String>,
+    /// Channels closed once the tries on them end (left out, or replaced).
+    pub retired: Vec<String>,
+    /// Settings that changed in the file but take effect only after a restart.
+    pub need_restart: Vec<&'static str>,
+}
+
+impl Reloader {
+    pub fn new(
+        settings: Settings,
+        routes: Arc<Routes>,
+        service: Arc<VerifyService>,
+        deps: Deps,
+        key: ServerKey,
+        inbox: Arc<dyn InboxLog>,
+        inbox_served: bool,
+    ) -> Self {
+        Self {
+            running: tokio::sync::Mutex::new(settings),
+            routes,
+            service,
+            deps,
+            key,
+            inbox,
+            inbox_served,
+        }
+    }
+
+    /// Puts `new`'s channels, routes and rules in force, or changes nothing and says why.
+    pub async fn apply(&self, new: Settings) -> anyhow::Result<Reloaded> {
+        new.validate()?;
+        let mut running = self.running.lock().await;
+        if new.delivery.speaks() && !running.delivery.speaks() {
+            crate::speech::espeak::check()
+                .await
+                .context("a sip channel reads codes aloud with espeak-ng")?;
+            let speech = self.deps.speech.clone();
+            tokio::spawn(async move {
+                if let Err(e) = speech.warm().await {
+                    tracing::warn!(error = %e, "could not render speech ahead of calls");
+                }
+            });
+        }
+        let mut need_restart = need_restart(&running, &new);
+        let uses_inbox = new.delivery.uses_inbox();
+        if uses_inbox && !self.inbox_served {
+            need_restart.push("the inbox pages (a route names the inbox)");
+        }
+        let old = self.routes.current();
+        let (router, retired) = old.reconfigured(
+            new.delivery.clone(),
+            uses_inbox.then(|| self.inbox.clone()),
+            &self.deps,
+            &self.key,
+        );
+        let retired_names: Vec<String> = retired
+            .iter()
+            .map(|r| r.channel.name().to_owned())
+            .collect();
+        let (mut kept, mut started) = (Vec::new(), Vec::new());
+        for name in new.delivery.channels.keys() {
+            let same = match (old.channel(name), router.channel(name)) {
+                (Some(before), Some(now)) => Arc::ptr_eq(before, now),
+                _ => false,
+            };
+            if same { &mut kept } else { &mut started }.push(name.clone());
+        }
+        drop(old);
+        drop(self.routes.replace(router));
+        self.service.set_rules(Rules {
+            limits: new.limits,
+            destinations: new.destinations.clone(),
+            fraud: new.fraud.clone(),
+        });
+        for channel in retired {
+            tokio::spawn(close_when_unused(channel));
+        }
+        running.delivery = new.delivery;
+        running.limits = new.limits;
+        running.destinations = new.destinations;
+        running.fraud = new.fraud;
+        Ok(Reloaded {
+            kept,
+            started,
+            retired: retired_names,
+            need_restart,
+        })
+    }
+}
+
+/// The settings that differ between `running` and `new` and that only a restart changes.
+fn need_restart(running: &Settings, new: &Settings) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut differs = |name, differs: bool| {
+        if differs {
+            changed.push(name);
+        }
+    };
+    differs("listen", running.listen != new.listen);
+    differs("database", running.database != new.database);
+    differs("secret key", running.key != new.key);
+    differs("tls_cert/tls_key", running.tls != new.tls);
+    differs("clock_speed", running.clock_speed != new.clock_speed);
+    differs("currency and prices", running.pricing != new.pricing);
+    differs(
+        "delivery_lease",
+        running.delivery_lease != new.delivery_lease,
+    );
+    differs(
+        "HTTP timeouts and max_connections",
+        running.http != new.http,
+    );
+    differs("inbox_hosts", running.inbox_hosts != new.inbox_hosts);
+    changed
+}
+
+/// How often a retired channel is looked at until no try uses it.
+const UNUSED_POLL: Duration = Duration::from_millis(50);
+
+/// Closes a channel (an SMPP bind is unbound) once no delivery holds it, or once a try that
+/// started before the reload must have ended, whichever comes first.
+async fn close_when_unused(retired: Retired) {
+    let deadline = tokio::time::Instant::now() + retired.try_limit + Duration::from_secs(1);
+    while Arc::strong_count(&retired.channel) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(UNUSED_POLL).await;
+    }
+    retired.channel.close().await;
+    tracing::info!(
+        channel = retired.channel.name(),
+        "a channel the reload left out is closed"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn settings() -> Settings {
+        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        Settings::sqlite(listen, std::path::Path::new("v.db"))
+    }
+
+    #[test]
+    fn settings_only_a_restart_changes_are_named() {
+        let running = settings();
+        let mut new = settings();
+        assert!(need_restart(&running, &new).is_empty());
+        new.listen = "127.0.0.1:9090".parse().unwrap();
+        new.clock_speed = 2.0;
+        new.delivery.public_url = Some("https://verify.example.com".into());
+        assert_eq!(need_restart(&running, &new), ["listen", "clock_speed"]);
+    }
+}
