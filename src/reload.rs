@@ -108,6 +108,7 @@ impl Reloader {
             limits: new.limits,
             destinations: new.destinations.clone(),
             fraud: new.fraud.clone(),
+            test_numbers: new.delivery.test_numbers.clone(),
         });
         for channel in retired {
             tokio::spawn(close_when_unused(channel));

@@ -367,6 +367,7 @@ impl Application {
                 limits: settings.limits,
                 destinations: settings.destinations.clone(),
                 fraud: settings.fraud.clone(),
+                test_numbers: settings.delivery.test_numbers.clone(),
             },
             clock,
             key.clone(),

@@ -144,6 +144,9 @@ channels = ["twilio", "gw"]
 [[routes]]
 kind = "sms"
 channels = ["gw"]
+
+[test_numbers]
+"+447700123456" = "98765432"
 "#,
     );
     let env = [
@@ -203,9 +206,15 @@ channels = ["gw"]
         "gw-key-value",
         "literal-token",
         "whsec-literal",
+        "98765432",
     ] {
         assert!(!out.contains(secret), "{secret} shown:\n{out}");
     }
+    assert_eq!(
+        shown["test_numbers"]["447700123456"].as_str(),
+        Some("***"),
+        "a test number's code verifies it"
+    );
     let routes = shown["routes"].as_array().unwrap();
     assert_eq!(routes.len(), 2);
     assert_eq!(routes[0]["to"].as_array().unwrap()[0].as_str(), Some("+1"));

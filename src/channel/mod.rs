@@ -13,6 +13,7 @@ pub mod language;
 pub mod sip;
 pub mod smpp;
 pub mod smtp;
+pub mod test_number;
 pub mod twilio;
 pub mod twilio_sms;
 pub mod twilio_voice;

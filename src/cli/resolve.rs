@@ -215,6 +215,7 @@ pub fn settings(
         delivery = DeliveryConfig {
             public_url: delivery.public_url,
             channels: delivery.channels,
+            test_numbers: delivery.test_numbers,
             ..DeliveryConfig::default()
         };
     }

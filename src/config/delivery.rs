@@ -18,6 +18,8 @@ use crate::domain::Channel;
 pub const INBOX: &str = "inbox";
 /// The channel a try is recorded on when no route carries its kind.
 pub const NO_CHANNEL: &str = "none";
+/// The channel a message to a test number is recorded on: it sends nothing.
+pub const TEST_NUMBER: &str = "test-number";
 /// How long a channel waits for a gateway's answer unless its `timeout` says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const TWILIO_BASE_URL: &str = "https://api.twilio.com";
@@ -253,6 +255,8 @@ pub struct DeliveryConfig {
     /// Without a configuration file every kind goes to the inbox; with one, only what a route
     /// sends there.
     pub from_file: bool,
+    /// `[test_numbers]`: nothing is sent to them, whatever the routes say.
+    pub test_numbers: crate::domain::test_numbers::TestNumbers,
 }
 
 impl Default for DeliveryConfig {
@@ -271,6 +275,7 @@ impl Default for DeliveryConfig {
                 })
                 .collect(),
             from_file: false,
+            test_numbers: Default::default(),
         }
     }
 }
@@ -348,7 +353,7 @@ impl DeliveryConfig {
         let mut parsed = BTreeMap::new();
         for (name, value) in channels {
             let key = format!("channels.{name}");
-            if name == INBOX || name == NO_CHANNEL {
+            if name == INBOX || name == NO_CHANNEL || name == TEST_NUMBER {
                 return Err(Problem::new(
                     key,
                     format!("`{name}` is reserved; give this channel another name"),
@@ -411,6 +416,7 @@ impl DeliveryConfig {
             channels: parsed,
             routes: parsed_routes,
             from_file: true,
+            test_numbers: Default::default(),
         })
     }
 }

@@ -87,6 +87,7 @@ pub struct TopLevel {
     pub limits: Option<super::limits::LimitsFile>,
     pub destinations: Option<super::destinations::DestinationsFile>,
     pub fraud: Option<super::fraud::FraudFile>,
+    pub test_numbers: Option<super::test_numbers::TestNumbersFile>,
 }
 
 /// A price written as a TOML number (`0.05`) or string (`"0.05"`), kept as its text.
@@ -188,6 +189,13 @@ impl ConfigFile {
             .clone()
             .unwrap_or_default()
             .rules()
+            .map_err(|p| p.in_file(path))?;
+        let mut delivery = delivery;
+        delivery.test_numbers = top
+            .test_numbers
+            .clone()
+            .unwrap_or_default()
+            .test_numbers()
             .map_err(|p| p.in_file(path))?;
         Ok(Self {
             path: path.to_owned(),

@@ -11,6 +11,7 @@ pub mod show;
 pub mod sip;
 pub mod smpp;
 pub mod smtp;
+pub mod test_numbers;
 pub mod voice;
 pub mod whatsapp;
 

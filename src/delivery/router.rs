@@ -41,6 +41,8 @@ pub struct Router {
     /// Each route's steps, in the order of the configuration's routes: made once, not per
     /// message.
     plans: Vec<Vec<Step>>,
+    /// The one step of every message to a test number: a channel that sends nothing.
+    test_plan: Vec<Step>,
 }
 
 /// A channel that runs, with what its configuration says about every try.
@@ -273,6 +275,7 @@ impl Router {
             channels,
             receipt_urls,
             plans,
+            test_plan: test_plan(),
         }
     }
 
@@ -308,8 +311,6 @@ impl Router {
         matches.then(|| (&self.channels[name].channel, url.as_str()))
     }
 
-    /// The channels to try, in order, for a message of `kind` to `to`; `None` when no route
-    /// carries it.
     /// Every channel that runs, with whether it can take a message now.
     pub fn readiness(&self) -> Vec<(&str, Result<(), String>)> {
         self.channels
@@ -318,11 +319,28 @@ impl Router {
             .collect()
     }
 
+    /// The channels to try, in order, for a message of `kind` to `to`; `None` when no route
+    /// carries it. A test number's messages go to a channel that sends nothing, whatever the
+    /// routes say.
     pub fn plan(&self, kind: Kind, to: &Destination) -> Option<&[Step]> {
+        if self.config.test_numbers.contains(to) {
+            return Some(&self.test_plan);
+        }
         let index = self.config.route_index_for(kind, to.key())?;
         let steps = &self.plans[index];
         (!steps.is_empty()).then_some(steps.as_slice())
     }
+}
+
+fn test_plan() -> Vec<Step> {
+    vec![Step {
+        channel: Arc::new(crate::channel::test_number::TestNumberChannel),
+        timeout: Duration::from_secs(10),
+        from: None,
+        records_itself: false,
+        receipt_url: None,
+        route: "test-number".into(),
+    }]
 }
 
 /// The steps of every route of `config`, over the channels that run.
@@ -389,6 +407,7 @@ impl Router {
             channels,
             receipt_urls,
             plans,
+            test_plan: test_plan(),
         }
     }
 }

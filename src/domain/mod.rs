@@ -11,6 +11,7 @@ pub mod numbering;
 pub mod plain;
 pub mod step;
 pub mod template;
+pub mod test_numbers;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod texts;

@@ -48,6 +48,9 @@ pub async fn serve_with_clock(
     );
     settings.key = KeySource::Hex(KEY_HEX.into());
     settings.delivery = file.delivery;
+    settings.limits = file.limits;
+    settings.destinations = file.destinations;
+    settings.fraud = file.fraud;
     let app = Application::build_with(settings, verifyd::startup::Overrides { clock })
         .await
         .expect("the server starts");
