@@ -149,6 +149,7 @@ fn need_restart(running: &Settings, new: &Settings) -> Vec<&'static str> {
         running.http != new.http,
     );
     differs("inbox_hosts", running.inbox_hosts != new.inbox_hosts);
+    differs("retention", running.keep_ended != new.keep_ended);
     changed
 }
 

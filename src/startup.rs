@@ -43,6 +43,8 @@ pub struct Application {
     delivery: Arc<Routes>,
     keys: Arc<KeyCache>,
     reloader: Reloader,
+    clock: Arc<dyn Clock>,
+    keep_ended: Option<chrono::Duration>,
     /// Held for the server's lifetime: one `serve` per SQLite file.
     _lock: Option<File>,
 }
@@ -223,20 +225,68 @@ const FORGET_COUNTERS_EVERY: std::time::Duration = std::time::Duration::from_sec
 /// `verifyd fraud report --since` shows.
 pub const FRAUD_TALLIES_KEPT: chrono::Duration = chrono::Duration::days(31);
 
-/// Deletes expired limit counters and conversion tallies older than [`FRAUD_TALLIES_KEPT`]
-/// every [`FORGET_COUNTERS_EVERY`], forever: those of buckets and subjects never counted again
-/// would otherwise stay.
-async fn forget_expired_counters(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
+/// Ended verifications forgotten per run at most, so that a first run on a big database spreads
+/// its deletes over hours instead of holding the writer.
+const FORGET_ENDED_PER_RUN: usize = 20 * crate::store::retention::FORGET_BATCH;
+
+/// How often ended verifications past their retention are looked for: the look reads the
+/// verifications by start time, which no index serves (one would slow every start).
+const FORGET_ENDED_EVERY: u32 = 60;
+
+/// Every [`FORGET_COUNTERS_EVERY`], forever: deletes expired limit counters and conversion
+/// tallies older than [`FRAUD_TALLIES_KEPT`] (those of buckets and subjects never counted again
+/// would otherwise stay); every [`FORGET_ENDED_EVERY`] runs, from the first, ended verifications
+/// started more than `keep_ended` ago.
+async fn housekeeping(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    keep_ended: Option<chrono::Duration>,
+) {
     let mut tick = tokio::time::interval(FORGET_COUNTERS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut run: u32 = 0;
     loop {
         tick.tick().await;
-        let now = clock.now();
-        if let Err(e) = store.forget_expired(now).await {
-            tracing::warn!(error = %e, "could not delete expired limit counters");
+        let ended = keep_ended.filter(|_| run.is_multiple_of(FORGET_ENDED_EVERY));
+        housekeep(store.as_ref(), clock.now(), ended).await;
+        run = run.wrapping_add(1);
+    }
+}
+
+/// One run of [`housekeeping`]; ended verifications are looked for when `keep_ended` is given.
+async fn housekeep(
+    store: &dyn Store,
+    now: crate::domain::Instant,
+    keep_ended: Option<chrono::Duration>,
+) {
+    use crate::store::retention::FORGET_BATCH;
+    if let Err(e) = store.forget_expired(now).await {
+        tracing::warn!(error = %e, "could not delete expired limit counters");
+    }
+    if let Err(e) = store.forget_tallies(now - FRAUD_TALLIES_KEPT).await {
+        tracing::warn!(error = %e, "could not delete old conversion tallies");
+    }
+    if let Some(keep) = keep_ended {
+        let mut forgotten = 0;
+        while forgotten < FORGET_ENDED_PER_RUN {
+            match store.forget_ended(now - keep, FORGET_BATCH).await {
+                Ok(n) => {
+                    forgotten += n;
+                    if n < FORGET_BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not delete ended verifications past their retention");
+                    break;
+                }
+            }
         }
-        if let Err(e) = store.forget_tallies(now - FRAUD_TALLIES_KEPT).await {
-            tracing::warn!(error = %e, "could not delete old conversion tallies");
+        if forgotten > 0 {
+            tracing::info!(
+                count = forgotten,
+                "ended verifications past their retention deleted"
+            );
         }
     }
 }
@@ -360,7 +410,8 @@ impl Application {
         let apps = crate::auth::apps::AppCache::new(store_dyn.clone());
         let callbacks =
             CallbackSender::new(store_dyn.clone(), apps.clone(), key.clone(), callback_http);
-        let counters = forget_expired_counters(store_dyn.clone(), clock.clone());
+        let counters = housekeeping(store_dyn.clone(), clock.clone(), settings.keep_ended);
+        let housekeeping_clock = clock.clone();
         let service = Arc::new(VerifyService::new(
             store_dyn.clone(),
             Rules {
@@ -444,6 +495,8 @@ impl Application {
             delivery: delivery_router,
             keys,
             reloader,
+            clock: housekeeping_clock,
+            keep_ended: settings.keep_ended,
             _lock: lock,
         })
     }
@@ -452,6 +505,12 @@ impl Application {
     /// handled, instead of waiting for the background loop.
     pub async fn run_due_steps(&self) -> Result<usize, crate::store::StoreError> {
         self.scheduler.tick().await
+    }
+
+    /// Runs the housekeeping (limit counters, conversion tallies, ended verifications past
+    /// their retention) once, now: tests use it instead of waiting for the hourly run.
+    pub async fn run_housekeeping(&self) {
+        housekeep(self.store.as_ref(), self.clock.now(), self.keep_ended).await;
     }
 
     /// Reads the API keys again now, as the background refresh does every 2 s: tests use it

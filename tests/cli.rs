@@ -418,3 +418,63 @@ fn fraud_report_prints_attempts_blocks_and_decisions_as_json_for_a_key_or_all() 
     let (ok, _, err) = verifyd(&["fraud", "report", "--key", "nosuchkey", "--database", &db]);
     assert!(!ok && err.contains("no API key"), "{err}");
 }
+
+#[test]
+fn erase_deletes_a_numbers_verifications_and_inbox_while_the_server_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let server = support::start(dir.path(), &db, &[]);
+    let (key, secret) = server.first_key.clone().unwrap();
+    let http = support::client();
+    let post = |path: &str, form: &[(&str, &str)]| -> serde_json::Value {
+        let mut all = vec![("api_key", key.as_str()), ("api_secret", secret.as_str())];
+        all.extend_from_slice(form);
+        http.post(format!("{}{path}", server.base("http")))
+            .form(&all)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let start = |number: &str| {
+        let body = post(
+            "/verify/json",
+            &[("number", number), ("brand", "Acme"), ("workflow_id", "6")],
+        );
+        assert_eq!(body["status"], "0", "{body}");
+        body["request_id"].as_str().unwrap().to_owned()
+    };
+    let erased_id = start("447700123456");
+    let kept_id = start("447700123457");
+    let inbox = |number: &str| -> usize {
+        let url = format!("{}/inbox/messages?to={number}", server.base("http"));
+        let list: serde_json::Value = http.get(url).send().unwrap().json().unwrap();
+        list.as_array().map_or(0, Vec::len)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while inbox("447700123456") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no inbox message");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let url = format!("sqlite://{}", db.display());
+    let (ok, out, err) = verifyd(&["erase", "--number", "+447700123456", "--database", &url]);
+    assert!(ok, "{err}");
+    let erased: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(erased["verifications"], 1, "{out}");
+    assert_eq!(erased["inbox_messages"], 1, "{out}");
+
+    // The server's next write forgets what it kept in memory of the file.
+    start("447700123458");
+    let found = post("/verify/search/json", &[("request_id", &erased_id)]);
+    assert_ne!(found["status"], "IN PROGRESS", "erased: {found}");
+    assert_eq!(inbox("447700123456"), 0);
+    let kept = post("/verify/search/json", &[("request_id", &kept_id)]);
+    assert_eq!(kept["status"], "IN PROGRESS", "{kept}");
+    // Its number is free again.
+    start("447700123456");
+
+    let (ok, _, err) = verifyd(&["erase", "--number", "12", "--database", &url]);
+    assert!(!ok);
+    assert!(err.contains("not a valid international number"), "{err}");
+}

@@ -1903,3 +1903,172 @@ async fn a_sender_whose_claim_ran_out_cannot_undo_the_next_senders_claim() {
         assert!(again.iter().all(|c| c.attempts == 1), "{engine}: {again:?}");
     }
 }
+
+/// A verification of workflow 6 (one SMS) started at `t(secs)`.
+fn started_at(
+    account: &str,
+    number: &str,
+    id_byte: u8,
+    secs: i64,
+) -> (Verification, DeliveryOrder) {
+    let new =
+        Workflow::parse(6)
+            .unwrap()
+            .request(RequestId::from_bytes([id_byte; 16]), account, number);
+    Verification::start(new, t(secs), minter().as_mut())
+}
+
+#[tokio::test]
+async fn ended_verifications_started_before_the_period_are_forgotten_with_what_they_recorded() {
+    for (engine, store, _dir) in engines().await {
+        let (old, f) = started_at("k1", "447700100060", 60, 0);
+        store.create(old.clone(), f.clone(), t(0)).await.unwrap();
+        let id = store
+            .attempt_started(&old.id, &f.event_id, "sms", "gw", t(1))
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .attempt_accepted(id, &old.id, &f.event_id, "M-60", false, t(2))
+            .await
+            .unwrap();
+        store
+            .apply("k1", &old.id, right_code(), at(4), minter())
+            .await
+            .unwrap();
+        let (running, g) = started_at("k1", "447700100061", 61, 0);
+        store.create(running.clone(), g, t(0)).await.unwrap();
+        let (recent, h) = started_at("k1", "447700100062", 62, 7_200);
+        store.create(recent.clone(), h, t(7_200)).await.unwrap();
+        store
+            .apply("k1", &recent.id, right_code(), at(7_201), minter())
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store.forget_ended(t(3_600), 500).await.unwrap(),
+            1,
+            "{engine}"
+        );
+        assert_eq!(
+            store.forget_ended(t(3_600), 500).await.unwrap(),
+            0,
+            "{engine}"
+        );
+        let ids = [old.id.clone(), running.id.clone(), recent.id.clone()];
+        let kept: Vec<RequestId> = store
+            .find("k1", &ids)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.id.clone())
+            .collect();
+        assert!(
+            !kept.contains(&old.id) && kept.contains(&running.id) && kept.contains(&recent.id),
+            "{engine}: {kept:?}"
+        );
+        assert!(
+            store.attempts(&old.id).await.unwrap().is_empty(),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn erasing_a_number_deletes_its_verifications_of_every_key_its_inbox_and_its_counters() {
+    for (engine, store, _dir) in engines().await {
+        let number = "447700100063";
+        let (running, f) = started_at("k1", number, 63, 0);
+        store
+            .create(running.clone(), f.clone(), t(0))
+            .await
+            .unwrap();
+        store
+            .attempt_started(&running.id, &f.event_id, "sms", "gw", t(1))
+            .await
+            .unwrap();
+        store
+            .append(message("m63", number, &running))
+            .await
+            .unwrap();
+        let (ended, g) = started_at("k2", number, 64, 0);
+        store.create(ended.clone(), g, t(0)).await.unwrap();
+        store
+            .apply("k2", &ended.id, right_code(), at(1), minter())
+            .await
+            .unwrap();
+        let (other, h) = started_at("k1", "447700100065", 65, 0);
+        store.create(other.clone(), h, t(0)).await.unwrap();
+        // A workflow whose first step goes elsewhere and a later one to the number.
+        let mut new = Workflow::parse(5).unwrap().request(
+            RequestId::from_bytes([68; 16]),
+            "k3",
+            "447700100068",
+        );
+        new.steps[1].to = verifyd::domain::Destination::Phone(
+            verifyd::domain::PhoneNumber::parse(number, None).unwrap(),
+        );
+        let (later, l) = Verification::start(new, t(0), minter().as_mut());
+        store.create(later.clone(), l, t(0)).await.unwrap();
+        let counter = bucket(&format!("destination:k1:{number}"), "1/h");
+        assert!(store
+            .take(vec![counter.clone()], t(2))
+            .await
+            .unwrap()
+            .is_ok());
+        assert!(store
+            .take(vec![counter.clone()], t(3))
+            .await
+            .unwrap()
+            .is_err());
+
+        let erased = store.erase_number(number).await.unwrap();
+        assert_eq!(
+            (erased.verifications, erased.inbox_messages),
+            (3, 1),
+            "{engine}"
+        );
+        assert!(store
+            .find("k1", std::slice::from_ref(&running.id))
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .find("k2", std::slice::from_ref(&ended.id))
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .find("k3", std::slice::from_ref(&later.id))
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .find("k1", std::slice::from_ref(&other.id))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            store.attempts(&running.id).await.unwrap().is_empty(),
+            "{engine}"
+        );
+        assert!(
+            store.list(Some(number), 10).await.unwrap().is_empty(),
+            "{engine}"
+        );
+        assert!(
+            store.take(vec![counter], t(4)).await.unwrap().is_ok(),
+            "{engine}: the number's counter is gone"
+        );
+        // Its hold on the number went with it: a new verification to it starts.
+        let (fresh, a) = started_at("k1", number, 66, 10);
+        assert_eq!(
+            store.create(fresh, a, t(10)).await.unwrap(),
+            CreateOutcome::Created,
+            "{engine}"
+        );
+    }
+}

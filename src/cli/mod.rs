@@ -59,24 +59,21 @@ pub struct Cli {
 /// `verifyd` with no command (only flags, or nothing) means `verifyd serve`, which is what
 /// `cargo run --release` starts. Flags must then belong to `serve`; clap reports any that do not.
 pub fn with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const COMMANDS: [&str; 9] = [
-        "serve",
-        "keys",
-        "apps",
-        "migrate",
-        "config",
-        "send-test",
-        "deliveries",
-        "fraud",
-        "help",
-    ];
+    use clap::CommandFactory;
+    // Every command clap knows, and its generated `help`.
+    let commands: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .chain(["help".to_owned()])
+        .collect();
     const TOP_LEVEL_ONLY: [&str; 4] = ["-h", "--help", "-V", "--version"];
     let named = |list: &[&str]| {
         args.iter()
             .skip(1)
             .any(|a| a.to_str().is_some_and(|a| list.contains(&a)))
     };
-    if !named(&COMMANDS) && !named(&TOP_LEVEL_ONLY) {
+    let commands: Vec<&str> = commands.iter().map(String::as_str).collect();
+    if !named(&commands) && !named(&TOP_LEVEL_ONLY) {
         args.insert(1.min(args.len()), "serve".into());
     }
     args
@@ -108,6 +105,14 @@ pub enum Command {
     /// Conversion monitoring against SMS pumping.
     #[command(subcommand)]
     Fraud(fraud::FraudCommand),
+    /// Delete everything kept about one phone number, for a person's erasure request: its
+    /// verifications of every key, in progress or ended, with their deliveries and tries, the
+    /// inbox messages to it and its limit counters. Prints what was deleted, as JSON.
+    Erase {
+        /// The number: international digits with the country code (`+` allowed).
+        #[arg(long)]
+        number: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -311,6 +316,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliveries { request_id } => {
             let store = open_for_admin(&database).await?;
             deliveries::print(store.as_ref(), &request_id).await?;
+        }
+        Command::Erase { number } => {
+            let number = crate::domain::PhoneNumber::parse(&number, None).map_err(|_| {
+                anyhow::anyhow!(
+                    "{number:?} is not a valid international number: write its digits with the \
+                     country code, e.g. 447700123456"
+                )
+            })?;
+            let store = open_for_admin(&database).await?;
+            let erased = store.erase_number(number.digits()).await?;
+            println!("{}", serde_json::to_string(&erased)?);
         }
         Command::Fraud(cmd) => {
             let store = open_for_admin(&database).await?;

@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use super::{ChannelArg, ServeArgs};
 use crate::config::delivery::DeliveryConfig;
 use crate::config::file::{ConfigFile, Decimal};
+use crate::config::retention::DEFAULT_KEEP_ENDED;
 use crate::config::{DatabaseUrl, HttpLimits, InboxHost, KeySource, Settings, Tls};
 use crate::domain::Price;
 use crate::service::Pricing;
@@ -242,6 +243,7 @@ pub fn settings(
         limits: file.map(|f| f.limits).unwrap_or_default(),
         destinations: file.map(|f| f.destinations.clone()).unwrap_or_default(),
         fraud: file.map(|f| f.fraud.clone()).unwrap_or_default(),
+        keep_ended: file.map_or(Some(DEFAULT_KEEP_ENDED), |f| f.keep_ended),
         delivery,
     };
     settings.validate()?;

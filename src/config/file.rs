@@ -88,6 +88,7 @@ pub struct TopLevel {
     pub destinations: Option<super::destinations::DestinationsFile>,
     pub fraud: Option<super::fraud::FraudFile>,
     pub test_numbers: Option<super::test_numbers::TestNumbersFile>,
+    pub retention: Option<super::retention::RetentionFile>,
 }
 
 /// A price written as a TOML number (`0.05`) or string (`"0.05"`), kept as its text.
@@ -127,6 +128,8 @@ pub struct ConfigFile {
     pub destinations: crate::domain::destinations::Destinations,
     /// `[fraud]`: conversion monitoring.
     pub fraud: crate::domain::fraud::FraudRules,
+    /// `[retention]`: how long ended verifications are kept (`None`: for ever).
+    pub keep_ended: Option<chrono::Duration>,
     /// Keys (`channels.twilio.auth_token`) whose value came from the environment.
     pub from_env: BTreeSet<String>,
 }
@@ -190,6 +193,12 @@ impl ConfigFile {
             .unwrap_or_default()
             .rules()
             .map_err(|p| p.in_file(path))?;
+        let keep_ended = top
+            .retention
+            .clone()
+            .unwrap_or_default()
+            .keep_ended()
+            .map_err(|p| p.in_file(path))?;
         let mut delivery = delivery;
         delivery.test_numbers = top
             .test_numbers
@@ -204,6 +213,7 @@ impl ConfigFile {
             limits,
             destinations,
             fraud,
+            keep_ended,
             from_env,
         })
     }

@@ -7,6 +7,7 @@ pub mod destinations;
 pub mod file;
 pub mod fraud;
 pub mod limits;
+pub mod retention;
 pub mod show;
 pub mod sip;
 pub mod smpp;
@@ -205,6 +206,8 @@ pub struct Settings {
     pub destinations: crate::domain::destinations::Destinations,
     /// Conversion monitoring; recording only by default.
     pub fraud: crate::domain::fraud::FraudRules,
+    /// How long after its start an ended verification is kept; `None` for ever.
+    pub keep_ended: Option<chrono::Duration>,
 }
 
 impl Settings {
@@ -229,6 +232,7 @@ impl Settings {
             limits: Default::default(),
             destinations: Default::default(),
             fraud: Default::default(),
+            keep_ended: Some(retention::DEFAULT_KEEP_ENDED),
         }
     }
 }

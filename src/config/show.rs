@@ -76,6 +76,12 @@ pub fn effective_toml(settings: &Settings, from_env: &BTreeSet<String>) -> Strin
         "fraud".into(),
         Value::Table(super::fraud::to_toml(&settings.fraud)),
     );
+    let mut retention = Table::new();
+    retention.insert(
+        "ended".into(),
+        super::retention::to_toml(settings.keep_ended).into(),
+    );
+    top.insert("retention".into(), Value::Table(retention));
     // A test number's code lets anyone verify it: shown as a secret is.
     let test_numbers = delivery
         .test_numbers

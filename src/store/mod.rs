@@ -16,12 +16,14 @@ pub mod body;
 pub mod fraud;
 pub mod limits;
 pub mod postgres;
+pub mod retention;
 pub mod sqlite;
 pub mod templates;
 
 pub use crate::channel::inbox::{InboxLog, InboxMessage};
 pub use fraud::FraudStore;
 pub use limits::LimitStore;
+pub use retention::RetentionStore;
 pub use templates::TemplateStore;
 
 use async_trait::async_trait;
@@ -425,6 +427,7 @@ pub trait DeliveryLog: Send + Sync + 'static {
 /// log ([`InboxLog`]), which the channel sees only through that trait.
 pub trait Store:
     DeliveryStore
+    + RetentionStore
     + KeyStore
     + AppStore
     + TemplateStore
@@ -437,6 +440,7 @@ pub trait Store:
 }
 impl<
         T: DeliveryStore
+            + RetentionStore
             + KeyStore
             + AppStore
             + TemplateStore

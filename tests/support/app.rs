@@ -51,6 +51,7 @@ pub async fn serve_with_clock(
     settings.limits = file.limits;
     settings.destinations = file.destinations;
     settings.fraud = file.fraud;
+    settings.keep_ended = file.keep_ended;
     let app = Application::build_with(settings, verifyd::startup::Overrides { clock })
         .await
         .expect("the server starts");

@@ -14,6 +14,7 @@ mod attempts;
 mod callbacks;
 mod fraud;
 mod limits;
+mod retention;
 mod templates;
 
 use std::str::FromStr;

@@ -114,6 +114,13 @@ impl Counters {
         (Ok(()), state.last_write.elapsed() >= WRITE_EVERY)
     }
 
+    /// Forgets the buckets whose key ends with `suffix` (`:` and a number, for an erasure).
+    pub(super) fn forget_named(&self, suffix: &str) {
+        let mut state = self.state();
+        state.buckets.retain(|key, _| !key.ends_with(suffix));
+        state.dirty.retain(|key| !key.ends_with(suffix));
+    }
+
     /// Forgets the windows no call at `now` or later can use; how many.
     fn forget(&self, now_ms: i64) -> (u64, Vec<Dirty>) {
         let mut state = self.state();

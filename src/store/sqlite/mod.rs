@@ -37,6 +37,7 @@ mod cache;
 mod callbacks;
 mod fraud;
 mod limits;
+mod retention;
 mod templates;
 use body::Body;
 use cache::SharedCache;

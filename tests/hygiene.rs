@@ -1,6 +1,7 @@
-//! Test numbers (`[test_numbers]`): a verification to one is made and checked with its fixed
-//! code on both surfaces, nothing reaches a gateway, and no limit counts it, while a real number
-//! on the same key is limited and sent as usual.
+//! Production hygiene on a real server. Test numbers (`[test_numbers]`): a verification to one
+//! is made and checked with its fixed code on both surfaces, nothing reaches a gateway, and no
+//! limit counts it, while a real number on the same key is limited and sent as usual. Retention
+//! (`[retention]`): an ended verification is deleted once past its period.
 
 mod support;
 
@@ -99,4 +100,48 @@ async fn a_test_number_takes_its_fixed_code_sends_nothing_and_counts_toward_no_l
         ["\"+447700123457\""],
         "nothing went to the test number"
     );
+}
+
+#[tokio::test]
+async fn an_ended_verification_is_deleted_once_past_its_retention_and_one_in_progress_stays() {
+    let clock = std::sync::Arc::new(verifyd::clock::ManualClock::new(chrono::Utc::now()));
+    let config =
+        "[[routes]]\nkind = \"sms\"\nchannels = [\"inbox\"]\n[retention]\nended = \"1h\"\n";
+    let server = support::app::serve_with_clock(config, Some(clock.clone())).await;
+    let ended = server.start("447700123456", &[]).await;
+    clock.advance(chrono::Duration::minutes(30));
+    server.app.run_due_steps().await.unwrap();
+    let search = |id: String| {
+        let server = &server;
+        async move {
+            let body: serde_json::Value = server
+                .http
+                .post(format!("{}/verify/search/json", server.base))
+                .form(&[
+                    ("api_key", server.key.0.as_str()),
+                    ("api_secret", server.key.1.as_str()),
+                    ("request_id", id.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["status"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    assert_eq!(search(ended.clone()).await, "EXPIRED");
+    server.app.run_housekeeping().await;
+    assert_eq!(
+        search(ended.clone()).await,
+        "EXPIRED",
+        "kept within the hour"
+    );
+
+    clock.advance(chrono::Duration::minutes(31));
+    let running = server.start("447700123457", &[]).await;
+    server.app.run_housekeeping().await;
+    assert_eq!(search(ended).await, "101", "deleted past its retention");
+    assert_eq!(search(running).await, "IN PROGRESS");
 }
