@@ -4,12 +4,13 @@
 //! finishes on it before it is closed. Settings a running server cannot change (its address,
 //! database, key, TLS files, HTTP timeouts…) are reported and keep their running values.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 
 use crate::channel::inbox::InboxLog;
+use crate::channel::Channel;
 use crate::config::Settings;
 use crate::crypto::ServerKey;
 use crate::delivery::router::{Deps, Retired};
@@ -27,6 +28,8 @@ pub struct Reloader {
     inbox: Arc<dyn InboxLog>,
     /// Whether the inbox pages are served (they are mounted at the start only).
     inbox_served: bool,
+    /// Channels a reload left out that are not closed yet, for the shutdown to close.
+    retiring: Arc<std::sync::Mutex<Vec<Weak<dyn Channel>>>>,
 }
 
 /// What a reload changed.
@@ -60,13 +63,36 @@ impl Reloader {
             key,
             inbox,
             inbox_served,
+            retiring: Arc::default(),
+        }
+    }
+
+    /// Closes the channels a reload left out that still wait for their tries to end: the
+    /// server is stopping.
+    pub async fn close_retired(&self) {
+        let retiring: Vec<Weak<dyn Channel>> = std::mem::take(&mut *lock(&self.retiring));
+        for channel in retiring.iter().filter_map(Weak::upgrade) {
+            channel.close().await;
         }
     }
 
     /// Puts `new`'s channels, routes and rules in force, or changes nothing and says why.
     pub async fn apply(&self, new: Settings) -> anyhow::Result<Reloaded> {
-        new.validate()?;
         let mut running = self.running.lock().await;
+        // What would be in force: the new reloadable settings beside the running rest (a clock
+        // that runs fast allows only the inbox, say).
+        let mut effective = running.clone();
+        effective.delivery = new.delivery.clone();
+        effective.limits = new.limits;
+        effective.destinations = new.destinations.clone();
+        effective.fraud = new.fraud.clone();
+        effective.validate()?;
+        if new.delivery.uses_inbox() && !self.inbox_served {
+            bail!(
+                "a route names the inbox, whose pages this server does not serve (no route named \
+                 it at the start): restart it to use the inbox"
+            );
+        }
         if new.delivery.speaks() && !running.delivery.speaks() {
             crate::speech::espeak::check()
                 .await
@@ -78,11 +104,8 @@ impl Reloader {
                 }
             });
         }
-        let mut need_restart = need_restart(&running, &new);
+        let need_restart = need_restart(&running, &new);
         let uses_inbox = new.delivery.uses_inbox();
-        if uses_inbox && !self.inbox_served {
-            need_restart.push("the inbox pages (a route names the inbox)");
-        }
         let old = self.routes.current();
         let (router, retired) = old.reconfigured(
             new.delivery.clone(),
@@ -111,7 +134,8 @@ impl Reloader {
             test_numbers: new.delivery.test_numbers.clone(),
         });
         for channel in retired {
-            tokio::spawn(close_when_unused(channel));
+            lock(&self.retiring).push(Arc::downgrade(&channel.channel));
+            tokio::spawn(close_when_unused(channel, self.retiring.clone()));
         }
         running.delivery = new.delivery;
         running.limits = new.limits;
@@ -156,14 +180,23 @@ fn need_restart(running: &Settings, new: &Settings) -> Vec<&'static str> {
 /// How often a retired channel is looked at until no try uses it.
 const UNUSED_POLL: Duration = Duration::from_millis(50);
 
-/// Closes a channel (an SMPP bind is unbound) once no delivery holds it, or once a try that
-/// started before the reload must have ended, whichever comes first.
-async fn close_when_unused(retired: Retired) {
-    let deadline = tokio::time::Instant::now() + retired.try_limit + Duration::from_secs(1);
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Retires a channel (an SMPP bind is unbound, calls in progress end first) once no delivery
+/// holds it, or once every delivery that started before the reload must have let go of it,
+/// whichever comes first.
+async fn close_when_unused(
+    retired: Retired,
+    retiring: Arc<std::sync::Mutex<Vec<Weak<dyn Channel>>>>,
+) {
+    let deadline = tokio::time::Instant::now() + retired.in_use_for + Duration::from_secs(1);
     while Arc::strong_count(&retired.channel) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(UNUSED_POLL).await;
     }
-    retired.channel.close().await;
+    retired.channel.retire().await;
+    lock(&retiring).retain(|w| !std::ptr::addr_eq(w.as_ptr(), Arc::as_ptr(&retired.channel)));
     tracing::info!(
         channel = retired.channel.name(),
         "a channel the reload left out is closed"

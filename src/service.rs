@@ -230,11 +230,12 @@ impl VerifyService {
     /// of its destinations.
     async fn within_limits(
         &self,
+        rules: &Rules,
         account: &Account,
         kind: CallKind,
         start: Option<(Option<IpAddr>, &[&Destination])>,
     ) -> Result<(), ServiceError> {
-        let limits = self.rules().limits.for_key(&account.limits);
+        let limits = rules.limits.for_key(&account.limits);
         if limits.is_empty() {
             return Ok(());
         }
@@ -248,12 +249,13 @@ impl VerifyService {
     /// The block in force of one of the subjects a send to `to` counts under.
     async fn blocked(
         &self,
+        rules: &Rules,
         account: &Account,
         to: &[&Destination],
         client: Option<&str>,
     ) -> Result<Option<Block>, ServiceError> {
         let found = sent_under(to, client);
-        if self.rules().fraud.mode != Mode::Block || found.is_empty() {
+        if rules.fraud.mode != Mode::Block || found.is_empty() {
             return Ok(None);
         }
         let now = self.clock.now();
@@ -264,11 +266,11 @@ impl VerifyService {
     /// takes over its threshold: refused when a subject is blocked, or has just been.
     async fn monitor_send(
         &self,
+        all: &Rules,
         account: &Account,
         to: &[&Destination],
         client: Option<&str>,
     ) -> Result<Result<(), Block>, ServiceError> {
-        let all = self.rules();
         let rules = &all.fraud;
         let found = sent_under(to, client);
         if rules.mode == Mode::Off || found.is_empty() {
@@ -366,7 +368,8 @@ impl VerifyService {
         network: &str,
         seconds: i64,
     ) -> Result<Option<Instant>, ServiceError> {
-        self.within_limits(account, CallKind::Request, None).await?;
+        self.within_limits(&self.rules(), account, CallKind::Request, None)
+            .await?;
         let now = self.clock.now();
         let until = now + chrono::Duration::seconds(seconds);
         let lifted = self
@@ -386,7 +389,8 @@ impl VerifyService {
         account: &Account,
         period: chrono::Duration,
     ) -> Result<serde_json::Value, ServiceError> {
-        self.within_limits(account, CallKind::Request, None).await?;
+        self.within_limits(&self.rules(), account, CallKind::Request, None)
+            .await?;
         let now = self.clock.now();
         Ok(crate::fraud_report::build(&*self.monitor, Some(&account.api_key), period, now).await?)
     }
@@ -469,12 +473,18 @@ impl VerifyService {
         // A start to test numbers sends nothing: no limit or conversion monitoring counts it.
         let client = req.client.map(client_value);
         if test_code.is_none() {
-            if let Some(block) = self.blocked(account, &to, client.as_deref()).await? {
+            if let Some(block) = self
+                .blocked(&rules, account, &to, client.as_deref())
+                .await?
+            {
                 return Ok(StartOutcome::Refused(Refusal::Fraud(block)));
             }
-            self.within_limits(account, CallKind::Request, Some((req.client, &to)))
+            self.within_limits(&rules, account, CallKind::Request, Some((req.client, &to)))
                 .await?;
-            if let Err(block) = self.monitor_send(account, &to, client.as_deref()).await? {
+            if let Err(block) = self
+                .monitor_send(&rules, account, &to, client.as_deref())
+                .await?
+            {
                 return Ok(StartOutcome::Refused(Refusal::Fraud(block)));
             }
         }
@@ -557,7 +567,8 @@ impl VerifyService {
         id: &RequestId,
         code: &Candidate,
     ) -> Result<CheckResult, ServiceError> {
-        self.within_limits(account, CallKind::Request, None).await?;
+        self.within_limits(&self.rules(), account, CallKind::Request, None)
+            .await?;
         let command = Command::Check {
             code_hash: self.key.hash_pin(id, code.as_str()),
             code_len: code.as_str().len() as u8,
@@ -604,7 +615,8 @@ impl VerifyService {
         id: &RequestId,
         command: ControlCommand,
     ) -> Result<ControlResult, ServiceError> {
-        self.within_limits(account, CallKind::Request, None).await?;
+        self.within_limits(&self.rules(), account, CallKind::Request, None)
+            .await?;
         let store_command = match command {
             ControlCommand::Cancel => Command::Cancel,
             ControlCommand::Next => Command::Next,
@@ -659,7 +671,8 @@ impl VerifyService {
         account: &Account,
         ids: &[RequestId],
     ) -> Result<Vec<Report>, ServiceError> {
-        self.within_limits(account, CallKind::Search, None).await?;
+        self.within_limits(&self.rules(), account, CallKind::Search, None)
+            .await?;
         let now = self.clock.now();
         let found = self.store.find(&account.api_key, ids).await?;
         Ok(found.into_iter().map(|v| self.report(v, now)).collect())

@@ -546,11 +546,13 @@ impl Application {
     /// (for 10 s at most). On SIGHUP, `reread` reads the configuration again and what it
     /// gives is put in force ([`Self::reload`]); a configuration that cannot be read or does
     /// not validate is refused, and the running one is kept.
+    /// `hangups` come from [`hangup_signals`], taken before the server was built so that a
+    /// SIGHUP while it starts does not end the process.
     pub async fn run_until_stopped(
         mut self,
+        mut hangups: tokio::sync::mpsc::Receiver<()>,
         reread: impl Fn() -> anyhow::Result<Settings>,
     ) -> anyhow::Result<()> {
-        let mut hangups = hangup_signals()?;
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
         loop {
@@ -575,6 +577,7 @@ impl Application {
         self.stop_background();
         // SMPP binds are unbound, calls still in progress hung up.
         self.delivery.current().close().await;
+        self.reloader.close_retired().await;
         tracing::info!("verifyd stopped");
         Ok(())
     }
@@ -650,8 +653,9 @@ fn log_reload(reloaded: anyhow::Result<Reloaded>) {
     }
 }
 
-/// SIGHUP, one message per signal; never on platforms without it.
-fn hangup_signals() -> anyhow::Result<tokio::sync::mpsc::Receiver<()>> {
+/// SIGHUP, one message per signal (several during a reload make one more); never on platforms
+/// without it. Taken, SIGHUP no longer ends the process.
+pub fn hangup_signals() -> anyhow::Result<tokio::sync::mpsc::Receiver<()>> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     #[cfg(unix)]
     {

@@ -245,3 +245,26 @@ async fn sigterm_lets_a_send_in_flight_end_before_the_server_stops() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_refuses_real_routes_on_a_server_whose_clock_runs_fast() {
+    let gateway = Gateway::start(Answer::new(200, "{}")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, db) = (dir.path().join("verifyd.toml"), dir.path().join("v.db"));
+    let fast = "clock_speed = 60\n[[routes]]\nkind = \"sms\"\nchannels = [\"inbox\"]\n";
+    std::fs::write(&file, fast).unwrap();
+    let server = support::start(dir.path(), &db, &["--config", file.to_str().unwrap()]);
+    // On its own this file is valid (its clock runs at 1); the running clock does not change.
+    std::fs::write(&file, config(&gateway.url(), "")).unwrap();
+    hangup(&server);
+    logged(&server, "configuration not reloaded", 1).await;
+    assert!(server.log().contains("clock"), "{}", server.log());
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: server.base("http"),
+        key: server.first_key.clone().unwrap(),
+    };
+    client.started("447700100001").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(gateway.seen().is_empty(), "the inbox route stays");
+}

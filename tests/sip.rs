@@ -711,3 +711,22 @@ async fn a_channel_that_closes_mid_call_hangs_up_with_bye() {
     let (passed, errors) = sipp.passed(Duration::from_secs(10)).await;
     assert!(passed, "SIPp got its BYE: {errors}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_a_reload_retires_lets_its_call_play_to_the_end_then_closes() {
+    let audio = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sipp = Sipp::start("answer.xml", Some(audio.local_addr().unwrap().port()));
+    let outcomes = Arc::new(Outcomes::default());
+    let pbx = channel(sipp.port, "", outcomes.clone());
+    pbx.send(&call("4815")).await.expect("accepted");
+    let mut buf = [0u8; 2048];
+    tokio::time::timeout(Duration::from_secs(10), audio.recv(&mut buf))
+        .await
+        .expect("the prompt starts")
+        .unwrap();
+    pbx.retire().await;
+    let outcome = outcomes.wait(Duration::from_secs(1)).await;
+    assert_eq!(outcome.state, ReceiptState::Delivered, "{outcome:?}");
+    let (passed, errors) = sipp.passed(Duration::from_secs(10)).await;
+    assert!(passed, "SIPp got its BYE at the prompt's end: {errors}");
+}

@@ -219,6 +219,12 @@ pub trait Channel: Send + Sync + 'static {
     /// Lets go of the channel's connections (an SMPP unbind) before the server stops.
     async fn close(&self) {}
 
+    /// Lets go of the channel once a configuration reload left it out and no try uses it any
+    /// more: what it still does on its own (a call in progress) may end first.
+    async fn retire(&self) {
+        self.close().await;
+    }
+
     /// Whether the channel can take a message now, as `/readyz` shows it. A channel without a
     /// connection of its own (an HTTP gateway, reached per message) is ready.
     fn readiness(&self) -> Result<(), String> {

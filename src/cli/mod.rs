@@ -355,8 +355,10 @@ async fn serve(
     file: Option<&ConfigFile>,
     args: &ServeArgs,
 ) -> anyhow::Result<()> {
-    let app = Application::build(resolve::settings(database.clone(), file, args)?).await?;
-    app.run_until_stopped(|| {
+    let settings = resolve::settings(database.clone(), file, args)?;
+    let hangups = crate::startup::hangup_signals()?;
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(hangups, || {
         let file = resolve::load(config_path)?;
         let database = resolve::database(database_flag, file.as_ref())?;
         resolve::settings(database, file.as_ref(), args)

@@ -64,8 +64,9 @@ fn inbox_running(log: Arc<dyn InboxLog>) -> Running {
 /// A channel a reload left out (or replaced), still running until the tries on it end.
 pub struct Retired {
     pub channel: Arc<dyn Channel>,
-    /// How long one try on it may take.
-    pub try_limit: Duration,
+    /// How long a delivery that started before the reload may still use it, at most: a round
+    /// over every channel of the router it started with.
+    pub in_use_for: Duration,
 }
 
 /// The routes in force. A configuration reload swaps them whole; a delivery keeps the router
@@ -196,7 +197,7 @@ impl Router {
     /// The router `config` describes, for a configuration reload: a channel whose settings did
     /// not change is kept as it runs (an SMPP channel stays bound, a call in progress goes on),
     /// the others are built. Also returns this router's channels the new one no longer has,
-    /// each with how long a try on it may still take, to be closed once no try uses them.
+    /// each with how long it may still be used, to be closed once no try uses them.
     pub fn reconfigured(
         &self,
         config: DeliveryConfig,
@@ -220,6 +221,9 @@ impl Router {
             router.channels.insert(INBOX.to_owned(), running);
             router.plans = plans(&router.config, &router.channels, &router.receipt_urls);
         }
+        // A delivery that started on this router may try each of its channels in turn before
+        // it lets go of them.
+        let round: Duration = self.channels.values().map(|r| r.timeout).sum();
         let retired = self
             .channels
             .iter()
@@ -231,7 +235,7 @@ impl Router {
             })
             .map(|(_, old)| Retired {
                 channel: old.channel.clone(),
-                try_limit: old.timeout,
+                in_use_for: round,
             })
             .collect();
         (router, retired)

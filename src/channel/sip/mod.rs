@@ -36,6 +36,8 @@ use crate::speech::Speech;
 
 /// How long calls in progress get to end themselves when the channel closes.
 const CLOSING_TIME: Duration = Duration::from_secs(3);
+/// How long an answered call may play its prompt, at most, when its channel is retired.
+const LONGEST_PROMPT: Duration = Duration::from_secs(120);
 
 /// The SIP side of a channel, started with its first call.
 struct Stack {
@@ -356,6 +358,21 @@ impl Channel for SipChannel {
                 "the channel is shutting down",
             ))),
         }
+    }
+
+    async fn retire(&self) {
+        // No call starts any more; those in progress end by themselves (the code is read to
+        // the end), then the endpoint closes.
+        let longest = Duration::from_secs(self.config.answer_timeout) + LONGEST_PROMPT;
+        let ended = tokio::time::timeout(longest, async {
+            let mut calls = self.calls.lock().await;
+            while calls.join_next().await.is_some() {}
+        })
+        .await;
+        if ended.is_err() {
+            tracing::warn!(channel = %self.name, "calls still in progress on a channel the reload left out are hung up");
+        }
+        self.close().await;
     }
 
     async fn close(&self) {
