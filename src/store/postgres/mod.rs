@@ -16,8 +16,8 @@ mod fraud;
 mod limits;
 mod retention;
 mod templates;
+pub mod tls;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,7 +25,6 @@ use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::oneshot;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 use super::batch::Batcher;
 use super::body::{self, status_code, Stored};
@@ -91,7 +90,17 @@ fn pg_err(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) if *db.code() == SqlState::DISK_FULL => StoreError::DiskFull(db.message().into()),
         Some(db) => StoreError::Backend(format!("{}: {}", db.code().code(), db.message())),
-        None => StoreError::Backend(e.to_string()),
+        // Not from the server (a connection or TLS failure): its causes say what went wrong
+        // ("invalid peer certificate: NotValidForName").
+        None => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            StoreError::Backend(text)
+        }
     }
 }
 
@@ -153,15 +162,14 @@ impl PgStore {
 
     /// Connects to `url` (postgres://…), checks the connection and brings the schema up to date.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let config = tokio_postgres::Config::from_str(url)
-            .context("the PostgreSQL URL is not valid (postgres://user@host:port/database)")?;
+        let tls::Connection { config, tls } = tls::connection(url)?;
         let mut relaxed = config.clone();
         relaxed.options(&match config.get_options() {
             Some(given) => format!("{given} -c synchronous_commit=off"),
             None => "-c synchronous_commit=off".to_owned(),
         });
-        let pool = pool_of(config)?;
-        let counters = pool_of(relaxed)?;
+        let pool = pool_of(config, tls.clone())?;
+        let counters = pool_of(relaxed, tls)?;
         let creates = {
             let pool = pool.clone();
             Batcher::spawn(CREATE_LANES, BATCH_MAX, move |jobs| {
@@ -244,10 +252,13 @@ impl PgStore {
     }
 }
 
-fn pool_of(config: tokio_postgres::Config) -> anyhow::Result<Pool> {
+fn pool_of(
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -1108,7 +1119,9 @@ mod tests {
             eprintln!("skipped: VERIFYD_TEST_POSTGRES_URL is not set");
             return None;
         };
-        let (client, connection) = tokio_postgres::connect(&base, NoTls).await.unwrap();
+        let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(connection);
         let mut bytes = [0u8; 6];
         getrandom::fill(&mut bytes).unwrap();
