@@ -18,6 +18,7 @@ fn number(i: usize) -> String {
 }
 
 #[test]
+#[cfg_attr(not(pg_tests), ignore = "needs VERIFYD_TEST_POSTGRES_URL")]
 fn two_nodes_deliver_every_event_exactly_once() {
     // Workflow time at 20x: the calls 60 s after each SMS come 3 s later in real time.
     let Some(c) = cluster(2, &["--clock-speed", "20"]) else {
@@ -64,6 +65,7 @@ fn two_nodes_deliver_every_event_exactly_once() {
 }
 
 #[test]
+#[cfg_attr(not(pg_tests), ignore = "needs VERIFYD_TEST_POSTGRES_URL")]
 fn one_verification_per_number_holds_across_nodes() {
     let Some(c) = cluster(2, &[]) else {
         return;
@@ -106,6 +108,7 @@ fn one_verification_per_number_holds_across_nodes() {
 }
 
 #[test]
+#[cfg_attr(not(pg_tests), ignore = "needs VERIFYD_TEST_POSTGRES_URL")]
 fn a_revoked_key_stops_working_on_every_node_within_seconds() {
     let Some(c) = cluster(2, &[]) else {
         return;
@@ -147,6 +150,7 @@ fn a_revoked_key_stops_working_on_every_node_within_seconds() {
 }
 
 #[test]
+#[cfg_attr(not(pg_tests), ignore = "needs VERIFYD_TEST_POSTGRES_URL")]
 fn a_node_killed_under_traffic_leaves_every_acknowledged_verification_to_the_other() {
     // A short lease: what the killed node had committed but not sent is the survivor's after 2 s.
     let Some(mut c) = cluster(2, &["--delivery-lease", "2"]) else {
@@ -258,6 +262,7 @@ fn a_node_killed_under_traffic_leaves_every_acknowledged_verification_to_the_oth
 }
 
 #[test]
+#[cfg_attr(not(pg_tests), ignore = "needs VERIFYD_TEST_POSTGRES_URL")]
 fn the_health_check_fails_while_the_database_does() {
     let Some(c) = cluster(1, &[]) else {
         return;
@@ -438,6 +443,7 @@ fn searched_checks(c: &Cluster, node: usize, id: &str) -> (String, Vec<String>) 
 }
 
 #[test]
+#[cfg_attr(not(pg_tests), ignore = "needs VERIFYD_TEST_POSTGRES_URL")]
 fn concurrent_wrong_codes_on_two_nodes_compare_at_most_the_allowed_tries() {
     use verifyd::api::v1::workflow::TRIES_PER_CODE;
     let Some(c) = cluster(2, &[]) else {
@@ -485,6 +491,7 @@ fn concurrent_wrong_codes_on_two_nodes_compare_at_most_the_allowed_tries() {
 }
 
 #[test]
+#[cfg_attr(not(pg_tests), ignore = "needs VERIFYD_TEST_POSTGRES_URL")]
 fn concurrent_right_and_wrong_codes_on_two_nodes_verify_at_most_once() {
     use verifyd::api::v1::workflow::TRIES_PER_CODE;
     let Some(c) = cluster(2, &[]) else {

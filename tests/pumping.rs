@@ -96,6 +96,7 @@ fn person_verifies(c: &Cluster, i: usize) {
 }
 
 #[test]
+#[cfg_attr(not(pg_tests), ignore = "needs VERIFYD_TEST_POSTGRES_URL")]
 fn a_pumping_bot_is_blocked_within_its_floor_on_both_nodes_and_people_never_are() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("verifyd.toml");

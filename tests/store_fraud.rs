@@ -393,3 +393,14 @@ async fn concurrent_blocks_of_one_subject_make_one_block() {
         assert_eq!(written.len(), 1, "{engine}");
     }
 }
+
+/// Every test above runs on SQLite and, with `VERIFYD_TEST_POSTGRES_URL`, on PostgreSQL as well;
+/// without it this one is ignored, so that the runner's count shows the half that did not run.
+#[test]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "the PostgreSQL half of this suite needs VERIFYD_TEST_POSTGRES_URL"
+)]
+fn the_postgresql_half_of_this_suite_runs() {
+    assert!(support::postgres_url().is_some());
+}

@@ -1160,6 +1160,7 @@ mod tests {
     /// The batch statement is the fast path; were it broken, every create would still succeed
     /// through the one-by-one fallback, so only a test of the statement itself can tell.
     #[tokio::test]
+    #[cfg_attr(not(pg_tests), ignore = "needs VERIFYD_TEST_POSTGRES_URL")]
     async fn one_statement_inserts_a_batch_and_turns_away_a_repeated_number() {
         let Some((url, schema, admin)) = scratch_schema().await else {
             return;
@@ -1195,6 +1196,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(not(pg_tests), ignore = "needs VERIFYD_TEST_POSTGRES_URL")]
     async fn a_verification_and_delivery_stored_as_format_1_still_serve_and_are_written_back_as_format_2(
     ) {
         use crate::store::body::tests::{DELIVERY_1, FORMAT_1};
