@@ -17,6 +17,7 @@ pub const CHECKS: &str = "verifyd_checks_total";
 pub const SENDS: &str = "verifyd_sends_total";
 pub const SEND_SECONDS: &str = "verifyd_send_duration_seconds";
 pub const RECEIPTS: &str = "verifyd_receipts_total";
+pub const RECEIPT_SECONDS: &str = "verifyd_receipt_latency_seconds";
 pub const SCHEDULER_LAG: &str = "verifyd_scheduler_lag_seconds";
 pub const DISPATCH_QUEUE: &str = "verifyd_dispatch_queue_depth";
 pub const STORE_SECONDS: &str = "verifyd_store_operation_duration_seconds";
@@ -26,11 +27,19 @@ const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Bucket bounds of the receipts' latency: a network reports a message at the phone within
+/// seconds, or minutes when the phone is off.
+const RECEIPT_BUCKETS: &[f64] = &[
+    1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
 /// The process's recorder, installed on first use; what `/metrics` renders.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(RECEIPT_SECONDS.into()), RECEIPT_BUCKETS)
+            .expect("the buckets are not empty")
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
             .expect("the buckets are not empty")
             .build_recorder();
@@ -83,6 +92,11 @@ fn describe() {
         "time a channel took to accept or refuse a message, by kind and channel"
     );
     describe_counter!(RECEIPTS, "delivery receipts recorded, by channel and state");
+    describe_histogram!(
+        RECEIPT_SECONDS,
+        Unit::Seconds,
+        "time from a try's start to the receipt that settled it, by channel and state"
+    );
     describe_gauge!(
         SCHEDULER_LAG,
         Unit::Seconds,
@@ -95,7 +109,8 @@ fn describe() {
     describe_histogram!(
         STORE_SECONDS,
         Unit::Seconds,
-        "time of a store operation on the request path, by operation"
+        "time of a store operation, by operation: create (a start), check, find (a search), \
+         claim_due (the scheduler's claim of due steps), apply_receipt"
     );
 }
 

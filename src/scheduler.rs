@@ -134,10 +134,12 @@ impl Scheduler {
         loop {
             total += self.sweep().await?;
             let minter = Box::new(OsMinter::new(self.key.clone()));
-            let orders = self
-                .store
-                .claim_due(self.clock.clone(), CLAIM_BATCH, minter)
-                .await?;
+            let orders = crate::metrics::timed_store(
+                "claim_due",
+                self.store
+                    .claim_due(self.clock.clone(), CLAIM_BATCH, minter),
+            )
+            .await?;
             total += orders.len();
             self.dispatcher.dispatch(orders);
             let now = self.clock.now();
@@ -335,7 +337,7 @@ mod tests {
             _: AttemptState,
             _: Option<AttemptError>,
             _: crate::domain::Instant,
-        ) -> crate::store::StoreResult<bool> {
+        ) -> crate::store::StoreResult<crate::store::ReceiptApplied> {
             unreachable!("no receipts here")
         }
         async fn attempts(&self, _: &RequestId) -> crate::store::StoreResult<Vec<Attempt>> {

@@ -655,7 +655,6 @@ impl VerifyService {
         })
     }
 
-    /// The account's verifications among `ids`, as of now; unknown ids are left out.
     /// Whether `account` has a verification `id`, for a surface that must tell an unknown
     /// request from a malformed call: it is not a search and counts against no limit.
     pub async fn knows(&self, account: &Account, id: &RequestId) -> Result<bool, ServiceError> {
@@ -666,6 +665,7 @@ impl VerifyService {
         Ok(!found.is_empty())
     }
 
+    /// The account's verifications among `ids`, as of now; unknown ids are left out.
     pub async fn search(
         &self,
         account: &Account,
@@ -674,7 +674,8 @@ impl VerifyService {
         self.within_limits(&self.rules(), account, CallKind::Search, None)
             .await?;
         let now = self.clock.now();
-        let found = self.store.find(&account.api_key, ids).await?;
+        let found =
+            crate::metrics::timed_store("find", self.store.find(&account.api_key, ids)).await?;
         Ok(found.into_iter().map(|v| self.report(v, now)).collect())
     }
 

@@ -236,6 +236,21 @@ async fn a_webhook_sends_its_template_signed_and_takes_signed_receipts() {
         .unwrap();
     assert_eq!(signed.status(), 204);
     assert_eq!(server.attempts(&id).await[0].state, AttemptState::Delivered);
+    // The receipt's latency, from the try to the receipt, is a histogram sample.
+    let (_, metrics) = server.get_text("/metrics").await;
+    let count = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("verifyd_receipt_latency_seconds_count{")
+                && l.contains("channel=\"gw\"")
+                && l.contains("state=\"delivered\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(count.is_some_and(|n| n >= 1.0), "{metrics}");
+    assert!(
+        metrics.contains("verifyd_receipt_latency_seconds_bucket{channel=\"gw\",state=\"delivered\",le=\"3600\"}"),
+        "the receipts' own buckets: {metrics}"
+    );
 }
 
 fn failover_config(first: &str, second: &str) -> String {

@@ -28,7 +28,7 @@ use verifyd::store::templates::{
 };
 use verifyd::store::{
     ApiKeyRecord, AppRecord, AttemptError, AttemptState, CreateOutcome, InboxLog, InboxMessage,
-    KeyState, SharedClock, Store, VerificationStore,
+    KeyState, ReceiptApplied, SharedClock, Store, VerificationStore,
 };
 
 fn t(secs: i64) -> Instant {
@@ -1519,7 +1519,7 @@ async fn a_receipt_that_comes_before_the_acceptance_is_recorded_is_applied_with_
             .apply_receipt("twilio", "SM9", AttemptState::Delivered, None, t(2))
             .await
             .unwrap();
-        assert!(!early, "{engine}: kept for later");
+        assert_eq!(early, ReceiptApplied::Kept, "{engine}: kept for later");
         store
             .attempt_accepted(id, &v.id, &f.event_id, "SM9", false, t(3))
             .await
@@ -1541,7 +1541,11 @@ async fn a_receipt_that_comes_before_the_acceptance_is_recorded_is_applied_with_
             )
             .await
             .unwrap();
-        assert!(late, "{engine}");
+        assert_eq!(
+            late,
+            ReceiptApplied::ToTry(t(1)),
+            "{engine}: settles the try of t(1)"
+        );
         store
             .apply_receipt("twilio", "SM9", AttemptState::Submitted, None, t(5))
             .await

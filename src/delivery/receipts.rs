@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::channel::{NotRecorded, Receipt, ReceiptSink, ReceiptState};
-use crate::store::{AttemptError, AttemptState, DeliveryLog, StoreError};
+use crate::store::{AttemptError, AttemptState, DeliveryLog, ReceiptApplied, StoreError};
 
 fn state(s: ReceiptState) -> AttemptState {
     match s {
@@ -27,12 +27,16 @@ pub async fn record(
         code: f.code,
         text: f.text,
     });
-    log.apply_receipt(
-        channel,
-        &receipt.message_id,
-        state(receipt.state),
-        error,
-        chrono::Utc::now(),
+    let now = chrono::Utc::now();
+    let applied = crate::metrics::timed_store(
+        "apply_receipt",
+        log.apply_receipt(
+            channel,
+            &receipt.message_id,
+            state(receipt.state),
+            error,
+            now,
+        ),
     )
     .await?;
     tracing::info!(%channel, message_id = %receipt.message_id, state = ?receipt.state, "receipt");
@@ -44,6 +48,11 @@ pub async fn record(
     };
     metrics::counter!(crate::metrics::RECEIPTS, "channel" => channel.to_owned(), "state" => shown)
         .increment(1);
+    if let ReceiptApplied::ToTry(tried_at) = applied {
+        let latency = (now - tried_at).num_milliseconds().max(0) as f64 / 1_000.0;
+        metrics::histogram!(crate::metrics::RECEIPT_SECONDS, "channel" => channel.to_owned(), "state" => shown)
+            .record(latency);
+    }
     Ok(())
 }
 

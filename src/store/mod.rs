@@ -284,6 +284,17 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn set_meta(&self, name: &str, value: &str) -> StoreResult<()>;
 }
 
+/// What a receipt did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptApplied {
+    /// It settled its try, which started at this time.
+    ToTry(Instant),
+    /// It is kept until its try's acceptance is recorded.
+    Kept,
+    /// It says the message is still on its way: nothing changes.
+    NotFinal,
+}
+
 /// Where one try of one event on one channel stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttemptState {
@@ -407,9 +418,9 @@ pub trait DeliveryLog: Send + Sync + 'static {
     /// next sweep, of any node, takes them at once.
     async fn give_back(&self, deliveries: Vec<(RequestId, EventId)>) -> StoreResult<()>;
 
-    /// A gateway's receipt for `message_id` on `channel`: applied to its try now (returns true),
-    /// or kept and applied when the try's acceptance is recorded. Only a final state
-    /// (delivered, undeliverable, failed) changes a try.
+    /// A gateway's receipt for `message_id` on `channel`: applied to its try now, or kept and
+    /// applied when the try's acceptance is recorded. Only a final state (delivered,
+    /// undeliverable, failed) changes a try.
     async fn apply_receipt(
         &self,
         channel: &str,
@@ -417,7 +428,7 @@ pub trait DeliveryLog: Send + Sync + 'static {
         state: AttemptState,
         error: Option<AttemptError>,
         at: Instant,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<ReceiptApplied>;
 
     /// Every try of a verification's events, oldest first.
     async fn attempts(&self, request_id: &RequestId) -> StoreResult<Vec<Attempt>>;

@@ -8,8 +8,8 @@ use deadpool_postgres::GenericClient;
 use super::{ms_to_instant, pg_err, PgStore, DB_NOW_MS};
 use crate::domain::{EventId, Instant, RequestId};
 use crate::store::{
-    Attempt, AttemptError, AttemptId, AttemptState, DeliveryLog, StoreError, StoreResult,
-    KEEP_PENDING_RECEIPTS_MS,
+    Attempt, AttemptError, AttemptId, AttemptState, DeliveryLog, ReceiptApplied, StoreError,
+    StoreResult, KEEP_PENDING_RECEIPTS_MS,
 };
 
 /// Serialises the transactions that touch one gateway message.
@@ -233,9 +233,9 @@ impl DeliveryLog for PgStore {
         state: AttemptState,
         error: Option<AttemptError>,
         at: Instant,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<ReceiptApplied> {
         if !state.is_final() {
-            return Ok(true);
+            return Ok(ReceiptApplied::NotFinal);
         }
         let (code, text) = match &error {
             Some(e) => (Some(e.code.as_str()), Some(e.text.as_str())),
@@ -250,20 +250,23 @@ impl DeliveryLog for PgStore {
         )
         .await
         .map_err(pg_err)?;
-        let changed = tx
-            .execute(
+        // Every try with the id (a delivery sent twice after a crash may have two).
+        let tried_at: Option<i64> = tx
+            .query(
                 &tx.prepare_cached(
                     "update delivery_attempt set state = $3, error_code = coalesce($4, error_code), \
                      error_text = coalesce($5, error_text), updated_at = $6 \
-                     where channel = $1 and message_id = $2",
+                     where channel = $1 and message_id = $2 returning created_at",
                 )
                 .await
                 .map_err(pg_err)?,
                 &[&channel, &message_id, &state.as_str(), &code, &text, &at],
             )
             .await
-            .map_err(pg_err)?;
-        if changed == 0 {
+            .map_err(pg_err)?
+            .first()
+            .map(|row| row.get(0));
+        if tried_at.is_none() {
             tx.execute(
                 &tx.prepare_cached(
                     "insert into delivery_receipt \
@@ -289,7 +292,10 @@ impl DeliveryLog for PgStore {
             .map_err(pg_err)?;
         }
         tx.commit().await.map_err(pg_err)?;
-        Ok(changed > 0)
+        Ok(match tried_at {
+            Some(ms) => ReceiptApplied::ToTry(ms_to_instant(ms)?),
+            None => ReceiptApplied::Kept,
+        })
     }
 
     async fn attempts(&self, request_id: &RequestId) -> StoreResult<Vec<Attempt>> {

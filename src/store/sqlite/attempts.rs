@@ -7,8 +7,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{db_err, ms_to_instant, SqliteStore};
 use crate::domain::{EventId, Instant, RequestId};
 use crate::store::{
-    Attempt, AttemptError, AttemptId, AttemptState, DeliveryLog, StoreError, StoreResult,
-    KEEP_PENDING_RECEIPTS_MS,
+    Attempt, AttemptError, AttemptId, AttemptState, DeliveryLog, ReceiptApplied, StoreError,
+    StoreResult, KEEP_PENDING_RECEIPTS_MS,
 };
 
 /// Applies a kept receipt for `(channel, message_id)` to its try, once that try has the id.
@@ -201,9 +201,9 @@ impl DeliveryLog for SqliteStore {
         state: AttemptState,
         error: Option<AttemptError>,
         at: Instant,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<ReceiptApplied> {
         if !state.is_final() {
-            return Ok(true);
+            return Ok(ReceiptApplied::NotFinal);
         }
         let (channel, message_id) = (channel.to_owned(), message_id.to_owned());
         let at = at.timestamp_millis();
@@ -212,17 +212,21 @@ impl DeliveryLog for SqliteStore {
                 Some(e) => (Some(e.code.as_str()), Some(e.text.as_str())),
                 None => (None, None),
             };
-            let changed = conn
+            let tried_at: Option<i64> = conn
                 .prepare_cached(
                     "update delivery_attempt set state = ?3, error_code = coalesce(?4, error_code), \
                      error_text = coalesce(?5, error_text), updated_at = ?6 \
-                     where channel = ?1 and message_id = ?2",
+                     where channel = ?1 and message_id = ?2 returning created_at",
                 )
                 .map_err(db_err)?
-                .execute(params![channel, message_id, state.as_str(), code, text, at])
+                .query_row(
+                    params![channel, message_id, state.as_str(), code, text, at],
+                    |r| r.get(0),
+                )
+                .optional()
                 .map_err(db_err)?;
-            if changed > 0 {
-                return Ok(true);
+            if let Some(ms) = tried_at {
+                return Ok(ReceiptApplied::ToTry(ms_to_instant(ms)?));
             }
             conn.prepare_cached(
                 "insert into delivery_receipt \
@@ -239,7 +243,7 @@ impl DeliveryLog for SqliteStore {
                 .map_err(db_err)?
                 .execute(params![at - KEEP_PENDING_RECEIPTS_MS])
                 .map_err(db_err)?;
-            Ok(false)
+            Ok(ReceiptApplied::Kept)
         })
         .await
     }
