@@ -478,3 +478,45 @@ fn erase_deletes_a_numbers_verifications_and_inbox_while_the_server_runs() {
     assert!(!ok);
     assert!(err.contains("not a valid international number"), "{err}");
 }
+
+#[test]
+fn keys_limits_run_at_once_each_keep_the_others_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/v.db", dir.path().display());
+    let (_, out, _) = verifyd(&["keys", "create", "--database", &db]);
+    let key: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let api_key = key["api_key"].as_str().unwrap().to_owned();
+    let flags = [
+        ("--requests-per-second", "7"),
+        ("--searches-per-second", "2"),
+        ("--per-destination", "3/10m"),
+        ("--per-prefix", "9/h"),
+        ("--per-country", "99/h"),
+        ("--per-ip", "4/h"),
+        ("--verifications-per-hour", "50"),
+        ("--verifications-per-day", "500"),
+    ];
+    let running: Vec<std::process::Child> = flags
+        .iter()
+        .map(|(flag, value)| {
+            Command::new(BIN)
+                .args(["keys", "limits", &api_key, flag, value, "--database", &db])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in running {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (_, out, _) = verifyd(&["keys", "list", "--database", &db]);
+    let listed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let limits = &listed["limits"];
+    assert_eq!(limits.as_object().map(|m| m.len()), Some(8), "{listed}");
+}

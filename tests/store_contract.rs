@@ -28,7 +28,7 @@ use verifyd::store::templates::{
 };
 use verifyd::store::{
     ApiKeyRecord, AppRecord, AttemptError, AttemptState, CreateOutcome, InboxLog, InboxMessage,
-    KeyState, ReceiptApplied, SharedClock, Store, VerificationStore,
+    KeyState, LimitsSet, ReceiptApplied, SharedClock, Store, VerificationStore,
 };
 
 fn t(secs: i64) -> Instant {
@@ -545,11 +545,38 @@ async fn keys_are_stored_with_their_state() {
         );
         let own =
             KeyLimits::parse("per_destination=3/10m per_prefix=none sms_countries=GB,IE").unwrap();
-        assert!(store.set_key_limits("abcd1234", own.clone()).await.unwrap());
-        assert!(!store.set_key_limits("nope", own.clone()).await.unwrap());
+        let none = KeyLimits::default();
+        assert_eq!(
+            store
+                .set_key_limits("abcd1234", &none, own.clone())
+                .await
+                .unwrap(),
+            LimitsSet::Set
+        );
+        assert_eq!(
+            store
+                .set_key_limits("nope", &none, own.clone())
+                .await
+                .unwrap(),
+            LimitsSet::NoKey
+        );
         let read = store.get_key("abcd1234").await.unwrap().unwrap();
         assert_eq!(read.limits, own, "{engine}");
         assert_eq!(store.list_keys().await.unwrap()[0].limits, own, "{engine}");
+        // A change made from limits read before this one is not written over it.
+        let stale = KeyLimits::parse("per_prefix=1/h").unwrap();
+        assert_eq!(
+            store
+                .set_key_limits("abcd1234", &none, stale)
+                .await
+                .unwrap(),
+            LimitsSet::Changed(own.clone()),
+            "{engine}"
+        );
+        assert_eq!(
+            store.get_key("abcd1234").await.unwrap().unwrap().limits,
+            own
+        );
     }
 }
 

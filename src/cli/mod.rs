@@ -18,10 +18,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::auth;
 use crate::config::file::ConfigFile;
 use crate::config::DatabaseUrl;
+use crate::domain::limits::KeyLimits;
 use crate::startup::Application;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{KeyState, KeyStore, Store};
+use crate::store::{KeyState, KeyStore, LimitsSet, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -410,7 +411,6 @@ async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
             let Some(record) = store.get_key(&key).await? else {
                 bail!("no API key {key:?} in this database");
             };
-            let mut own = record.limits;
             let given = [
                 ("requests_per_second", requests_per_second),
                 ("searches_per_second", searches_per_second),
@@ -424,17 +424,35 @@ async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
                 ("voice_countries", voice_countries),
                 ("whatsapp_countries", whatsapp_countries),
             ];
-            let mut changed = false;
-            for (name, value) in given {
-                if let Some(value) = value {
-                    let flag = format!("--{}", name.replace('_', "-"));
-                    own.set(name, &value)
-                        .map_err(|e| anyhow::anyhow!("{}", e.replacen(name, &flag, 1)))?;
-                    changed = true;
+            // The flags' changes, made on the limits as they are when written: another
+            // `keys limits` at the same time is read again, not overwritten.
+            let change = |was: &KeyLimits| -> anyhow::Result<KeyLimits> {
+                let mut own = was.clone();
+                for (name, value) in &given {
+                    if let Some(value) = value {
+                        let flag = format!("--{}", name.replace('_', "-"));
+                        own.set(name, value)
+                            .map_err(|e| anyhow::anyhow!("{}", e.replacen(name, &flag, 1)))?;
+                    }
                 }
-            }
-            if changed {
-                store.set_key_limits(&key, own.clone()).await?;
+                Ok(own)
+            };
+            let mut was = record.limits;
+            let mut own = change(&was)?;
+            let mut tries = 0;
+            while given.iter().any(|(_, v)| v.is_some()) {
+                match store.set_key_limits(&key, &was, own.clone()).await? {
+                    LimitsSet::Set => break,
+                    LimitsSet::NoKey => bail!("no API key {key:?} in this database"),
+                    LimitsSet::Changed(now) if tries < 10 => {
+                        tries += 1;
+                        own = change(&now)?;
+                        was = now;
+                    }
+                    LimitsSet::Changed(_) => {
+                        bail!("the key's limits keep changing under this command; try again")
+                    }
+                }
             }
             let line = serde_json::json!({ "api_key": key, "limits": limits_json(&own) });
             println!("{line}");

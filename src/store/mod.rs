@@ -188,12 +188,23 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn get_key(&self, api_key: &str) -> StoreResult<Option<ApiKeyRecord>>;
     /// Returns false when the key does not exist.
     async fn set_key_state(&self, api_key: &str, state: KeyState) -> StoreResult<bool>;
-    /// Replaces the key's own limits; whether the key exists.
+    /// Replaces the key's own limits if they are still `was` (read before the caller changed
+    /// them): two changes made at once never lose one another.
     async fn set_key_limits(
         &self,
         api_key: &str,
+        was: &crate::domain::limits::KeyLimits,
         limits: crate::domain::limits::KeyLimits,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<LimitsSet>;
+}
+
+/// What [`KeyStore::set_key_limits`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LimitsSet {
+    Set,
+    /// Another change came first: the limits are these now, and nothing was written.
+    Changed(crate::domain::limits::KeyLimits),
+    NoKey,
 }
 
 /// A Verify v2 application, as `verifyd apps create` registered it.

@@ -110,7 +110,9 @@ async fn countries_are_allowed_per_channel_and_a_key_may_have_its_own() {
     // This key's SMS may reach Ireland too; another key keeps the file's rule.
     let mut own = KeyLimits::default();
     own.set("sms_countries", "GB,IE").unwrap();
-    assert!(app.app.store().set_key_limits(&app.key, own).await.unwrap());
+    let none = KeyLimits::default();
+    let set = app.app.store().set_key_limits(&app.key, &none, own).await;
+    assert_eq!(set.unwrap(), verifyd::store::LimitsSet::Set);
     app.app.reload_keys().await.unwrap();
     let now_allowed = app
         .call(

@@ -128,7 +128,9 @@ async fn a_keys_own_limits_take_the_place_of_the_files() {
     let (key, secret) = app.new_key(true).await;
     let mut own = KeyLimits::default();
     own.set("per_destination", "1/10m").unwrap();
-    assert!(app.app.store().set_key_limits(&key, own).await.unwrap());
+    let none = KeyLimits::default();
+    let set = app.app.store().set_key_limits(&key, &none, own).await;
+    assert_eq!(set.unwrap(), verifyd::store::LimitsSet::Set);
     // As a running server's refresh does within 2 s.
     app.app.reload_keys().await.unwrap();
     let as_key =

@@ -26,6 +26,8 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use tokio::sync::oneshot;
 use tokio_postgres::error::SqlState;
 
+use crate::store::LimitsSet;
+
 use super::batch::Batcher;
 use super::body::{self, status_code, Stored};
 use super::{
@@ -888,17 +890,33 @@ impl KeyStore for PgStore {
     async fn set_key_limits(
         &self,
         api_key: &str,
+        was: &crate::domain::limits::KeyLimits,
         limits: crate::domain::limits::KeyLimits,
-    ) -> StoreResult<bool> {
-        let client = self.client().await?;
-        let n = client
-            .execute(
-                "update api_key set limits = $1 where api_key = $2",
-                &[&limits.to_string(), &api_key],
+    ) -> StoreResult<LimitsSet> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let row = tx
+            .query_opt(
+                "select limits from api_key where api_key = $1 for update",
+                &[&api_key],
             )
             .await
             .map_err(pg_err)?;
-        Ok(n > 0)
+        let Some(row) = row else {
+            return Ok(LimitsSet::NoKey);
+        };
+        let current = super::key_limits(row.get(0))?;
+        if &current != was {
+            return Ok(LimitsSet::Changed(current));
+        }
+        tx.execute(
+            "update api_key set limits = $1 where api_key = $2",
+            &[&limits.to_string(), &api_key],
+        )
+        .await
+        .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(LimitsSet::Set)
     }
 
     async fn set_key_state(&self, api_key: &str, state: KeyState) -> StoreResult<bool> {

@@ -29,6 +29,7 @@ use crate::domain::{
     Command, CommandOutcome, DeliveryOrder, EventId, Instant, Minter, RequestId, Status,
     Verification,
 };
+use crate::store::LimitsSet;
 
 mod apps;
 mod attempts;
@@ -1196,17 +1197,33 @@ impl KeyStore for SqliteStore {
     async fn set_key_limits(
         &self,
         api_key: &str,
+        was: &crate::domain::limits::KeyLimits,
         limits: crate::domain::limits::KeyLimits,
-    ) -> StoreResult<bool> {
-        let (api_key, text) = (api_key.to_owned(), limits.to_string());
+    ) -> StoreResult<LimitsSet> {
+        let (api_key, was, text) = (api_key.to_owned(), was.clone(), limits.to_string());
+        // In the writer's transaction, which holds the file's write lock from its start.
         self.write(move |conn| {
-            let n = conn
-                .execute(
-                    "update api_key set limits = ?1 where api_key = ?2",
-                    params![text, api_key],
+            let current: Option<String> = conn
+                .query_row(
+                    "select limits from api_key where api_key = ?1",
+                    params![api_key],
+                    |r| r.get(0),
                 )
+                .optional()
                 .map_err(db_err)?;
-            Ok(n > 0)
+            let Some(current) = current else {
+                return Ok(LimitsSet::NoKey);
+            };
+            let current = super::key_limits(&current)?;
+            if current != was {
+                return Ok(LimitsSet::Changed(current));
+            }
+            conn.execute(
+                "update api_key set limits = ?1 where api_key = ?2",
+                params![text, api_key],
+            )
+            .map_err(db_err)?;
+            Ok(LimitsSet::Set)
         })
         .await
     }
