@@ -202,6 +202,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(api::v1::routes())
         .merge(api::v2::routes())
         .merge(api::receipts::routes())
+        .merge(api::openapi::routes())
         .merge(api::health::routes());
     if state.inbox.is_some() {
         app = app.merge(api::inbox::routes(state.clone()));

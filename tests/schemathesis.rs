@@ -8,6 +8,11 @@
 //!
 //! `VERIFYD_SCHEMATHESIS_SEED` and `VERIFYD_SCHEMATHESIS_EXAMPLES` change the seed and the number
 //! of generated cases per operation (a longer hunt than the default run's).
+//!
+//! Two more runs check verifyd against its own documents, `openapi/verify-v1.yaml` and
+//! `verify-v2.yaml`, as the server itself serves them (`/openapi/…`): with no hook and no
+//! exclusion at all, since those documents describe what verifyd answers, and with the stateful
+//! phase, whose links (a start's `request_id`, a template's id) reach real requests and templates.
 
 mod support;
 
@@ -188,4 +193,109 @@ fn verify_v1_answers_within_vonages_openapi_document() {
 #[test]
 fn verify_v2_answers_within_vonages_openapi_document() {
     conformance("v2", "tests/openapi/verify-v2.yml", "/v2/verify");
+}
+
+/// The samples of one metric in a Prometheus text exposition, summed, whose labels include
+/// `label` (or all of them when `label` is empty).
+fn metric_total(exposition: &str, name: &str, label: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (metric, labels) = series.split_once('{').unwrap_or((series, ""));
+            metric == name && labels.contains(label)
+        })
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum()
+}
+
+/// Runs Schemathesis against a new server with the document the server serves at `served_at`
+/// (verifyd's own, `openapi/`), with no hook: no exclusion applies, and the only credentials are
+/// `--auth`. An empty `schemathesis.toml` in the run's directory stops Schemathesis from looking
+/// for one in the directories above it.
+fn own_document_conformance(served_at: &str) {
+    let schemathesis = schemathesis();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("schemathesis.toml"), "").unwrap();
+    let server = support::start(dir.path(), &dir.path().join("verifyd.db"), &[]);
+    let (key, secret) = server
+        .first_key
+        .clone()
+        .expect("a new database prints its key");
+    let origin = server.base("http");
+    let seed = env_or("VERIFYD_SCHEMATHESIS_SEED", SEED);
+    let examples = env_or("VERIFYD_SCHEMATHESIS_EXAMPLES", MAX_EXAMPLES);
+    let started = Instant::now();
+    let (ok, out) = run_bounded(
+        Command::new(&schemathesis)
+            .arg("run")
+            .arg(format!("{origin}{served_at}"))
+            .arg("--url")
+            .arg(&origin)
+            .arg("--auth")
+            .arg(format!("{key}:{secret}"))
+            .args(["--checks", CHECKS])
+            .args(["--phases", "examples,coverage,fuzzing,stateful"])
+            .args(["--mode", "all"])
+            .args(["--max-examples", &examples])
+            .args(["--seed", &seed])
+            // One worker, as in `conformance` (gh-106905).
+            .args(["--workers", "1"])
+            .args(["--request-timeout", "10"])
+            .args(["--generation-database", "none"])
+            .arg("--continue-on-failure")
+            .arg("--no-color")
+            .env_remove("SCHEMATHESIS_HOOKS")
+            .env("COLUMNS", "160")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .current_dir(dir.path()),
+        RUN_LIMIT,
+    );
+    let took = started.elapsed();
+    let metrics = support::client()
+        .get(format!("{origin}/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    let log = stop(server);
+    println!("{out}\nschemathesis {served_at}: seed {seed}, {examples} examples, {took:.1?}");
+    assert!(
+        ok,
+        "schemathesis found answers outside {served_at}, verifyd's own document: its report is \
+         above (seed {seed}; VERIFYD_SCHEMATHESIS_SEED={seed} cargo test --test schemathesis \
+         runs it again). Fix the server or the document in openapi/; no exclusion applies here"
+    );
+    assert!(
+        !out.contains("Failed to extract data from response"),
+        "a link of {served_at} could not be followed (output above)"
+    );
+    assert!(
+        metric_total(
+            &metrics,
+            "verifyd_verifications_total",
+            "outcome=\"started\""
+        ) >= 1.0,
+        "no generated call started a verification:\n{metrics}"
+    );
+    let checks = metric_total(&metrics, "verifyd_checks_total", "");
+    let not_active = metric_total(&metrics, "verifyd_checks_total", "outcome=\"not_active\"");
+    assert!(
+        checks > not_active,
+        "no check reached a request in progress (the document's links lead nowhere):\n{metrics}"
+    );
+    assert!(
+        !log.contains("panicked"),
+        "verifyd panicked during the run:\n{log}"
+    );
+}
+
+#[test]
+fn verify_v1_answers_within_verifyds_own_openapi_document() {
+    own_document_conformance("/openapi/verify-v1.yaml");
+}
+
+#[test]
+fn verify_v2_answers_within_verifyds_own_openapi_document() {
+    own_document_conformance("/openapi/verify-v2.yaml");
 }

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod health;
 pub mod inbox;
+pub mod openapi;
 pub mod receipts;
 pub mod request_id;
 pub mod v1;
