@@ -634,7 +634,7 @@ async fn every_documented_operation_is_served_and_every_other_method_of_its_path
             let target = format!("{}{}", server.base, filled(path, &values));
             for method in probes {
                 let is_documented = documented.contains(&(method.to_owned(), path.clone()));
-                let status = server
+                let answer = server
                     .http
                     .request(
                         reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
@@ -642,9 +642,30 @@ async fn every_documented_operation_is_served_and_every_other_method_of_its_path
                     )
                     .send()
                     .await
-                    .unwrap()
-                    .status()
-                    .as_u16();
+                    .unwrap();
+                let status = answer.status().as_u16();
+                if status == 405 {
+                    // `Allow` names the path's documented methods (HEAD comes with GET).
+                    let allow: BTreeSet<String> = answer
+                        .headers()
+                        .get("allow")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(|m| m.trim().to_owned())
+                        .filter(|m| !m.is_empty() && m != "HEAD")
+                        .collect();
+                    let expected: BTreeSet<String> = documented
+                        .iter()
+                        .filter(|(_, p)| p == path)
+                        .map(|(m, _)| m.clone())
+                        .collect();
+                    if allow != expected {
+                        failures.push(format!(
+                            "{method} {path}: 405 with Allow {allow:?}, documented {expected:?}"
+                        ));
+                    }
+                }
                 let served = status != 404 && status != 405;
                 if is_documented && !served {
                     failures.push(format!(

@@ -27,58 +27,65 @@ use crate::service::{CheckResult, ControlCommand, ControlResult, ServiceError, S
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v2/verify", post(create).fallback(method_not_allowed))
+        .route("/v2/verify", post(create).fallback(|h| refused(h, "POST")))
         // The specification's server is `…/v2/verify` and the start's path `/`.
-        .route("/v2/verify/", post(create).fallback(method_not_allowed))
+        .route("/v2/verify/", post(create).fallback(|h| refused(h, "POST")))
         .route(
             "/v2/verify/{id}",
             post(check)
                 .delete(cancel)
                 .get(show)
-                .fallback(method_not_allowed),
+                .fallback(|h| refused(h, "GET,HEAD,POST,DELETE")),
         )
         .route(
             "/v2/verify/{id}/next_workflow",
-            post(next_workflow).fallback(method_not_allowed),
+            post(next_workflow).fallback(|h| refused(h, "POST")),
         )
         .route(
             "/v2/verify/attempts/summary",
-            get(attempts::summary).fallback(method_not_allowed),
+            get(attempts::summary).fallback(|h| refused(h, "GET,HEAD")),
         )
         .route(
             "/v2/verify/templates",
             get(templates::list)
                 .post(templates::create)
-                .fallback(method_not_allowed),
+                .fallback(|h| refused(h, "GET,HEAD,POST")),
         )
         .route(
             "/v2/verify/templates/{template_id}",
             get(templates::show)
                 .patch(templates::update)
                 .delete(templates::delete)
-                .fallback(method_not_allowed),
+                .fallback(|h| refused(h, "GET,HEAD,PATCH,DELETE")),
         )
         .route(
             "/v2/verify/templates/{template_id}/template_fragments",
             get(templates::list_fragments)
                 .post(templates::create_fragment)
-                .fallback(method_not_allowed),
+                .fallback(|h| refused(h, "GET,HEAD,POST")),
         )
         .route(
             "/v2/verify/templates/{template_id}/template_fragments/{fragment_id}",
             get(templates::show_fragment)
                 .patch(templates::update_fragment)
                 .delete(templates::delete_fragment)
-                .fallback(method_not_allowed),
+                .fallback(|h| refused(h, "GET,HEAD,PATCH,DELETE")),
         )
         .layer(axum::extract::DefaultBodyLimit::max(body::MAX_BODY))
 }
 
-async fn method_not_allowed(headers: HeaderMap) -> Response {
-    error::restate(
+/// A method the path does not take: v2's problem, with `Allow` naming the methods it does
+/// (HEAD with GET, as axum serves it), as RFC 9110 asks of a 405.
+async fn refused(headers: HeaderMap, allow: &'static str) -> Response {
+    let mut answer = error::restate(
         StatusCode::METHOD_NOT_ALLOWED.into_response(),
         &instance(&headers),
-    )
+    );
+    answer.headers_mut().insert(
+        axum::http::header::ALLOW,
+        axum::http::HeaderValue::from_static(allow),
+    );
+    answer
 }
 
 /// A request id as v2 shows it.
