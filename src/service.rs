@@ -470,9 +470,13 @@ impl VerifyService {
         // A start refused for its own fields, or for a block, counts nowhere (a blocked bot
         // does not spend the key's budget); one refused because a verification to its
         // destination is in progress counts as a try.
-        // A start to test numbers sends nothing: no limit or conversion monitoring counts it.
+        // A start to test numbers sends nothing: only the key's request rate counts it, as any
+        // call; no send limit, budget or conversion monitoring does.
         let client = req.client.map(client_value);
-        if test_code.is_none() {
+        if test_code.is_some() {
+            self.within_limits(&rules, account, CallKind::Request, None)
+                .await?;
+        } else {
             if let Some(block) = self
                 .blocked(&rules, account, &to, client.as_deref())
                 .await?

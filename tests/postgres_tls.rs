@@ -170,6 +170,10 @@ async fn opens(url: &str) -> Result<(), String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_initdb),
+    ignore = "needs PostgreSQL's initdb (Debian's postgresql)"
+)]
 async fn each_sslmode_checks_what_libpq_checks_against_a_cluster_that_requires_tls() {
     let Some(c) = Cluster::start() else { return };
     let (ca, other) = (c.ca.display(), c.other_ca.display());
@@ -198,18 +202,25 @@ async fn each_sslmode_checks_what_libpq_checks_against_a_cluster_that_requires_t
     opens(&c.url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")))
         .await
         .expect("verify-ca: the chain only");
-    let wrong_ca = opens(&c.url(
-        "localhost",
-        &format!("sslmode=verify-full&sslrootcert={other}"),
-    ))
-    .await;
-    assert!(
-        wrong_ca.is_err(),
-        "a certificate from another authority is refused"
-    );
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let query = format!("sslmode={mode}&sslrootcert={other}");
+        let wrong_ca = opens(&c.url("localhost", &query)).await;
+        assert!(
+            wrong_ca.is_err(),
+            "{mode} with sslrootcert: a certificate from another authority is refused"
+        );
+    }
+    let spaced = "sslmode=require&options=-c%20statement_timeout%3D5000";
+    opens(&c.url("127.0.0.1", spaced))
+        .await
+        .expect("other parameters pass through as written, spaces included");
 }
 
 #[test]
+#[cfg_attr(
+    not(has_initdb),
+    ignore = "needs PostgreSQL's initdb (Debian's postgresql)"
+)]
 fn the_server_serves_on_a_verify_full_url() {
     let Some(c) = Cluster::start() else { return };
     let url = c.url(

@@ -1528,6 +1528,18 @@ async fn an_accepted_try_is_recorded_and_its_delivery_leaves_the_store_at_once()
             (attempts[1].created_at, attempts[1].updated_at),
             (t(3), t(4))
         );
+        // Its receipt settles it and says when the try began; the gateway's retry of that
+        // receipt is told apart.
+        let settled = store
+            .apply_receipt("vonage", "V-1", AttemptState::Delivered, None, t(9))
+            .await
+            .unwrap();
+        assert_eq!(settled, ReceiptApplied::ToTry(t(3)), "{engine}");
+        let again = store
+            .apply_receipt("vonage", "V-1", AttemptState::Delivered, None, t(10))
+            .await
+            .unwrap();
+        assert_eq!(again, ReceiptApplied::Again, "{engine}");
         assert_eq!(attempts[0].event_id, f.event_id.as_str());
     }
 }
@@ -1570,8 +1582,8 @@ async fn a_receipt_that_comes_before_the_acceptance_is_recorded_is_applied_with_
             .unwrap();
         assert_eq!(
             late,
-            ReceiptApplied::ToTry(t(1)),
-            "{engine}: settles the try of t(1)"
+            ReceiptApplied::Again,
+            "{engine}: the try was settled by the first receipt"
         );
         store
             .apply_receipt("twilio", "SM9", AttemptState::Submitted, None, t(5))

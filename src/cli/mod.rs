@@ -281,6 +281,22 @@ async fn open_for_admin(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>
     })
 }
 
+/// The digits `verifyd erase --number` deletes: the number as verifyd stores it, or, for one
+/// that today's numbering data refuses (stored under older data), its plain digits.
+fn erasable_digits(number: &str) -> anyhow::Result<String> {
+    if let Ok(parsed) = crate::domain::PhoneNumber::parse(number, None) {
+        return Ok(parsed.digits().to_owned());
+    }
+    let digits = number.trim().trim_start_matches('+');
+    if (6..=17).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(digits.to_owned());
+    }
+    anyhow::bail!(
+        "{number:?} is not a valid international number: write its digits with the country \
+         code, e.g. 447700123456"
+    )
+}
+
 /// Exit status of a `config check` that finds a problem.
 const INVALID_CONFIGURATION: u8 = 2;
 
@@ -319,14 +335,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             deliveries::print(store.as_ref(), &request_id).await?;
         }
         Command::Erase { number } => {
-            let number = crate::domain::PhoneNumber::parse(&number, None).map_err(|_| {
-                anyhow::anyhow!(
-                    "{number:?} is not a valid international number: write its digits with the \
-                     country code, e.g. 447700123456"
-                )
-            })?;
+            let digits = erasable_digits(&number)?;
             let store = open_for_admin(&database).await?;
-            let erased = store.erase_number(number.digits()).await?;
+            let erased = store.erase_number(&digits).await?;
             println!("{}", serde_json::to_string(&erased)?);
         }
         Command::Fraud(cmd) => {
@@ -481,6 +492,15 @@ async fn set_state(store: &dyn KeyStore, key: &str, state: KeyState) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erase_takes_a_number_as_stored_or_its_plain_digits() {
+        assert_eq!(erasable_digits("+447700123456").unwrap(), "447700123456");
+        // Refused by today's numbering data, erased as written.
+        assert_eq!(erasable_digits("+44770012").unwrap(), "44770012");
+        assert!(erasable_digits("12").is_err());
+        assert!(erasable_digits("+44 7700 abc").is_err());
+    }
 
     fn args(list: &[&str]) -> Vec<String> {
         let os = list.iter().map(std::ffi::OsString::from).collect();

@@ -40,8 +40,8 @@ fn parse(text: &str) -> Option<chrono::Duration> {
     let unit = text.chars().last()?;
     let number: i64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
     let period = match unit {
-        'h' => chrono::Duration::hours(number),
-        'd' => chrono::Duration::days(number),
+        'h' => chrono::Duration::try_hours(number)?,
+        'd' => chrono::Duration::try_days(number)?,
         _ => return None,
     };
     (number > 0 && period <= chrono::Duration::days(LONGEST_DAYS)).then_some(period)
@@ -72,7 +72,16 @@ mod tests {
         assert_eq!(keep(None), Ok(Some(chrono::Duration::days(90))));
         assert_eq!(keep(Some("36h")), Ok(Some(chrono::Duration::hours(36))));
         assert_eq!(keep(Some("off")), Ok(None));
-        for bad in ["0d", "90", "3651d", "1w", "-1d", ""] {
+        for bad in [
+            "0d",
+            "90",
+            "3651d",
+            "1w",
+            "-1d",
+            "",
+            "200000000000d",
+            "9223372036854775807h",
+        ] {
             let problem = keep(Some(bad)).unwrap_err();
             assert_eq!(problem.key, "retention.ended", "{bad}");
         }

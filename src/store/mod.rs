@@ -300,6 +300,9 @@ pub trait MetaStore: Send + Sync + 'static {
 pub enum ReceiptApplied {
     /// It settled its try, which started at this time.
     ToTry(Instant),
+    /// It came again for a try a receipt had settled already (a gateway's retry): the try
+    /// takes what it says, and the first one's time stands.
+    Again,
     /// It is kept until its try's acceptance is recorded.
     Kept,
     /// It says the message is still on its way: nothing changes.

@@ -251,22 +251,34 @@ impl DeliveryLog for PgStore {
         .await
         .map_err(pg_err)?;
         // Every try with the id (a delivery sent twice after a crash may have two).
-        let tried_at: Option<i64> = tx
+        let before: Option<(i64, String)> = tx
             .query(
+                &tx.prepare_cached(
+                    "select created_at, state from delivery_attempt \
+                     where channel = $1 and message_id = $2",
+                )
+                .await
+                .map_err(pg_err)?,
+                &[&channel, &message_id],
+            )
+            .await
+            .map_err(pg_err)?
+            .first()
+            .map(|row| (row.get(0), row.get(1)));
+        if before.is_some() {
+            tx.execute(
                 &tx.prepare_cached(
                     "update delivery_attempt set state = $3, error_code = coalesce($4, error_code), \
                      error_text = coalesce($5, error_text), updated_at = $6 \
-                     where channel = $1 and message_id = $2 returning created_at",
+                     where channel = $1 and message_id = $2",
                 )
                 .await
                 .map_err(pg_err)?,
                 &[&channel, &message_id, &state.as_str(), &code, &text, &at],
             )
             .await
-            .map_err(pg_err)?
-            .first()
-            .map(|row| row.get(0));
-        if tried_at.is_none() {
+            .map_err(pg_err)?;
+        } else {
             tx.execute(
                 &tx.prepare_cached(
                     "insert into delivery_receipt \
@@ -292,8 +304,11 @@ impl DeliveryLog for PgStore {
             .map_err(pg_err)?;
         }
         tx.commit().await.map_err(pg_err)?;
-        Ok(match tried_at {
-            Some(ms) => ReceiptApplied::ToTry(ms_to_instant(ms)?),
+        Ok(match before {
+            Some((_, was)) if AttemptState::parse(&was).is_some_and(AttemptState::is_final) => {
+                ReceiptApplied::Again
+            }
+            Some((tried_at, _)) => ReceiptApplied::ToTry(ms_to_instant(tried_at)?),
             None => ReceiptApplied::Kept,
         })
     }

@@ -38,32 +38,48 @@ pub struct Connection {
 /// Reads `url` (`postgres://…?sslmode=verify-full&sslrootcert=/etc/verifyd/pg-ca.pem`).
 pub fn connection(url: &str) -> anyhow::Result<Connection> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut kept: Vec<(String, String)> = Vec::new();
+    // The other parameters are passed on as written: tokio-postgres decodes `%20`, and a `+`
+    // is a `+` to it, as to libpq.
+    let mut kept: Vec<&str> = Vec::new();
     let mut verify = Verify::Nothing;
     let mut mode = None;
-    let mut named = false;
+    let mut named: Option<String> = None;
     let mut root: Option<PathBuf> = None;
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        named |= key == "sslmode";
-        match (&*key, &*value) {
-            ("sslmode", "verify-ca") => (mode, verify) = (Some(SslMode::Require), Verify::Chain),
-            ("sslmode", "verify-full") => {
-                (mode, verify) = (Some(SslMode::Require), Verify::ChainAndHost)
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value)?;
+        match (percent_decode(key)?.as_str(), value.as_str()) {
+            ("sslmode", given) => {
+                named = Some(given.to_owned());
+                match given {
+                    "verify-ca" => (mode, verify) = (Some(SslMode::Require), Verify::Chain),
+                    "verify-full" => {
+                        (mode, verify) = (Some(SslMode::Require), Verify::ChainAndHost)
+                    }
+                    "allow" => bail!(
+                        "sslmode=allow is not supported: use prefer, require, verify-ca or \
+                         verify-full"
+                    ),
+                    _ => kept.push(pair),
+                }
             }
-            ("sslmode", "allow") => bail!(
-                "sslmode=allow is not supported: use prefer, require, verify-ca or verify-full"
-            ),
             ("sslrootcert", path) => root = Some(PathBuf::from(path)),
-            _ => kept.push((key.into_owned(), value.into_owned())),
+            _ => kept.push(pair),
         }
+    }
+    match (named.as_deref(), &root) {
+        (None, Some(_)) => bail!(
+            "sslrootcert is given without sslmode: add sslmode=verify-full (or verify-ca) to \
+             the PostgreSQL URL"
+        ),
+        // As libpq: with a root certificate, `require` (and `prefer`) check the chain.
+        (Some("require" | "prefer"), Some(_)) => verify = Verify::Chain,
+        _ => {}
     }
     let rebuilt = if kept.is_empty() {
         base.to_owned()
     } else {
-        let query: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&kept)
-            .finish();
-        format!("{base}?{query}")
+        format!("{base}?{}", kept.join("&"))
     };
     let mut config = tokio_postgres::Config::from_str(&rebuilt)
         .context("the PostgreSQL URL is not valid (postgres://user@host:port/database)")?;
@@ -74,7 +90,7 @@ pub fn connection(url: &str) -> anyhow::Result<Connection> {
         // Without sslmode, no TLS: libpq would try it first (prefer), which encrypts against
         // a passive listener only and costs every connection a handshake; verifyd asks for it
         // to be named.
-        None if !named => {
+        None if named.is_none() => {
             config.ssl_mode(SslMode::Disable);
         }
         None => {}
@@ -87,6 +103,27 @@ pub fn connection(url: &str) -> anyhow::Result<Connection> {
     }
     let tls = MakeRustlsConnect::new(client_config(verify, root.as_deref())?);
     Ok(Connection { config, tls })
+}
+
+/// `%XX` sequences decoded; a `+` stays a `+`, as libpq reads a URL.
+fn percent_decode(text: &str) -> anyhow::Result<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .with_context(|| format!("{text:?}: a % must be followed by two hex digits"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).with_context(|| format!("{text:?} is not UTF-8 once decoded"))
 }
 
 fn client_config(verify: Verify, root: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
@@ -250,6 +287,14 @@ mod tests {
             .unwrap();
         assert!(format!("{e:#}").contains("/nonexistent.pem"), "{e:#}");
         assert!(connection("postgres://u@db/v?sslmode=allow").is_err());
+        let spaced =
+            connection("postgres://u@db/v?options=-c%20statement_timeout%3D5000&sslmode=require")
+                .unwrap();
+        assert_eq!(
+            spaced.config.get_options(),
+            Some("-c statement_timeout=5000")
+        );
+        assert!(connection("postgres://u@db/v?sslrootcert=/etc/ca.pem").is_err());
         let plain = connection("postgres://u@db/v").unwrap();
         assert_eq!(plain.config.get_ssl_mode(), SslMode::Disable);
         let prefer = connection("postgres://u@db/v?sslmode=prefer").unwrap();

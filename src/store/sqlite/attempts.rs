@@ -212,21 +212,30 @@ impl DeliveryLog for SqliteStore {
                 Some(e) => (Some(e.code.as_str()), Some(e.text.as_str())),
                 None => (None, None),
             };
-            let tried_at: Option<i64> = conn
+            let before: Option<(i64, String)> = conn
                 .prepare_cached(
-                    "update delivery_attempt set state = ?3, error_code = coalesce(?4, error_code), \
-                     error_text = coalesce(?5, error_text), updated_at = ?6 \
-                     where channel = ?1 and message_id = ?2 returning created_at",
+                    "select created_at, state from delivery_attempt \
+                     where channel = ?1 and message_id = ?2",
                 )
                 .map_err(db_err)?
-                .query_row(
-                    params![channel, message_id, state.as_str(), code, text, at],
-                    |r| r.get(0),
-                )
+                .query_row(params![channel, message_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
                 .map_err(db_err)?;
-            if let Some(ms) = tried_at {
-                return Ok(ReceiptApplied::ToTry(ms_to_instant(ms)?));
+            if let Some((tried_at, was)) = before {
+                conn.prepare_cached(
+                    "update delivery_attempt set state = ?3, error_code = coalesce(?4, error_code), \
+                     error_text = coalesce(?5, error_text), updated_at = ?6 \
+                     where channel = ?1 and message_id = ?2",
+                )
+                .map_err(db_err)?
+                .execute(params![channel, message_id, state.as_str(), code, text, at])
+                .map_err(db_err)?;
+                let settled = AttemptState::parse(&was).is_some_and(AttemptState::is_final);
+                return Ok(if settled {
+                    ReceiptApplied::Again
+                } else {
+                    ReceiptApplied::ToTry(ms_to_instant(tried_at)?)
+                });
             }
             conn.prepare_cached(
                 "insert into delivery_receipt \

@@ -676,17 +676,18 @@ fn save(tx: &mut Tx<'_>, v: Verification, was: Status) -> StoreResult<Arc<Verifi
     // Whoever changes a verification has taken it out of the cache already; this makes sure.
     tx.cache.take(v.id.as_str());
     let body = body::encode(&v)?;
-    conn.prepare_cached(
-        "update verification set state = ?1, next_due_at = ?2, body = ?3 where request_id = ?4",
-    )
-    .map_err(db_err)?
-    .execute(params![
-        status_code(v.status),
-        v.next_due().map(|t| t.timestamp_millis()),
-        body,
-        v.id.as_str()
-    ])
-    .map_err(db_err)?;
+    let saved = conn
+        .prepare_cached(
+            "update verification set state = ?1, next_due_at = ?2, body = ?3 where request_id = ?4",
+        )
+        .map_err(db_err)?
+        .execute(params![
+            status_code(v.status),
+            v.next_due().map(|t| t.timestamp_millis()),
+            body,
+            v.id.as_str()
+        ])
+        .map_err(db_err)?;
     callbacks::enqueue(conn, &v, was)?;
     if v.status != Status::InProgress {
         // Nothing is delivered for an ended request; its sealed PIN copies and the inbox
@@ -702,7 +703,10 @@ fn save(tx: &mut Tx<'_>, v: Verification, was: Status) -> StoreResult<Arc<Verifi
         }
     }
     let v = Arc::new(v);
-    tx.written.push(v.clone());
+    // A row deleted meanwhile (retention, an erasure) stays deleted, and out of the cache.
+    if saved > 0 {
+        tx.written.push(v.clone());
+    }
     Ok(v)
 }
 
@@ -1665,8 +1669,16 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_verification_and_delivery_stored_as_json_by_an_earlier_version_still_serve() {
+    /// A store whose one request and its delivery are rows as a version before format 2 wrote
+    /// them (JSON text); with a connection of its own to the file.
+    async fn legacy_rows() -> (
+        SqliteStore,
+        tempfile::TempDir,
+        Verification,
+        DeliveryOrder,
+        Verification,
+        Connection,
+    ) {
         use crate::store::body::tests::{DELIVERY_1, FORMAT_1};
         let (store, dir) = store();
         let (v, first) = started(2);
@@ -1702,6 +1714,27 @@ mod tests {
                 ],
             )
             .unwrap();
+        (store, dir, legacy, legacy_first, v, other)
+    }
+
+    #[tokio::test]
+    async fn an_erasure_finds_rows_an_earlier_version_stored_as_json_text() {
+        let (store, _dir, legacy, _, _, _) = legacy_rows().await;
+        let erased = crate::store::RetentionStore::erase_number(&store, legacy.destination_key())
+            .await
+            .unwrap();
+        assert_eq!(erased.verifications, 1);
+        store.cache.take(legacy.id.as_str());
+        let found = store
+            .find(&legacy.account, std::slice::from_ref(&legacy.id))
+            .await
+            .unwrap();
+        assert!(found.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_verification_and_delivery_stored_as_json_by_an_earlier_version_still_serve() {
+        let (store, _dir, legacy, legacy_first, v, other) = legacy_rows().await;
         assert_eq!(store.undelivered(10).await.unwrap(), vec![legacy_first]);
         let stored_type = |other: &Connection| -> String {
             other

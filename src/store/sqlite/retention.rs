@@ -76,7 +76,8 @@ impl RetentionStore for SqliteStore {
                         Ok((
                             r.get::<_, String>(0)?,
                             r.get::<_, String>(1)?,
-                            r.get::<_, Vec<u8>>(2)?,
+                            // MessagePack, or JSON text from versions before it.
+                            r.get::<_, body::Body>(2)?,
                         ))
                     })
                     .map_err(db_err)?;
@@ -84,7 +85,8 @@ impl RetentionStore for SqliteStore {
                 for row in rows {
                     let (id, number, body) = row.map_err(db_err)?;
                     let to_it = number == wanted
-                        || body::decode::<Verification>(&body).is_ok_and(|v| goes_to(&v, &wanted));
+                        || body::decode::<Verification>(&body.0)
+                            .is_ok_and(|v| goes_to(&v, &wanted));
                     if to_it {
                         ids.push(id);
                     }
