@@ -116,39 +116,23 @@ async fn an_ended_verification_is_deleted_once_past_its_retention_and_one_in_pro
     }
     let running = server.start("447700123457", &[]).await;
     clock.advance(chrono::Duration::minutes(30));
-    let search = |id: String| {
-        let server = &server;
-        async move {
-            let body: serde_json::Value = server
-                .http
-                .post(format!("{}/verify/search/json", server.base))
-                .form(&[
-                    ("api_key", server.key.0.as_str()),
-                    ("api_secret", server.key.1.as_str()),
-                    ("request_id", id.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            body["status"].as_str().unwrap_or_default().to_owned()
-        }
-    };
-    assert_eq!(search(ended.clone()).await, "FAILED");
+    assert_eq!(server.search_status(&ended).await, "FAILED");
     server.app.run_housekeeping().await;
     assert_eq!(
-        search(ended.clone()).await,
+        server.search_status(&ended).await,
         "FAILED",
         "kept within the hour"
     );
 
     clock.advance(chrono::Duration::minutes(31));
     server.app.run_housekeeping().await;
-    assert_eq!(search(ended).await, "101", "deleted past its retention");
+    assert_eq!(
+        server.search_status(&ended).await,
+        "101",
+        "deleted past its retention"
+    );
     assert_ne!(
-        search(running).await,
+        server.search_status(&running).await,
         "101",
         "a verification the store holds in progress is never deleted"
     );
