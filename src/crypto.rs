@@ -31,6 +31,7 @@ pub struct ServerKey {
     pin_hash: [u8; 32],
     seal: XChaCha20Poly1305,
     receipts: [u8; 32],
+    sessions: [u8; 32],
     fingerprint: String,
 }
 
@@ -53,6 +54,7 @@ impl ServerKey {
             pin_hash: derive(&root, "verifyd/pin-hash/v1"),
             seal: XChaCha20Poly1305::new((&seal_key).into()),
             receipts: derive(&root, "verifyd/receipt-url/v1"),
+            sessions: derive(&root, "verifyd/dashboard-session/v1"),
             fingerprint: hex::encode(&derive(&root, "verifyd/fingerprint/v1")[..8]),
         }
     }
@@ -119,6 +121,18 @@ impl ServerKey {
         use subtle::ConstantTimeEq;
         let expected = self.receipt_token(channel);
         expected.len() == token.len() && bool::from(expected.as_bytes().ct_eq(token.as_bytes()))
+    }
+
+    /// The MAC of the dashboard's cookies and form tokens over `parts`, each length-prefixed so
+    /// that no two lists of parts share one input.
+    pub fn session_mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(&self.sessions).expect("HMAC takes any key length");
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
     }
 
     /// A short public identifier of the key, stored in the database to catch a node started with

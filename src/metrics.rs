@@ -124,6 +124,8 @@ pub fn surface(path: &str) -> &'static str {
         "receipts"
     } else if path.starts_with("/inbox") {
         "inbox"
+    } else if path.starts_with("/dashboard") {
+        "dashboard"
     } else {
         "operations"
     }

@@ -298,6 +298,7 @@ mod tests {
             _: &EventId,
             _: &str,
             _: &str,
+            _: Option<&str>,
             _: crate::domain::Instant,
         ) -> crate::store::StoreResult<Option<AttemptId>> {
             unreachable!("no try is recorded")

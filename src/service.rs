@@ -179,6 +179,11 @@ pub struct VerifyService {
 }
 
 impl VerifyService {
+    /// The test numbers in force now (`[test_numbers]`, as the last reload left them).
+    pub fn test_numbers(&self) -> crate::domain::test_numbers::TestNumbers {
+        self.rules.load().test_numbers.clone()
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         rules: Rules,

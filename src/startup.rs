@@ -203,7 +203,8 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(api::v2::routes())
         .merge(api::receipts::routes())
         .merge(api::openapi::routes())
-        .merge(api::health::routes());
+        .merge(api::health::routes())
+        .merge(api::dashboard::routes());
     if state.inbox.is_some() {
         app = app.merge(api::inbox::routes(state.clone()));
     }
@@ -427,6 +428,7 @@ impl Application {
             wake,
             settings.pricing.clone(),
         ));
+        let dashboard_key = key.clone();
         let reloader = Reloader::new(
             settings.clone(),
             delivery_router.clone(),
@@ -450,6 +452,11 @@ impl Application {
             refusals: refusals.clone(),
             delivery: delivery_router.clone(),
             deliveries: store_dyn.clone(),
+            dashboard: api::dashboard::Dashboard::new(
+                store_dyn.clone(),
+                dashboard_key,
+                settings.tls.is_some(),
+            ),
         });
         let app = router(state);
 

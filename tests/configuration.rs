@@ -436,6 +436,9 @@ fn deliveries_prints_one_json_line_per_try() {
         lines[0]
     );
     assert_eq!(lines[1]["message_id"], "G1");
+    // Both SMS tries were the first route's; the call's, the second's.
+    let routes: Vec<&serde_json::Value> = lines.iter().map(|l| &l["route"]).collect();
+    assert_eq!(routes, ["0", "0", "1"]);
     for line in &lines {
         let keys: Vec<&str> = line
             .as_object()
@@ -449,6 +452,7 @@ fn deliveries_prints_one_json_line_per_try() {
                 "event_id",
                 "kind",
                 "channel",
+                "route",
                 "message_id",
                 "state",
                 "error",

@@ -20,23 +20,10 @@ fn repo() -> PathBuf {
 /// Tests in this file run in parallel; two installers in one directory break each other.
 static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// `npm ci` from the committed lock file, unless that exact lock file was installed already.
+/// The Node SDKs, from their committed lock file.
 fn node_modules() {
     let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = repo().join("tests/sdk/node");
-    let lock = std::fs::read_to_string(dir.join("package-lock.json")).unwrap();
-    let stamp = dir.join("node_modules/.verifyd-installed-lock");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(lock.as_str()) {
-        return;
-    }
-    let (ok, out) = run_bounded(
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir),
-        Duration::from_secs(600),
-    );
-    assert!(ok, "npm ci failed in {}:\n{out}", dir.display());
-    std::fs::write(&stamp, lock).unwrap();
+    support::npm_ci(&repo().join("tests/sdk/node"));
 }
 
 /// A virtualenv with the pinned Python SDK, kept in the target directory between runs.

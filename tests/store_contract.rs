@@ -1434,7 +1434,8 @@ async fn upgrading_a_sqlite_file_removes_the_inbox_messages_of_ended_verificatio
         .unwrap();
         // Back to the second schema; later migrations run again on the next open.
         conn.execute_batch(
-            "drop table fraud_tally; drop table fraud_block; drop table fraud_decision; \
+            "drop table admin_user; drop table audit_log; drop index verification_number; \
+             drop table fraud_tally; drop table fraud_block; drop table fraud_decision; \
              alter table api_key drop column limits; drop table limit_counter; drop table template_fragment; drop table template; drop table callback; drop table application; drop table delivery_attempt; drop table delivery_receipt; \
              pragma user_version = 2",
         )
@@ -1467,7 +1468,8 @@ async fn upgrading_a_postgres_schema_removes_the_inbox_messages_of_ended_verific
     schema.execute(&format!(
         "insert into inbox_message (message_id, channel, to_number, from_id, text, locale, \
          request_id, created_at) values ('M44', 'sms', '447700100044', 'VERIFY', 'x', 'en-gb', \
-         '{}', 0); drop index inbox_message_request; drop table fraud_tally; drop table fraud_block; \
+         '{}', 0); drop index inbox_message_request; drop table admin_user; \
+         drop table audit_log; drop index verification_number; drop table fraud_tally; drop table fraud_block; \
          drop table fraud_decision; alter table api_key drop column limits; drop table limit_counter; drop table template_fragment; drop table template; drop table callback; drop table application; \
          drop table delivery_attempt; drop table delivery_receipt; \
          delete from verifyd_schema where version >= 2",
@@ -1484,7 +1486,7 @@ async fn an_accepted_try_is_recorded_and_its_delivery_leaves_the_store_at_once()
         let (v, f) = new_verification("k1", "447700100050", 50, 1);
         store.create(v.clone(), f.clone(), t(0)).await.unwrap();
         let first = store
-            .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(1))
+            .attempt_started(&v.id, &f.event_id, "sms", "twilio", None, t(1))
             .await
             .unwrap()
             .expect("the delivery is stored");
@@ -1495,7 +1497,7 @@ async fn an_accepted_try_is_recorded_and_its_delivery_leaves_the_store_at_once()
         store.attempt_failed(first, error, t(2)).await.unwrap();
         assert_eq!(store.undelivered(10).await.unwrap().len(), 1, "{engine}");
         let second = store
-            .attempt_started(&v.id, &f.event_id, "sms", "vonage", t(3))
+            .attempt_started(&v.id, &f.event_id, "sms", "vonage", None, t(3))
             .await
             .unwrap()
             .expect("the delivery is stored");
@@ -1550,7 +1552,7 @@ async fn a_receipt_that_comes_before_the_acceptance_is_recorded_is_applied_with_
         let (v, f) = new_verification("k1", "447700100051", 51, 1);
         store.create(v.clone(), f.clone(), t(0)).await.unwrap();
         let id = store
-            .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(1))
+            .attempt_started(&v.id, &f.event_id, "sms", "twilio", None, t(1))
             .await
             .unwrap()
             .expect("the delivery is stored");
@@ -1602,12 +1604,12 @@ async fn a_try_a_stopped_process_left_queued_is_closed_when_the_next_starts() {
         let (v, f) = new_verification("k1", "447700100052", 52, 1);
         store.create(v.clone(), f.clone(), t(0)).await.unwrap();
         store
-            .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(1))
+            .attempt_started(&v.id, &f.event_id, "sms", "twilio", None, t(1))
             .await
             .unwrap()
             .expect("the delivery is stored");
         store
-            .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(60))
+            .attempt_started(&v.id, &f.event_id, "sms", "twilio", None, t(60))
             .await
             .unwrap()
             .expect("the delivery is stored");
@@ -1679,7 +1681,7 @@ async fn no_try_is_recorded_for_a_delivery_that_is_no_longer_stored() {
         let (v, f) = new_verification("k1", "447700100054", 54, 1);
         store.create(v.clone(), f.clone(), t(0)).await.unwrap();
         let first = store
-            .attempt_started(&v.id, &f.event_id, "sms", "a", t(1))
+            .attempt_started(&v.id, &f.event_id, "sms", "a", None, t(1))
             .await
             .unwrap()
             .expect("the delivery is stored");
@@ -1688,7 +1690,7 @@ async fn no_try_is_recorded_for_a_delivery_that_is_no_longer_stored() {
             .await
             .unwrap();
         let again = store
-            .attempt_started(&v.id, &f.event_id, "sms", "b", t(3))
+            .attempt_started(&v.id, &f.event_id, "sms", "b", None, t(3))
             .await
             .unwrap();
         assert_eq!(again, None, "{engine}: a second copy is not sent");
@@ -1699,7 +1701,7 @@ async fn no_try_is_recorded_for_a_delivery_that_is_no_longer_stored() {
             .await
             .unwrap();
         let after_end = store
-            .attempt_started(&ended.id, &g.event_id, "sms", "a", t(2))
+            .attempt_started(&ended.id, &g.event_id, "sms", "a", None, t(2))
             .await
             .unwrap();
         assert_eq!(
@@ -1722,7 +1724,7 @@ async fn a_receipt_racing_its_acceptance_is_never_lost() {
             let (v, f) = new_verification("race", &number, 100 + i, 1);
             store.create(v.clone(), f.clone(), t(0)).await.unwrap();
             let id = store
-                .attempt_started(&v.id, &f.event_id, "sms", "twilio", t(1))
+                .attempt_started(&v.id, &f.event_id, "sms", "twilio", None, t(1))
                 .await
                 .unwrap()
                 .expect("the delivery is stored");
@@ -1967,7 +1969,7 @@ async fn ended_verifications_started_before_the_period_are_forgotten_with_what_t
         let (old, f) = started_at("k1", "447700100060", 60, 0);
         store.create(old.clone(), f.clone(), t(0)).await.unwrap();
         let id = store
-            .attempt_started(&old.id, &f.event_id, "sms", "gw", t(1))
+            .attempt_started(&old.id, &f.event_id, "sms", "gw", None, t(1))
             .await
             .unwrap()
             .unwrap();
@@ -2027,7 +2029,7 @@ async fn erasing_a_number_deletes_its_verifications_of_every_key_its_inbox_and_i
             .await
             .unwrap();
         store
-            .attempt_started(&running.id, &f.event_id, "sms", "gw", t(1))
+            .attempt_started(&running.id, &f.event_id, "sms", "gw", None, t(1))
             .await
             .unwrap();
         store

@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::html::{self, escape};
 use super::AppState;
 use crate::config::InboxHost;
 use crate::http::refusals::{self, Reason};
@@ -155,13 +156,6 @@ async fn messages(State(app): State<AppState>, Query(q): Query<InboxQuery>) -> R
     }
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 async fn page(State(app): State<AppState>, Query(q): Query<InboxQuery>) -> Response {
     let list = match load(&app, &q).await {
         Ok(list) => list,
@@ -188,28 +182,15 @@ async fn page(State(app): State<AppState>, Query(q): Query<InboxQuery>) -> Respo
     if list.is_empty() {
         rows.push_str("<tr><td colspan=7 class=empty>No messages yet. Start a verification and it shows here.</td></tr>");
     }
-    Html(format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="2">
-<title>verifyd inbox</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-table {{ border-collapse: collapse; width: 100%; }}
-th, td {{ text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #ddd; vertical-align: top; }}
-th {{ background: #f4f4f4; }}
-td.text {{ font-size: 1.05rem; }}
-td.empty {{ color: #777; text-align: center; padding: 2rem; }}
-</style></head>
-<body>
-<h1>verifyd inbox</h1>
-<p>Every SMS and call verifyd would have sent, newest first. This page refreshes every 2 seconds.</p>
-<table>
-<tr><th>Time (UTC)</th><th>Channel</th><th>To</th><th>From</th><th>Message</th><th>Locale</th><th>Request</th></tr>
-{rows}</table>
-</body></html>"#
-    ))
-    .into_response()
+    let body = format!(
+        "<p class=hint>Every SMS and call verifyd would have sent, newest first. This page \
+         refreshes every 2 seconds.</p>\
+         <table id=inbox><thead><tr><th>Time (UTC)</th><th>Channel</th><th>To</th><th>From</th>\
+         <th>Message</th><th>Locale</th><th>Request</th></tr></thead><tbody>{rows}</tbody></table>"
+    );
+    // It stays open without a login on this machine: the dashboard's look, not its session.
+    let head = "<meta http-equiv=\"refresh\" content=\"2\">";
+    Html(html::page("Inbox", "/inbox", None, head, &body)).into_response()
 }
 
 #[cfg(test)]

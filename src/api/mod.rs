@@ -2,7 +2,9 @@
 //! outcomes to its own codes in exactly one place. No business rules live here.
 
 pub mod body;
+pub mod dashboard;
 pub mod health;
+pub mod html;
 pub mod inbox;
 pub mod openapi;
 pub mod receipts;
@@ -40,6 +42,8 @@ pub struct Shared {
     /// The channels, for the receipts their gateways post back.
     pub delivery: Arc<Routes>,
     pub deliveries: Arc<dyn DeliveryLog>,
+    /// The dashboard's own state (its store, session key and login throttle).
+    pub dashboard: dashboard::Dashboard,
 }
 
 impl AppState {

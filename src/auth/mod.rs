@@ -10,9 +10,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 pub mod apps;
+pub mod password;
 
 use crate::crypto;
-use crate::store::{ApiKeyRecord, KeyState, KeyStore, StoreError};
+use crate::store::{ApiKeyRecord, KeyState, KeyStore, LimitsSet, StoreError};
 
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
 
@@ -141,26 +142,97 @@ pub async fn create_key(
 ) -> Result<NewKey, StoreError> {
     let mut last_error = None;
     for _ in 0..5 {
-        let api_key = crypto::new_api_key();
-        let api_secret = crypto::new_api_secret();
-        let record = ApiKeyRecord {
-            api_key: api_key.clone(),
-            name: name.to_owned(),
-            secret_hash: crypto::hash_secret(&api_secret),
-            state: KeyState::Active,
-            allow_custom_pin,
-            created_at: now,
-            limits: Default::default(),
-        };
-        match store.insert_key(record).await {
-            Ok(()) => {
-                return Ok(NewKey {
-                    api_key,
-                    api_secret,
-                })
-            }
+        match insert_key(store, &crypto::new_api_key(), name, allow_custom_pin, now).await {
+            Ok(key) => return Ok(key),
             Err(e) => last_error = Some(e),
         }
     }
     Err(last_error.expect("at least one attempt"))
+}
+
+/// Creates the active key `api_key` (from [`crypto::new_api_key`]), once: for a caller that
+/// names the key before it exists (the dashboard's audit log).
+pub async fn insert_key(
+    store: &dyn KeyStore,
+    api_key: &str,
+    name: &str,
+    allow_custom_pin: bool,
+    now: crate::domain::Instant,
+) -> Result<NewKey, StoreError> {
+    let api_secret = crypto::new_api_secret();
+    let record = ApiKeyRecord {
+        api_key: api_key.to_owned(),
+        name: name.to_owned(),
+        secret_hash: crypto::hash_secret(&api_secret),
+        state: KeyState::Active,
+        allow_custom_pin,
+        created_at: now,
+        limits: Default::default(),
+    };
+    store.insert_key(record).await?;
+    Ok(NewKey {
+        api_key: api_key.to_owned(),
+        api_secret,
+    })
+}
+
+/// What [`change_key_limits`] did.
+#[derive(Debug)]
+pub enum LimitsChange {
+    Set(crate::domain::limits::KeyLimits),
+    NoKey,
+    /// A value was refused: the limit's name and why.
+    Invalid(String, String),
+    /// Other changes kept coming first.
+    Busy,
+}
+
+/// Sets each `(name, value)` of the key's own limits ([`KeyLimits::set`]), on the limits as
+/// they are when written: a change made at the same time elsewhere is read again and kept.
+///
+/// [`KeyLimits::set`]: crate::domain::limits::KeyLimits::set
+pub async fn change_key_limits(
+    store: &dyn KeyStore,
+    api_key: &str,
+    changes: &[(&str, &str)],
+) -> Result<LimitsChange, StoreError> {
+    let Some(record) = store.get_key(api_key).await? else {
+        return Ok(LimitsChange::NoKey);
+    };
+    let apply = |was: &crate::domain::limits::KeyLimits| {
+        let mut own = was.clone();
+        for (name, value) in changes {
+            own.set(name, value).map_err(|e| ((*name).to_owned(), e))?;
+        }
+        Ok(own)
+    };
+    let mut was = record.limits;
+    for _ in 0..10 {
+        let own = match apply(&was) {
+            Ok(own) => own,
+            Err((name, why)) => return Ok(LimitsChange::Invalid(name, why)),
+        };
+        if changes.is_empty() {
+            return Ok(LimitsChange::Set(own));
+        }
+        match store.set_key_limits(api_key, &was, own.clone()).await? {
+            LimitsSet::Set => return Ok(LimitsChange::Set(own)),
+            LimitsSet::NoKey => return Ok(LimitsChange::NoKey),
+            LimitsSet::Changed(now) => was = now,
+        }
+    }
+    Ok(LimitsChange::Busy)
+}
+
+/// Gives a key a new secret; the old one stops working (on every node within
+/// [`REFRESH_EVERY`]). `None` when there is no such key, or it is revoked.
+pub async fn rotate_key(store: &dyn KeyStore, api_key: &str) -> Result<Option<NewKey>, StoreError> {
+    let api_secret = crypto::new_api_secret();
+    let rotated = store
+        .set_key_secret(api_key, crypto::hash_secret(&api_secret))
+        .await?;
+    Ok(rotated.then(|| NewKey {
+        api_key: api_key.to_owned(),
+        api_secret,
+    }))
 }

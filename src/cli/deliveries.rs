@@ -12,18 +12,33 @@ fn time(t: Instant) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A request_id as the API gives it: 32 lowercase hex, or a Verify v2 UUID.
+pub fn parse_request_id(raw: &str) -> Option<RequestId> {
+    RequestId::from_hex(raw).or_else(|| {
+        uuid::Uuid::parse_str(raw)
+            .ok()
+            .map(|u| RequestId::from_bytes(u.into_bytes()))
+    })
+}
+
 pub async fn print(store: &dyn Store, request_id: &str) -> anyhow::Result<()> {
-    let id = RequestId::from_hex(request_id)
-        .or_else(|| {
-            uuid::Uuid::parse_str(request_id)
-                .ok()
-                .map(|u| RequestId::from_bytes(u.into_bytes()))
-        })
-        .with_context(|| {
-            format!("{request_id:?} is not a request_id (32 lowercase hex, or a Verify v2 UUID)")
-        })?;
+    let id = parse_request_id(request_id).with_context(|| {
+        format!("{request_id:?} is not a request_id (32 lowercase hex, or a Verify v2 UUID)")
+    })?;
+    for (_, line) in records(store, &id).await? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Every try of the verification `id`, oldest first, with its start time: the delivery log's,
+/// and the inbox's messages that the log does not hold.
+pub async fn records(
+    store: &dyn Store,
+    id: &RequestId,
+) -> anyhow::Result<Vec<(Instant, serde_json::Value)>> {
     let mut lines: Vec<(Instant, serde_json::Value)> = Vec::new();
-    let attempts = store.attempts(&id).await?;
+    let attempts = store.attempts(id).await?;
     let recorded: std::collections::HashSet<(String, String)> = attempts
         .iter()
         .map(|a| (a.event_id.clone(), a.channel.clone()))
@@ -44,6 +59,7 @@ pub async fn print(store: &dyn Store, request_id: &str) -> anyhow::Result<()> {
                 "event_id": a.event_id,
                 "kind": a.kind,
                 "channel": a.channel,
+                "route": a.route,
                 "message_id": a.message_id,
                 "state": a.state.as_str(),
                 "error": error,
@@ -69,6 +85,7 @@ pub async fn print(store: &dyn Store, request_id: &str) -> anyhow::Result<()> {
                 "event_id": m.id,
                 "kind": m.channel,
                 "channel": inbox,
+                "route": null,
                 "message_id": m.id,
                 "state": "delivered",
                 "error": null,
@@ -78,8 +95,5 @@ pub async fn print(store: &dyn Store, request_id: &str) -> anyhow::Result<()> {
         ));
     }
     lines.sort_by_key(|(at, _)| *at);
-    for (_, line) in lines {
-        println!("{line}");
-    }
-    Ok(())
+    Ok(lines)
 }

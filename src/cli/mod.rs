@@ -1,11 +1,12 @@
 //! The command line: `verifyd serve` (the default), `verifyd keys …`, `verifyd apps …`,
 //! `verifyd migrate`, `verifyd config check`, `verifyd send-test`, `verifyd deliveries`.
 
+mod admin;
 mod apps;
-mod deliveries;
+pub mod deliveries;
 mod fraud;
 mod resolve;
-mod send_test;
+pub mod send_test;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,11 +19,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::auth;
 use crate::config::file::ConfigFile;
 use crate::config::DatabaseUrl;
-use crate::domain::limits::KeyLimits;
+
 use crate::startup::Application;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{KeyState, KeyStore, LimitsSet, Store};
+use crate::store::{KeyState, KeyStore, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -87,6 +88,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the dashboard's users (`/dashboard`).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Manage Verify v2 applications (JWT authentication).
     #[command(subcommand)]
     Apps(apps::AppsCommand),
@@ -235,6 +239,9 @@ pub enum KeysCommand {
     List,
     /// Revoke a key for good: it is answered like an unknown key (status 4).
     Revoke { key: String },
+    /// Give a key a new secret; prints {"api_key":…,"api_secret":…}. The old secret stops
+    /// working within 2 s; the new one is shown only here.
+    Rotate { key: String },
     /// Disable a key: it is answered with status 8 until enabled again.
     Disable { key: String },
     /// Enable a disabled key.
@@ -329,6 +336,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_for_admin(&database).await?;
             apps::run(store, &database, file.as_ref(), cmd).await?
         }
+        Command::Admin(cmd) => {
+            let store = open_for_admin(&database).await?;
+            admin::run(store.as_ref(), cmd).await?;
+        }
         Command::SendTest(args) => return send_test::run(file.as_ref(), &args).await,
         Command::Deliveries { request_id } => {
             let store = open_for_admin(&database).await?;
@@ -402,6 +413,10 @@ async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
                 println!("{line}");
             }
         }
+        KeysCommand::Rotate { key } => match auth::rotate_key(store.as_ref(), &key).await? {
+            Some(key) => println!("{}", serde_json::to_string(&key)?),
+            None => bail!("no API key {key:?} in this database, or it is revoked"),
+        },
         KeysCommand::Revoke { key } => set_state(store.as_ref(), &key, KeyState::Revoked).await?,
         KeysCommand::Disable { key } => set_state(store.as_ref(), &key, KeyState::Disabled).await?,
         KeysCommand::Enable { key } => set_state(store.as_ref(), &key, KeyState::Active).await?,
@@ -419,9 +434,6 @@ async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
             voice_countries,
             whatsapp_countries,
         } => {
-            let Some(record) = store.get_key(&key).await? else {
-                bail!("no API key {key:?} in this database");
-            };
             let given = [
                 ("requests_per_second", requests_per_second),
                 ("searches_per_second", searches_per_second),
@@ -435,36 +447,21 @@ async fn keys(database: DatabaseUrl, cmd: KeysCommand) -> anyhow::Result<()> {
                 ("voice_countries", voice_countries),
                 ("whatsapp_countries", whatsapp_countries),
             ];
-            // The flags' changes, made on the limits as they are when written: another
-            // `keys limits` at the same time is read again, not overwritten.
-            let change = |was: &KeyLimits| -> anyhow::Result<KeyLimits> {
-                let mut own = was.clone();
-                for (name, value) in &given {
-                    if let Some(value) = value {
-                        let flag = format!("--{}", name.replace('_', "-"));
-                        own.set(name, value)
-                            .map_err(|e| anyhow::anyhow!("{}", e.replacen(name, &flag, 1)))?;
-                    }
+            let changes: Vec<(&str, &str)> = given
+                .iter()
+                .filter_map(|(name, value)| Some((*name, value.as_deref()?)))
+                .collect();
+            let own = match auth::change_key_limits(store.as_ref(), &key, &changes).await? {
+                auth::LimitsChange::Set(own) => own,
+                auth::LimitsChange::NoKey => bail!("no API key {key:?} in this database"),
+                auth::LimitsChange::Invalid(name, why) => {
+                    let flag = format!("--{}", name.replace('_', "-"));
+                    bail!("{}", why.replacen(&name, &flag, 1))
                 }
-                Ok(own)
+                auth::LimitsChange::Busy => {
+                    bail!("the key's limits keep changing under this command; try again")
+                }
             };
-            let mut was = record.limits;
-            let mut own = change(&was)?;
-            let mut tries = 0;
-            while given.iter().any(|(_, v)| v.is_some()) {
-                match store.set_key_limits(&key, &was, own.clone()).await? {
-                    LimitsSet::Set => break,
-                    LimitsSet::NoKey => bail!("no API key {key:?} in this database"),
-                    LimitsSet::Changed(now) if tries < 10 => {
-                        tries += 1;
-                        own = change(&now)?;
-                        was = now;
-                    }
-                    LimitsSet::Changed(_) => {
-                        bail!("the key's limits keep changing under this command; try again")
-                    }
-                }
-            }
             let line = serde_json::json!({ "api_key": key, "limits": limits_json(&own) });
             println!("{line}");
         }
@@ -483,7 +480,10 @@ fn limits_json(own: &crate::domain::limits::KeyLimits) -> serde_json::Value {
 
 async fn set_state(store: &dyn KeyStore, key: &str, state: KeyState) -> anyhow::Result<()> {
     if !store.set_key_state(key, state).await? {
-        bail!("no API key {key:?} in this database");
+        match store.get_key(key).await? {
+            Some(k) if k.state == KeyState::Revoked => bail!("key {key} is revoked, for good"),
+            _ => bail!("no API key {key:?} in this database"),
+        }
     }
     eprintln!("key {key} is now {}", state.as_str());
     Ok(())

@@ -52,16 +52,7 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
     };
     let kind = config.spec.kinds()[0];
     let voice = kind == Kind::Voice;
-    let to = if kind == Kind::Email {
-        crate::domain::EmailAddress::parse(&args.to)
-            .map(crate::domain::Destination::Email)
-            .with_context(|| format!("{:?} is not a valid e-mail address", args.to))?
-    } else {
-        PhoneNumber::parse(&args.to, None)
-            .map(crate::domain::Destination::Phone)
-            .ok()
-            .with_context(|| format!("{:?} is not a valid international phone number", args.to))?
-    };
+    let to = destination(kind, &args.to)?;
     let client = crate::channel::http::client()?;
     let (outcomes, mut outcome) = tokio::sync::mpsc::unbounded_channel();
     let sink: std::sync::Arc<dyn crate::channel::ReceiptSink> = std::sync::Arc::new(TestSink {
@@ -74,43 +65,14 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
     };
     let (channel, channel_from) =
         crate::delivery::router::build_channel(&args.channel, config, &deps);
-    let mut id = [0u8; 8];
-    crate::crypto::os_random(&mut id);
-    let mut request = [0u8; 16];
-    crate::crypto::os_random(&mut request);
-    let script = voice.then(|| Script::built_in(TEST_CALL, &args.channel, "", "", "1234"));
-    let message = Outgoing {
-        id: EventId::from_bytes(id),
-        request_id: RequestId::from_bytes(request),
-        kind,
-        to,
-        from: args
-            .from
-            .clone()
-            .or(channel_from)
-            .unwrap_or_else(|| crate::channel::DEFAULT_SENDER.to_owned()),
-        email: None,
-        // A WhatsApp template takes the code itself: the test sends 1234.
-        code: (kind == Kind::WhatsApp).then(|| "1234".to_owned()),
-        text: args
-            .text
-            .clone()
-            .unwrap_or_else(|| format!("verifyd test message: channel {} works.", args.channel)),
-        locale: "en-gb".into(),
-        created_at: chrono::Utc::now(),
-        valid_for: Duration::from_secs(300),
-        receipt_url: None,
-        script,
-    };
+    let from = args
+        .from
+        .clone()
+        .or(channel_from)
+        .unwrap_or_else(|| crate::channel::DEFAULT_SENDER.to_owned());
+    let message = test_message(&args.channel, kind, to, from, args.text.clone());
     let limit = crate::delivery::router::try_limit(config);
-    let sent = tokio::time::timeout(limit, channel.send(&message))
-        .await
-        .unwrap_or_else(|_| {
-            Err(SendError::Temporary(crate::channel::Failure::new(
-                "timeout",
-                format!("no answer within {limit:?}"),
-            )))
-        });
+    let sent = send_within(channel.as_ref(), &message, limit).await;
     // A call's outcome comes after it was accepted: rung, played, hung up.
     let ended = match (&sent, &config.spec) {
         (Ok(_), ChannelSpec::Sip(sip)) => {
@@ -166,6 +128,71 @@ pub async fn run(file: Option<&ConfigFile>, args: &SendTestArgs) -> anyhow::Resu
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Where a test message of `kind` goes: an e-mail address for e-mail, else an international
+/// number.
+pub fn destination(kind: Kind, raw: &str) -> anyhow::Result<crate::domain::Destination> {
+    if kind == Kind::Email {
+        crate::domain::EmailAddress::parse(raw)
+            .map(crate::domain::Destination::Email)
+            .with_context(|| format!("{raw:?} is not a valid e-mail address"))
+    } else {
+        PhoneNumber::parse(raw, None)
+            .map(crate::domain::Destination::Phone)
+            .ok()
+            .with_context(|| format!("{raw:?} is not a valid international phone number"))
+    }
+}
+
+/// A test message through `channel`: its own ids, a code of 1234 where the channel needs one,
+/// and a line naming the channel unless `text` is given.
+pub fn test_message(
+    channel: &str,
+    kind: Kind,
+    to: crate::domain::Destination,
+    from: String,
+    text: Option<String>,
+) -> Outgoing {
+    let mut id = [0u8; 8];
+    crate::crypto::os_random(&mut id);
+    let mut request = [0u8; 16];
+    crate::crypto::os_random(&mut request);
+    let script =
+        (kind == Kind::Voice).then(|| Script::built_in(TEST_CALL, channel, "", "", "1234"));
+    Outgoing {
+        id: EventId::from_bytes(id),
+        request_id: RequestId::from_bytes(request),
+        kind,
+        to,
+        from,
+        email: None,
+        // A WhatsApp template takes the code itself: the test sends 1234.
+        code: (kind == Kind::WhatsApp).then(|| "1234".to_owned()),
+        text: text.unwrap_or_else(|| format!("verifyd test message: channel {channel} works.")),
+        locale: "en-gb".into(),
+        created_at: chrono::Utc::now(),
+        valid_for: Duration::from_secs(300),
+        receipt_url: None,
+        script,
+    }
+}
+
+/// Sends `message` through `channel`, a try that takes longer than `limit` counting as a
+/// temporary failure.
+pub async fn send_within(
+    channel: &dyn crate::channel::Channel,
+    message: &Outgoing,
+    limit: Duration,
+) -> Result<crate::channel::Accepted, SendError> {
+    tokio::time::timeout(limit, channel.send(message))
+        .await
+        .unwrap_or_else(|_| {
+            Err(SendError::Temporary(crate::channel::Failure::new(
+                "timeout",
+                format!("no answer within {limit:?}"),
+            )))
+        })
 }
 
 /// What a test call says.

@@ -457,6 +457,7 @@ async fn deliver_in_span(shared: &Shared, job: &Job) -> Outcome {
                     &order.event_id,
                     kind.as_str(),
                     crate::config::delivery::NO_CHANNEL,
+                    None,
                     real_now(),
                 )
                 .await?;
@@ -641,6 +642,7 @@ async fn record_start(
             &order.event_id,
             kind.as_str(),
             step.channel.name(),
+            Some(&*step.route),
             real_now(),
         )
         .await?;

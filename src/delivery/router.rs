@@ -299,6 +299,14 @@ impl Router {
         self.channels.get(name).map(|r| &r.channel)
     }
 
+    /// The running channel `name` with how long one try of it may take and its own sender,
+    /// for a test message.
+    pub fn running(&self, name: &str) -> Option<(&Arc<dyn Channel>, Duration, Option<&str>)> {
+        self.channels
+            .get(name)
+            .map(|r| (&r.channel, r.timeout, r.from.as_deref()))
+    }
+
     /// The URL a channel's gateway is given for its receipts.
     pub fn receipt_url(&self, name: &str) -> Option<&str> {
         self.receipt_urls.get(name).map(String::as_str)

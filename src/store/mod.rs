@@ -11,18 +11,22 @@
 //! process that made them. That process hands them to a channel and deletes them; a delivery whose
 //! lease ran out (the process died, or lost it) is claimed again by whoever sweeps next.
 
+pub mod admin;
 mod batch;
 pub mod body;
 pub mod fraud;
 pub mod limits;
 pub mod postgres;
+pub mod report;
 pub mod retention;
 pub mod sqlite;
 pub mod templates;
 
 pub use crate::channel::inbox::{InboxLog, InboxMessage};
+pub use admin::AdminStore;
 pub use fraud::FraudStore;
 pub use limits::LimitStore;
+pub use report::ReportStore;
 pub use retention::RetentionStore;
 pub use templates::TemplateStore;
 
@@ -186,8 +190,11 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn insert_key(&self, key: ApiKeyRecord) -> StoreResult<()>;
     async fn list_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
     async fn get_key(&self, api_key: &str) -> StoreResult<Option<ApiKeyRecord>>;
-    /// Returns false when the key does not exist.
+    /// Returns false when the key does not exist or is revoked: a revoked key stays revoked.
     async fn set_key_state(&self, api_key: &str, state: KeyState) -> StoreResult<bool>;
+    /// Replaces the key's secret (its hash): the old secret stops working. False when the key
+    /// does not exist or is revoked.
+    async fn set_key_secret(&self, api_key: &str, secret_hash: [u8; 32]) -> StoreResult<bool>;
     /// Replaces the key's own limits if they are still `was` (read before the caller changed
     /// them): two changes made at once never lose one another.
     async fn set_key_limits(
@@ -364,6 +371,8 @@ pub struct Attempt {
     /// `sms` or `voice`.
     pub kind: String,
     pub channel: String,
+    /// The route that chose the channel; none for tries recorded before routes were kept.
+    pub route: Option<String>,
     pub message_id: Option<String>,
     pub state: AttemptState,
     pub error_code: Option<String>,
@@ -400,6 +409,7 @@ pub trait DeliveryLog: Send + Sync + 'static {
         event_id: &EventId,
         kind: &str,
         channel: &str,
+        route: Option<&str>,
         at: Instant,
     ) -> StoreResult<Option<AttemptId>>;
 
@@ -461,6 +471,8 @@ pub trait Store:
     + CallbackOutbox
     + MetaStore
     + InboxLog
+    + AdminStore
+    + ReportStore
 {
 }
 impl<
@@ -473,7 +485,9 @@ impl<
             + FraudStore
             + CallbackOutbox
             + MetaStore
-            + InboxLog,
+            + InboxLog
+            + AdminStore
+            + ReportStore,
     > Store for T
 {
 }

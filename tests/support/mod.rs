@@ -186,6 +186,24 @@ impl Drop for Server {
     }
 }
 
+/// `npm ci` in `dir` from its committed lock file, unless that exact lock file was installed
+/// there already (at most 10 minutes).
+pub fn npm_ci(dir: &Path) {
+    let lock = std::fs::read_to_string(dir.join("package-lock.json")).unwrap();
+    let stamp = dir.join("node_modules/.verifyd-installed-lock");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(lock.as_str()) {
+        return;
+    }
+    let (ok, out) = run_bounded(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(dir),
+        Duration::from_secs(600),
+    );
+    assert!(ok, "npm ci failed in {}:\n{out}", dir.display());
+    std::fs::write(&stamp, lock).unwrap();
+}
+
 /// Runs a command to completion with a deadline; returns (success, stdout+stderr).
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (bool, String) {
     let mut child = cmd

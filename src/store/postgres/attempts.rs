@@ -57,6 +57,7 @@ impl DeliveryLog for PgStore {
         event_id: &EventId,
         kind: &str,
         channel: &str,
+        route: Option<&str>,
         at: Instant,
     ) -> StoreResult<Option<AttemptId>> {
         let mut client = self.client().await?;
@@ -93,12 +94,12 @@ impl DeliveryLog for PgStore {
             .query_one(
                 &tx.prepare_cached(
                     "insert into delivery_attempt \
-                     (request_id, event_id, kind, channel, state, created_at, updated_at) \
-                     values ($1, $2, $3, $4, 'queued', $5, $5) returning id",
+                     (request_id, event_id, kind, channel, route, state, created_at, \
+                     updated_at) values ($1, $2, $3, $4, $6, 'queued', $5, $5) returning id",
                 )
                 .await
                 .map_err(pg_err)?,
-                &[&request_id, &event_id, &kind, &channel, &at],
+                &[&request_id, &event_id, &kind, &channel, &at, &route],
             )
             .await
             .map_err(pg_err)?;
@@ -320,8 +321,8 @@ impl DeliveryLog for PgStore {
                 &client
                     .prepare_cached(
                         "select request_id, event_id, kind, channel, message_id, state, \
-                         error_code, error_text, created_at, updated_at from delivery_attempt \
-                         where request_id = $1 order by id",
+                         error_code, error_text, created_at, updated_at, route \
+                         from delivery_attempt where request_id = $1 order by id",
                     )
                     .await
                     .map_err(pg_err)?,
@@ -337,6 +338,7 @@ impl DeliveryLog for PgStore {
                     event_id: r.get(1),
                     kind: r.get(2),
                     channel: r.get(3),
+                    route: r.get(10),
                     message_id: r.get(4),
                     state: AttemptState::parse(&state)
                         .ok_or_else(|| StoreError::Corrupt(format!("attempt state {state:?}")))?,

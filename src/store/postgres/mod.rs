@@ -12,6 +12,7 @@
 mod apps;
 mod attempts;
 mod callbacks;
+mod dashboard;
 mod fraud;
 mod limits;
 mod retention;
@@ -49,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0007_limits.sql"),
     include_str!("../../../migrations/postgres/0008_key_limits.sql"),
     include_str!("../../../migrations/postgres/0009_fraud.sql"),
+    include_str!("../../../migrations/postgres/0010_dashboard.sql"),
 ];
 const POOL_SIZE: usize = 16;
 pub const DEFAULT_DELIVERY_LEASE: Duration = super::sqlite::DEFAULT_DELIVERY_LEASE;
@@ -924,10 +926,27 @@ impl KeyStore for PgStore {
         let n = client
             .execute(
                 &client
-                    .prepare_cached("update api_key set state = $1 where api_key = $2")
+                    .prepare_cached("update api_key set state = $1 where api_key = $2 and (state <> 2 or $1 = 2)")
                     .await
                     .map_err(pg_err)?,
                 &[&(state.code() as i32), &api_key],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(n > 0)
+    }
+
+    async fn set_key_secret(&self, api_key: &str, secret_hash: [u8; 32]) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                &client
+                    .prepare_cached(
+                        "update api_key set secret_hash = $1 where api_key = $2 and state <> 2",
+                    )
+                    .await
+                    .map_err(pg_err)?,
+                &[&secret_hash.as_slice(), &api_key],
             )
             .await
             .map_err(pg_err)?;

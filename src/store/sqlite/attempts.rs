@@ -44,6 +44,7 @@ fn attempt_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Attempt, String,
             event_id: r.get(1)?,
             kind: r.get(2)?,
             channel: r.get(3)?,
+            route: r.get(10)?,
             message_id: r.get(4)?,
             state: AttemptState::Queued,
             error_code: r.get(6)?,
@@ -65,10 +66,12 @@ impl DeliveryLog for SqliteStore {
         event_id: &EventId,
         kind: &str,
         channel: &str,
+        route: Option<&str>,
         at: Instant,
     ) -> StoreResult<Option<AttemptId>> {
         let (request_id, event_id) = (request_id.as_str().to_owned(), event_id.as_str().to_owned());
         let (kind, channel) = (kind.to_owned(), channel.to_owned());
+        let route = route.map(str::to_owned);
         let at = at.timestamp_millis();
         let lease_until = self.lease_until();
         self.write(move |conn| {
@@ -92,11 +95,11 @@ impl DeliveryLog for SqliteStore {
             .map_err(db_err)?;
             conn.prepare_cached(
                 "insert into delivery_attempt \
-                 (request_id, event_id, kind, channel, state, created_at, updated_at) \
-                 values (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
+                 (request_id, event_id, kind, channel, route, state, created_at, updated_at) \
+                 values (?1, ?2, ?3, ?4, ?6, 'queued', ?5, ?5)",
             )
             .map_err(db_err)?
-            .execute(params![request_id, event_id, kind, channel, at])
+            .execute(params![request_id, event_id, kind, channel, at, route])
             .map_err(db_err)?;
             Ok(Some(conn.last_insert_rowid()))
         })
@@ -263,7 +266,7 @@ impl DeliveryLog for SqliteStore {
             let mut stmt = conn
                 .prepare_cached(
                     "select request_id, event_id, kind, channel, message_id, state, error_code, \
-                     error_text, created_at, updated_at from delivery_attempt \
+                     error_text, created_at, updated_at, route from delivery_attempt \
                      where request_id = ?1 order by id",
                 )
                 .map_err(db_err)?;

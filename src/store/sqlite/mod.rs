@@ -36,6 +36,7 @@ mod attempts;
 pub mod body;
 mod cache;
 mod callbacks;
+mod dashboard;
 mod fraud;
 mod limits;
 mod retention;
@@ -64,6 +65,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0008_limits.sql"),
     include_str!("../../../migrations/sqlite/0009_key_limits.sql"),
     include_str!("../../../migrations/sqlite/0010_fraud.sql"),
+    include_str!("../../../migrations/sqlite/0011_dashboard.sql"),
 ];
 
 /// What an operation sees on the writer thread.
@@ -1237,8 +1239,22 @@ impl KeyStore for SqliteStore {
         self.write(move |conn| {
             let n = conn
                 .execute(
-                    "update api_key set state = ?1 where api_key = ?2",
+                    "update api_key set state = ?1 where api_key = ?2 and (state <> 2 or ?1 = 2)",
                     params![state.code(), api_key],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn set_key_secret(&self, api_key: &str, secret_hash: [u8; 32]) -> StoreResult<bool> {
+        let api_key = api_key.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "update api_key set secret_hash = ?1 where api_key = ?2 and state <> 2",
+                    params![secret_hash.as_slice(), api_key],
                 )
                 .map_err(db_err)?;
             Ok(n > 0)
