@@ -54,6 +54,17 @@ pub struct Cli {
     )]
     pub log_format: crate::telemetry::LogFormat,
 
+    /// Export traces (each request's, delivery's and callback's span) to this OpenTelemetry
+    /// collector over OTLP/HTTP: its base URL, such as http://127.0.0.1:4318 (`/v1/traces` is
+    /// added). Off when not given. A flag and an environment variable only, as the log format.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub otlp_endpoint: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
