@@ -53,7 +53,7 @@ fn filter() -> EnvFilter {
         // tokio-postgres logs every statement with its parameters at debug: numbers, bodies,
         // inbox texts with their codes.
         .add_directive("tokio_postgres=info".parse().expect("a valid directive"))
-        // The exporter's own client would otherwise trace its own exports.
+        // The exporter's own debug lines describe every batch it sends.
         .add_directive("opentelemetry=warn".parse().expect("a valid directive"))
         .add_directive("opentelemetry_sdk=warn".parse().expect("a valid directive"))
         .add_directive(
@@ -61,8 +61,6 @@ fn filter() -> EnvFilter {
                 .parse()
                 .expect("a valid directive"),
         )
-        .add_directive("reqwest=warn".parse().expect("a valid directive"))
-        .add_directive("hyper_util=warn".parse().expect("a valid directive"))
 }
 
 fn log_lines<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
