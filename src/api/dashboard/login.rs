@@ -127,14 +127,6 @@ pub struct Login {
     csrf: String,
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .find_map(|h| session::cookie(h, name))
-}
-
 pub async fn submit(
     State(app): State<AppState>,
     conn: Option<axum::Extension<ConnInfo>>,
@@ -142,7 +134,7 @@ pub async fn submit(
     Form(login): Form<Login>,
 ) -> Response {
     let dashboard = &app.dashboard;
-    let nonce = cookie_value(&headers, session::LOGIN_COOKIE).unwrap_or("");
+    let nonce = session::cookie_in(&headers, session::LOGIN_COOKIE).unwrap_or("");
     if !session::login_token_matches(&dashboard.key, nonce, &login.csrf) {
         return fresh_form(
             &app,

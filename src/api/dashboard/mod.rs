@@ -226,13 +226,7 @@ impl FromRequestParts<AppState> for Admin {
                 (StatusCode::UNAUTHORIZED, "Log in to the dashboard first.\n").into_response()
             }
         };
-        let Some(cookie) = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|h| h.to_str().ok())
-            .find_map(|h| session::cookie(h, session::COOKIE))
-        else {
+        let Some(cookie) = session::cookie_in(&parts.headers, session::COOKIE) else {
             return Err(refuse(parts));
         };
         let Some(unverified) = Session::parse(cookie) else {

@@ -158,6 +158,15 @@ pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// The value of cookie `name` in a request's `Cookie` headers.
+pub fn cookie_in<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .find_map(|h| cookie(h, name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
