@@ -33,28 +33,40 @@ pub async fn serve_with_clock(
     config: &str,
     clock: Option<std::sync::Arc<dyn verifyd::clock::Clock>>,
 ) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let port = super::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let text = config.replace("{public_url}", &base);
-    let env = |name: &str| match name {
-        "TOKEN" => Some("s3cr3t-token".to_owned()),
-        _ => None,
+    // A port free a moment ago may be taken before the server binds it (another test's
+    // connection): then another port, a few times.
+    let mut tries = 0;
+    let (app, base, dir) = loop {
+        let dir = tempfile::tempdir().unwrap();
+        let port = super::free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let text = config.replace("{public_url}", &base);
+        let env = |name: &str| match name {
+            "TOKEN" => Some("s3cr3t-token".to_owned()),
+            _ => None,
+        };
+        let file = ConfigFile::parse(Path::new("test.toml"), &text, env).unwrap();
+        let mut settings = Settings::sqlite(
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            &dir.path().join("v.db"),
+        );
+        settings.key = KeySource::Hex(KEY_HEX.into());
+        settings.delivery = file.delivery;
+        settings.limits = file.limits;
+        settings.destinations = file.destinations;
+        settings.fraud = file.fraud;
+        settings.keep_ended = file.keep_ended;
+        let overrides = verifyd::startup::Overrides {
+            clock: clock.clone(),
+        };
+        match Application::build_with(settings, overrides).await {
+            Ok(app) => break (app, base, dir),
+            Err(e) if tries < 5 && format!("{e:#}").contains("Address already in use") => {
+                tries += 1;
+            }
+            Err(e) => panic!("the server starts: {e:?}"),
+        }
     };
-    let file = ConfigFile::parse(Path::new("test.toml"), &text, env).unwrap();
-    let mut settings = Settings::sqlite(
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        &dir.path().join("v.db"),
-    );
-    settings.key = KeySource::Hex(KEY_HEX.into());
-    settings.delivery = file.delivery;
-    settings.limits = file.limits;
-    settings.destinations = file.destinations;
-    settings.fraud = file.fraud;
-    settings.keep_ended = file.keep_ended;
-    let app = Application::build_with(settings, verifyd::startup::Overrides { clock })
-        .await
-        .expect("the server starts");
     let key = verifyd::auth::create_key(app.store().as_ref(), "t", true, chrono::Utc::now())
         .await
         .unwrap();
